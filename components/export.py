@@ -1,0 +1,205 @@
+"""export: the fine-tuned model as ONNX (fp32, and optionally INT8), checked against PyTorch.
+
+    python -m components.export --model_uri runs/x/model --data_uri runs/x/tokens --output_uri runs/x/onnx
+
+Writes `model.onnx` with dynamic batch and sequence axes (TorchScript exporter, opset 17), then:
+- parity: PyTorch and onnxruntime logits on real test rows; fails if the largest absolute
+  difference exceeds `--parity_atol` or the argmax agreement falls below `--min_argmax_agreement`;
+- INT8: onnxruntime's quantization pre-processing, then dynamic quantization of the weights to
+  `model.int8.onnx`, kept only if its test macro-F1 is within `--int8_max_f1_drop` of fp32;
+- both scored on the whole test split, and their onnxruntime CPU latency at batch 1 and 32.
+The tokenizer, labels.json and config.json go alongside, so the folder is all serving needs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.lib.artifacts import staged_input, staged_output
+from components.lib.batching import TokenizedSplit
+from components.lib.cli import StageResult, run_stage
+from components.lib.errors import UserError
+from components.lib.inference import predict_logits
+from components.lib.labels import LABELS_FILE, read_labels
+from components.lib.metrics import classification_metrics, headline
+from components.lib.modeling import load_classifier, load_tokenizer
+from components.lib.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+REPORT_FILE = "export_report.json"
+SERVING_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", LABELS_FILE)
+OPSET = 17
+
+
+def export(
+    *,
+    model_uri: str,
+    data_uri: str,
+    output_uri: str,
+    quantize_int8: bool = True,
+    int8_max_f1_drop: float = 0.02,
+    parity_rows: int = 256,
+    parity_atol: float = 1e-3,
+    min_argmax_agreement: float = 0.99,
+    latency_runs: int = 50,
+    batch_size: int = 64,
+    executor_input: str = "",
+) -> StageResult:
+    """Export to ONNX, check parity with PyTorch, optionally quantize to INT8, measure latency.
+
+    Args:
+      model_uri: Folder (local or s3://) written by train.
+      data_uri: Folder (local or s3://) written by tokenize; its test split is used for the checks.
+      output_uri: Folder (local or s3://) for the ONNX files, tokenizer, labels and export_report.json.
+      quantize_int8: Also write an INT8 (dynamic quantization) model.
+      int8_max_f1_drop: Keep the INT8 model only if its test macro-F1 is at most this far below fp32.
+      parity_rows: Test rows used for the PyTorch/onnxruntime parity check.
+      parity_atol: Largest absolute logit difference allowed between PyTorch and onnxruntime.
+      min_argmax_agreement: Smallest share of rows on which PyTorch and onnxruntime must pick the same class.
+      latency_runs: Timed runs per latency figure.
+      batch_size: Rows per batch when scoring the test split.
+      executor_input: Set by Kubeflow; leave empty when running by hand.
+    """
+    with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri) as (data_dir, _):
+        label_names = read_labels(model_dir)
+        if read_labels(data_dir) != label_names:
+            raise UserError(f"{data_uri}: its labels differ from the model's {label_names}; use data from the same preprocess run")
+        model = load_classifier(model_uri, str(model_dir), label_names).eval()
+        pad_id = load_tokenizer(model_uri, str(model_dir)).pad_token_id or 0
+        test = TokenizedSplit.load(data_dir, "test")
+        with (
+            staged_output(output_uri, extra={"lineage": model_manifest.get("lineage", {})}) as out,
+            tempfile.TemporaryDirectory(prefix="export-") as scratch,
+        ):
+            export_onnx(model, test, pad_id, out / FP32_FILE)
+            fp32 = cpu_session(out / FP32_FILE)
+            parity = check_parity(
+                model, fp32, test.subset(np.arange(min(parity_rows, len(test)))), pad_id, parity_atol, min_argmax_agreement
+            )
+            report = {
+                "opset": OPSET,
+                "parity": parity,
+                "models": {"fp32": score(FP32_FILE, fp32, test, pad_id, label_names, batch_size, latency_runs)},
+            }
+            if quantize_int8:
+                quantize(out / FP32_FILE, out / INT8_FILE, Path(scratch))
+                report.update(
+                    judge_int8(
+                        out / INT8_FILE, report["models"]["fp32"], test, pad_id, label_names, batch_size, latency_runs, int8_max_f1_drop
+                    )
+                )
+                report["models"]["int8"] = report.pop("int8")
+            for name in SERVING_FILES:
+                if (model_dir / name).is_file():
+                    shutil.copyfile(model_dir / name, out / name)
+            (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    return StageResult(
+        summary={
+            "stage": "export",
+            "output_uri": output_uri,
+            "parity": parity,
+            "latency": {name: entry["latency"] for name, entry in report["models"].items()},
+        },
+        artifact_metadata={
+            "onnx": {
+                "max_abs_logit_diff": parity["max_abs_logit_diff"],
+                "argmax_agreement": parity["argmax_agreement"],
+                "int8_kept": report.get("int8_kept", False),
+            }
+        },
+    )
+
+
+class LogitsOnly(torch.nn.Module):
+    """(input_ids, attention_mask) -> logits: the plain signature ONNX serving wants."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def export_onnx(model: torch.nn.Module, test: TokenizedSplit, pad_id: int, path: Path) -> None:
+    example = test.collate(np.arange(min(2, len(test))), pad_id)
+    torch.onnx.export(
+        LogitsOnly(model).eval(),
+        (example["input_ids"], example["attention_mask"]),
+        str(path),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
+def check_parity(model, session, sample: TokenizedSplit, pad_id: int, atol: float, min_agreement: float) -> dict:
+    torch_logits = predict_logits(model, sample, 32, torch.device("cpu"), pad_id)
+    onnx_logits = session_logits(session, sample, 32, pad_id)
+    difference = float(np.abs(torch_logits - onnx_logits).max())
+    agreement = float((torch_logits.argmax(axis=1) == onnx_logits.argmax(axis=1)).mean())
+    parity = {
+        "rows": len(sample),
+        "max_abs_logit_diff": difference,
+        "argmax_agreement": agreement,
+        "atol": atol,
+        "min_argmax_agreement": min_agreement,
+    }
+    if difference > atol or agreement < min_agreement:
+        raise UserError(
+            f"ONNX parity check failed on {len(sample)} test rows: largest logit difference {difference:.2e}"
+            f" (allowed {atol:.0e}), argmax agreement {agreement:.3f} (needed {min_agreement}); the export is not faithful"
+        )
+    return parity
+
+
+def quantize(fp32_path: Path, int8_path: Path, scratch: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = scratch / "prepared.onnx"
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    quantize_dynamic(str(prepared), str(int8_path), weight_type=QuantType.QInt8)
+
+
+def judge_int8(
+    path: Path, fp32: dict, test: TokenizedSplit, pad_id: int, label_names: list[str], batch_size: int, latency_runs: int, max_drop: float
+) -> dict:
+    """Score the INT8 model; delete it if it loses more than `max_drop` macro-F1 against fp32."""
+    int8 = score(path.name, cpu_session(path), test, pad_id, label_names, batch_size, latency_runs)
+    drop = round(fp32["test"]["macro_f1"] - int8["test"]["macro_f1"], 4)
+    kept = drop <= max_drop
+    if not kept:
+        path.unlink()
+        int8["file"] = None
+    return {"int8": int8, "int8_macro_f1_drop": drop, "int8_kept": kept}
+
+
+def score(file: str, session, test: TokenizedSplit, pad_id: int, label_names: list[str], batch_size: int, latency_runs: int) -> dict:
+    logits = session_logits(session, test, batch_size, pad_id)
+    metrics = classification_metrics(test.labels, logits.argmax(axis=1), label_names)
+
+    def run(batch):
+        session.run(["logits"], feeds(batch))
+
+    return {
+        "file": file,
+        "test": headline(metrics),
+        "latency": {
+            "batch_1": latency_ms(run, latency_batches(test, pad_id, 1, latency_runs)),
+            "batch_32": latency_ms(run, latency_batches(test, pad_id, 32, max(5, latency_runs // 5))),
+        },
+    }
+
+
+if __name__ == "__main__":
+    run_stage(export)

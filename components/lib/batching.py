@@ -1,0 +1,96 @@
+"""Token batches: a seeded plan of which rows go together, and padding per batch.
+
+Rows live in two flat arrays (token ids and offsets, straight from Arrow), so a batch is a few
+slices, not a Python object per row. Each epoch's plan is a pure function of (seed, epoch), which
+is what makes a resumed run, a run with gradient accumulation and a multi-process run see exactly
+the same batches as a plain one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.lib.contract import TOKENIZED_SCHEMA, read_split
+
+# Length grouping sorts rows by length inside windows of this many batches, then shuffles the
+# batches: padding shrinks, and the order stays random at the scale that matters.
+LENGTH_GROUP_WINDOW = 64
+
+
+@dataclass
+class TokenizedSplit:
+    token_ids: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def load(cls, folder: Path, split: str) -> TokenizedSplit:
+        table = read_split(folder, split, TOKENIZED_SCHEMA, columns=["input_ids", "length", "label"])
+        ids = table.column("input_ids").combine_chunks()
+        return cls(
+            token_ids=ids.values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
+            offsets=ids.offsets.to_numpy(),
+            lengths=table.column("length").to_numpy().astype(np.int64),
+            labels=table.column("label").to_numpy().astype(np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def from_token_lists(cls, token_lists: list[list[int]], labels: np.ndarray) -> TokenizedSplit:
+        lengths = np.fromiter((len(ids) for ids in token_lists), dtype=np.int64, count=len(token_lists))
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        flat = np.fromiter((token for ids in token_lists for token in ids), dtype=np.int64, count=int(lengths.sum()))
+        return cls(flat, offsets, lengths, np.asarray(labels, dtype=np.int64))
+
+    def subset(self, rows: np.ndarray) -> TokenizedSplit:
+        return TokenizedSplit(self.token_ids, self.offsets[rows], self.lengths[rows], self.labels[rows])
+
+    def collate(self, rows: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+        """Pad the given rows to the longest among them."""
+        width = int(self.lengths[rows].max())
+        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        for slot, row in enumerate(rows):
+            start = self.offsets[row]
+            input_ids[slot, : self.lengths[row]] = self.token_ids[start : start + self.lengths[row]]
+        attention_mask = (np.arange(width)[None, :] < self.lengths[rows][:, None]).astype(np.int64)
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(attention_mask),
+            "labels": torch.from_numpy(self.labels[rows]),
+        }
+
+
+def plan_epoch(lengths: np.ndarray, global_batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[np.ndarray]:
+    """The global batches of one epoch, in order: row indices, at most `global_batch_size` each."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    if not group_by_length:
+        return [order[start : start + global_batch_size] for start in range(0, len(order), global_batch_size)]
+    window = global_batch_size * LENGTH_GROUP_WINDOW
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[offset : offset + global_batch_size] for offset in range(0, len(chunk), global_batch_size))
+    longest = max(range(len(batches)), key=lambda index: lengths[batches[index]].max())
+    rest = [batches[index] for index in rng.permutation(len(batches)) if index != longest]
+    # The longest batch goes first, so a batch size that does not fit in memory fails at once.
+    return [batches[longest], *rest]
+
+
+def shard(global_batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """This process's share of a global batch; shares differ in size by at most one row."""
+    return np.array_split(global_batch, world_size)[rank]
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches of rows of similar length, for inference, where order does not matter."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

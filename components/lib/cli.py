@@ -1,0 +1,172 @@
+"""How every stage becomes a command line: `python -m components.<stage> --flag value ...`.
+
+`run_stage(fn)` hands a stage function to Python Fire, so the function's keyword-only parameters
+are the flags and its docstring's `Args:` section is the `--help` text. Around Fire it adds:
+
+- types: Fire guesses types from the text (`true` stays a string, `1,2` becomes a tuple), so each
+  value is converted to the parameter's annotation, and a bad value is a one-line user error;
+- errors: a `UserError` prints one line and exits with status 2, with no traceback;
+- Kubeflow: when Kubeflow passes `--executor_input`, the stage's `StageResult` is written to the
+  executor-output file, so that artifact metadata and output parameters reach the KFP UI and the DAG.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fire
+
+from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
+
+EXECUTOR_INPUT_FLAG = "executor_input"
+
+
+@dataclass
+class StageResult:
+    """What a stage reports when it ends.
+
+    `summary` is printed as one JSON line. `artifact_metadata` maps an output name to metadata for
+    that output artifact, and `parameters` maps an output name to a plain value; both are written
+    to the Kubeflow executor-output file when the stage runs as a KFP task.
+    """
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    artifact_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def run_stage(stage_fn: Callable[..., StageResult | None] | dict[str, Callable[..., StageResult | None]]) -> None:
+    """Run a stage function (or a dict of subcommands) as a Fire command line.
+
+    The entry point of every `components/<stage>.py`.
+    """
+    configure_logging()
+    if isinstance(stage_fn, dict):
+        component: Any = {name: typed_command(function) for name, function in stage_fn.items()}
+    else:
+        component = typed_command(stage_fn)
+    main = sys.modules["__main__"]
+    module = main.__spec__.name if getattr(main, "__spec__", None) else Path(sys.argv[0]).stem
+    try:
+        fire.Fire(component, name=module)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def configure_logging() -> None:
+    """Our own INFO lines; libraries (onnxruntime's quantizer, botocore, ...) only from WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("components").setLevel(logging.INFO)
+
+
+def typed_command(stage_fn: Callable[..., StageResult | None]) -> Callable[..., None]:
+    """Wrap `stage_fn` so that flag values are converted to the annotated types first."""
+    signature = inspect.signature(stage_fn)
+    annotations = inspect.get_annotations(stage_fn, eval_str=True)
+
+    @functools.wraps(stage_fn)
+    def command(**flags: Any) -> None:
+        executor_input = flags.get(EXECUTOR_INPUT_FLAG) or ""
+        typed = {name: coerce_flag(name, value, annotations.get(name, str)) for name, value in flags.items()}
+        signature.bind(**typed)
+        result = stage_fn(**typed)
+        if result is None:
+            return
+        print(json.dumps(result.summary, sort_keys=True, default=str))
+        if executor_input:
+            write_executor_output(to_text(executor_input), result)
+
+    command.__signature__ = signature.replace(
+        parameters=[
+            parameter.replace(annotation=annotations.get(name, parameter.annotation)) for name, parameter in signature.parameters.items()
+        ],
+        return_annotation=inspect.Signature.empty,
+    )
+    return command
+
+
+def coerce_flag(name: str, value: Any, annotation: Any) -> Any:
+    """Convert one flag value, as Fire parsed it, to the parameter's annotated type."""
+    try:
+        if annotation is bool:
+            return to_bool(value)
+        if annotation is int:
+            return to_int(value)
+        if annotation is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return to_text(value)
+    except (TypeError, ValueError):
+        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(annotation, "text")
+        raise UserError(f"--{name}: expected {kind}, got {value!r}") from None
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y", "on"):
+        return True
+    if text in ("false", "0", "no", "n", "off", ""):
+        return False
+    raise ValueError(value)
+
+
+def to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return int(value)
+
+
+def to_text(value: Any) -> str:
+    """Undo Fire's guesses for a text flag: `a,b` arrives as a tuple, JSON as a dict."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(to_text(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def write_executor_output(executor_input_json: str, result: StageResult) -> None:
+    """Write the KFP executor-output file named in the executor input.
+
+    Format: `{"artifacts": {name: {"artifacts": [{"name", "uri", "metadata"}]}},
+    "parameterValues": {name: value}}`; the URIs are echoed back from the executor input.
+    """
+    try:
+        executor_input = json.loads(executor_input_json)
+    except json.JSONDecodeError:
+        raise UserError("--executor_input: not valid JSON; it is set by Kubeflow") from None
+    outputs = executor_input.get("outputs", {})
+    artifacts = {}
+    for name, entry in outputs.get("artifacts", {}).items():
+        listed = entry.get("artifacts", [])
+        if not listed:
+            continue
+        artifact = dict(listed[0])
+        artifact["metadata"] = {**artifact.get("metadata", {}), **result.artifact_metadata.get(name, {})}
+        artifacts[name] = {"artifacts": [artifact]}
+    declared = outputs.get("parameters", {})
+    parameter_values = {name: value for name, value in result.parameters.items() if name in declared}
+    output_file = outputs.get("outputFile")
+    if not output_file:
+        raise UserError("--executor_input: has no outputs.outputFile; it is set by Kubeflow")
+    path = Path(output_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"artifacts": artifacts, "parameterValues": parameter_values}))

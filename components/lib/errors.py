@@ -1,0 +1,12 @@
+"""The one exception type for a user's mistake.
+
+A `UserError` ends a stage with a single line on stderr and exit status 2: the message names
+the file, column, row or flag at fault and says what to do. Anything else is a bug in our own
+code and keeps its traceback.
+"""
+
+USER_ERROR_EXIT_CODE = 2
+
+
+class UserError(Exception):
+    """A problem with the user's input, configuration or environment, not with our code."""

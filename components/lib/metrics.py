@@ -1,0 +1,64 @@
+"""Classification metrics, computed one way for validation, test, export checks and the registry gate."""
+
+from __future__ import annotations
+
+import numpy as np
+
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "weighted_f1": True, "macro_precision": True, "macro_recall": True, "loss": False}
+
+
+def confusion_matrix(gold: np.ndarray, predicted: np.ndarray, num_labels: int) -> np.ndarray:
+    """Rows are gold labels, columns predicted labels."""
+    return np.bincount(gold * num_labels + predicted, minlength=num_labels * num_labels).reshape(num_labels, num_labels)
+
+
+def classification_metrics(gold: np.ndarray, predicted: np.ndarray, label_names: list[str]) -> dict:
+    """Accuracy; macro and weighted precision, recall and F1; per-class scores; the confusion matrix.
+
+    A class with no predictions has precision 0, and one with no gold rows recall 0 (as
+    scikit-learn's `zero_division=0`).
+    """
+    gold = np.asarray(gold, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    matrix = confusion_matrix(gold, predicted, len(label_names))
+    true_positive = np.diag(matrix).astype(float)
+    support = matrix.sum(axis=1).astype(float)
+    predicted_count = matrix.sum(axis=0).astype(float)
+    precision = np.divide(true_positive, predicted_count, out=np.zeros_like(true_positive), where=predicted_count > 0)
+    recall = np.divide(true_positive, support, out=np.zeros_like(true_positive), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+    weights = support / support.sum() if support.sum() else np.zeros_like(support)
+    return {
+        "rows": int(len(gold)),
+        "accuracy": float(true_positive.sum() / max(len(gold), 1)),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "weighted_precision": float((precision * weights).sum()),
+        "weighted_recall": float((recall * weights).sum()),
+        "weighted_f1": float((f1 * weights).sum()),
+        "per_class": {
+            name: {
+                "precision": float(precision[index]),
+                "recall": float(recall[index]),
+                "f1": float(f1[index]),
+                "support": int(support[index]),
+            }
+            for index, name in enumerate(label_names)
+        },
+        "confusion_matrix": {"labels": list(label_names), "rows_gold_columns_predicted": matrix.tolist()},
+    }
+
+
+def is_improvement(metric: str, candidate: float, best: float | None, min_delta: float = 0.0) -> bool:
+    if best is None:
+        return True
+    if HIGHER_IS_BETTER[metric]:
+        return candidate > best + min_delta
+    return candidate < best - min_delta
+
+
+def headline(metrics: dict) -> dict:
+    """The few numbers people compare first."""
+    return {key: round(metrics[key], 4) for key in ("accuracy", "macro_f1", "weighted_f1") if key in metrics}

@@ -1,0 +1,132 @@
+"""The model card written into every registry version (MODEL_CARD.md).
+
+Only facts the pipeline recorded go in: data lineage, base model, training flags, test scores,
+the ONNX variants. Nothing from the environment, so no credential can reach it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SHOWN_TRAINING_FLAGS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "scheduler",
+    "warmup_ratio",
+    "warmup_steps",
+    "max_grad_norm",
+    "grad_accum_steps",
+    "precision",
+    "seed",
+    "metric_for_best",
+    "early_stopping_patience",
+    "layerwise_lr_decay",
+    "class_weights",
+    "label_smoothing",
+    "freeze_encoder_epochs",
+    "group_by_length",
+)
+
+
+def build_model_card(
+    name: str,
+    version: int,
+    labels: list[str],
+    lineage: dict,
+    training: dict,
+    train_summary: dict,
+    metrics: dict,
+    export_report: dict,
+    data_stats: dict,
+    code_version: dict,
+) -> str:
+    test, baseline = metrics["test"], metrics["baseline_majority_class"]
+    flags = "\n".join(f"| {key} | {training[key]} |" for key in SHOWN_TRAINING_FLAGS if key in training)
+    per_class = "\n".join(
+        f"| {label} | {entry['precision']:.3f} | {entry['recall']:.3f} | {entry['f1']:.3f} | {entry['support']} |"
+        for label, entry in test["per_class"].items()
+    )
+    rows = {split: entry.get("rows") for split, entry in data_stats.get("splits", {}).items()}
+    return f"""# {name} v{version}
+
+A {len(labels)}-class text classifier ({", ".join(labels)}), fine-tuned from `{lineage.get("base_model", "?")}`
+and exported to ONNX.
+
+## Intended use
+Sentiment (or other single-label) classification of short English texts similar to the training
+data: {lineage.get("source_uri", "?")}. Give it one text at a time or in batches; read the class
+with the highest probability.
+
+## Limits
+- Trained on {rows.get("train", "?")} rows; scores below come from {rows.get("test", "?")} test rows of the same source,
+  so they say little about other domains, languages or time periods.
+- Texts are cut at {lineage.get("max_length", "?")} tokens; anything after that is not read.
+- The scores are averages: check the per-class table, the minority classes are usually worse.
+- Not for decisions about people without human review.
+
+## Files
+| file | what |
+|---|---|
+{files_table(export_report)}
+| tokenizer.json, tokenizer_config.json | the tokenizer used in training (truncates at {lineage.get("max_length", "?")} tokens) |
+| labels.json | class names in output order |
+| metrics.json | full test metrics, with the majority-class baseline |
+| MANIFEST.json | sha256 of every file, and the lineage |
+
+## Test scores
+| metric | model | majority-class baseline |
+|---|---|---|
+| accuracy | {test["accuracy"]:.4f} | {baseline["accuracy"]:.4f} |
+| macro F1 | {test["macro_f1"]:.4f} | {baseline["macro_f1"]:.4f} |
+| weighted F1 | {test["weighted_f1"]:.4f} | {baseline["weighted_f1"]:.4f} |
+
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{per_class}
+
+## Training
+Best validation {train_summary.get("best", {}).get("metric")}: {train_summary.get("best", {}).get("value")}
+at step {train_summary.get("best", {}).get("step")}, on {train_summary.get("device", "?")} in {train_summary.get("precision", "?")}.
+
+| flag | value |
+|---|---|
+{flags}
+
+## Lineage
+| | |
+|---|---|
+| source data | {lineage.get("source_uri", "?")} |
+| source fingerprint (sha256) | {lineage.get("source_fingerprint", "?")} |
+| base model | {lineage.get("base_model", "?")} |
+| code version | {code_version.get("package")} {code_version.get("git_commit", "")} |
+
+## Use
+```python
+import numpy as np, onnxruntime, tokenizers
+tokenizer = tokenizers.Tokenizer.from_file("tokenizer.json")
+session = onnxruntime.InferenceSession("model.onnx")
+encoding = tokenizer.encode("The side effects were mild and it worked.")
+logits = session.run(["logits"], {{"input_ids": np.array([encoding.ids]), "attention_mask": np.array([encoding.attention_mask])}})[0]
+```
+"""
+
+
+def files_table(export_report: dict[str, Any]) -> str:
+    models = export_report.get("models", {})
+    lines = []
+    fp32 = models.get("fp32")
+    if fp32:
+        lines.append(
+            f"| model.onnx | fp32 ONNX (opset {export_report.get('opset')}): test macro F1 {fp32['test']['macro_f1']:.4f},"
+            f" batch-1 latency p50 {fp32['latency']['batch_1']['p50_ms']} ms on CPU |"
+        )
+    int8 = models.get("int8")
+    if int8 and int8.get("file"):
+        lines.append(
+            f"| model.int8.onnx | INT8 weights (dynamic quantization): test macro F1 {int8['test']['macro_f1']:.4f}"
+            f" ({-export_report.get('int8_macro_f1_drop', 0):+.4f} against fp32),"
+            f" batch-1 latency p50 {int8['latency']['batch_1']['p50_ms']} ms on CPU |"
+        )
+    return "\n".join(lines)

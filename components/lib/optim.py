@@ -1,0 +1,66 @@
+"""AdamW parameter groups and learning-rate schedules."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import torch
+
+from components.lib.errors import UserError
+
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "constant_with_warmup")
+LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def no_decay(name: str, parameter: torch.nn.Parameter) -> bool:
+    """Biases and normalisation weights are not decayed (1-D tensors, or named so)."""
+    lowered = name.lower()
+    return parameter.ndim < 2 or lowered.endswith(".bias") or "layernorm" in lowered or "layer_norm" in lowered
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """0 for embeddings, i + 1 for transformer layer i, num_layers + 1 for the head and pooler."""
+    match = LAYER_PATTERN.search(name)
+    if match:
+        return int(match.group(1)) + 1
+    if "embeddings" in name:
+        return 0
+    return num_layers + 1
+
+
+def parameter_groups(model: torch.nn.Module, learning_rate: float, weight_decay: float, layerwise_lr_decay: float) -> list[dict]:
+    """AdamW groups: decay or not, and with layer-wise decay, a learning rate per depth.
+
+    With decay d < 1, the head trains at `learning_rate` and each layer below at d times the
+    layer above, so the embeddings move least (as in ELECTRA and ULMFiT).
+    """
+    named = [(name, parameter) for name, parameter in model.named_parameters()]
+    depths = [int(match.group(1)) for name, _ in named if (match := LAYER_PATTERN.search(name))]
+    num_layers = max(depths) + 1 if depths else 0
+    groups: dict[tuple[float, float], list] = defaultdict(list)
+    for name, parameter in named:
+        scale = layerwise_lr_decay ** (num_layers + 1 - layer_depth(name, num_layers))
+        decay = 0.0 if no_decay(name, parameter) else weight_decay
+        groups[(scale, decay)].append(parameter)
+    return [
+        {"params": parameters, "lr": learning_rate * scale, "weight_decay": decay}
+        for (scale, decay), parameters in sorted(groups.items(), key=lambda item: item[0])
+    ]
+
+
+def warmup_steps(total_steps: int, warmup_steps: int, warmup_ratio: float) -> int:
+    if warmup_steps and warmup_ratio:
+        raise UserError("--warmup_steps and --warmup_ratio: give one of them, not both")
+    return warmup_steps or int(round(total_steps * warmup_ratio))
+
+
+def build_scheduler(optimizer, name: str, total_steps: int, warmup: int, num_cycles: float):
+    if name not in SCHEDULERS:
+        raise UserError(f"--scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
+    from transformers import get_scheduler
+
+    specific = {"num_cycles": num_cycles} if name in ("cosine", "cosine_with_restarts") else {}
+    if name == "cosine_with_restarts":
+        specific["num_cycles"] = max(1, int(num_cycles))
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, scheduler_specific_kwargs=specific)

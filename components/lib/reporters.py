@@ -1,0 +1,59 @@
+"""Where training curves go besides training_history.json: TensorBoard, MLflow, Weights & Biases.
+
+MLflow and W&B are optional packages, configured by their own environment variables
+(`MLFLOW_TRACKING_URI`, `WANDB_API_KEY`, `WANDB_PROJECT`); asking for one that is not installed
+is a user error. Credentials are never logged or written here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.lib.errors import UserError
+
+REPORTERS = ("tensorboard", "mlflow", "wandb")
+
+
+def parse_report_to(text: str) -> list[str]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip() and name.strip().lower() != "none"]
+    unknown = [name for name in names if name not in REPORTERS]
+    if unknown:
+        raise UserError(f"--report_to: unknown reporter {unknown[0]!r}; choose from {', '.join(REPORTERS)} or none")
+    return names
+
+
+class Reporters:
+    def __init__(self, names: list[str], log_dir: Path, run_config: dict) -> None:
+        self.sinks = []
+        for name in names:
+            try:
+                self.sinks.append(self.open(name, log_dir, run_config))
+            except ImportError:
+                package = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}[name]
+                raise UserError(f"--report_to {name}: the {package} package is not installed; pip install {package} or drop it") from None
+
+    @staticmethod
+    def open(name: str, log_dir: Path, run_config: dict):
+        if name == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(log_dir=str(log_dir))
+            return (lambda step, values: [writer.add_scalar(key, value, step) for key, value in values.items()], writer.close)
+        if name == "mlflow":
+            import mlflow
+
+            mlflow.start_run()
+            mlflow.log_params({key: str(value)[:250] for key, value in run_config.items()})
+            return (lambda step, values: mlflow.log_metrics(values, step=step), mlflow.end_run)
+        import wandb
+
+        run = wandb.init(config=run_config)
+        return (lambda step, values: run.log(values, step=step), run.finish)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        for log, _ in self.sinks:
+            log(step, values)
+
+    def close(self) -> None:
+        for _, close in self.sinks:
+            close()

@@ -1,0 +1,500 @@
+"""The fine-tuning loop behind `components/train.py`.
+
+Features: AdamW without decay on biases and norms, layer-wise learning-rate decay, linear /
+cosine / cosine-with-restarts / constant schedules with warmup, gradient clipping and
+accumulation, bf16/fp16 autocast (fp16 with a GradScaler), length-grouped dynamic padding,
+class weights and label smoothing, encoder freezing, torch.compile, evaluation every epoch or N
+steps, best weights by a chosen metric, early stopping, checkpoints every N steps and on SIGTERM
+with exact resume, and DistributedDataParallel under torchrun.
+
+Limits: every process evaluates the whole validation split (it is small, and this keeps early
+stopping in step without extra messages); exact resume is exact on CPU, and on GPU up to
+cuDNN/cuBLAS nondeterminism.
+
+The loss of an optimizer step is the sum of per-row losses over every row of the step (all
+micro-batches, all processes) divided by that row count. So accumulating k micro-batches, or
+splitting a batch over k processes, computes the same update as one k-times-larger batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import resource
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from components.lib import checkpoint
+from components.lib.batching import TokenizedSplit, plan_epoch, shard
+from components.lib.distributed import Distributed
+from components.lib.errors import UserError
+from components.lib.inference import mean_cross_entropy, predict_logits
+from components.lib.metrics import HIGHER_IS_BETTER, classification_metrics, headline, is_improvement
+from components.lib.optim import build_scheduler, parameter_groups, warmup_steps
+from components.lib.reporters import Reporters
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SIGTERM_EXIT_CODE = 143
+
+
+@dataclass
+class TrainConfig:
+    """The training flags of `components/train.py`, whose signature holds their defaults and help."""
+
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    learning_rate: float
+    weight_decay: float
+    scheduler: str
+    warmup_steps: int
+    warmup_ratio: float
+    num_cycles: float
+    max_grad_norm: float
+    grad_accum_steps: int
+    precision: str
+    seed: int
+    eval_every_steps: int
+    metric_for_best: str
+    early_stopping_patience: int
+    early_stopping_min_delta: float
+    freeze_encoder_epochs: int
+    layerwise_lr_decay: float
+    class_weights: str
+    label_smoothing: float
+    compile: bool
+    compile_backend: str
+    num_workers: int
+    pin_memory: bool
+    group_by_length: bool
+    max_steps: int
+    checkpoint_every_steps: int
+    keep_checkpoints: int
+    logging_steps: int
+
+    def check(self) -> None:
+        positive = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "keep_checkpoints", "logging_steps")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name}: must be at least 1, got {getattr(self, name)}")
+        for name in (
+            "max_steps",
+            "eval_every_steps",
+            "checkpoint_every_steps",
+            "warmup_steps",
+            "early_stopping_patience",
+            "freeze_encoder_epochs",
+            "num_workers",
+        ):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name}: must not be negative, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.metric_for_best not in HIGHER_IS_BETTER:
+            raise UserError(f"--metric_for_best: {self.metric_for_best!r} is not one of {', '.join(HIGHER_IS_BETTER)}")
+        if self.class_weights not in ("none", "balanced"):
+            raise UserError(f"--class_weights: {self.class_weights!r} is not none or balanced")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserError(f"--label_smoothing: must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 < self.layerwise_lr_decay <= 1.0:
+            raise UserError(f"--layerwise_lr_decay: must be in (0, 1], got {self.layerwise_lr_decay}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise UserError(f"--warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.learning_rate <= 0:
+            raise UserError(f"--learning_rate: must be positive, got {self.learning_rate}")
+
+    def resume_relevant(self) -> dict[str, Any]:
+        """The flags a checkpoint must share with the run that resumes it."""
+        settled = asdict(self)
+        for name in (
+            "eval_batch_size",
+            "num_workers",
+            "pin_memory",
+            "checkpoint_every_steps",
+            "keep_checkpoints",
+            "logging_steps",
+            "compile",
+            "compile_backend",
+        ):
+            settled.pop(name)
+        return settled
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """None means fp32. `auto`: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError("--precision fp16: needs a CUDA GPU; on CPU use bf16 or fp32")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("--precision bf16: this GPU has no bf16; use fp16 or auto")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+class PlannedBatches(torch.utils.data.Dataset):
+    """Map-style dataset whose items are whole, already-planned batches."""
+
+    def __init__(self, split: TokenizedSplit, batches: list[np.ndarray], pad_id: int) -> None:
+        self.split, self.batches, self.pad_id = split, batches, pad_id
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.split.collate(self.batches[index], self.pad_id)
+
+
+class StopRequest:
+    """Set by SIGTERM (Kubernetes' notice before it kills a preempted pod); read between steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = signal.signal(signal.SIGTERM, self.request)
+
+    def request(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+
+
+@dataclass
+class Progress:
+    """The plain-data part of a checkpoint: where the run is and what it has seen."""
+
+    global_step: int = 0
+    epoch: int = 0
+    next_micro_batch: int = 0
+    best_value: float | None = None
+    best_step: int | None = None
+    evaluations_without_improvement: int = 0
+    stopped_early: bool = False
+    epoch_loss_sum: float = 0.0
+    epoch_loss_steps: int = 0
+    interval_loss_sum: float = 0.0
+    interval_loss_steps: int = 0
+    history: dict[str, list] = field(default_factory=lambda: {"steps": [], "evaluations": [], "epochs": []})
+
+
+class FineTuner:
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: torch.nn.Module,
+        label_names: list[str],
+        train: TokenizedSplit,
+        validation: TokenizedSplit,
+        pad_id: int,
+        work_dir: Path,
+        checkpoint_uri: str,
+        identity: dict[str, Any],
+        reporters: Reporters,
+        distributed: Distributed,
+    ) -> None:
+        self.config = config
+        self.model = model.to(distributed.device)
+        self.label_names = label_names
+        self.train_split = train
+        self.validation = validation
+        self.pad_id = pad_id
+        self.best_uri = checkpoint_uri or str(work_dir / "best-weights")
+        self.checkpoint_uri = checkpoint_uri
+        self.identity = identity
+        self.reporters = reporters
+        self.dist = distributed
+        self.device = distributed.device
+        self.dtype = autocast_dtype(config.precision, self.device)
+        self.global_batch_size = config.batch_size * distributed.world_size
+        self.micro_batches_per_epoch = len(self.plan(0))
+        self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / config.grad_accum_steps)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        if config.max_steps:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, config.learning_rate, config.weight_decay, config.layerwise_lr_decay),
+            lr=config.learning_rate,
+            fused=self.device.type == "cuda",
+        )
+        warmup = warmup_steps(self.total_steps, config.warmup_steps, config.warmup_ratio)
+        self.scheduler = build_scheduler(self.optimizer, config.scheduler, self.total_steps, warmup, config.num_cycles)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.loss_weights = self.class_weights().to(self.device) if config.class_weights == "balanced" else None
+        self.progress = Progress()
+        self.frozen: bool | None = None
+        self.train_model: torch.nn.Module = self.model
+        self.samples_seen = 0
+        self.tokens_seen = 0
+        self.padded_tokens_seen = 0
+
+    # ----- setup -------------------------------------------------------------------------
+    def class_weights(self) -> torch.Tensor:
+        counts = np.bincount(self.train_split.labels, minlength=len(self.label_names)).astype(float)
+        weights = np.divide(counts.sum(), len(counts) * counts, out=np.zeros_like(counts), where=counts > 0)
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        batches = plan_epoch(self.train_split.lengths, self.global_batch_size, self.config.seed, epoch, self.config.group_by_length)
+        # Every process needs at least one row of each batch; a last batch smaller than the
+        # number of processes is dropped (only ever under torchrun).
+        return [batch for batch in batches if len(batch) >= self.dist.world_size]
+
+    def resume(self) -> bool:
+        if not self.checkpoint_uri:
+            return False
+        loaded = checkpoint.load_latest(self.checkpoint_uri, self.model, self.identity)
+        if loaded is None:
+            return False
+        trainer_state, state = loaded
+        self.optimizer.load_state_dict(trainer_state["optimizer"])
+        self.scheduler.load_state_dict(trainer_state["scheduler"])
+        self.scaler.load_state_dict(trainer_state["scaler"])
+        checkpoint.restore_rng_states(trainer_state["rng"])
+        self.progress = Progress(**state["progress"])
+        return True
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Freeze or unfreeze the encoder, and rebuild the DDP/compile wrappers if that changed."""
+        if frozen == self.frozen:
+            return
+        for parameter in self.model.base_model.parameters():
+            parameter.requires_grad_(not frozen)
+        self.frozen = frozen
+        self.train_model = self.dist.wrap(self.model)
+        if self.config.compile:
+            self.train_model = torch.compile(self.train_model, backend=self.config.compile_backend, dynamic=True)
+
+    # ----- the loop ----------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        stop = StopRequest()
+        started = time.perf_counter()
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.progress.global_step,
+            desc="train",
+            unit="step",
+            disable=not self.dist.is_main,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
+        try:
+            while self.progress.epoch < self.config.epochs and not self.finished():
+                self.run_epoch(self.progress.epoch, bar, stop)
+                if self.progress.next_micro_batch >= self.micro_batches_per_epoch:
+                    self.end_epoch()
+            evaluations = self.progress.history["evaluations"]
+            if not evaluations or evaluations[-1]["step"] != self.progress.global_step:
+                # Stopped by --max_steps between evaluations: judge the final weights too.
+                self.evaluate_and_track(self.progress.epoch + self.progress.next_micro_batch / self.micro_batches_per_epoch)
+        finally:
+            bar.close()
+            stop.restore()
+        elapsed = time.perf_counter() - started
+        return self.summary(elapsed)
+
+    def finished(self) -> bool:
+        reached_max = bool(self.config.max_steps) and self.progress.global_step >= self.config.max_steps
+        return reached_max or self.progress.stopped_early
+
+    def run_epoch(self, epoch: int, bar: tqdm, stop: StopRequest) -> None:
+        self.set_frozen(epoch < self.config.freeze_encoder_epochs)
+        batches = self.plan(epoch)
+        start = self.progress.next_micro_batch
+        loader = self.loader([shard(batch, self.dist.rank, self.dist.world_size) for batch in batches[start:]], epoch)
+        loader_iterator = iter(loader)
+        accum = self.config.grad_accum_steps
+        position = start
+        while position < len(batches) and not self.finished():
+            group = batches[position : position + accum]
+            step_rows = sum(len(batch) for batch in group)
+            step_loss = 0.0
+            self.train_model.train()
+            for index in range(len(group)):
+                local_batch = next(loader_iterator)
+                is_last = index == len(group) - 1
+                sync = contextlib.nullcontext() if is_last or not self.dist.enabled else self.train_model.no_sync()
+                with sync:
+                    step_loss += self.forward_backward(local_batch, step_rows)
+            position += len(group)
+            self.optimizer_step()
+            step_loss = self.dist.sum(step_loss) / step_rows
+            self.progress.next_micro_batch = position
+            self.after_step(step_loss, epoch + position / len(batches), bar)
+            if self.dist.any(stop.requested):
+                self.save_checkpoint()
+                self.dist.close()
+                raise SystemExit(SIGTERM_EXIT_CODE)
+
+    def loader(self, local_batches: list[np.ndarray], epoch: int) -> torch.utils.data.DataLoader:
+        """Collate planned batches, in worker processes if asked. The loader gets its own seeded
+        generator, so starting it never draws from the global RNG that dropout uses."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
+        return torch.utils.data.DataLoader(
+            PlannedBatches(self.train_split, local_batches, self.pad_id),
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.config.num_workers,
+            pin_memory=self.config.pin_memory and self.device.type == "cuda",
+            generator=generator,
+            persistent_workers=False,
+        )
+
+    def forward_backward(self, batch: dict[str, torch.Tensor], step_rows: int) -> float:
+        batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        with self.autocast():
+            logits = self.train_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss_sum = torch.nn.functional.cross_entropy(
+            logits.float(),
+            batch["labels"],
+            weight=self.loss_weights,
+            label_smoothing=self.config.label_smoothing,
+            reduction="sum",
+        )
+        # DDP averages gradients over processes, so scale by world size to get the sum over rows.
+        self.scaler.scale(loss_sum * self.dist.world_size / step_rows).backward()
+        self.samples_seen += len(batch["labels"])
+        self.tokens_seen += int(batch["attention_mask"].sum())
+        self.padded_tokens_seen += batch["input_ids"].numel()
+        return float(loss_sum.detach())
+
+    def optimizer_step(self) -> None:
+        if self.config.max_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.global_step += 1
+
+    def learning_rate(self) -> float:
+        return float(self.scheduler.get_last_lr()[-1])
+
+    def after_step(self, step_loss: float, epoch_progress: float, bar: tqdm) -> None:
+        progress, config = self.progress, self.config
+        progress.epoch_loss_sum += step_loss
+        progress.epoch_loss_steps += 1
+        progress.interval_loss_sum += step_loss
+        progress.interval_loss_steps += 1
+        step = progress.global_step
+        bar.update(1)
+        if step % config.logging_steps == 0:
+            running = progress.epoch_loss_sum / progress.epoch_loss_steps
+            bar.set_postfix(loss=f"{running:.4f}", lr=f"{self.learning_rate():.2e}")
+            progress.history["steps"].append(
+                {"step": step, "epoch": round(epoch_progress, 4), "loss": step_loss, "learning_rate": self.learning_rate()}
+            )
+            if self.dist.is_main:
+                self.reporters.log(step, {"train/loss": step_loss, "train/learning_rate": self.learning_rate()})
+        if config.eval_every_steps and step % config.eval_every_steps == 0:
+            self.evaluate_and_track(epoch_progress)
+        if self.checkpoint_uri and config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+            self.save_checkpoint()
+
+    def end_epoch(self) -> None:
+        progress = self.progress
+        if not self.config.eval_every_steps:
+            self.evaluate_and_track(float(progress.epoch + 1))
+        latest = progress.history["evaluations"][-1] if progress.history["evaluations"] else {}
+        progress.history["epochs"].append(
+            {
+                "epoch": progress.epoch + 1,
+                "train_loss": progress.epoch_loss_sum / max(progress.epoch_loss_steps, 1),
+                "learning_rate": self.learning_rate(),
+                "validation": latest.get("validation", {}),
+            }
+        )
+        progress.epoch += 1
+        progress.next_micro_batch = 0
+        progress.epoch_loss_sum, progress.epoch_loss_steps = 0.0, 0
+
+    # ----- evaluation, best weights, early stopping -------------------------------------
+    def evaluate(self) -> dict[str, Any]:
+        logits = predict_logits(self.model, self.validation, self.config.eval_batch_size, self.device, self.pad_id, self.autocast)
+        metrics = classification_metrics(self.validation.labels, logits.argmax(axis=1), self.label_names)
+        metrics["loss"] = mean_cross_entropy(logits, self.validation.labels)
+        return metrics
+
+    def evaluate_and_track(self, epoch_progress: float) -> None:
+        progress, config = self.progress, self.config
+        metrics = self.evaluate()
+        summary = {**headline(metrics), "loss": round(metrics["loss"], 6)}
+        record = {
+            "step": progress.global_step,
+            "epoch": round(epoch_progress, 4),
+            "train_loss": progress.interval_loss_sum / max(progress.interval_loss_steps, 1),
+            "learning_rate": self.learning_rate(),
+            "validation": {**summary, "per_class_f1": {name: round(entry["f1"], 4) for name, entry in metrics["per_class"].items()}},
+        }
+        progress.history["evaluations"].append(record)
+        progress.interval_loss_sum, progress.interval_loss_steps = 0.0, 0
+        value = metrics[config.metric_for_best]
+        if is_improvement(config.metric_for_best, value, progress.best_value, config.early_stopping_min_delta):
+            progress.best_value, progress.best_step = value, progress.global_step
+            progress.evaluations_without_improvement = 0
+            if self.dist.is_main:
+                checkpoint.save_best(self.best_uri, self.model, progress.global_step, config.metric_for_best, value)
+        else:
+            progress.evaluations_without_improvement += 1
+            if config.early_stopping_patience and progress.evaluations_without_improvement >= config.early_stopping_patience:
+                progress.stopped_early = True
+        if self.dist.is_main:
+            self.reporters.log(progress.global_step, {f"validation/{key}": float(value) for key, value in summary.items()})
+            tqdm.write(f"step {progress.global_step}: validation {summary}" + ("  (early stop)" if progress.stopped_early else ""))
+        self.dist.barrier()
+
+    # ----- checkpoints -------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if self.dist.is_main:
+            trainer_state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+            }
+            state = {"identity": self.identity, "progress": asdict(self.progress)}
+            checkpoint.save(self.checkpoint_uri, self.progress.global_step, self.model, trainer_state, state, self.config.keep_checkpoints)
+        self.dist.barrier()
+
+    def load_best_weights(self) -> dict[str, Any]:
+        if self.progress.best_step is None:
+            raise UserError("no validation ran, so there are no best weights; check --epochs, --max_steps and --eval_every_steps")
+        return checkpoint.load_best(self.best_uri, self.model)
+
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        summary = {
+            "global_steps": self.progress.global_step,
+            "epochs_completed": self.progress.epoch,
+            "stopped_early": self.progress.stopped_early,
+            "best": {"metric": self.config.metric_for_best, "value": self.progress.best_value, "step": self.progress.best_step},
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "precision": str(self.dtype or torch.float32).replace("torch.", ""),
+            "seconds_this_process": round(elapsed, 2),
+            "samples_per_second_this_process": round(self.samples_seen * self.dist.world_size / elapsed, 2) if elapsed else None,
+            "padding_share": round(1 - self.tokens_seen / self.padded_tokens_seen, 4) if self.padded_tokens_seen else None,
+            "peak_rss_mb": round(peak_rss_mb, 1),
+        }
+        if self.device.type == "cuda":
+            summary["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+        return summary
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,196 @@
+"""register: put the exported model into the registry as a new version, behind a quality gate.
+
+    python -m components.register --export_uri runs/x/onnx --evaluation_uri runs/x/evaluation \\
+        --model_uri runs/x/model --data_uri runs/x/tokens --registry_uri runs/registry \\
+        --model_name drug-review-sentiment --output_uri runs/x/registration
+
+The gate refuses (a clear line and exit status 0, not a crash) when the test score of
+`--gate_metric` is below `--gate_min`, or, with `--compare_with_production`, when it is more than
+`--max_regression` below the current `production` version scored on the same test split. A
+registered version holds the ONNX files, tokenizer, labels, metrics, a model card and a manifest
+with every file's sha256 and the lineage. `latest` then moves to it; `production` moves only by
+`python -m components.registry promote`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import components
+from components.lib.artifacts import staged_input, staged_output
+from components.lib.batching import TokenizedSplit
+from components.lib.cli import StageResult, run_stage
+from components.lib.contract import STATS_FILE, TOKENIZED_SCHEMA, read_split
+from components.lib.errors import UserError
+from components.lib.labels import LABELS_FILE, read_labels
+from components.lib.metrics import HIGHER_IS_BETTER, classification_metrics, headline
+from components.lib.model_card import build_model_card
+from components.lib.onnx_runtime import cpu_session, session_logits
+from components.lib.registry import LATEST, PRODUCTION, Registry
+
+log = logging.getLogger("components.register")
+DECISION_FILE = "registration.json"
+MODEL_CARD_FILE = "MODEL_CARD.md"
+TRAINING_FILES = ["training_args.json", "train_summary.json"]
+
+
+def register(
+    *,
+    export_uri: str,
+    evaluation_uri: str,
+    model_uri: str,
+    data_uri: str,
+    registry_uri: str,
+    model_name: str,
+    output_uri: str,
+    gate_metric: str = "macro_f1",
+    gate_min: float = 0.0,
+    compare_with_production: bool = True,
+    max_regression: float = 0.01,
+    executor_input: str = "",
+) -> StageResult:
+    """Register the exported model as a new version if it passes the quality gate.
+
+    Args:
+      export_uri: Folder (local or s3://) written by export.
+      evaluation_uri: Folder (local or s3://) written by evaluate.
+      model_uri: Folder (local or s3://) written by train (training flags and summary are read).
+      data_uri: Folder (local or s3://) written by tokenize (the test split, to score production on).
+      registry_uri: Registry root (local folder or s3:// prefix); versions go to <registry>/<model_name>/<version>/.
+      model_name: Registry name: letters, digits, '.', '_' and '-'.
+      output_uri: Folder (local or s3://) for registration.json: the decision, and the version's URI.
+      gate_metric: Test metric the gate reads: macro_f1, accuracy, weighted_f1, ...
+      gate_min: Refuse to register below this value of gate_metric.
+      compare_with_production: Also refuse if worse than the production version on this test split.
+      max_regression: How far below production the candidate may score and still register.
+      executor_input: Set by Kubeflow; leave empty when running by hand.
+    """
+    registry = Registry(registry_uri, model_name)
+    if gate_metric not in HIGHER_IS_BETTER or not HIGHER_IS_BETTER[gate_metric]:
+        raise UserError(f"--gate_metric: {gate_metric!r} is not one of {', '.join(name for name, up in HIGHER_IS_BETTER.items() if up)}")
+    with staged_input(evaluation_uri, only=["metrics.json"]) as (evaluation_dir, _):
+        metrics = json.loads((evaluation_dir / "metrics.json").read_text())
+    candidate = metrics["test"][gate_metric]
+    with staged_input(data_uri) as (data_dir, data_manifest):
+        refusal = gate(registry, candidate, gate_metric, gate_min, compare_with_production, max_regression, data_dir)
+        decision = {"model_name": model_name, "gate_metric": gate_metric, "candidate": candidate, "registered": False}
+        if refusal is None:
+            version = publish(registry, export_uri, model_uri, data_dir, data_manifest, metrics)
+            decision.update(
+                registered=True,
+                version=version,
+                uri=registry.version_uri(version),
+                aliases=[LATEST] if registry.read_alias(LATEST) == version else [],
+            )
+            log.info("registered %s version %d at %s", model_name, version, decision["uri"])
+        else:
+            decision["refused"] = refusal
+            print(f"register: not registered: {refusal}")
+    with staged_output(output_uri) as out:
+        (out / DECISION_FILE).write_text(json.dumps(decision, indent=2) + "\n")
+    return StageResult(
+        summary={"stage": "register", **decision},
+        artifact_metadata={
+            "registration": {key: value for key, value in decision.items() if key in ("registered", "version", "uri", "refused")}
+        },
+        parameters={"registered": decision["registered"], "version": str(decision.get("version", ""))},
+    )
+
+
+def gate(
+    registry: Registry, candidate: float, metric: str, minimum: float, compare: bool, max_regression: float, data_dir: Path
+) -> str | None:
+    """None if the candidate may be registered, else the reason it may not."""
+    if candidate < minimum:
+        return f"test {metric} {candidate:.4f} is below --gate_min {minimum}"
+    if not compare or registry.read_alias(PRODUCTION) is None:
+        return None
+    with registry.fetch(PRODUCTION) as (version, folder, _):
+        production = score_version(folder, data_dir, metric)
+    log.info("production version %d scores %s %.4f on this test split; candidate %.4f", version, metric, production, candidate)
+    if candidate < production - max_regression:
+        return (
+            f"test {metric} {candidate:.4f} is more than --max_regression {max_regression} below production"
+            f" (version {version}: {production:.4f} on the same test split)"
+        )
+    return None
+
+
+def score_version(version_dir: Path, data_dir: Path, metric: str) -> float:
+    """Score a registered version's fp32 ONNX on this run's test split, with its own tokenizer."""
+    labels = read_labels(data_dir)
+    if read_labels(version_dir) != labels:
+        raise UserError(
+            f"the production version's labels {read_labels(version_dir)} differ from this model's {labels};"
+            " register under another --model_name, or pass --compare_with_production false"
+        )
+    import tokenizers
+
+    encoder = tokenizers.Tokenizer.from_file(str(version_dir / "tokenizer.json"))
+    encoder.no_padding()
+    test_table = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "label"])
+    token_lists = [encoding.ids for encoding in encoder.encode_batch_fast(test_table.column("text").to_pylist())]
+    test = TokenizedSplit.from_token_lists(token_lists, test_table.column("label").to_numpy())
+    pad_id = encoder.token_to_id(encoder.padding["pad_token"]) if encoder.padding else 0
+    logits = session_logits(cpu_session(version_dir / "model.onnx"), test, 64, pad_id or 0)
+    return classification_metrics(test.labels, logits.argmax(axis=1), labels)[metric]
+
+
+def publish(registry: Registry, export_uri: str, model_uri: str, data_dir: Path, data_manifest: dict, metrics: dict) -> int:
+    """Claim a version number, write the version folder, commit it, move `latest`."""
+    with staged_input(export_uri) as (export_dir, export_manifest), staged_input(model_uri, only=TRAINING_FILES) as (model_dir, _):
+        training = json.loads((model_dir / "training_args.json").read_text())
+        train_summary = json.loads((model_dir / "train_summary.json").read_text())
+        export_report = json.loads((export_dir / "export_report.json").read_text())
+        lineage = {
+            **data_manifest.get("lineage", {}),
+            **export_manifest.get("lineage", {}),
+            "training": training,
+            "code_version": code_version(),
+        }
+        version = registry.claim_next_version()
+        extra = {"model_name": registry.model_name, "version": version, "metrics": headline(metrics["test"]), "lineage": lineage}
+        with staged_output(registry.version_uri(version), extra=extra) as out:
+            for name in export_manifest["files"]:
+                shutil.copyfile(export_dir / name, out / name)
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            data_stats = json.loads((data_dir / STATS_FILE).read_text()) if (data_dir / STATS_FILE).is_file() else {}
+            card = build_model_card(
+                registry.model_name,
+                version,
+                read_labels(export_dir),
+                lineage,
+                training,
+                train_summary,
+                metrics,
+                export_report,
+                data_stats,
+                lineage["code_version"],
+            )
+            (out / MODEL_CARD_FILE).write_text(card)
+            if not (out / LABELS_FILE).is_file():
+                raise UserError(f"{export_uri}: has no {LABELS_FILE}; export it again")
+    registry.move_alias(LATEST, version, only_forward=True)
+    return version
+
+
+def code_version() -> dict:
+    """The package version, and the git commit when known (GIT_COMMIT in images, git in a checkout)."""
+    commit = os.environ.get("GIT_COMMIT", "")
+    if not commit:
+        try:
+            commit = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = ""
+    return {"package": components.__version__, "git_commit": commit}
+
+
+if __name__ == "__main__":
+    run_stage(register)

@@ -1,0 +1,90 @@
+"""registry: list, show, fetch and promote versions in a model registry (local folder or s3://).
+
+    python -m components.registry list    --registry_uri runs/registry --model_name drug-review-sentiment
+    python -m components.registry promote --registry_uri runs/registry --model_name drug-review-sentiment --version 3
+    python -m components.registry fetch   --registry_uri runs/registry --model_name drug-review-sentiment \\
+        --version production --destination ./serving-model
+
+`fetch` verifies every file's sha256 against the version's manifest before it copies anything.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from components.lib.cli import StageResult, run_stage
+from components.lib.registry import PRODUCTION, Registry
+
+
+def list_versions(*, registry_uri: str, model_name: str, as_json: bool = False) -> StageResult | None:
+    """List every committed version with its test metrics and aliases.
+
+    Args:
+      registry_uri: Registry root (local folder or s3:// prefix).
+      model_name: Registered model name.
+      as_json: Print JSON instead of a table.
+    """
+    rows = Registry(registry_uri, model_name).describe()
+    if not as_json:
+        print(f"{'version':>7}  {'registered at':20}  {'accuracy':>8}  {'macro_f1':>8}  aliases")
+        for row in rows:
+            metrics = row["metrics"]
+            accuracy, macro_f1 = metrics.get("accuracy", float("nan")), metrics.get("macro_f1", float("nan"))
+            print(f"{row['version']:>7}  {row['registered_at'] or '-':20}  {accuracy:8.4f}  {macro_f1:8.4f}  {', '.join(row['aliases'])}")
+        return None
+    return StageResult(summary={"model_name": model_name, "versions": rows})
+
+
+def show(*, registry_uri: str, model_name: str, version: str = "latest") -> StageResult:
+    """Print one version's manifest (files, sha256, lineage, metrics) after verifying its files.
+
+    Args:
+      registry_uri: Registry root (local folder or s3:// prefix).
+      model_name: Registered model name.
+      version: A version number or an alias (latest, production, ...).
+    """
+    with Registry(registry_uri, model_name).fetch(version) as (number, _, manifest):
+        print(json.dumps(manifest, indent=2))
+    return StageResult(summary={"model_name": model_name, "version": number, "verified": True})
+
+
+def fetch(*, registry_uri: str, model_name: str, destination: str, version: str = "production") -> StageResult:
+    """Copy a version to a local folder, after checking every sha256 in its manifest.
+
+    Args:
+      registry_uri: Registry root (local folder or s3:// prefix).
+      model_name: Registered model name.
+      destination: Local folder to copy the version into.
+      version: A version number or an alias (production, latest, ...).
+    """
+    with Registry(registry_uri, model_name).fetch(version) as (number, folder, manifest):
+        target = Path(destination)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in [*manifest["files"], "MANIFEST.json"]:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / name, target / name)
+    return StageResult(summary={"model_name": model_name, "version": number, "destination": destination, "verified": True})
+
+
+def promote(*, registry_uri: str, model_name: str, version: str, alias: str = PRODUCTION) -> StageResult:
+    """Point an alias (production by default) at a version, atomically.
+
+    Args:
+      registry_uri: Registry root (local folder or s3:// prefix).
+      model_name: Registered model name.
+      version: The version number (or another alias, e.g. latest) to point at.
+      alias: The alias to move.
+    """
+    registry = Registry(registry_uri, model_name)
+    number = registry.resolve(version)
+    with registry.fetch(number):
+        pass  # verifies every file before the alias moves
+    previous = registry.read_alias(alias)
+    registry.move_alias(alias, number)
+    return StageResult(summary={"model_name": model_name, "alias": alias, "version": number, "previous": previous})
+
+
+if __name__ == "__main__":
+    run_stage({"list": list_versions, "show": show, "fetch": fetch, "promote": promote})

@@ -1,0 +1,124 @@
+"""tokenize: clean splits in, token ids out, with the tokenizer saved beside them.
+
+    python -m components.tokenize --data_uri runs/x/data --output_uri runs/x/tokens \\
+        --base_model bundled://all-MiniLM-L6-v2 --max_length 128
+
+Uses the base model's fast tokenizer, truncates to `max_length` (capped at the model's own limit)
+and pads nothing: padding happens per batch at training time. Works one record batch at a time,
+so memory does not grow with the data. The tokenizer is saved under `tokenizer/` so that train,
+export and serving all use the identical one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components.lib.artifacts import staged_input, staged_output
+from components.lib.cli import StageResult, run_stage
+from components.lib.contract import CLEAN_SCHEMA, SPLITS, STATS_FILE, TOKENIZED_SCHEMA, TOKENIZER_DIR, open_split, split_file
+from components.lib.errors import UserError
+from components.lib.labels import LABELS_FILE, read_labels
+from components.lib.modeling import load_tokenizer, local_model_source, model_max_positions
+
+
+def tokenize(
+    *,
+    data_uri: str,
+    output_uri: str,
+    base_model: str = "bundled://all-MiniLM-L6-v2",
+    max_length: int = 128,
+    batch_size: int = 4096,
+    trust_remote_code: bool = False,
+    executor_input: str = "",
+) -> StageResult:
+    """Tokenize every split with the base model's fast tokenizer, without padding.
+
+    Args:
+      data_uri: Folder (local or s3://) written by preprocess.
+      output_uri: Folder (local or s3://) for the tokenized splits and the tokenizer.
+      base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2.
+      max_length: Longest token sequence kept; longer texts are truncated. Capped at the model's limit.
+      batch_size: Rows tokenized per record batch; bounds memory.
+      trust_remote_code: Allow code shipped with a hub model to run. Off unless you trust its author.
+      executor_input: Set by Kubeflow; leave empty when running by hand.
+    """
+    if max_length < 8:
+        raise UserError(f"--max_length: must be at least 8, got {max_length}")
+    if batch_size < 1:
+        raise UserError(f"--batch_size: must be positive, got {batch_size}")
+    with staged_input(data_uri) as (data_dir, data_manifest), local_model_source(base_model) as source:
+        label_names = read_labels(data_dir)
+        tokenizer = load_tokenizer(base_model, source, trust_remote_code)
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        effective_length = min(max_length, model_max_positions(tokenizer, config))
+        encoder = prepare_encoder(tokenizer, effective_length)
+        lineage = {**data_manifest.get("lineage", {}), "base_model": base_model, "max_length": effective_length}
+        with staged_output(output_uri, extra={"lineage": lineage}) as out:
+            split_stats = {split: tokenize_split(data_dir, out, split, encoder, effective_length, batch_size) for split in SPLITS}
+            tokenizer.model_max_length = effective_length
+            tokenizer.save_pretrained(out / TOKENIZER_DIR)
+            shutil.copyfile(data_dir / LABELS_FILE, out / LABELS_FILE)
+            stats = {
+                "base_model": base_model,
+                "max_length": effective_length,
+                "requested_max_length": max_length,
+                "labels": label_names,
+                "splits": split_stats,
+            }
+            (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+    rows = {split: entry["rows"] for split, entry in split_stats.items()}
+    return StageResult(
+        summary={"stage": "tokenize", "output_uri": output_uri, "max_length": effective_length, "rows": rows},
+        artifact_metadata={"tokenized": {"max_length": effective_length, "base_model": base_model, "rows": rows}},
+    )
+
+
+def prepare_encoder(tokenizer, max_length: int):
+    """The Rust tokenizer itself, set to truncate at `max_length` and never pad.
+
+    Calling it directly skips the Python wrapper's per-call work, which is most of the cost on
+    short texts. The same settings are saved with the tokenizer, so serving truncates alike.
+    """
+    encoder = tokenizer.backend_tokenizer
+    encoder.no_padding()
+    encoder.enable_truncation(max_length)
+    return encoder
+
+
+def tokenize_split(data_dir, out, split: str, encoder, max_length: int, batch_size: int) -> dict:
+    source = open_split(data_dir, split, CLEAN_SCHEMA)
+    lengths: list[np.ndarray] = []
+    with pq.ParquetWriter(split_file(out, split), TOKENIZED_SCHEMA) as writer:
+        for batch in source.iter_batches(batch_size=batch_size, columns=["text", "label"]):
+            texts = batch.column("text")
+            encodings = encoder.encode_batch_fast(texts.to_pylist())
+            ids = [encoding.ids for encoding in encodings]
+            length = np.fromiter((len(row) for row in ids), dtype=np.int32, count=len(ids))
+            writer.write_table(
+                pa.table(
+                    [texts, batch.column("label"), pa.array(ids, pa.list_(pa.int32())), pa.array(length)],
+                    schema=TOKENIZED_SCHEMA,
+                )
+            )
+            lengths.append(length)
+    every = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+    if len(every) == 0:
+        return {"rows": 0}
+    points = np.percentile(every, [50, 90, 99])
+    return {
+        "rows": int(len(every)),
+        "tokens": {"p50": int(points[0]), "p90": int(points[1]), "p99": int(points[2]), "max": int(every.max())},
+        "truncated_share": round(float((every >= max_length).mean()), 4),
+        "padding_share_if_padded_to_max_length": round(1.0 - float(every.mean()) / max_length, 4),
+    }
+
+
+if __name__ == "__main__":
+    run_stage(tokenize)

@@ -1,0 +1,185 @@
+"""train: fine-tune a transformer sequence classifier on the tokenized train split.
+
+    python -m components.train --data_uri runs/x/tokens --output_uri runs/x/model \\
+        --base_model bundled://all-MiniLM-L6-v2 --epochs 3
+
+    # several GPUs on one node (DistributedDataParallel; the global batch is batch_size x N):
+    torchrun --nproc_per_node 4 -m components.train --data_uri ... --output_uri ...
+
+The device is chosen automatically: CUDA if present, else CPU. With `--checkpoint_uri` (a
+run-stable local or s3:// prefix) it checkpoints every N steps and on SIGTERM, and a restart with
+the same URI resumes exactly where it stopped. The output is a Hugging Face model folder
+(safetensors) with the tokenizer, labels.json, training_history.json and train_summary.json.
+See components/lib/trainer.py for the loop itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from components.lib import checkpoint
+from components.lib.artifacts import staged_input, staged_output
+from components.lib.batching import TokenizedSplit
+from components.lib.cli import StageResult, run_stage
+from components.lib.contract import TOKENIZER_DIR
+from components.lib.distributed import Distributed
+from components.lib.labels import LABELS_FILE, read_labels
+from components.lib.modeling import load_classifier, load_tokenizer, local_model_source
+from components.lib.reporters import Reporters, parse_report_to
+from components.lib.trainer import FineTuner, TrainConfig, seed_everything
+
+HISTORY_FILE = "training_history.json"
+SUMMARY_FILE = "train_summary.json"
+ARGS_FILE = "training_args.json"
+
+
+def train(
+    *,
+    data_uri: str,
+    output_uri: str,
+    base_model: str = "bundled://all-MiniLM-L6-v2",
+    checkpoint_uri: str = "",
+    epochs: int = 3,
+    batch_size: int = 16,
+    eval_batch_size: int = 64,
+    learning_rate: float = 5e-5,
+    weight_decay: float = 0.01,
+    scheduler: str = "linear",
+    warmup_steps: int = 0,
+    warmup_ratio: float = 0.1,
+    num_cycles: float = 0.0,
+    max_grad_norm: float = 1.0,
+    grad_accum_steps: int = 1,
+    precision: str = "auto",
+    seed: int = 42,
+    eval_every_steps: int = 0,
+    metric_for_best: str = "macro_f1",
+    early_stopping_patience: int = 0,
+    early_stopping_min_delta: float = 0.0,
+    freeze_encoder_epochs: int = 0,
+    layerwise_lr_decay: float = 1.0,
+    class_weights: str = "none",
+    label_smoothing: float = 0.0,
+    compile: bool = False,
+    compile_backend: str = "inductor",
+    num_workers: int = 0,
+    pin_memory: bool = True,
+    group_by_length: bool = True,
+    max_steps: int = 0,
+    checkpoint_every_steps: int = 0,
+    keep_checkpoints: int = 2,
+    logging_steps: int = 10,
+    report_to: str = "tensorboard",
+    trust_remote_code: bool = False,
+    executor_input: str = "",
+) -> StageResult | None:
+    """Fine-tune AutoModelForSequenceClassification from the base model; keep the best weights.
+
+    Args:
+      data_uri: Folder (local or s3://) written by tokenize.
+      output_uri: Folder (local or s3://) for the fine-tuned model.
+      base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2; as given to tokenize.
+      checkpoint_uri: Run-stable folder (local or s3://) for checkpoints; a restart with the same URI resumes. Empty: none.
+      epochs: Passes over the training split.
+      batch_size: Rows per batch on each device (the global batch is this times the number of processes).
+      eval_batch_size: Rows per batch when evaluating.
+      learning_rate: Peak learning rate of AdamW (reached after warmup).
+      weight_decay: AdamW weight decay; biases and LayerNorm weights get none.
+      scheduler: Learning-rate schedule: linear, cosine, cosine_with_restarts or constant_with_warmup.
+      warmup_steps: Warmup length in optimizer steps (give this or warmup_ratio).
+      warmup_ratio: Warmup length as a share of all optimizer steps.
+      num_cycles: cosine: waves over the run (0 = 0.5, a half wave); cosine_with_restarts: restarts (0 = 1).
+      max_grad_norm: Clip the gradient norm to this; 0 turns clipping off.
+      grad_accum_steps: Micro-batches accumulated per optimizer step.
+      precision: auto (bf16 on GPUs that have it, else fp16 with loss scaling; fp32 on CPU), fp32, bf16 or fp16.
+      seed: Seed of the data order, the head's initialisation and dropout.
+      eval_every_steps: Evaluate on validation every N optimizer steps; 0 = at the end of each epoch.
+      metric_for_best: Validation metric that picks the best weights and drives early stopping: macro_f1, accuracy, weighted_f1, loss, ...
+      early_stopping_patience: Stop after this many evaluations without improvement; 0 = never.
+      early_stopping_min_delta: Smallest change of the metric that counts as an improvement.
+      freeze_encoder_epochs: Train only the classification head for the first N epochs.
+      layerwise_lr_decay: Multiply the learning rate by this for each layer further from the head (1 = off).
+      class_weights: none, or balanced (weights inversely proportional to class frequency in train).
+      label_smoothing: Label smoothing of the cross-entropy loss, in [0, 1).
+      compile: Compile the model with torch.compile.
+      compile_backend: torch.compile backend (inductor; eager and aot_eager are for debugging).
+      num_workers: DataLoader worker processes that pad batches in parallel; 0 pads in the training process.
+      pin_memory: Pin batches in page-locked memory for faster copies to the GPU (ignored on CPU).
+      group_by_length: Batch rows of similar length together (less padding); the order stays seeded.
+      max_steps: Stop after this many optimizer steps; 0 = run all epochs.
+      checkpoint_every_steps: Checkpoint every N optimizer steps (needs checkpoint_uri); SIGTERM always checkpoints.
+      keep_checkpoints: How many step checkpoints to keep.
+      logging_steps: Log the training loss every N optimizer steps.
+      report_to: Comma-separated reporters: tensorboard, mlflow, wandb, or none.
+      trust_remote_code: Allow code shipped with a hub model to run. Off unless you trust its author.
+      executor_input: Set by Kubeflow; leave empty when running by hand.
+    """
+    flags = locals()
+    config = TrainConfig(**{field.name: flags[field.name] for field in fields(TrainConfig)})
+    config.check()
+    reporters_wanted = parse_report_to(report_to)
+    distributed = Distributed.from_environment()
+    with (
+        staged_input(data_uri) as (data_dir, data_manifest),
+        local_model_source(base_model) as source,
+        tempfile.TemporaryDirectory(prefix="train-") as scratch,
+    ):
+        label_names = read_labels(data_dir)
+        tokenizer = load_tokenizer(str(data_dir / TOKENIZER_DIR), str(data_dir / TOKENIZER_DIR))
+        seed_everything(seed)
+        model = load_classifier(base_model, source, label_names, trust_remote_code)
+        identity = checkpoint.identity(model, label_names, base_model, config.resume_relevant())
+        work = Path(scratch)
+        reporters = Reporters(reporters_wanted if distributed.is_main else [], work / "logs", asdict(config))
+        tuner = FineTuner(
+            config,
+            model,
+            label_names,
+            TokenizedSplit.load(data_dir, "train"),
+            TokenizedSplit.load(data_dir, "validation"),
+            tokenizer.pad_token_id or 0,
+            work,
+            checkpoint_uri,
+            identity,
+            reporters,
+            distributed,
+        )
+        resumed = tuner.resume()
+        summary = tuner.train()
+        reporters.close()
+        summary["resumed_from_checkpoint"] = resumed
+        if not distributed.is_main:
+            distributed.close()
+            return None
+        best = tuner.load_best_weights()
+        lineage = {**data_manifest.get("lineage", {}), "base_model": base_model}
+        with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": metric_for_best}) as out:
+            model.save_pretrained(out)
+            shutil.copytree(data_dir / TOKENIZER_DIR, out, dirs_exist_ok=True)
+            shutil.copyfile(data_dir / LABELS_FILE, out / LABELS_FILE)
+            (out / HISTORY_FILE).write_text(json.dumps(tuner.progress.history, indent=1) + "\n")
+            (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            (out / ARGS_FILE).write_text(json.dumps({"base_model": base_model, **asdict(config)}, indent=2) + "\n")
+            if (work / "logs").is_dir():
+                shutil.copytree(work / "logs", out / "logs")
+    distributed.close()
+    best_summary = {"metric": metric_for_best, "value": summary["best"]["value"], "step": summary["best"]["step"]}
+    return StageResult(
+        summary={
+            "stage": "train",
+            "output_uri": output_uri,
+            "best": best_summary,
+            "steps": summary["global_steps"],
+            "samples_per_second": summary["samples_per_second_this_process"],
+        },
+        artifact_metadata={"model": {"base_model": base_model, "best_validation": best_summary, "labels": label_names}},
+        parameters={"best_validation_value": float(summary["best"]["value"])},
+    )
+
+
+if __name__ == "__main__":
+    run_stage(train)
