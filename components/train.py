@@ -16,17 +16,22 @@ See components/lib/trainer.py for the loop itself.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from components.lib import checkpoint
+import torch
+
+from components.lib import checkpoint, storage
 from components.lib.artifacts import staged_input, staged_output
 from components.lib.batching import TokenizedSplit
 from components.lib.cli import StageResult, run_stage
 from components.lib.contract import TOKENIZER_DIR
 from components.lib.distributed import Distributed
+from components.lib.errors import UserError
 from components.lib.labels import LABELS_FILE, read_labels
 from components.lib.modeling import load_classifier, load_tokenizer, local_model_source
 from components.lib.reporters import Reporters, parse_report_to
@@ -43,6 +48,7 @@ def train(
     output_uri: str,
     base_model: str = "bundled://all-MiniLM-L6-v2",
     checkpoint_uri: str = "",
+    run_id: str = "",
     epochs: int = 3,
     batch_size: int = 16,
     eval_batch_size: int = 64,
@@ -74,6 +80,7 @@ def train(
     keep_checkpoints: int = 2,
     logging_steps: int = 10,
     report_to: str = "tensorboard",
+    processes: int = 1,
     trust_remote_code: bool = False,
     executor_input: str = "",
 ) -> StageResult | None:
@@ -84,6 +91,7 @@ def train(
       output_uri: Folder (local or s3://) for the fine-tuned model.
       base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2; as given to tokenize.
       checkpoint_uri: Run-stable folder (local or s3://) for checkpoints; a restart with the same URI resumes. Empty: none.
+      run_id: Sub-folder of checkpoint_uri for this run; Kubeflow passes its run id, so a retried task finds its checkpoints.
       epochs: Passes over the training split.
       batch_size: Rows per batch on each device (the global batch is this times the number of processes).
       eval_batch_size: Rows per batch when evaluating.
@@ -115,6 +123,7 @@ def train(
       keep_checkpoints: How many step checkpoints to keep.
       logging_steps: Log the training loss every N optimizer steps.
       report_to: Comma-separated reporters: tensorboard, mlflow, wandb, or none.
+      processes: Training processes on this node, one per GPU, under torchrun (DDP); 0 = one per visible GPU; 1 = plain.
       trust_remote_code: Allow code shipped with a hub model to run. Off unless you trust its author.
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
@@ -122,6 +131,9 @@ def train(
     config = TrainConfig(**{field.name: flags[field.name] for field in fields(TrainConfig)})
     config.check()
     reporters_wanted = parse_report_to(report_to)
+    relaunch_under_torchrun(processes)
+    if checkpoint_uri and run_id:
+        checkpoint_uri = storage.join(checkpoint_uri, run_id)
     distributed = Distributed.from_environment()
     with (
         staged_input(data_uri) as (data_dir, data_manifest),
@@ -132,7 +144,7 @@ def train(
         tokenizer = load_tokenizer(str(data_dir / TOKENIZER_DIR), str(data_dir / TOKENIZER_DIR))
         seed_everything(seed)
         model = load_classifier(base_model, source, label_names, trust_remote_code)
-        identity = checkpoint.identity(model, label_names, base_model, config.resume_relevant())
+        identity = checkpoint.identity(model, label_names, base_model, {**config.resume_relevant(), "world_size": distributed.world_size})
         work = Path(scratch)
         reporters = Reporters(reporters_wanted if distributed.is_main else [], work / "logs", asdict(config))
         tuner = FineTuner(
@@ -179,6 +191,26 @@ def train(
         artifact_metadata={"model": {"base_model": base_model, "best_validation": best_summary, "labels": label_names}},
         parameters={"best_validation_value": float(summary["best"]["value"])},
     )
+
+
+def relaunch_under_torchrun(processes: int) -> None:
+    """Re-run this same command under torchrun with one process per GPU, unless already there."""
+    if processes < 0:
+        raise UserError(f"--processes: must not be negative, got {processes}")
+    wanted = processes or max(torch.cuda.device_count(), 1)
+    if wanted <= 1 or "WORLD_SIZE" in os.environ:
+        return
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={wanted}",
+        "-m",
+        "components.train",
+        *sys.argv[1:],
+    ]
+    os.execv(sys.executable, command)  # noqa: S606 - replaces this process with torchrun; argv is our own
 
 
 if __name__ == "__main__":

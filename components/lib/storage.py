@@ -50,7 +50,8 @@ def s3_client():
     config = Config(
         retries={
             "mode": os.environ.get("AWS_RETRY_MODE", "standard"),
-            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)),
+            # total attempts, first one included (botocore's `max_attempts` would count retries only)
+            "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)),
         },
         connect_timeout=10,
         read_timeout=60,

@@ -1,0 +1,68 @@
+# Every target sets up its own virtual environment first (.venv, pinned by constraints.txt).
+# `make help` lists the targets.
+
+PYTHON_BOOTSTRAP ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+CONFIG ?= configs/default.yaml
+ARGS ?=
+# Image registry and tag: empty means the config's kubeflow.image_registry / image_tag.
+REGISTRY ?=
+TAG ?=
+COMPONENT ?=
+DRY_RUN ?=
+export REGISTRY TAG
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-all compile lint golden golden-update pipeline-submit component-run images bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	# torch first and alone: pinned to 2.13.0, which is the CPU build on a machine without CUDA
+	$(PYTHON) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[pipelines,dev]'
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv and install the pinned dependencies
+
+run: setup ## run the whole pipeline locally on the bundled sample (ARGS="key=value ..." overrides the config)
+	$(PYTHON) -m pipelines.local_run --config $(CONFIG) $(ARGS)
+
+test: setup ## compile, lint, golden YAML, submit stub, component dry-runs, then the full suite
+	$(MAKE) compile lint
+	$(PYTHON) -m pytest -q tests/test_golden.py tests/test_submit.py tests/test_component_run.py
+	$(PYTHON) -m pytest -q --ignore=tests/test_golden.py --ignore=tests/test_submit.py --ignore=tests/test_component_run.py $(ARGS)
+
+compile: setup ## compile the pipelines to build/pipeline.yaml and build/sweep.yaml
+	$(PYTHON) -m pipelines.compile --config $(CONFIG) $(ARGS)
+
+lint: setup compile ## ruff, yamllint, structural checks of the compiled YAML, manifests schema check, hadolint
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m yamllint -c .yamllint.yaml build/pipeline.yaml build/sweep.yaml configs manifests
+	$(PYTHON) -m pipelines.lint build/pipeline.yaml build/sweep.yaml
+	$(PYTHON) -m pipelines.manifests_check manifests
+	$(VENV)/bin/hadolint images/cpu.Dockerfile images/cuda.Dockerfile
+
+golden-update: setup ## refresh the golden compiled YAML in tests/golden/ after an intended change
+	env -u REGISTRY -u TAG $(PYTHON) -m pipelines.compile --config tests/golden/config.yaml --output tests/golden/pipeline.yaml
+
+pipeline-submit: setup compile ## compile, then submit a run to Kubeflow (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN override the config)
+	$(PYTHON) -m pipelines.submit --config $(CONFIG) --package build/pipeline.yaml $(ARGS)
+
+component-run: setup ## run one stage in its image: make component-run COMPONENT=train ARGS="--data_uri ..." [DRY_RUN=1]
+	$(PYTHON) -m pipelines.component_run --config $(CONFIG) --component "$(COMPONENT)" $(if $(DRY_RUN),--dry-run) -- $(ARGS)
+
+images: ## build and push REGISTRY/textclf-{cpu,cuda}:TAG (required; use the same two for compile) [DRY_RUN=1]
+	@test -n "$(REGISTRY)" -a -n "$(TAG)" || { echo "images: set REGISTRY and TAG, e.g. make images REGISTRY=ghcr.io/you TAG=0.1.0" >&2; exit 2; }
+	$(PYTHON_BOOTSTRAP) images/build.py --registry "$(REGISTRY)" --tag "$(TAG)" $(if $(DRY_RUN),--dry-run)
+
+bench: setup ## run the benchmarks; figures to stdout (JSON) and benchmarks/RESULTS.md
+	$(PYTHON) -m benchmarks.run_all
+
+clean: ## remove build outputs and local runs (keeps .venv)
+	rm -rf build runs .pytest_cache

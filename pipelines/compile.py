@@ -1,0 +1,63 @@
+"""`make compile`: write the pipeline's compiled IR YAML (build/pipeline.yaml by default).
+
+    python -m pipelines.compile --config configs/default.yaml [--output build/pipeline.yaml] [section.key=value ...]
+
+Compile-time settings (images, pipeline root, S3 endpoint, resources) come from the config's
+`kubeflow` section; REGISTRY and TAG in the environment override the image registry and tag, so
+`make images` and `make compile` always agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from components.lib.cli import configure_logging
+from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
+from pipelines.config import KubeflowSettings, load_config
+
+DEFAULT_OUTPUT = Path("build/pipeline.yaml")
+
+
+def with_image_environment(settings: KubeflowSettings) -> KubeflowSettings:
+    return dataclasses.replace(
+        settings,
+        image_registry=os.environ.get("REGISTRY") or settings.image_registry,
+        image_tag=os.environ.get("TAG") or settings.image_tag,
+    )
+
+
+def compile_pipeline(settings: KubeflowSettings, output: Path) -> Path:
+    from kfp import compiler
+
+    from pipelines.pipeline import build_training_pipeline
+
+    settings = with_image_environment(settings)
+    if settings.image_tag in ("", "latest"):
+        raise UserError(f"image tag {settings.image_tag!r}: pin a version (TAG=0.1.0), never latest")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_training_pipeline(settings), str(output))
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Compile the pipeline to KFP IR YAML.")
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
+    parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    arguments = parser.parse_args(argv)
+    configure_logging()
+    try:
+        config = load_config(arguments.config, arguments.overrides)
+        print(compile_pipeline(config.kubeflow, Path(arguments.output)))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

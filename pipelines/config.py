@@ -1,0 +1,169 @@
+"""The run configuration: one YAML file (configs/default.yaml), overridable from the command line.
+
+    parameters:  runtime parameters of the pipeline (the arguments of pipelines.pipeline.training_pipeline)
+    kubeflow:    compile-time settings for the cluster: images, pipeline root, S3 endpoint, resources
+    submit:      where `make pipeline-submit` sends the run
+    local:       where `make run` writes
+
+An override is `key=value` (a parameter) or `section.key=value`; values are parsed as YAML and
+then checked against the declared type. An unknown key or a wrong type is a one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.lib.errors import UserError
+
+
+@dataclass
+class Resources:
+    cpu_request: str = "1"
+    cpu_limit: str = "4"
+    memory_request: str = "2Gi"
+    memory_limit: str = "8Gi"
+
+
+@dataclass
+class KubeflowSettings:
+    """What is fixed when the pipeline is compiled (a change means a new compiled YAML)."""
+
+    image_registry: str = "ghcr.io/textclf"
+    image_tag: str = "0.1.0"
+    pipeline_root: str = "s3://textclf-pipelines/pipeline-root"
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    cpu_resources: Resources = field(default_factory=Resources)
+    train_resources: Resources = field(default_factory=lambda: Resources("4", "8", "16Gi", "32Gi"))
+    shm_size: str = "2Gi"
+    cache_train: bool = False
+    cache_register: bool = False
+    retries: int = 3
+    retry_backoff: str = "30s"
+
+    @property
+    def cpu_image(self) -> str:
+        return f"{self.image_registry}/textclf-cpu:{self.image_tag}"
+
+    @property
+    def cuda_image(self) -> str:
+        return f"{self.image_registry}/textclf-cuda:{self.image_tag}"
+
+
+@dataclass
+class SubmitSettings:
+    host: str = "http://localhost:8080"
+    namespace: str = "kubeflow-user-example-com"
+    experiment: str = "textclf"
+    run_name: str = ""
+
+
+@dataclass
+class LocalSettings:
+    run_root: str = "runs"
+
+
+@dataclass
+class RunConfig:
+    parameters: dict[str, Any]
+    kubeflow: KubeflowSettings
+    submit: SubmitSettings
+    local: LocalSettings
+
+
+SECTIONS = {"kubeflow": KubeflowSettings, "submit": SubmitSettings, "local": LocalSettings}
+
+
+def pipeline_parameter_types() -> dict[str, Any]:
+    from pipelines.pipeline import training_pipeline_signature
+
+    return {name: parameter.annotation for name, parameter in training_pipeline_signature().parameters.items()}
+
+
+def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the config must be a mapping with the sections parameters, kubeflow, submit, local")
+    unknown = sorted(set(raw) - {"parameters", *SECTIONS})
+    if unknown:
+        raise UserError(f"{path}: unknown section {unknown[0]!r}; the sections are parameters, {', '.join(SECTIONS)}")
+    for override in overrides or []:
+        apply_override(raw, override)
+    types = pipeline_parameter_types()
+    parameters = {
+        name: check_value(f"{path}: parameters.{name}", value, types, name) for name, value in (raw.get("parameters") or {}).items()
+    }
+    sections = {name: build_section(path, name, cls(), raw.get(name) or {}) for name, cls in SECTIONS.items()}
+    return RunConfig(parameters=parameters, **sections)
+
+
+def apply_override(raw: dict, override: str) -> None:
+    key, separator, text = override.partition("=")
+    if not separator or not key:
+        raise UserError(f"override {override!r}: write key=value, e.g. epochs=2 or kubeflow.image_tag=0.2.0")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    section, dot, name = key.partition(".")
+    if not dot:
+        section, name = "parameters", key
+    target = raw.setdefault(section, {}) or {}
+    raw[section] = target
+    for part in name.split(".")[:-1]:
+        target = target.setdefault(part, {})
+    target[name.split(".")[-1]] = value
+
+
+def check_value(where: str, value: Any, types: dict[str, Any], name: str) -> Any:
+    if name not in types:
+        close = [known for known in types if known.split("_")[0] == name.split("_")[0]][:3]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"{where}: unknown key{hint}")
+    return coerce(where, value, types[name])
+
+
+def coerce(where: str, value: Any, expected: Any) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if expected is str and value is None:
+        return ""
+    origin = typing.get_origin(expected) or expected
+    if origin is dict and isinstance(value, dict):
+        return value
+    if origin is list and isinstance(value, list):
+        return value
+    if isinstance(origin, type) and isinstance(value, origin) and not (origin is int and isinstance(value, bool)):
+        return value
+    name = getattr(expected, "__name__", str(expected))
+    raise UserError(f"{where}: expected {name}, got {type(value).__name__} {value!r}")
+
+
+def build_section(path: str, section: str, defaults: Any, values: dict) -> Any:
+    """`defaults` (a dataclass instance) with the given values checked and put in."""
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: {section} must be a mapping")
+    hints = typing.get_type_hints(type(defaults))
+    known = {item.name for item in dataclasses.fields(defaults)}
+    built = {}
+    for name, value in values.items():
+        if name not in known:
+            raise UserError(f"{path}: {section}.{name}: unknown key; known: {', '.join(sorted(known))}")
+        if dataclasses.is_dataclass(hints[name]):
+            built[name] = build_section(path, f"{section}.{name}", getattr(defaults, name), value)
+        else:
+            built[name] = coerce(f"{path}: {section}.{name}", value, hints[name])
+    return dataclasses.replace(defaults, **built)

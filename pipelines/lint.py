@@ -1,0 +1,155 @@
+"""`make lint`: structural checks of compiled pipeline YAML, beyond what the compiler checks.
+
+    python -m pipelines.lint build/pipeline.yaml [build/sweep.yaml]
+
+- the six stages are there, wired preprocess -> tokenize -> train -> evaluate -> export -> register,
+  with register behind the quality gate;
+- only train asks for a GPU, a GPU node selector, a toleration and /dev/shm;
+- every task gets the S3 credentials from a Kubernetes Secret, and no credential is written down;
+- image tags are pinned, never `latest`;
+- preprocess and tokenize are cached, train and register are not, and every task retries.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.stages import STAGES
+
+EXPECTED_EDGES = [("preprocess", "tokenize"), ("tokenize", "train"), ("train", "evaluate"), ("evaluate", "export"), ("export", "register")]
+SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+CREDENTIAL_PATTERNS = [
+    re.compile(r"AKIA[0-9A-Z]{16}"),
+    re.compile(r"(?i)(aws_secret_access_key|secret_key|password|token)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{20,}"),
+    re.compile(r"(?i)bearer\s+[A-Za-z0-9._-]{20,}"),
+]
+
+
+def load(path: Path) -> tuple[dict, dict]:
+    documents = list(yaml.safe_load_all(path.read_text()))
+    platform = (
+        documents[1].get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {}) if len(documents) > 1 else {}
+    )
+    return documents[0], platform
+
+
+def all_tasks(dag: dict, spec: dict, inherited: frozenset = frozenset(), gated: bool = False) -> Iterator[tuple[str, dict, set, bool]]:
+    """Every task, descending into sub-DAGs (conditions, loops), with the tasks it runs after and
+    whether a condition guards it. A task in a sub-DAG runs after whatever its sub-DAG runs after."""
+    for name, task in dag.get("tasks", {}).items():
+        component = spec["components"][task["componentRef"]["name"]]
+        upstream = inherited | upstream_tasks(task)
+        if "dag" in component:
+            yield from all_tasks(component["dag"], spec, frozenset(upstream), gated or "triggerPolicy" in task)
+        else:
+            yield name, task, upstream, gated
+
+
+def upstream_tasks(task: dict) -> set[str]:
+    found = set(task.get("dependentTasks", []))
+    for artifact in task.get("inputs", {}).get("artifacts", {}).values():
+        producer = artifact.get("taskOutputArtifact", {}).get("producerTask")
+        if producer:
+            found.add(producer)
+    return found
+
+
+def stage_of(task: dict) -> str:
+    """comp-train -> train; comp-train-2 (a second use of the component) -> train."""
+    return re.sub(r"-\d+$", "", task["componentRef"]["name"].removeprefix("comp-"))
+
+
+def check_pipeline(path: Path) -> list[str]:
+    spec, platform = load(path)
+    found = {name: (task, upstream, gated) for name, task, upstream, gated in all_tasks(spec["root"]["dag"], spec)}
+    executors = spec["deploymentSpec"]["executors"]
+    stage_tasks = {name: entry for name, entry in found.items() if stage_of(entry[0]) in STAGES}
+    missing = [stage for stage in STAGES if stage not in {stage_of(task) for task, _, _ in stage_tasks.values()}]
+    if missing:
+        return [f"{path}: stages missing: {', '.join(missing)}"]
+    problems = check_edges(path, stage_tasks)
+    for name, (task, _, _) in stage_tasks.items():
+        problems += check_task(path, name, task, executors, platform)
+    return problems + check_text(path)
+
+
+def check_edges(path: Path, stage_tasks: dict) -> list[str]:
+    """Each stage runs after the one before it, and register only behind a condition."""
+    by_stage = {stage_of(task): (name, upstream, gated) for name, (task, upstream, gated) in stage_tasks.items()}
+    problems = []
+    for upstream_stage, downstream_stage in EXPECTED_EDGES:
+        upstream_name = by_stage[upstream_stage][0]
+        name, upstream, _ = by_stage[downstream_stage]
+        if upstream_name not in upstream:
+            problems.append(f"{path}: {name} does not run after {upstream_name}")
+    if not by_stage["register"][2]:
+        problems.append(f"{path}: register is not behind the quality gate (dsl.If)")
+    return problems
+
+
+def check_task(path: Path, name: str, task: dict, executors: dict, platform: dict) -> list[str]:
+    stage = stage_of(task)
+    executor_name = task["componentRef"]["name"].replace("comp-", "exec-", 1)
+    container = executors[executor_name]["container"]
+    kubernetes = platform.get(executor_name, {})
+    problems = []
+    is_train = stage == "train"
+    has_gpu = "accelerator" in container.get("resources", {})
+    gpu_placement = {key for key in ("nodeSelector", "tolerations", "emptyDirMounts") if key in kubernetes}
+    if is_train and not (has_gpu and len(gpu_placement) == 3):
+        problems.append(f"{path}: train lacks its GPU request, node selector, toleration or /dev/shm")
+    if not is_train and (has_gpu or gpu_placement):
+        problems.append(f"{path}: {name} asks for GPU placement ({', '.join(sorted(gpu_placement)) or 'accelerator'}); only train may")
+    from_secret = {entry["envVar"] for source in kubernetes.get("secretAsEnv", []) for entry in source.get("keyToEnv", [])}
+    if not from_secret >= SECRET_ENV:
+        problems.append(f"{path}: {name} does not take {', '.join(sorted(SECRET_ENV - from_secret))} from a Kubernetes Secret")
+    literal_env = {entry["name"] for entry in container.get("env", [])}
+    if literal_env & SECRET_ENV:
+        problems.append(f"{path}: {name} sets {', '.join(sorted(literal_env & SECRET_ENV))} as a literal value")
+    problems += check_image(path, name, container["image"])
+    cached = task.get("cachingOptions", {}).get("enableCache", False)
+    if stage in ("preprocess", "tokenize") and not cached:
+        problems.append(f"{path}: {name} should be cached")
+    if stage in ("train", "register") and cached:
+        problems.append(f"{path}: {name} should not be cached by default")
+    if not task.get("retryPolicy", {}).get("maxRetryCount"):
+        problems.append(f"{path}: {name} has no retry policy")
+    return problems
+
+
+def check_image(path: Path, name: str, image: str) -> list[str]:
+    if "@sha256:" in image:
+        return []
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    if not tag or tag == "latest":
+        return [f"{path}: {name} image {image!r} is not pinned to a tag (never latest)"]
+    return []
+
+
+def check_text(path: Path) -> list[str]:
+    text = path.read_text()
+    return [
+        f"{path}: looks like a literal credential: {match.group(0)[:12]}..."
+        for pattern in CREDENTIAL_PATTERNS
+        for match in pattern.finditer(text)
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(argument) for argument in (argv if argv is not None else sys.argv[1:])]
+    problems: list[Any] = [problem for path in paths for problem in check_pipeline(path)]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"pipeline lint: {len(paths)} file(s) ok")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""`make run`: execute the compiled pipeline on this machine, each task as a host subprocess.
+
+    python -m pipelines.local_run --config configs/default.yaml [key=value ...]
+
+It compiles the pipeline (build/pipeline.yaml), loads that YAML back and runs it with KFP's own
+local executor, `kfp.local`: the same DAG, the same command lines, the same quality gate as on a
+cluster, minus the Kubernetes placement (no GPU request, no Secret: the S3 environment is this
+shell's). Two adjustments to kfp.local 2.17 make that possible (see `HostTaskHandler` and
+`resolve_named_task_outputs`): it refuses container components, and it reads a `dsl.If` on a
+named task output as false.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from components.lib import storage
+from components.lib.cli import configure_logging
+from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
+from pipelines.compile import DEFAULT_OUTPUT, compile_pipeline
+from pipelines.config import RunConfig, load_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_PATH_PARAMETERS = ("source_uri", "registry_uri", "checkpoint_root")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/default.yaml", help="the run configuration (YAML)")
+    parser.add_argument("overrides", nargs="*", help="key=value to override a parameter, or section.key=value")
+    arguments = parser.parse_args(argv)
+    configure_logging()
+    try:
+        config = load_config(arguments.config, arguments.overrides)
+        return run(config)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
+
+
+def run(config: RunConfig) -> int:
+    run_dir = Path(config.local.run_root).resolve() / time.strftime("%Y%m%d-%H%M%S")
+    parameters = local_parameters(config.parameters)
+    compiled = compile_pipeline(config.kubeflow, REPO_ROOT / DEFAULT_OUTPUT)
+    print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
+    timings = execute(compiled, parameters, run_dir)
+    return report(run_dir, timings, parameters)
+
+
+def local_parameters(parameters: dict) -> dict:
+    """Make local paths absolute and fingerprint the source, as pipeline-submit does."""
+    resolved = dict(parameters)
+    for name in LOCAL_PATH_PARAMETERS:
+        value = resolved.get(name, "")
+        if value and not value.startswith(("s3://", "hf://")):
+            resolved[name] = str(Path(value).resolve())
+    if not resolved.get("source_fingerprint") and not resolved["source_uri"].startswith("hf://"):
+        resolved["source_fingerprint"] = storage.fingerprint(resolved["source_uri"])
+    return resolved
+
+
+def execute(compiled: Path, parameters: dict, run_dir: Path) -> dict[str, float]:
+    """Run the compiled pipeline with kfp.local; return the wall time of each stage."""
+    import kfp.components
+    from kfp import local
+
+    HostTaskHandler.install()
+    resolve_named_task_outputs()
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir), raise_on_error=False)
+    pipeline = kfp.components.load_component_from_file(str(compiled))
+    original_print = builtins.print  # kfp.local's parallel logging can leave print swapped
+    try:
+        task = pipeline(**parameters)
+    finally:
+        builtins.print = original_print
+    failed = [name for name, status in HostTaskHandler.outcomes.items() if status != "SUCCESS"]
+    if failed or task is None:
+        raise UserError(
+            f"the local run stopped: stage {', '.join(failed) or '?'} failed; its error is printed above (run folder: {run_dir})"
+        )
+    return HostTaskHandler.timings
+
+
+class HostTaskHandler:
+    """kfp.local's subprocess handler, allowed to run container components on the host."""
+
+    timings: dict[str, float] = {}
+    outcomes: dict[str, str] = {}
+
+    @classmethod
+    def install(cls) -> None:
+        from kfp.local import subprocess_task_handler
+
+        base = subprocess_task_handler.SubprocessTaskHandler
+        if getattr(base, "is_host_handler", False):
+            return
+
+        class Handler(base):
+            is_host_handler = True
+
+            def validate_image(self, image: str) -> None:
+                """The image does not matter: the command runs in this environment."""
+
+            def validate_not_container_component(self, full_command: list[str]) -> None:
+                """Container components are exactly what this runner is for."""
+
+            def run(self):
+                stage = self.full_command[2].rsplit(".", 1)[-1] if len(self.full_command) > 2 else "?"
+                started = time.perf_counter()
+                status = super().run()
+                cls.timings[stage] = cls.timings.get(stage, 0.0) + time.perf_counter() - started
+                cls.outcomes[stage] = status.name
+                return status
+
+        # kfp.local's dispatcher looks this name up at call time, so rebinding it is enough.
+        subprocess_task_handler.SubprocessTaskHandler = Handler
+
+
+def resolve_named_task_outputs() -> None:
+    """Let kfp.local resolve `pipelinechannel--<task>-<output>` in dsl.If conditions.
+
+    kfp.local 2.17 resolves only outputs named `Output` there, so a condition on a named output
+    silently reads as false. Output names never contain '-', so the last '-' splits task from output.
+    """
+    from kfp.local import io
+
+    original = io.IOStore.get_parent_input
+    if getattr(original, "resolves_named_outputs", False):
+        return
+
+    def get_parent_input(self, key):
+        try:
+            return original(self, key)
+        except ValueError:
+            reference = key.replace("pipelinechannel--", "")
+            task, separator, output = reference.rpartition("-")
+            if separator:
+                try:
+                    return self.get_task_output(task, output)
+                except ValueError:
+                    pass
+            raise
+
+    get_parent_input.resolves_named_outputs = True
+    io.IOStore.get_parent_input = get_parent_input
+
+
+def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
+    run_folder = next(run_dir.glob("*/register"), None)
+    evaluation = json.loads(next(run_dir.glob("*/evaluate/evaluation/metrics.json")).read_text())
+    export = json.loads(next(run_dir.glob("*/export/onnx/export_report.json")).read_text())
+    print("\n=== local run finished ===")
+    print("stage wall time (s): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items()))
+    test, baseline = evaluation["test"], evaluation["baseline_majority_class"]
+    print(
+        f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}"
+        f"  (majority-class baseline: accuracy {baseline['accuracy']:.4f}, macro-F1 {baseline['macro_f1']:.4f})"
+    )
+    parity = export["parity"]
+    print(
+        f"ONNX parity: max |logit diff| {parity['max_abs_logit_diff']:.2e},"
+        f" argmax agreement {parity['argmax_agreement']:.4f} on {parity['rows']} rows"
+    )
+    for name, model in export["models"].items():
+        latency = model["latency"]
+        print(
+            f"onnxruntime {name}: test macro-F1 {model['test']['macro_f1']:.4f}, latency batch 1 p50 {latency['batch_1']['p50_ms']} ms,"
+            f" batch 32 p50 {latency['batch_32']['p50_ms']} ms"
+        )
+    decision_file = next(run_dir.glob("*/register/registration/registration.json"), None) if run_folder else None
+    if decision_file is None:
+        print(
+            f"not registered: test macro-F1 {test['macro_f1']:.4f} is below min_macro_f1"
+            f" {parameters.get('min_macro_f1', 0.0)} (the pipeline's quality gate)"
+        )
+        return 0
+    decision = json.loads(decision_file.read_text())
+    if decision["registered"]:
+        print(f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}")
+    else:
+        print(f"not registered: {decision['refused']}")
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""One KFP container component per stage, built from the stage function itself.
+
+A component's inputs are its stage's flags, read from the signature of `components.<stage>`:
+names, types, defaults and help text. Its command is the stage's own command line,
+`python3 -m components.<stage> --flag {{value}} ...`, so the flags come from one place and the
+same command runs on a laptop, in `docker run` and as a Kubeflow task. The few flags that name
+storage are replaced by typed artifacts (Dataset, Model, Metrics, ...), whose `.path` Kubeflow
+fills in, and `--executor_input {{$}}` lets the stage report artifact metadata and output
+parameters back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+
+from kfp import dsl
+
+from components.lib.cli import EXECUTOR_INPUT_FLAG
+
+STAGES = ("preprocess", "tokenize", "train", "evaluate", "export", "register")
+
+
+@dataclass(frozen=True)
+class ArtifactFlag:
+    """A stage flag that Kubeflow fills with an artifact's local path."""
+
+    flag: str
+    name: str
+    kind: type
+    is_output: bool
+
+
+@dataclass(frozen=True)
+class StageInterface:
+    artifacts: tuple[ArtifactFlag, ...]
+    output_parameters: dict[str, type] = field(default_factory=dict)
+
+
+def inputs(flag: str, name: str, kind: type) -> ArtifactFlag:
+    return ArtifactFlag(flag, name, kind, is_output=False)
+
+
+def output(flag: str, name: str, kind: type) -> ArtifactFlag:
+    return ArtifactFlag(flag, name, kind, is_output=True)
+
+
+INTERFACES = {
+    "preprocess": StageInterface((output("output_uri", "dataset", dsl.Dataset),)),
+    "tokenize": StageInterface((inputs("data_uri", "data", dsl.Dataset), output("output_uri", "tokenized", dsl.Dataset))),
+    "train": StageInterface(
+        (inputs("data_uri", "tokenized", dsl.Dataset), output("output_uri", "model", dsl.Model)),
+        {"best_validation_value": float},
+    ),
+    "evaluate": StageInterface(
+        (
+            inputs("model_uri", "model", dsl.Model),
+            inputs("data_uri", "tokenized", dsl.Dataset),
+            output("output_uri", "evaluation", dsl.Artifact),
+            output("report_path", "report", dsl.HTML),
+        ),
+        {"accuracy": float, "macro_f1": float, "weighted_f1": float},
+    ),
+    "export": StageInterface(
+        (inputs("model_uri", "model", dsl.Model), inputs("data_uri", "tokenized", dsl.Dataset), output("output_uri", "onnx", dsl.Model))
+    ),
+    "register": StageInterface(
+        (
+            inputs("export_uri", "onnx", dsl.Model),
+            inputs("evaluation_uri", "evaluation", dsl.Artifact),
+            inputs("model_uri", "model", dsl.Model),
+            inputs("data_uri", "tokenized", dsl.Dataset),
+            output("output_uri", "registration", dsl.Artifact),
+        ),
+        {"registered": bool, "version": str},
+    ),
+}
+
+# Outputs that exist only as metadata for the KFP UI (the stage fills them through the executor
+# output; no flag names them).
+METADATA_OUTPUTS = {"evaluate": {"metrics": dsl.Metrics, "confusion_matrix": dsl.ClassificationMetrics}}
+
+
+def stage_function(stage: str):
+    return getattr(importlib.import_module(f"components.{stage}"), stage)
+
+
+def stage_command(stage: str) -> list[str]:
+    # `python3`, not `python`: kfp.local swaps the word python3 for the running interpreter.
+    return ["python3", "-m", f"components.{stage}"]
+
+
+def make_component(stage: str, image: str):
+    """The container component for `stage`, running in `image`."""
+    function = stage_function(stage)
+    interface = INTERFACES[stage]
+    signature = inspect.signature(function)
+    annotations = inspect.get_annotations(function, eval_str=True)
+    by_flag = {artifact.flag: artifact for artifact in interface.artifacts}
+    flag_names = [name for name in signature.parameters if name != EXECUTOR_INPUT_FLAG and name not in by_flag]
+
+    parameters = [
+        inspect.Parameter(
+            artifact.name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=(dsl.Output if artifact.is_output else dsl.Input)[artifact.kind],
+        )
+        for artifact in interface.artifacts
+    ]
+    parameters += [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dsl.Output[kind])
+        for name, kind in METADATA_OUTPUTS.get(stage, {}).items()
+    ]
+    parameters += [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dsl.OutputPath(kind))
+        for name, kind in interface.output_parameters.items()
+    ]
+    required = [name for name in flag_names if signature.parameters[name].default is inspect.Parameter.empty]
+    optional = [name for name in flag_names if name not in required]
+    parameters += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotations[name]) for name in required]
+    parameters += [
+        inspect.Parameter(
+            name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotations[name], default=signature.parameters[name].default
+        )
+        for name in optional
+    ]
+    order = [parameter.name for parameter in parameters]
+
+    def container(*values):
+        given = dict(zip(order, values))
+        args: list = []
+        for artifact in interface.artifacts:
+            args += [f"--{artifact.flag}", given[artifact.name].path]
+        for name in flag_names:
+            args += [f"--{name}", given[name]]
+        args += [f"--{EXECUTOR_INPUT_FLAG}", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER]
+        return dsl.ContainerSpec(image=image, command=stage_command(stage), args=args)
+
+    container.__name__ = stage
+    container.__qualname__ = stage
+    container.__doc__ = function.__doc__
+    container.__signature__ = inspect.Signature(parameters)
+    container.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return dsl.container_component(container)
+
+
+def make_components(cpu_image: str, cuda_image: str) -> dict:
+    """Every stage's component; train runs in the CUDA image, the rest in the CPU image."""
+    return {stage: make_component(stage, cuda_image if stage == "train" else cpu_image) for stage in STAGES}
