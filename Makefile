@@ -11,10 +11,11 @@ REGISTRY ?=
 TAG ?=
 COMPONENT ?=
 DRY_RUN ?=
+PIPELINE ?= training
 export REGISTRY TAG
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-all compile lint golden golden-update pipeline-submit component-run images bench clean
+.PHONY: help setup run sweep test compile lint golden-update pipeline-submit component-run images bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,8 +52,11 @@ lint: setup compile ## ruff, yamllint, structural checks of the compiled YAML, m
 golden-update: setup ## refresh the golden compiled YAML in tests/golden/ after an intended change
 	env -u REGISTRY -u TAG $(PYTHON) -m pipelines.compile --config tests/golden/config.yaml --output tests/golden/pipeline.yaml
 
-pipeline-submit: setup compile ## compile, then submit a run to Kubeflow (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN override the config)
-	$(PYTHON) -m pipelines.submit --config $(CONFIG) --package build/pipeline.yaml $(ARGS)
+pipeline-submit: setup compile ## compile, then submit a run to Kubeflow (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN override; PIPELINE=sweep)
+	$(PYTHON) -m pipelines.submit --config $(CONFIG) --pipeline $(PIPELINE) --package build/$(if $(filter sweep,$(PIPELINE)),sweep,pipeline).yaml $(ARGS)
+
+sweep: setup ## run the hyperparameter sweep locally (the config's sweep section), best trial released
+	$(PYTHON) -m pipelines.local_run --config $(CONFIG) --pipeline sweep $(ARGS)
 
 component-run: setup ## run one stage in its image: make component-run COMPONENT=train ARGS="--data_uri ..." [DRY_RUN=1]
 	$(PYTHON) -m pipelines.component_run --config $(CONFIG) --component "$(COMPONENT)" $(if $(DRY_RUN),--dry-run) -- $(ARGS)

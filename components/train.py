@@ -189,7 +189,8 @@ def train(
             "samples_per_second": summary["samples_per_second_this_process"],
         },
         artifact_metadata={"model": {"base_model": base_model, "best_validation": best_summary, "labels": label_names}},
-        parameters={"best_validation_value": float(summary["best"]["value"])},
+        parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},
+        artifact_uri_parameters={"model_uri": "model"},
     )
 
 

@@ -1,4 +1,4 @@
-"""`make compile`: write the pipeline's compiled IR YAML (build/pipeline.yaml by default).
+"""`make compile`: write the pipelines' compiled IR YAML: build/pipeline.yaml and build/sweep.yaml.
 
     python -m pipelines.compile --config configs/default.yaml [--output build/pipeline.yaml] [section.key=value ...]
 
@@ -20,6 +20,7 @@ from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.config import KubeflowSettings, load_config
 
 DEFAULT_OUTPUT = Path("build/pipeline.yaml")
+OUTPUT_NAMES = {"training": "pipeline.yaml", "sweep": "sweep.yaml"}
 
 
 def with_image_environment(settings: KubeflowSettings) -> KubeflowSettings:
@@ -30,29 +31,33 @@ def with_image_environment(settings: KubeflowSettings) -> KubeflowSettings:
     )
 
 
-def compile_pipeline(settings: KubeflowSettings, output: Path) -> Path:
+def compile_pipeline(settings: KubeflowSettings, output: Path, variant: str = "training") -> Path:
     from kfp import compiler
 
-    from pipelines.pipeline import build_training_pipeline
+    from pipelines.pipeline import build_pipeline
 
     settings = with_image_environment(settings)
     if settings.image_tag in ("", "latest"):
         raise UserError(f"image tag {settings.image_tag!r}: pin a version (TAG=0.1.0), never latest")
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_training_pipeline(settings), str(output))
+    compiler.Compiler().compile(build_pipeline(settings, variant), str(output))
     return output
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compile the pipeline to KFP IR YAML.")
     parser.add_argument("--config", default="configs/default.yaml")
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
+    parser.add_argument(
+        "--output", default=str(DEFAULT_OUTPUT), help="the training pipeline's YAML; the sweep's goes beside it as sweep.yaml"
+    )
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
     arguments = parser.parse_args(argv)
     configure_logging()
     try:
         config = load_config(arguments.config, arguments.overrides)
-        print(compile_pipeline(config.kubeflow, Path(arguments.output)))
+        output = Path(arguments.output)
+        for variant, name in OUTPUT_NAMES.items():
+            print(compile_pipeline(config.kubeflow, output if variant == "training" else output.with_name(name), variant))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE

@@ -44,6 +44,7 @@ class KubeflowSettings:
     shm_size: str = "2Gi"
     cache_train: bool = False
     cache_register: bool = False
+    sweep_parallelism: int = 2
     retries: int = 3
     retry_backoff: str = "30s"
 
@@ -70,20 +71,31 @@ class LocalSettings:
 
 
 @dataclass
+class SweepSettings:
+    """A hyperparameter sweep (pipelines/sweep.py): every combination, or `trials` seeded draws."""
+
+    method: str = "grid"
+    trials: int = 4
+    seed: int = 0
+    space: dict = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     parameters: dict[str, Any]
     kubeflow: KubeflowSettings
     submit: SubmitSettings
     local: LocalSettings
+    sweep: SweepSettings
 
 
-SECTIONS = {"kubeflow": KubeflowSettings, "submit": SubmitSettings, "local": LocalSettings}
+SECTIONS = {"kubeflow": KubeflowSettings, "submit": SubmitSettings, "local": LocalSettings, "sweep": SweepSettings}
 
 
 def pipeline_parameter_types() -> dict[str, Any]:
-    from pipelines.pipeline import training_pipeline_signature
+    from pipelines.pipeline import pipeline_parameter_types as declared
 
-    return {name: parameter.annotation for name, parameter in training_pipeline_signature().parameters.items()}
+    return declared("training")
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
@@ -108,14 +120,21 @@ def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
     return RunConfig(parameters=parameters, **sections)
 
 
+class OverrideText(str):
+    """A value typed on the command line: kept as text for a text setting, read as YAML otherwise."""
+
+    def parsed(self) -> Any:
+        try:
+            return yaml.safe_load(self) if self else ""
+        except yaml.YAMLError:
+            return str(self)
+
+
 def apply_override(raw: dict, override: str) -> None:
     key, separator, text = override.partition("=")
     if not separator or not key:
         raise UserError(f"override {override!r}: write key=value, e.g. epochs=2 or kubeflow.image_tag=0.2.0")
-    try:
-        value = yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        value = text
+    value = OverrideText(text)
     section, dot, name = key.partition(".")
     if not dot:
         section, name = "parameters", key
@@ -135,6 +154,8 @@ def check_value(where: str, value: Any, types: dict[str, Any], name: str) -> Any
 
 
 def coerce(where: str, value: Any, expected: Any) -> Any:
+    if isinstance(value, OverrideText):
+        value = str(value) if expected is str else value.parsed()
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):

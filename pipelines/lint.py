@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +38,35 @@ def load(path: Path) -> tuple[dict, dict]:
     return documents[0], platform
 
 
-def all_tasks(dag: dict, spec: dict, inherited: frozenset = frozenset(), gated: bool = False) -> Iterator[tuple[str, dict, set, bool]]:
-    """Every task, descending into sub-DAGs (conditions, loops), with the tasks it runs after and
-    whether a condition guards it. A task in a sub-DAG runs after whatever its sub-DAG runs after."""
+def all_tasks(dag: dict, spec: dict, inherited: frozenset = frozenset(), gated: bool = False, groups: dict | None = None):
+    """Every leaf task, descending into sub-DAGs (conditions, loops), with the tasks it directly runs
+    after and whether a condition guards it. A task in a sub-DAG runs after whatever its sub-DAG
+    runs after; `groups` collects, per sub-DAG task, the leaf tasks inside it."""
+    groups = {} if groups is None else groups
     for name, task in dag.get("tasks", {}).items():
         component = spec["components"][task["componentRef"]["name"]]
         upstream = inherited | upstream_tasks(task)
         if "dag" in component:
-            yield from all_tasks(component["dag"], spec, frozenset(upstream), gated or "triggerPolicy" in task)
+            inner = list(all_tasks(component["dag"], spec, frozenset(upstream), gated or "triggerPolicy" in task, groups))
+            groups[name] = {leaf for leaf, *_ in inner}
+            yield from inner
         else:
             yield name, task, upstream, gated
+
+
+def runs_after(found: dict, groups: dict) -> dict[str, set[str]]:
+    """Every leaf task's transitive upstream leaf tasks (sub-DAG names expanded to their leaves)."""
+    direct = {name: {leaf for item in upstream for leaf in groups.get(item, {item})} for name, (_, upstream, _) in found.items()}
+    closure = {}
+    for name in direct:
+        seen, stack = set(), list(direct[name])
+        while stack:
+            item = stack.pop()
+            if item not in seen:
+                seen.add(item)
+                stack.extend(direct.get(item, ()))
+        closure[name] = seen
+    return closure
 
 
 def upstream_tasks(task: dict) -> set[str]:
@@ -67,7 +85,10 @@ def stage_of(task: dict) -> str:
 
 def check_pipeline(path: Path) -> list[str]:
     spec, platform = load(path)
-    found = {name: (task, upstream, gated) for name, task, upstream, gated in all_tasks(spec["root"]["dag"], spec)}
+    groups: dict = {}
+    found = {name: (task, upstream, gated) for name, task, upstream, gated in all_tasks(spec["root"]["dag"], spec, groups=groups)}
+    closure = runs_after(found, groups)
+    found = {name: (task, closure[name], gated) for name, (task, _, gated) in found.items()}
     executors = spec["deploymentSpec"]["executors"]
     stage_tasks = {name: entry for name, entry in found.items() if stage_of(entry[0]) in STAGES}
     missing = [stage for stage in STAGES if stage not in {stage_of(task) for task, _, _ in stage_tasks.values()}]
@@ -80,7 +101,7 @@ def check_pipeline(path: Path) -> list[str]:
 
 
 def check_edges(path: Path, stage_tasks: dict) -> list[str]:
-    """Each stage runs after the one before it, and register only behind a condition."""
+    """Each stage runs (transitively) after the one before it, and register only behind a condition."""
     by_stage = {stage_of(task): (name, upstream, gated) for name, (task, upstream, gated) in stage_tasks.items()}
     problems = []
     for upstream_stage, downstream_stage in EXPECTED_EDGES:

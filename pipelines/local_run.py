@@ -1,6 +1,6 @@
 """`make run`: execute the compiled pipeline on this machine, each task as a host subprocess.
 
-    python -m pipelines.local_run --config configs/default.yaml [key=value ...]
+    python -m pipelines.local_run --config configs/default.yaml [--pipeline sweep] [key=value ...]
 
 It compiles the pipeline (build/pipeline.yaml), loads that YAML back and runs it with KFP's own
 local executor, `kfp.local`: the same DAG, the same command lines, the same quality gate as on a
@@ -23,8 +23,9 @@ from pathlib import Path
 from components.lib import storage
 from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
-from pipelines.compile import DEFAULT_OUTPUT, compile_pipeline
+from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.config import RunConfig, load_config
+from pipelines.sweep import expand_sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PATH_PARAMETERS = ("source_uri", "registry_uri", "checkpoint_root")
@@ -33,21 +34,26 @@ LOCAL_PATH_PARAMETERS = ("source_uri", "registry_uri", "checkpoint_root")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/default.yaml", help="the run configuration (YAML)")
+    parser.add_argument(
+        "--pipeline", choices=sorted(OUTPUT_NAMES), default="training", help="training, or sweep (the config's sweep section)"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value to override a parameter, or section.key=value")
     arguments = parser.parse_args(argv)
     configure_logging()
     try:
         config = load_config(arguments.config, arguments.overrides)
-        return run(config)
+        return run(config, arguments.pipeline)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
 
 
-def run(config: RunConfig) -> int:
+def run(config: RunConfig, variant: str = "training") -> int:
     run_dir = Path(config.local.run_root).resolve() / time.strftime("%Y%m%d-%H%M%S")
     parameters = local_parameters(config.parameters)
-    compiled = compile_pipeline(config.kubeflow, REPO_ROOT / DEFAULT_OUTPUT)
+    if variant == "sweep":
+        parameters["sweep_configs"] = expand_sweep(config.sweep, parameters)
+    compiled = compile_pipeline(config.kubeflow, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
     print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
     timings = execute(compiled, parameters, run_dir)
     return report(run_dir, timings, parameters)
@@ -159,6 +165,11 @@ def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
     export = json.loads(next(run_dir.glob("*/export/onnx/export_report.json")).read_text())
     print("\n=== local run finished ===")
     print("stage wall time (s): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items()))
+    tuning = next(run_dir.glob("*/select-best/tuning/tuning_results.json"), None)
+    if tuning is not None:
+        results = json.loads(tuning.read_text())
+        ranking = ", ".join(f"trial {trial['trial']}: {trial['value']:.4f}" for trial in results["trials"])
+        print(f"sweep ({results['metric']} on validation, best first): {ranking}; tuning results: {tuning.with_suffix('.csv')}")
     test, baseline = evaluation["test"], evaluation["baseline_majority_class"]
     print(
         f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}"

@@ -26,6 +26,7 @@ from pipelines.config import KubeflowSettings
 from pipelines.stages import make_components
 
 PIPELINE_NAME = "textclf-training"
+SWEEP_PIPELINE_NAME = "textclf-sweep"
 S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 ACTIVE_BUILD: contextvars.ContextVar = contextvars.ContextVar("active_build")
 
@@ -108,56 +109,76 @@ def training_pipeline(
       gpu_toleration: Toleration for the train task (a Kubernetes toleration object).
       s3_secret_name: Kubernetes Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
     """
-    build: PipelineBuild = ACTIVE_BUILD.get()
-    given = dict(locals())
+    wire_training(ACTIVE_BUILD.get(), dict(locals()))
+
+
+PREPROCESS_FLAGS = (
+    "text_column", "label_column", "label_names", "rating_buckets", "delimiter", "encoding", "mask_urls",
+    "mask_mentions", "max_chars", "use_source_splits", "validation_ratio", "test_ratio",
+)  # fmt: skip
+# The training flags a sweep may vary; every trial config carries all of them (see pipelines/sweep.py).
+SWEEPABLE = (
+    "learning_rate", "batch_size", "epochs", "weight_decay", "warmup_ratio", "scheduler", "seed", "label_smoothing",
+    "layerwise_lr_decay", "class_weights", "grad_accum_steps", "freeze_encoder_epochs", "early_stopping_patience",
+)  # fmt: skip
+
+
+def wire_data(build: "PipelineBuild", given: dict):
     ops = build.components
     preprocess = ops["preprocess"](
-        input_uri=source_uri,
-        expected_source_fingerprint=source_fingerprint,
-        seed=split_seed,
-        **pick(
-            given,
-            "text_column",
-            "label_column",
-            "label_names",
-            "rating_buckets",
-            "delimiter",
-            "encoding",
-            "mask_urls",
-            "mask_mentions",
-            "max_chars",
-            "use_source_splits",
-            "validation_ratio",
-            "test_ratio",
-        ),
-    )
+        input_uri=given["source_uri"], expected_source_fingerprint=given["source_fingerprint"], seed=given["split_seed"],
+        **pick(given, *PREPROCESS_FLAGS),
+    )  # fmt: skip
     tokenize = ops["tokenize"](data=preprocess.outputs["dataset"], **pick(given, "base_model", "max_length", "trust_remote_code"))
-    train = ops["train"](
-        tokenized=tokenize.outputs["tokenized"],
-        checkpoint_uri=checkpoint_root,
-        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        processes=gpu_count,
-        **pick(given, *build.train_flags),
-    )
-    evaluate = ops["evaluate"](model=train.outputs["model"], tokenized=tokenize.outputs["tokenized"], batch_size=eval_batch_size)
+    return preprocess, tokenize
+
+
+def train_task(build: "PipelineBuild", given: dict, tokenize, checkpoint_uri, varied: dict | None = None):
+    flags = {**pick(given, *build.train_flags), **(varied or {})}
+    task = build.components["train"](
+        tokenized=tokenize.outputs["tokenized"], checkpoint_uri=checkpoint_uri, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        processes=given["gpu_count"], **flags,
+    )  # fmt: skip
+    build.place_on_gpu(task, given)
+    return task.set_caching_options(enable_caching=build.settings.cache_train)
+
+
+def wire_release(build: "PipelineBuild", given: dict, model, tokenize, after: list) -> list:
+    """evaluate -> export -> (quality gate) -> register, for the chosen model."""
+    ops = build.components
+    evaluate = ops["evaluate"](model=model, tokenized=tokenize.outputs["tokenized"], batch_size=given["eval_batch_size"])
     export = ops["export"](
-        model=train.outputs["model"],
-        tokenized=tokenize.outputs["tokenized"],
-        **pick(given, "quantize_int8", "int8_max_f1_drop", "parity_atol"),
-    ).after(evaluate)
-    with dsl.If(evaluate.outputs["macro_f1"] >= min_macro_f1, name="quality-gate"):
+        model=model, tokenized=tokenize.outputs["tokenized"], **pick(given, "quantize_int8", "int8_max_f1_drop", "parity_atol")
+    )
+    export.after(evaluate)
+    with dsl.If(evaluate.outputs["macro_f1"] >= given["min_macro_f1"], name="quality-gate"):
         register = ops["register"](
-            onnx=export.outputs["onnx"],
-            evaluation=evaluate.outputs["evaluation"],
-            model=train.outputs["model"],
-            tokenized=tokenize.outputs["tokenized"],
-            gate_metric="macro_f1",
-            gate_min=min_macro_f1,
+            onnx=export.outputs["onnx"], evaluation=evaluate.outputs["evaluation"], model=model, tokenized=tokenize.outputs["tokenized"],
+            gate_metric="macro_f1", gate_min=given["min_macro_f1"],
             **pick(given, "registry_uri", "model_name", "compare_with_production", "max_regression"),
-        )
-    build.place_on_cpu([preprocess, tokenize, evaluate, export, register], s3_secret_name)
-    build.place_on_gpu(train, s3_secret_name, gpu_count, gpu_node_selector, gpu_toleration)
-    build.set_caching(preprocess=preprocess, tokenize=tokenize, train=train, evaluate=evaluate, export=export, register=register)
+        )  # fmt: skip
+    register.set_caching_options(enable_caching=build.settings.cache_register)
+    for task in after:
+        evaluate.after(task)
+    return [evaluate, export, register]
+
+
+def wire_training(build: "PipelineBuild", given: dict) -> None:
+    preprocess, tokenize = wire_data(build, given)
+    train = train_task(build, given, tokenize, given["checkpoint_root"])
+    released = wire_release(build, given, train.outputs["model"], tokenize, after=[])
+    build.place_on_cpu([preprocess, tokenize, *released], given)
+
+
+def wire_sweep(build: "PipelineBuild", given: dict) -> None:
+    """Train every trial config in parallel, keep the best by validation score, release only that one."""
+    preprocess, tokenize = wire_data(build, given)
+    with dsl.ParallelFor(given["sweep_configs"], parallelism=build.settings.sweep_parallelism, name="trials") as trial:
+        checkpoint_uri = f"{given['checkpoint_root']}/trial-{trial.trial}"
+        train = train_task(build, given, tokenize, checkpoint_uri, {name: getattr(trial, name) for name in SWEEPABLE})
+    select = build.components["select_best"](model_uris=dsl.Collected(train.outputs["model_uri"]))
+    released = wire_release(build, given, select.outputs["model"], tokenize, after=[select])
+    build.place_on_cpu([preprocess, tokenize, select, *released], given)
 
 
 def pick(given: dict, *names: str) -> dict:
@@ -191,31 +212,58 @@ class PipelineBuild:
             backoff_max_duration="3600s",
         )
 
-    def place_on_cpu(self, tasks, secret_name) -> None:
+    def place_on_cpu(self, tasks, given: dict) -> None:
         for task in tasks:
-            self.common(task, secret_name, self.settings.cpu_resources)
+            self.common(task, given["s3_secret_name"], self.settings.cpu_resources)
 
-    def place_on_gpu(self, task, secret_name, gpu_count, node_selector, toleration) -> None:
-        self.common(task, secret_name, self.settings.train_resources)
-        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpu_count)
-        kubernetes.add_node_selector_json(task, node_selector)
-        kubernetes.add_toleration_json(task, toleration)
+    def place_on_gpu(self, task, given: dict) -> None:
+        self.common(task, given["s3_secret_name"], self.settings.train_resources)
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(given["gpu_count"])
+        kubernetes.add_node_selector_json(task, given["gpu_node_selector"])
+        kubernetes.add_toleration_json(task, given["gpu_toleration"])
         kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=self.settings.shm_size)
         kubernetes.add_pod_label(task, "textclf.io/workload", "gpu-training")
 
-    def set_caching(self, **tasks) -> None:
-        uncached = {"train": not self.settings.cache_train, "register": not self.settings.cache_register}
-        for name, task in tasks.items():
-            task.set_caching_options(enable_caching=not uncached.get(name, False))
+
+def sweep_pipeline_function():
+    """training_pipeline's parameters plus `sweep_configs`, wired as a sweep."""
+    base = inspect.signature(training_pipeline)
+    configs = inspect.Parameter("sweep_configs", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=list)
+    parameters = [*[p for p in base.parameters.values() if p.default is inspect.Parameter.empty], configs,
+                  *[p for p in base.parameters.values() if p.default is not inspect.Parameter.empty]]  # fmt: skip
+
+    def textclf_sweep(*values) -> None:
+        wire_sweep(ACTIVE_BUILD.get(), dict(zip([parameter.name for parameter in parameters], values)))
+
+    textclf_sweep.__signature__ = inspect.Signature(parameters)
+    textclf_sweep.__doc__ = (
+        (training_pipeline.__doc__ or "")
+        .replace(
+            "Fine-tune, evaluate, export and register a transformer text classifier.",
+            "Sweep training configurations in parallel; evaluate, export and register only the best.",
+        )
+        .replace(
+            "    Args:\n",
+            "    Args:\n      sweep_configs: Trial configurations (pipelines/sweep.py expands the config's sweep section).\n",
+            1,
+        )
+    )
+    return textclf_sweep
 
 
-def build_training_pipeline(settings: KubeflowSettings):
+PIPELINES = {"training": (PIPELINE_NAME, lambda: training_pipeline), "sweep": (SWEEP_PIPELINE_NAME, sweep_pipeline_function)}
+
+
+def build_pipeline(settings: KubeflowSettings, variant: str = "training"):
+    """The compiled-to-be pipeline (`training` or `sweep`) for these compile-time settings."""
+    name, function = PIPELINES[variant]
     token = ACTIVE_BUILD.set(PipelineBuild(settings))
     try:
-        return dsl.pipeline(name=PIPELINE_NAME, pipeline_root=settings.pipeline_root)(training_pipeline)
+        return dsl.pipeline(name=name, pipeline_root=settings.pipeline_root)(function())
     finally:
         ACTIVE_BUILD.reset(token)
 
 
-def training_pipeline_signature() -> inspect.Signature:
-    return inspect.signature(training_pipeline)
+def pipeline_parameter_types(variant: str = "training") -> dict:
+    function = PIPELINES[variant][1]()
+    return {name: parameter.annotation for name, parameter in inspect.signature(function).parameters.items()}

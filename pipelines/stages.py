@@ -19,7 +19,7 @@ from kfp import dsl
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
 
-STAGES = ("preprocess", "tokenize", "train", "evaluate", "export", "register")
+STAGES = ("preprocess", "tokenize", "train", "evaluate", "export", "register")  # the DAG's six, in order
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ INTERFACES = {
     "tokenize": StageInterface((inputs("data_uri", "data", dsl.Dataset), output("output_uri", "tokenized", dsl.Dataset))),
     "train": StageInterface(
         (inputs("data_uri", "tokenized", dsl.Dataset), output("output_uri", "model", dsl.Model)),
-        {"best_validation_value": float},
+        {"best_validation_value": float, "model_uri": str},
     ),
     "evaluate": StageInterface(
         (
@@ -64,6 +64,10 @@ INTERFACES = {
     ),
     "export": StageInterface(
         (inputs("model_uri", "model", dsl.Model), inputs("data_uri", "tokenized", dsl.Dataset), output("output_uri", "onnx", dsl.Model))
+    ),
+    "select_best": StageInterface(
+        (output("output_uri", "model", dsl.Model), output("tuning_uri", "tuning", dsl.Artifact)),
+        {"best_value": float, "best_trial": int},
     ),
     "register": StageInterface(
         (
@@ -147,4 +151,4 @@ def make_component(stage: str, image: str):
 
 def make_components(cpu_image: str, cuda_image: str) -> dict:
     """Every stage's component; train runs in the CUDA image, the rest in the CPU image."""
-    return {stage: make_component(stage, cuda_image if stage == "train" else cpu_image) for stage in STAGES}
+    return {stage: make_component(stage, cuda_image if stage == "train" else cpu_image) for stage in INTERFACES}

@@ -25,6 +25,7 @@ from components.lib import storage
 from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.config import RunConfig, load_config
+from pipelines.sweep import expand_sweep
 
 TOKEN_FILES = ("/var/run/secrets/kubeflow/pipelines/token", "/var/run/secrets/kubernetes.io/serviceaccount/token")
 REQUEST_TIMEOUT = (10, 60)  # seconds to connect, seconds to read
@@ -34,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Submit the compiled pipeline to Kubeflow Pipelines.")
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--package", default="build/pipeline.yaml", help="compiled pipeline YAML (make compile)")
+    parser.add_argument("--pipeline", choices=["training", "sweep"], default="training", help="sweep: also send the config's trial configs")
     parser.add_argument("overrides", nargs="*", help="key=value parameter overrides, or section.key=value")
     arguments = parser.parse_args(argv)
     configure_logging()
     try:
         config = load_config(arguments.config, arguments.overrides)
-        run_id, url = submit(config, Path(arguments.package))
+        run_id, url = submit(config, Path(arguments.package), arguments.pipeline)
     except UserError as error:
         print(f"pipeline-submit: {error}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
@@ -56,15 +58,23 @@ def find_token() -> str | None:
     return None
 
 
-def run_parameters(config: RunConfig) -> dict:
+def run_parameters(config: RunConfig, variant: str) -> dict:
     parameters = dict(config.parameters)
+    for name in ("source_uri", "registry_uri", "checkpoint_root"):
+        value = parameters.get(name, "")
+        if value and not value.startswith(("s3://", "hf://")):
+            raise UserError(
+                f"parameters.{name}: {value!r} is a local path, which cluster tasks cannot read; use s3:// (see configs/cluster.yaml)"
+            )
+    if variant == "sweep":
+        parameters["sweep_configs"] = expand_sweep(config.sweep, parameters)
     source = parameters.get("source_uri", "")
     if source and not source.startswith("hf://") and not parameters.get("source_fingerprint"):
         parameters["source_fingerprint"] = storage.fingerprint(source)
     return parameters
 
 
-def submit(config: RunConfig, package: Path) -> tuple[str, str]:
+def submit(config: RunConfig, package: Path, variant: str = "training") -> tuple[str, str]:
     if not package.is_file():
         raise UserError(f"{package}: no compiled pipeline; run make compile first")
     yaml.safe_load_all(package.read_text())
@@ -76,7 +86,7 @@ def submit(config: RunConfig, package: Path) -> tuple[str, str]:
         or config.submit.run_name
         or f"{config.parameters.get('model_name', 'textclf')}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    parameters = run_parameters(config)
+    parameters = run_parameters(config, variant)
     import kfp
     import kfp_server_api
     import urllib3

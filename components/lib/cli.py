@@ -35,12 +35,15 @@ class StageResult:
 
     `summary` is printed as one JSON line. `artifact_metadata` maps an output name to metadata for
     that output artifact, and `parameters` maps an output name to a plain value; both are written
-    to the Kubeflow executor-output file when the stage runs as a KFP task.
+    to the Kubeflow executor-output file when the stage runs as a KFP task. `artifact_uri_parameters`
+    maps an output parameter to an output artifact whose storage URI it should carry (on a cluster
+    that is the s3:// URI, which a later task can read, not the local mount path the stage wrote to).
     """
 
     summary: dict[str, Any] = field(default_factory=dict)
     artifact_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
+    artifact_uri_parameters: dict[str, str] = field(default_factory=dict)
 
 
 def run_stage(stage_fn: Callable[..., StageResult | None] | dict[str, Callable[..., StageResult | None]]) -> None:
@@ -105,9 +108,11 @@ def coerce_flag(name: str, value: Any, annotation: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if annotation is list:
+            return to_list(value)
         return to_text(value)
     except (TypeError, ValueError):
-        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(annotation, "text")
+        kind = {bool: "true or false", int: "an integer", float: "a number", list: "a JSON list"}.get(annotation, "text")
         raise UserError(f"--{name}: expected {kind}, got {value!r}") from None
 
 
@@ -130,6 +135,16 @@ def to_int(value: Any) -> int:
             raise ValueError(value)
         return int(value)
     return int(value)
+
+
+def to_list(value: Any) -> list:
+    """A JSON list, whether Fire already parsed it or passed the text through."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    parsed = json.loads(value)
+    if not isinstance(parsed, list):
+        raise ValueError(value)
+    return parsed
 
 
 def to_text(value: Any) -> str:
@@ -164,6 +179,9 @@ def write_executor_output(executor_input_json: str, result: StageResult) -> None
         artifacts[name] = {"artifacts": [artifact]}
     declared = outputs.get("parameters", {})
     parameter_values = {name: value for name, value in result.parameters.items() if name in declared}
+    for name, artifact_name in result.artifact_uri_parameters.items():
+        if name in declared and artifact_name in artifacts:
+            parameter_values[name] = artifacts[artifact_name]["artifacts"][0]["uri"]
     output_file = outputs.get("outputFile")
     if not output_file:
         raise UserError("--executor_input: has no outputs.outputFile; it is set by Kubeflow")

@@ -1,0 +1,92 @@
+"""select_best: after a hyperparameter sweep, keep the trial with the best validation score.
+
+    python -m components.select_best --model_uris '["runs/s/trial-0/model", "runs/s/trial-1/model"]' \\
+        --output_uri runs/s/best-model --tuning_uri runs/s/tuning
+
+Each candidate is a model folder written by train; its train_summary.json holds its best
+validation score (by its --metric_for_best) and training_args.json its configuration. The best
+folder is copied, verified, to `output_uri`; `tuning_uri` gets tuning_results.json and .csv with
+every configuration and its score, best first.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+from components.lib.artifacts import staged_input, staged_output
+from components.lib.cli import StageResult, run_stage
+from components.lib.errors import UserError
+from components.lib.metrics import HIGHER_IS_BETTER
+
+RESULTS_JSON = "tuning_results.json"
+RESULTS_CSV = "tuning_results.csv"
+
+
+def select_best(*, model_uris: list, output_uri: str, tuning_uri: str, executor_input: str = "") -> StageResult:
+    """Pick the trial with the best validation score; copy its model; tabulate every trial.
+
+    Args:
+      model_uris: JSON list of model folders (local or s3://) written by train, one per trial.
+      output_uri: Folder (local or s3://) for a copy of the best trial's model.
+      tuning_uri: Folder (local or s3://) for tuning_results.json and tuning_results.csv.
+      executor_input: Set by Kubeflow; leave empty when running by hand.
+    """
+    if not model_uris:
+        raise UserError("--model_uris: the list of trials is empty")
+    trials = [describe_trial(index, uri) for index, uri in enumerate(model_uris)]
+    metrics = {trial["metric"] for trial in trials}
+    if len(metrics) != 1:
+        raise UserError(
+            f"--model_uris: the trials were judged by different metrics ({', '.join(sorted(metrics))}); give them one --metric_for_best"
+        )
+    metric = metrics.pop()
+    ranked = sorted(trials, key=lambda trial: trial["value"], reverse=HIGHER_IS_BETTER[metric])
+    best = ranked[0]
+    with (
+        staged_input(best["model_uri"]) as (folder, manifest),
+        staged_output(output_uri, extra={"lineage": manifest.get("lineage", {}), "selected_trial": best["trial"]}) as out,
+    ):
+        for name in manifest["files"]:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / name, out / name)
+    with staged_output(tuning_uri) as out:
+        (out / RESULTS_JSON).write_text(json.dumps({"metric": metric, "best_trial": best["trial"], "trials": ranked}, indent=2) + "\n")
+        write_csv(out / RESULTS_CSV, ranked)
+    return StageResult(
+        summary={"stage": "select_best", "metric": metric, "best_trial": best["trial"], "best_value": best["value"], "trials": len(trials)},
+        artifact_metadata={
+            "model": {"selected_trial": best["trial"], f"validation_{metric}": best["value"]},
+            "tuning": {"trials": len(trials), "metric": metric},
+        },
+        parameters={"best_value": float(best["value"]), "best_trial": int(best["trial"])},
+    )
+
+
+def describe_trial(index: int, uri: str) -> dict:
+    with staged_input(uri, only=["train_summary.json", "training_args.json"]) as (folder, _):
+        summary = json.loads((folder / "train_summary.json").read_text())
+        arguments = json.loads((folder / "training_args.json").read_text())
+    return {
+        "trial": index,
+        "metric": summary["best"]["metric"],
+        "value": summary["best"]["value"],
+        "best_step": summary["best"]["step"],
+        "stopped_early": summary.get("stopped_early"),
+        "model_uri": uri,
+        "config": arguments,
+    }
+
+
+def write_csv(path, ranked: list[dict]) -> None:
+    keys = sorted({key for trial in ranked for key in trial["config"]})
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["rank", "trial", ranked[0]["metric"], "best_step", *keys])
+        for rank, trial in enumerate(ranked, start=1):
+            writer.writerow([rank, trial["trial"], trial["value"], trial["best_step"], *(trial["config"].get(key) for key in keys)])
+
+
+if __name__ == "__main__":
+    run_stage(select_best)

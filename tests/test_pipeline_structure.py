@@ -1,0 +1,179 @@
+"""The compiled pipelines: flags match the stages, placement, secrets, caching, and the lint itself."""
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.lib.cli import EXECUTOR_INPUT_FLAG
+from components.lib.trainer import TrainConfig
+from pipelines import lint
+from pipelines.compile import OUTPUT_NAMES, compile_pipeline
+from pipelines.config import KubeflowSettings
+from pipelines.pipeline import training_pipeline
+from pipelines.stages import INTERFACES, stage_function
+from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
+
+
+@pytest.fixture(scope="module", params=sorted(OUTPUT_NAMES))
+def compiled(request, tmp_path_factory) -> Path:
+    variant = request.param
+    path = tmp_path_factory.mktemp(variant) / OUTPUT_NAMES[variant]
+    with pytest.MonkeyPatch.context() as patch:
+        # Credentials planted in the environment must not reach the compiled YAML.
+        patch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)
+        patch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
+        patch.setenv("KFP_TOKEN", "planted-kfp-token-0123456789")
+        compile_pipeline(KubeflowSettings(), path, variant)
+    return path
+
+
+def executors(path: Path) -> dict:
+    return next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"]
+
+
+def passed_flags(container: dict) -> list[str]:
+    return [part[2:] for part in container["args"] if isinstance(part, str) and part.startswith("--")]
+
+
+def test_every_flag_passed_exists_on_the_stage_and_every_required_flag_is_passed(compiled):
+    for name, executor in executors(compiled).items():
+        container = executor["container"]
+        stage = container["command"][-1].removeprefix("components.")
+        assert container["command"] == ["python3", "-m", f"components.{stage}"], name
+        parameters = inspect.signature(stage_function(stage)).parameters
+        flags = passed_flags(container)
+        assert set(flags) <= set(parameters), f"{stage}: flags not on the stage: {set(flags) - set(parameters)}"
+        required = {flag for flag, parameter in parameters.items() if parameter.default is inspect.Parameter.empty}
+        assert required <= set(flags), f"{stage}: required flags not passed: {required - set(flags)}"
+        assert len(flags) == len(set(flags)), f"{stage}: a flag is passed twice"
+        assert flags[-1] == EXECUTOR_INPUT_FLAG and container["args"][-1] == "{{$}}"
+
+
+def test_every_training_control_is_a_train_flag_and_a_pipeline_parameter():
+    train_flags = set(inspect.signature(stage_function("train")).parameters)
+    pipeline_parameters = set(inspect.signature(training_pipeline).parameters)
+    for control in (field.name for field in dataclasses.fields(TrainConfig)):
+        assert control in train_flags and control in pipeline_parameters, control
+
+
+def test_the_lint_passes_and_no_credential_is_written_down(compiled):
+    assert lint.check_pipeline(compiled) == []
+    text = compiled.read_text()
+    for planted in (FAKE_ACCESS_KEY, FAKE_SECRET_KEY, "planted-kfp-token"):
+        assert planted not in text
+
+
+def test_gpu_placement_and_secret_env_are_on_the_right_tasks(compiled):
+    documents = list(yaml.safe_load_all(compiled.read_text()))
+    platform = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name, executor in executors(compiled).items():
+        resources = executor["container"].get("resources", {})
+        if name == "exec-train":
+            assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+            assert "pipelinechannel--gpu_count" in resources["accelerator"]["resourceCount"]
+            assert platform[name]["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("gpu_node_selector")
+            assert platform[name]["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith("gpu_toleration")
+            assert platform[name]["emptyDirMounts"][0] == {
+                "medium": "Memory",
+                "mountPath": "/dev/shm",
+                "sizeLimit": "2Gi",
+                "volumeName": "dshm",
+            }
+            assert executor["container"]["image"].endswith("/textclf-cuda:0.1.0")
+        else:
+            assert "accelerator" not in resources and "nodeSelector" not in platform.get(name, {})
+            assert executor["container"]["image"].endswith("/textclf-cpu:0.1.0")
+        assert {"cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit"} <= set(resources), name
+        secret = platform[name]["secretAsEnv"][0]
+        assert secret["secretNameParameter"]["componentInputParameter"].endswith("s3_secret_name")
+        assert {entry["envVar"] for entry in secret["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def mutated(compiled: Path, tmp_path: Path, change) -> Path:
+    documents = list(yaml.safe_load_all(compiled.read_text()))
+    change(documents)
+    path = tmp_path / compiled.name
+    path.write_text(yaml.safe_dump_all(documents))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, complaint",
+    [
+        (
+            lambda docs: (
+                docs[0]["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
+                .setdefault("resources", {})
+                .update(accelerator={"resourceType": "nvidia.com/gpu", "resourceCount": "1"})
+            ),
+            "asks for GPU placement",
+        ),
+        (
+            lambda docs: docs[0]["deploymentSpec"]["executors"]["exec-tokenize"]["container"].update(
+                image="ghcr.io/textclf/textclf-cpu:latest"
+            ),
+            "not pinned",
+        ),
+        (
+            lambda docs: docs[0]["deploymentSpec"]["executors"]["exec-tokenize"]["container"].update(image="ghcr.io/textclf/textclf-cpu"),
+            "not pinned",
+        ),
+        (
+            lambda docs: docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-export"].pop("secretAsEnv"),
+            "from a Kubernetes Secret",
+        ),
+        (
+            lambda docs: docs[0]["deploymentSpec"]["executors"]["exec-export"]["container"]["env"].append(
+                {"name": "AWS_SECRET_ACCESS_KEY", "value": "x"}
+            ),
+            "as a literal value",
+        ),
+        (
+            lambda docs: docs[0]["deploymentSpec"]["executors"]["exec-export"]["container"]["env"].append(
+                {"name": "NOTE", "value": "AKIAABCDEFGHIJKLMNOP"}
+            ),
+            "literal credential",
+        ),
+    ],
+)
+def test_the_lint_catches_what_it_checks(compiled, tmp_path, change, complaint):
+    problems = lint.check_pipeline(mutated(compiled, tmp_path, change))
+    assert any(complaint in problem for problem in problems), problems
+
+
+def test_the_lint_catches_a_broken_chain_and_an_ungated_register(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    compile_pipeline(KubeflowSettings(), path)
+    documents = list(yaml.safe_load_all(path.read_text()))
+    documents[0]["root"]["dag"]["tasks"]["export"]["dependentTasks"].remove("evaluate")
+    condition = documents[0]["root"]["dag"]["tasks"]["condition-1"]
+    del condition["triggerPolicy"]
+    path.write_text(yaml.safe_dump_all(documents))
+    problems = lint.check_pipeline(path)
+    assert any("export does not run after evaluate" in problem for problem in problems), problems
+    assert any("register is not behind the quality gate" in problem for problem in problems), problems
+
+
+def test_caching_and_retries(compiled):
+    spec = next(yaml.safe_load_all(compiled.read_text()))
+    tasks = {name: task for name, task, _, _ in lint.all_tasks(spec["root"]["dag"], spec)}
+    stage_tasks = {lint.stage_of(task): task for task in tasks.values()}
+    assert stage_tasks["preprocess"]["cachingOptions"].get("enableCache") is True
+    assert stage_tasks["tokenize"]["cachingOptions"].get("enableCache") is True
+    assert not stage_tasks["train"]["cachingOptions"].get("enableCache")
+    assert not stage_tasks["register"]["cachingOptions"].get("enableCache")
+    assert all(task["retryPolicy"]["maxRetryCount"] == 3 for task in tasks.values())
+    # The cache key of preprocess includes the source's content fingerprint.
+    assert "expected_source_fingerprint" in stage_tasks["preprocess"]["inputs"]["parameters"]
+
+
+def test_sweep_is_a_parallel_for_with_a_limit(tmp_path):
+    path = compile_pipeline(KubeflowSettings(sweep_parallelism=3), tmp_path / "sweep.yaml", "sweep")
+    spec = next(yaml.safe_load_all(path.read_text()))
+    loops = [task for task in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in task]
+    assert len(loops) == 1 and loops[0]["iteratorPolicy"]["parallelismLimit"] == 3
+    assert loops[0]["parameterIterator"]["items"]["inputParameter"].endswith("sweep_configs")
+    assert set(INTERFACES) >= {"select_best"}
