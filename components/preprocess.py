@@ -4,7 +4,7 @@
         --text_column review --label_column rating
 
 Reads CSV, TSV, JSON, JSON Lines or Parquet (a file, a folder of shards, local or s3://), or an
-`hf://name[:config]` dataset. Cleans each text, maps labels to ids, drops empty and duplicate texts,
+`hf://name[:config]` dataset. Cleans each text, maps labels to ids, drops empty texts and duplicates (ignoring case),
 keeps a text that appears in two splits in one only (reported as leakage), and splits: the
 source's own splits where its file names say train/validation/test, a seeded stratified split
 otherwise. Every rejected row goes to `rejects.parquet` with its reason: rows in = rows kept +
@@ -252,7 +252,7 @@ def check_rows(
         texts.append(text)
         labels.append(label)
         rows.append(f"{batch.source}:{position}")
-        hashes.append(int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little"))
+        hashes.append(text_key(text))
         lengths.append(len(text))
     split_code = SPLIT_CODES.get(batch.split, UNASSIGNED) if batch.split else UNASSIGNED
     candidates.hashes.append(np.array(hashes, dtype=np.uint64))
@@ -260,6 +260,11 @@ def check_rows(
     candidates.source_splits.append(np.full(len(texts), split_code, dtype=np.int8))
     candidates.lengths.append(np.array(lengths, dtype=np.int32))
     return pa.table({"text": texts, "label": labels, "source_row": rows}, schema=CLEAN_SCHEMA)
+
+
+def text_key(text: str) -> int:
+    """Duplicates are found by this 8-byte hash of the cleaned text, ignoring case."""
+    return int.from_bytes(hashlib.blake2b(text.casefold().encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def decode_row(raw_text, raw_label, encoding: str) -> tuple[str | None, str | None, tuple[str, str] | None]:

@@ -12,6 +12,7 @@ then checked against the declared type. An unknown key or a wrong type is a one-
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,7 @@ def apply_override(raw: dict, override: str) -> None:
 
 def check_value(where: str, value: Any, types: dict[str, Any], name: str) -> Any:
     if name not in types:
-        close = [known for known in types if known.split("_")[0] == name.split("_")[0]][:3]
+        close = difflib.get_close_matches(name, list(types), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UserError(f"{where}: unknown key{hint}")
     return coerce(where, value, types[name])

@@ -50,16 +50,13 @@ def write_parquet(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
+def build_tiny_model(folder: Path, dropout: float = 0.1) -> Path:
     """A 2-layer BERT with hidden size 32 and a WordPiece vocabulary of the test words."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({word for words in WORDS.values() for word in words} | set(FILLER))]
     vocabulary += [f"##{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'")
-    (folder / "vocab.txt").write_text("\n".join(vocabulary) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(vocabulary)}, do_lower_case=True)
     tokenizer.model_max_length = 64
     tokenizer.save_pretrained(folder)
     config = BertConfig(
@@ -69,12 +66,25 @@ def tiny_model(tmp_path_factory) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     import torch
 
     torch.manual_seed(0)
     BertForSequenceClassification(config).base_model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_without_dropout(tmp_path_factory) -> Path:
+    """For comparisons that must be exact across batch layouts (dropout masks depend on them)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert-no-dropout"), dropout=0.0)
 
 
 @pytest.fixture(scope="session")

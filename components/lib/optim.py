@@ -60,7 +60,9 @@ def build_scheduler(optimizer, name: str, total_steps: int, warmup: int, num_cyc
         raise UserError(f"--scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
     from transformers import get_scheduler
 
-    specific = {"num_cycles": num_cycles} if name in ("cosine", "cosine_with_restarts") else {}
-    if name == "cosine_with_restarts":
-        specific["num_cycles"] = max(1, int(num_cycles))
+    specific = {}
+    if name == "cosine":
+        specific["num_cycles"] = num_cycles or 0.5  # 0.5: one half wave, from the peak down to zero
+    elif name == "cosine_with_restarts":
+        specific["num_cycles"] = int(num_cycles) or 1
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps, scheduler_specific_kwargs=specific)

@@ -69,10 +69,11 @@ class SourceReject:
 
 @dataclass
 class SourceFile:
-    path: Path
-    name: str
+    path: Path  # the local copy
+    name: str  # relative to the input URI: what rejects.parquet records as the source
     format: str
     split: str | None = None
+    uri: str = ""  # where it really lives: what error messages name
 
 
 @dataclass
@@ -124,7 +125,7 @@ def open_source(uri: str) -> Iterator[Source]:
                 storage.download_file(remote, local[name])
         else:
             local = {name: Path(path) for name, path in located.items()}
-        files = [SourceFile(local[name], name, file_format(name), split_from_name(name)) for name in sorted(local)]
+        files = [SourceFile(local[name], name, file_format(name), split_from_name(name), located[name]) for name in sorted(local)]
         if any(item.split for item in files) and not all(item.split for item in files):
             unnamed = next(item.name for item in files if not item.split)
             raise UserError(
@@ -175,7 +176,7 @@ def read_source(source: Source, text_column: str, label_column: str, delimiter: 
 
 def missing_column_error(item: SourceFile, column: str, flag: str, present: list[str]) -> UserError:
     shown = ", ".join(repr(name) for name in present[:12]) or "none"
-    return UserError(f"{item.name}: no column {column!r} (columns: {shown}); pass --{flag} with the right name")
+    return UserError(f"{item.uri}: no column {column!r} (columns: {shown}); pass --{flag} with the right name")
 
 
 def first_line(error: Exception) -> str:
@@ -217,7 +218,7 @@ def read_delimited(item: SourceFile, text_column: str, label_column: str, delimi
                 item.name, item.split, positions, batch.column(text_column).to_pylist(), batch.column(label_column).to_pylist()
             )
     except pa.ArrowInvalid as error:
-        raise UserError(f"{item.name}: cannot parse after record {records_read}: {first_line(error)}") from None
+        raise UserError(f"{item.uri}: cannot parse after record {records_read}: {first_line(error)}") from None
     yield from malformed
 
 
@@ -233,8 +234,8 @@ def read_csv_header(item: SourceFile, delimiter: str) -> list[str]:
         )
     except pa.ArrowInvalid as error:
         if "Empty CSV file" in str(error):
-            raise UserError(f"{item.name}: the file is empty; it needs a header row and data rows") from None
-        raise UserError(f"{item.name}: cannot read as {item.format.upper()}: {first_line(error)}") from None
+            raise UserError(f"{item.uri}: the file is empty; it needs a header row and data rows") from None
+        raise UserError(f"{item.uri}: cannot read as {item.format.upper()}: {first_line(error)}") from None
     return reader.schema.names
 
 
@@ -271,7 +272,7 @@ def read_json(
     with pa.input_stream(str(item.path), compression="detect") as stream:
         head = stream.read(4096).lstrip()
     if not head:
-        raise UserError(f"{item.name}: the file is empty; it needs records")
+        raise UserError(f"{item.uri}: the file is empty; it needs records")
     if whole_array and head.startswith(b"["):
         yield from read_json_array(item, text_column, label_column, encoding)
     else:
@@ -316,7 +317,7 @@ def read_json_array(item: SourceFile, text_column: str, label_column: str, encod
         try:
             records = json.loads(stream.read().decode(encoding))
         except (ValueError, UnicodeDecodeError) as error:
-            raise UserError(f"{item.name}: not valid JSON in {encoding}: {first_line(error)}") from None
+            raise UserError(f"{item.uri}: not valid JSON in {encoding}: {first_line(error)}") from None
     batch = SourceBatch(item.name, item.split)
     for index, record in enumerate(records, start=1):
         if not isinstance(record, dict):
@@ -335,17 +336,17 @@ def read_parquet(item: SourceFile, text_column: str, label_column: str) -> Itera
     try:
         parquet = pq.ParquetFile(str(item.path))
     except (pa.ArrowInvalid, OSError) as error:
-        raise UserError(f"{item.name}: not a readable Parquet file: {first_line(error)}") from None
+        raise UserError(f"{item.uri}: not a readable Parquet file: {first_line(error)}") from None
     schema = parquet.schema_arrow
     for column, flag in ((text_column, "text_column"), (label_column, "label_column")):
         if column not in schema.names:
             raise missing_column_error(item, column, flag, schema.names)
     text_type = schema.field(text_column).type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type) or pa.types.is_binary(text_type)):
-        raise UserError(f"{item.name}: column {text_column!r} has type {text_type}; the text column must hold strings")
+        raise UserError(f"{item.uri}: column {text_column!r} has type {text_type}; the text column must hold strings")
     label_type = schema.field(label_column).type
     if pa.types.is_nested(label_type) or pa.types.is_binary(label_type):
-        raise UserError(f"{item.name}: column {label_column!r} has type {label_type}; labels must be strings or numbers")
+        raise UserError(f"{item.uri}: column {label_column!r} has type {label_type}; labels must be strings or numbers")
     rows_read = 0
     for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[text_column, label_column]):
         labels = [None if value is None else format_label(value) for value in batch.column(label_column).to_pylist()]

@@ -1,0 +1,108 @@
+"""Preemption: a train task killed by SIGTERM or SIGKILL resumes from its checkpoints and ends with
+exactly the weights and history of a run that was never interrupted (CPU: difference 0)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from components.lib import checkpoint
+from tests.conftest import REPO, run_module
+from tests.test_train import max_difference, weights
+
+FLAGS = [
+    "--epochs",
+    "12",
+    "--batch_size",
+    "4",
+    "--learning_rate",
+    "3e-3",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "5",
+    "--eval_every_steps",
+    "15",
+]
+
+
+def train_command(tokens, model, out, checkpoints) -> list[str]:
+    return ["--data_uri", str(tokens), "--output_uri", str(out), "--base_model", str(model), "--checkpoint_uri", str(checkpoints),
+            "--checkpoint_every_steps", "10", *FLAGS]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared_data, tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    result = run_module("components.train", *train_command(prepared_data[1], tiny_model, root / "model", root / "checkpoints"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root / "model"
+
+
+def wait_for_checkpoint(process: subprocess.Popen, checkpoints, at_least: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "training ended before it could be interrupted"
+        steps = checkpoint.committed_steps(str(checkpoints))
+        if steps and steps[-1] >= at_least:
+            return
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared in time")
+
+
+@pytest.mark.parametrize("kill_signal", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_training_resumes_to_identical_weights(kill_signal, uninterrupted, prepared_data, tiny_model, tmp_path):
+    command = train_command(prepared_data[1], tiny_model, tmp_path / "model", tmp_path / "checkpoints")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "components.train", *command], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    wait_for_checkpoint(process, tmp_path / "checkpoints", at_least=60)
+    signalled_at = checkpoint.committed_steps(str(tmp_path / "checkpoints"))[-1]
+    process.send_signal(kill_signal)
+    _, stderr = process.communicate(timeout=120)
+    if kill_signal == signal.SIGTERM:
+        assert process.returncode == 143, stderr[-2000:]  # checkpointed at once, then exited for a retry
+        assert checkpoint.committed_steps(str(tmp_path / "checkpoints"))[-1] >= signalled_at
+    else:
+        assert process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "model" / "MANIFEST.json").exists()
+
+    resumed = run_module("components.train", *command)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((tmp_path / "model" / "train_summary.json").read_text())["resumed_from_checkpoint"] is True
+    assert max_difference(weights(tmp_path / "model"), weights(uninterrupted)) == 0.0
+    history = json.loads((tmp_path / "model" / "training_history.json").read_text())
+    assert history == json.loads((uninterrupted / "training_history.json").read_text())
+
+
+def test_a_checkpoint_of_another_model_is_refused(uninterrupted, prepared_data, tiny_model_without_dropout, tmp_path):
+    checkpoints = uninterrupted.parent / "checkpoints"
+    command = train_command(prepared_data[1], tiny_model_without_dropout, tmp_path / "model", checkpoints)
+    result = run_module("components.train", *command)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith(f"error: {checkpoints}/step-") and "cannot resume from this checkpoint: it is of a different model" in line
+    assert "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_with_other_labels_is_refused(uninterrupted, sample_source, tiny_model, tmp_path):
+    from components.preprocess import preprocess
+    from components.tokenize import tokenize
+
+    preprocess(input_uri=str(sample_source), output_uri=str(tmp_path / "data"), label_names="positive,neutral,negative")
+    tokenize(data_uri=str(tmp_path / "data"), output_uri=str(tmp_path / "tokens"), base_model=str(tiny_model), max_length=32)
+    checkpoints = uninterrupted.parent / "checkpoints"
+    result = run_module("components.train", *train_command(tmp_path / "tokens", tiny_model, tmp_path / "model", checkpoints))
+    assert result.returncode == 2
+    assert "its labels are ['negative', 'neutral', 'positive'], this run's are ['positive', 'neutral', 'negative']" in result.stderr
+
+
+def test_a_checkpoint_made_with_other_training_flags_is_refused(uninterrupted, prepared_data, tiny_model, tmp_path):
+    checkpoints = uninterrupted.parent / "checkpoints"
+    command = [*train_command(prepared_data[1], tiny_model, tmp_path / "model", checkpoints), "--learning_rate", "1e-3"]
+    result = run_module("components.train", *command)
+    assert result.returncode == 2
+    assert "it was made with other training flags (learning_rate 0.003 -> 0.001)" in result.stderr

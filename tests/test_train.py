@@ -1,0 +1,314 @@
+"""train: the loop, every training control taking effect, best weights, and reproducibility."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from components.lib import checkpoint
+from components.lib.batching import TokenizedSplit, plan_epoch
+from components.lib.distributed import Distributed
+from components.lib.errors import UserError
+from components.lib.optim import parameter_groups
+from components.lib.reporters import Reporters
+from components.lib.trainer import FineTuner, TrainConfig
+from components.train import train
+from tests.conftest import train_flags
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def max_difference(first: dict, second: dict) -> float:
+    assert first.keys() == second.keys()
+    return max(float((first[name] - second[name]).abs().max()) for name in first)
+
+
+def run(tokens: Path, model: Path, out: Path, **overrides) -> dict:
+    result = train(data_uri=str(tokens), output_uri=str(out), base_model=str(model), **train_flags(**overrides))
+    return result.summary
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prepared_data, tiny_model):
+    out = tmp_path_factory.mktemp("trained") / "model"
+    summary = run(prepared_data[1], tiny_model, out, epochs=5, batch_size=4, learning_rate=3e-3)
+    return out, summary
+
+
+def test_output_is_a_hugging_face_folder_with_tokenizer_labels_and_history(trained):
+    out, summary = trained
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "labels.json",
+        "training_history.json",
+        "train_summary.json",
+        "MANIFEST.json",
+    } <= {path.name for path in out.iterdir()}
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    history = json.loads((out / "training_history.json").read_text())
+    assert [entry["epoch"] for entry in history["epochs"]] == [1, 2, 3, 4, 5]
+    assert all({"train_loss", "learning_rate", "validation"} <= set(entry) for entry in history["epochs"])
+    assert {"accuracy", "macro_f1", "loss"} <= set(history["epochs"][0]["validation"])
+    assert summary["best"]["metric"] == "macro_f1"
+
+
+def test_the_saved_weights_are_the_best_evaluation(trained, prepared_data):
+    out, _ = trained
+    from components.lib.inference import predict_logits
+    from components.lib.metrics import classification_metrics
+    from components.lib.modeling import load_classifier
+
+    history = json.loads((out / "training_history.json").read_text())
+    best = max(history["evaluations"], key=lambda entry: entry["validation"]["macro_f1"])
+    model = load_classifier(str(out), str(out), ["negative", "neutral", "positive"])
+    validation = TokenizedSplit.load(prepared_data[1], "validation")
+    predicted = predict_logits(model, validation, 64, torch.device("cpu"), 0).argmax(axis=1)
+    assert classification_metrics(validation.labels, predicted, ["negative", "neutral", "positive"])["macro_f1"] == pytest.approx(
+        best["validation"]["macro_f1"], abs=1e-4
+    )
+
+
+def test_the_model_learns_the_sample(trained):
+    _, summary = trained
+    assert summary["best"]["value"] > 0.6  # a 3-class task whose majority baseline has macro-F1 0.17
+
+
+def test_same_seed_same_weights(prepared_data, tiny_model, tmp_path):
+    run(prepared_data[1], tiny_model, tmp_path / "a", epochs=1)
+    run(prepared_data[1], tiny_model, tmp_path / "b", epochs=1)
+    run(prepared_data[1], tiny_model, tmp_path / "c", epochs=1, seed=7)
+    assert max_difference(weights(tmp_path / "a"), weights(tmp_path / "b")) == 0.0
+    assert max_difference(weights(tmp_path / "a"), weights(tmp_path / "c")) > 0.0
+
+
+def test_accumulation_over_k_steps_equals_one_k_times_larger_batch(prepared_data, tiny_model_without_dropout, tmp_path):
+    common = {"epochs": 1, "group_by_length": False, "eval_every_steps": 0}
+    run(prepared_data[1], tiny_model_without_dropout, tmp_path / "accumulated", batch_size=4, grad_accum_steps=4, **common)
+    run(prepared_data[1], tiny_model_without_dropout, tmp_path / "large", batch_size=16, grad_accum_steps=1, **common)
+    run(prepared_data[1], tiny_model_without_dropout, tmp_path / "small", batch_size=4, grad_accum_steps=1, **common)
+    accumulated, large = weights(tmp_path / "accumulated"), weights(tmp_path / "large")
+    assert max_difference(accumulated, large) < 2e-6
+    assert max_difference(accumulated, weights(tmp_path / "small")) > 1e-3
+
+
+def test_early_stopping_stops(prepared_data, tiny_model, tmp_path):
+    summary = run(
+        prepared_data[1],
+        tiny_model,
+        tmp_path / "out",
+        epochs=5,
+        eval_every_steps=3,
+        early_stopping_patience=2,
+        early_stopping_min_delta=1.0,
+    )
+    history = json.loads((tmp_path / "out" / "training_history.json").read_text())
+    assert summary["steps"] == 9  # best at the first evaluation, then two without improvement
+    assert [entry["step"] for entry in history["evaluations"]] == [3, 6, 9]
+    assert json.loads((tmp_path / "out" / "train_summary.json").read_text())["stopped_early"] is True
+
+
+def test_frozen_encoder_does_not_change_for_its_epochs(prepared_data, tiny_model, tmp_path):
+    run(prepared_data[1], tiny_model, tmp_path / "frozen", epochs=1, freeze_encoder_epochs=1)
+    run(
+        prepared_data[1],
+        tiny_model,
+        tmp_path / "thawed",
+        epochs=2,
+        freeze_encoder_epochs=1,
+        metric_for_best="loss",
+        early_stopping_min_delta=0.0,
+    )
+    base = load_file(str(tiny_model / "model.safetensors"))
+    for name, before, after_frozen, after_thawed in (
+        (name, base[name], weights(tmp_path / "frozen")[f"bert.{name}"], weights(tmp_path / "thawed")[f"bert.{name}"]) for name in base
+    ):
+        assert torch.equal(before, after_frozen), name
+    assert max_difference({k: v for k, v in weights(tmp_path / "thawed").items() if k.startswith("bert.encoder")},
+                          {k: v for k, v in weights(tmp_path / "frozen").items() if k.startswith("bert.encoder")}) > 0  # fmt: skip
+    assert not torch.equal(weights(tmp_path / "frozen")["classifier.weight"], torch.zeros(3, 32))
+
+
+def make_tuner(prepared_data, tiny_model, tmp_path, **overrides) -> FineTuner:
+    from components.lib.modeling import load_classifier
+
+    flags = {**TRAIN_DEFAULTS, **overrides}
+    config = TrainConfig(**flags)
+    torch.manual_seed(0)
+    model = load_classifier(str(tiny_model), str(tiny_model), ["negative", "neutral", "positive"])
+    tokens = prepared_data[1]
+    return FineTuner(config, model, ["negative", "neutral", "positive"], TokenizedSplit.load(tokens, "train"), TokenizedSplit.load(tokens, "validation"),
+                     0, tmp_path, "", {}, Reporters([], tmp_path, {}), Distributed())  # fmt: skip
+
+
+TRAIN_DEFAULTS = {
+    "epochs": 1, "batch_size": 8, "eval_batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0.01, "scheduler": "linear", "warmup_steps": 0,
+    "warmup_ratio": 0.0, "num_cycles": 0.0, "max_grad_norm": 1.0, "grad_accum_steps": 1, "precision": "fp32", "seed": 1, "eval_every_steps": 0,
+    "metric_for_best": "macro_f1", "early_stopping_patience": 0, "early_stopping_min_delta": 0.0, "freeze_encoder_epochs": 0, "layerwise_lr_decay": 1.0,
+    "class_weights": "none", "label_smoothing": 0.0, "compile": False, "compile_backend": "inductor", "num_workers": 0, "pin_memory": True,
+    "group_by_length": True, "max_steps": 0, "checkpoint_every_steps": 0, "keep_checkpoints": 2, "logging_steps": 1,
+}  # fmt: skip
+
+
+def test_no_weight_decay_on_biases_and_layer_norms_and_layerwise_lr_decay(prepared_data, tiny_model, tmp_path):
+    tuner = make_tuner(prepared_data, tiny_model, tmp_path)
+    groups = parameter_groups(tuner.model, 1.0, 0.01, 0.5)
+    names = {id(parameter): name for name, parameter in tuner.model.named_parameters()}
+    by_name = {names[id(parameter)]: group for group in groups for parameter in group["params"]}
+    assert by_name["bert.encoder.layer.0.attention.self.query.bias"]["weight_decay"] == 0.0
+    assert by_name["bert.embeddings.LayerNorm.weight"]["weight_decay"] == 0.0
+    assert by_name["bert.encoder.layer.0.attention.self.query.weight"]["weight_decay"] == 0.01
+    assert by_name["classifier.weight"]["lr"] == 1.0
+    assert by_name["bert.encoder.layer.1.output.dense.weight"]["lr"] == 0.5
+    assert by_name["bert.encoder.layer.0.output.dense.weight"]["lr"] == 0.25
+    assert by_name["bert.embeddings.word_embeddings.weight"]["lr"] == 0.125
+    assert sum(len(group["params"]) for group in groups) == len(list(tuner.model.parameters()))
+
+
+def test_layerwise_lr_decay_takes_effect(prepared_data, tiny_model, tmp_path):
+    run(prepared_data[1], tiny_model, tmp_path / "flat", epochs=1)
+    run(prepared_data[1], tiny_model, tmp_path / "decayed", epochs=1, layerwise_lr_decay=0.1)
+    base = load_file(str(tiny_model / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    moved_flat = (weights(tmp_path / "flat")["bert.embeddings.word_embeddings.weight"] - base).abs().sum()
+    moved_decayed = (weights(tmp_path / "decayed")["bert.embeddings.word_embeddings.weight"] - base).abs().sum()
+    assert moved_decayed < moved_flat / 5
+
+
+def test_class_weights_are_balanced_and_label_smoothing_enters_the_loss(prepared_data, tiny_model, tmp_path):
+    tuner = make_tuner(prepared_data, tiny_model, tmp_path, class_weights="balanced", label_smoothing=0.2)
+    counts = np.bincount(tuner.train_split.labels, minlength=3)
+    assert torch.allclose(tuner.loss_weights, torch.tensor(counts.sum() / (3 * counts), dtype=torch.float32))
+    batch = tuner.train_split.collate(np.arange(8), 0)
+    tuner.model.eval()  # no dropout, so the loss can be recomputed
+    tuner.train_model = tuner.model
+    with torch.no_grad():
+        logits = tuner.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = torch.nn.functional.cross_entropy(logits, batch["labels"], weight=tuner.loss_weights, label_smoothing=0.2, reduction="sum")
+    plain = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
+    loss = tuner.forward_backward(batch, 8)
+    assert loss == pytest.approx(float(expected), rel=1e-6)
+    assert loss != pytest.approx(float(plain), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "scheduler, warmup, check",
+    [
+        ("linear", {"warmup_steps": 3}, lambda lrs: lrs[0] < lrs[1] < lrs[2] and lrs[-1] < lrs[3] / 10),
+        ("cosine", {"warmup_ratio": 0.2}, lambda lrs: max(lrs) == pytest.approx(0.01, rel=0.2) and lrs[-1] < 1e-3),
+        (
+            "cosine_with_restarts",
+            {"warmup_steps": 0, "num_cycles": 2},
+            lambda lrs: any(later > earlier * 5 for earlier, later in zip(lrs, lrs[1:])),
+        ),
+        ("constant_with_warmup", {"warmup_steps": 3}, lambda lrs: lrs[0] < lrs[2] and len(set(lrs[3:])) == 1),
+    ],
+)
+def test_schedulers(scheduler, warmup, check, prepared_data, tiny_model, tmp_path):
+    run(
+        prepared_data[1], tiny_model, tmp_path / "out", epochs=1, scheduler=scheduler, learning_rate=0.01, **{"warmup_ratio": 0.0, **warmup}
+    )
+    steps = json.loads((tmp_path / "out" / "training_history.json").read_text())["steps"]
+    assert check([entry["learning_rate"] for entry in steps]), [entry["learning_rate"] for entry in steps]
+
+
+def test_bf16_autocast_on_cpu_when_asked_and_fp16_refused(prepared_data, tiny_model, tmp_path):
+    run(prepared_data[1], tiny_model, tmp_path / "bf16", epochs=1, precision="bf16")
+    run(prepared_data[1], tiny_model, tmp_path / "fp32", epochs=1)
+    assert json.loads((tmp_path / "bf16" / "train_summary.json").read_text())["precision"] == "bfloat16"
+    assert json.loads((tmp_path / "fp32" / "train_summary.json").read_text())["precision"] == "float32"
+    assert max_difference(weights(tmp_path / "bf16"), weights(tmp_path / "fp32")) > 0  # autocast really ran
+    with pytest.raises(UserError, match="fp16: needs a CUDA GPU"):
+        run(prepared_data[1], tiny_model, tmp_path / "fp16", epochs=1, precision="fp16")
+
+
+def test_torch_compile_takes_effect_and_changes_nothing_else(prepared_data, tiny_model_without_dropout, tmp_path):
+    tuner = make_tuner(prepared_data, tiny_model_without_dropout, tmp_path, compile=True, compile_backend="eager")
+    tuner.set_frozen(False)
+    assert type(tuner.train_model).__name__ == "OptimizedModule"
+    run(prepared_data[1], tiny_model_without_dropout, tmp_path / "compiled", epochs=1, compile=True, compile_backend="eager")
+    run(prepared_data[1], tiny_model_without_dropout, tmp_path / "eager", epochs=1)
+    assert max_difference(weights(tmp_path / "compiled"), weights(tmp_path / "eager")) < 1e-6
+
+
+def test_dataloader_workers_give_the_same_result(prepared_data, tiny_model, tmp_path):
+    run(prepared_data[1], tiny_model, tmp_path / "inline", epochs=1)
+    run(prepared_data[1], tiny_model, tmp_path / "workers", epochs=1, num_workers=2)
+    assert max_difference(weights(tmp_path / "inline"), weights(tmp_path / "workers")) == 0.0
+
+
+def test_pinned_memory_is_asked_for_on_gpus_only(prepared_data, tiny_model, tmp_path):
+    tuner = make_tuner(prepared_data, tiny_model, tmp_path, num_workers=0)
+    batches = tuner.plan(0)
+    assert tuner.loader(batches, 0).pin_memory is False  # CPU: nothing to pin for
+    tuner.device = torch.device("cuda")
+    assert tuner.loader(batches, 0).pin_memory is True
+    tuner.config.pin_memory = False
+    assert tuner.loader(batches, 0).pin_memory is False
+
+
+def test_length_grouping_pads_less_and_keeps_a_seeded_order(prepared_data):
+    lengths = TokenizedSplit.load(prepared_data[1], "train").lengths
+
+    def padding(batches):
+        return 1 - sum(lengths[batch].sum() for batch in batches) / sum(lengths[batch].max() * len(batch) for batch in batches)
+
+    grouped = plan_epoch(lengths, 8, seed=3, epoch=0, group_by_length=True)
+    assert padding(grouped) < padding(plan_epoch(lengths, 8, seed=3, epoch=0, group_by_length=False)) / 2
+    assert [list(batch) for batch in grouped] == [list(batch) for batch in plan_epoch(lengths, 8, seed=3, epoch=0, group_by_length=True)]
+    assert [list(batch) for batch in grouped] != [list(batch) for batch in plan_epoch(lengths, 8, seed=3, epoch=1, group_by_length=True)]
+    assert sorted(np.concatenate(grouped)) == list(range(len(lengths)))
+
+
+def test_evaluation_every_n_steps_and_max_steps(prepared_data, tiny_model, tmp_path):
+    summary = run(prepared_data[1], tiny_model, tmp_path / "out", epochs=3, eval_every_steps=4, max_steps=10)
+    history = json.loads((tmp_path / "out" / "training_history.json").read_text())
+    assert summary["steps"] == 10
+    assert [entry["step"] for entry in history["evaluations"]] == [4, 8, 10]
+
+
+def test_tensorboard_logs_are_written_and_a_missing_reporter_is_one_line(prepared_data, tiny_model, tmp_path):
+    run(prepared_data[1], tiny_model, tmp_path / "out", epochs=1, report_to="tensorboard")
+    assert list((tmp_path / "out" / "logs").glob("events.out.tfevents.*"))
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        with pytest.raises(UserError, match="--report_to mlflow: the mlflow package is not installed"):
+            run(prepared_data[1], tiny_model, tmp_path / "mlflow", epochs=1, report_to="mlflow")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"batch_size": 0}, "--batch_size: must be at least 1"),
+        ({"scheduler": "step"}, "--scheduler: 'step' is not one of"),
+        ({"metric_for_best": "f1"}, "--metric_for_best: 'f1' is not one of"),
+        ({"warmup_steps": 5, "warmup_ratio": 0.1}, "give one of them, not both"),
+        ({"label_smoothing": 1.5}, "--label_smoothing: must be in [0, 1)"),
+        ({"report_to": "slack"}, "--report_to: unknown reporter 'slack'"),
+    ],
+)
+def test_bad_training_flags_are_user_errors(flags, message, prepared_data, tiny_model, tmp_path):
+    with pytest.raises(UserError) as error:
+        run(prepared_data[1], tiny_model, tmp_path / "out", **flags)
+    assert message in str(error.value)
+
+
+def test_checkpoints_keep_the_last_k(prepared_data, tiny_model, tmp_path):
+    run(
+        prepared_data[1],
+        tiny_model,
+        tmp_path / "out",
+        epochs=1,
+        checkpoint_uri=str(tmp_path / "ckpt"),
+        checkpoint_every_steps=4,
+        keep_checkpoints=2,
+    )
+    assert checkpoint.committed_steps(str(tmp_path / "ckpt")) == [16, 20]
+    assert sorted(path.name for path in (tmp_path / "ckpt").iterdir()) == ["best", "step-00000016", "step-00000020"]
