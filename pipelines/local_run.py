@@ -80,18 +80,17 @@ def execute(compiled: Path, parameters: dict, run_dir: Path) -> dict[str, float]
     resolve_named_task_outputs()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     os.environ["PYTHONUNBUFFERED"] = "1"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir), raise_on_error=False)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir), raise_on_error=True)
     pipeline = kfp.components.load_component_from_file(str(compiled))
     original_print = builtins.print  # kfp.local's parallel logging can leave print swapped
     try:
-        task = pipeline(**parameters)
+        pipeline(**parameters)
+    except RuntimeError as error:  # kfp.local: "Pipeline ... finished with status FAILURE", after the task's own log
+        failed = [name for name, status in HostTaskHandler.outcomes.items() if status != "SUCCESS"]
+        where = f"stage {', '.join(failed)} failed" if failed else str(error).splitlines()[0]
+        raise UserError(f"the local run stopped: {where}; the error is printed above (run folder: {run_dir})") from None
     finally:
         builtins.print = original_print
-    failed = [name for name, status in HostTaskHandler.outcomes.items() if status != "SUCCESS"]
-    if failed or task is None:
-        raise UserError(
-            f"the local run stopped: stage {', '.join(failed) or '?'} failed; its error is printed above (run folder: {run_dir})"
-        )
     return HostTaskHandler.timings
 
 

@@ -133,10 +133,11 @@ def wire_data(build: "PipelineBuild", given: dict):
     return preprocess, tokenize
 
 
-def train_task(build: "PipelineBuild", given: dict, tokenize, checkpoint_uri, varied: dict | None = None):
+def train_task(build: "PipelineBuild", given: dict, tokenize, run_id, varied: dict | None = None):
+    """The train task; it checkpoints under <checkpoint_root>/<run_id>, which a retry of it reuses."""
     flags = {**pick(given, *build.train_flags), **(varied or {})}
     task = build.components["train"](
-        tokenized=tokenize.outputs["tokenized"], checkpoint_uri=checkpoint_uri, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        tokenized=tokenize.outputs["tokenized"], checkpoint_uri=given["checkpoint_root"], run_id=run_id,
         processes=given["gpu_count"], **flags,
     )  # fmt: skip
     build.place_on_gpu(task, given)
@@ -165,7 +166,7 @@ def wire_release(build: "PipelineBuild", given: dict, model, tokenize, after: li
 
 def wire_training(build: "PipelineBuild", given: dict) -> None:
     preprocess, tokenize = wire_data(build, given)
-    train = train_task(build, given, tokenize, given["checkpoint_root"])
+    train = train_task(build, given, tokenize, dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     released = wire_release(build, given, train.outputs["model"], tokenize, after=[])
     build.place_on_cpu([preprocess, tokenize, *released], given)
 
@@ -174,8 +175,9 @@ def wire_sweep(build: "PipelineBuild", given: dict) -> None:
     """Train every trial config in parallel, keep the best by validation score, release only that one."""
     preprocess, tokenize = wire_data(build, given)
     with dsl.ParallelFor(given["sweep_configs"], parallelism=build.settings.sweep_parallelism, name="trials") as trial:
-        checkpoint_uri = f"{given['checkpoint_root']}/trial-{trial.trial}"
-        train = train_task(build, given, tokenize, checkpoint_uri, {name: getattr(trial, name) for name in SWEEPABLE})
+        # KFP cannot join its run-id placeholder with a loop item, so each trial config carries an id
+        # that is unique to the submission (pipelines/sweep.py) and stable across retries.
+        train = train_task(build, given, tokenize, trial.trial_id, {name: getattr(trial, name) for name in SWEEPABLE})
     select = build.components["select_best"](model_uris=dsl.Collected(train.outputs["model_uri"]))
     released = wire_release(build, given, select.outputs["model"], tokenize, after=[select])
     build.place_on_cpu([preprocess, tokenize, select, *released], given)

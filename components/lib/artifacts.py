@@ -52,13 +52,26 @@ def read_manifest(uri: str) -> dict[str, Any]:
     return manifest
 
 
+def matches(path: Path, expected: dict[str, Any]) -> bool:
+    return path.is_file() and path.stat().st_size == expected["size"] and storage.sha256_file(path) == expected["sha256"]
+
+
+def download_verified(uri: str, name: str, expected: dict[str, Any], target: Path) -> None:
+    """Fetch one file of a committed folder; fetch again if what arrived does not match (a byte
+    flipped in transit). If it still does not, `verify_local` refuses it afterwards."""
+    for _ in range(storage.TRANSFER_ATTEMPTS):
+        storage.download_file(storage.join(uri, name), target)
+        if matches(target, expected):
+            return
+
+
 def verify_local(local_dir: Path, manifest: dict[str, Any], uri: str) -> None:
     """Check every file in `manifest` against the copy in `local_dir`."""
     for name, expected in manifest["files"].items():
         path = local_dir / name
         if not path.is_file():
             raise UserError(f"{uri}: {name} is listed in {MANIFEST} but missing; run the stage that writes it again")
-        if path.stat().st_size != expected["size"] or storage.sha256_file(path) != expected["sha256"]:
+        if not matches(path, expected):
             raise UserError(f"{uri}: {name} is corrupt (size or sha256 differs from {MANIFEST}); run the stage that writes it again")
 
 
@@ -78,8 +91,8 @@ def staged_input(uri: str, only: list[str] | None = None) -> Iterator[tuple[Path
         return
     with tempfile.TemporaryDirectory(prefix="staged-input-") as scratch:
         local_dir = Path(scratch)
-        for name in wanted:
-            storage.download_file(storage.join(uri, name), local_dir / name)
+        for name, expected in wanted.items():
+            download_verified(uri, name, expected, local_dir / name)
         verify_local(local_dir, checked, uri)
         yield local_dir, manifest
 

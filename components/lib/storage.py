@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from components.lib.errors import UserError
 
 S3_SCHEME = "s3://"
 DEFAULT_MAX_ATTEMPTS = 8
+# botocore retries whole requests; a body cut off or garbled while streaming is retried here.
+TRANSFER_ATTEMPTS = 3
 
 
 def is_s3(uri: str) -> bool:
@@ -67,6 +70,7 @@ def s3_client():
 @contextlib.contextmanager
 def s3_errors(uri: str) -> Iterator[None]:
     """Turn an S3 failure into one line that names `uri` and says what to check."""
+    from boto3.exceptions import S3UploadFailedError
     from botocore import exceptions
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
@@ -80,6 +84,10 @@ def s3_errors(uri: str) -> Iterator[None]:
         ) from None
     except exceptions.ClientError as error:
         raise UserError(describe_client_error(uri, error)) from None
+    except S3UploadFailedError:  # boto3's wrapper of a PutObject or multipart upload that failed every retry
+        raise UserError(f"{uri}: the upload failed after retries; check the network and the bucket, then run again") from None
+    except exceptions.BotoCoreError as error:  # checksum mismatches, cut streams, timeouts that outlived the retries
+        raise UserError(f"{uri}: the S3 transfer failed after retries ({type(error).__name__}); check the network and run again") from None
 
 
 def describe_client_error(uri: str, error) -> str:
@@ -133,11 +141,30 @@ def read_bytes(uri: str) -> bytes:
             return Path(uri).read_bytes()
         except FileNotFoundError:
             raise UserError(f"{uri}: no such file") from None
-    buffer = io.BytesIO()
     bucket, key = split_s3(uri)
-    with s3_errors(uri):
+
+    def download() -> bytes:
+        buffer = io.BytesIO()
         s3_client().download_fileobj(bucket, key, buffer)
-    return buffer.getvalue()
+        return buffer.getvalue()
+
+    return with_transfer_retries(uri, download)
+
+
+def with_transfer_retries(uri: str, transfer):
+    """Run `transfer` again when a response body arrives cut off or garbled (checksum mismatch)."""
+    from botocore import exceptions
+
+    transient = (exceptions.FlexibleChecksumError, exceptions.IncompleteReadError, exceptions.ResponseStreamingError,
+                 exceptions.ConnectionError, exceptions.ReadTimeoutError)  # fmt: skip
+    with s3_errors(uri):
+        for attempt in range(1, TRANSFER_ATTEMPTS + 1):
+            try:
+                return transfer()
+            except transient:
+                if attempt == TRANSFER_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * 2**attempt)
 
 
 def read_text(uri: str) -> str:
@@ -212,8 +239,7 @@ def download_file(uri: str, local_path: Path) -> None:
         shutil.copyfile(uri, local_path)
         return
     bucket, key = split_s3(uri)
-    with s3_errors(uri):
-        s3_client().download_file(bucket, key, str(local_path))
+    with_transfer_retries(uri, lambda: s3_client().download_file(bucket, key, str(local_path)))
 
 
 def upload_file(local_path: Path, uri: str) -> None:
@@ -222,8 +248,7 @@ def upload_file(local_path: Path, uri: str) -> None:
         shutil.copyfile(local_path, uri)
         return
     bucket, key = split_s3(uri)
-    with s3_errors(uri):
-        s3_client().upload_file(str(local_path), bucket, key)
+    with_transfer_retries(uri, lambda: s3_client().upload_file(str(local_path), bucket, key))
 
 
 def sha256_file(path: Path) -> str:

@@ -1,0 +1,72 @@
+"""`make run`'s engine end to end: the compiled pipeline, executed by kfp.local, with a tiny model.
+
+Once with everything on this machine, once as a sweep with the data, checkpoints and registry on
+S3 (the loopback server).
+"""
+
+import json
+
+import pytest
+import yaml
+
+from components.lib.registry import Registry
+from tests.conftest import run_module, upload_folder
+
+
+def write_config(path, parameters: dict, run_root, sweep: dict | None = None):
+    config = {"parameters": parameters, "local": {"run_root": str(run_root)}}
+    if sweep:
+        config["sweep"] = sweep
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def common_parameters(tiny_model) -> dict:
+    return {"base_model": str(tiny_model), "max_length": 32, "epochs": 3, "batch_size": 4, "learning_rate": 3e-3, "num_workers": 0,
+            "report_to": "none", "model_name": "tiny-sentiment", "checkpoint_every_steps": 20}  # fmt: skip
+
+
+def test_the_whole_pipeline_runs_locally_and_registers_a_model(sample_source, tiny_model, tmp_path):
+    parameters = {**common_parameters(tiny_model), "source_uri": str(sample_source), "registry_uri": str(tmp_path / "registry"),
+                  "checkpoint_root": str(tmp_path / "checkpoints"), "min_macro_f1": 0.3}  # fmt: skip
+    config = write_config(tmp_path / "config.yaml", parameters, tmp_path / "runs")
+    result = run_module("pipelines.local_run", "--config", str(config), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout[result.stdout.index("=== local run finished ===") :]
+    for stage in ("preprocess", "tokenize", "train", "evaluate", "export", "register"):
+        assert f"{stage} " in summary.splitlines()[1]
+    assert "registered: tiny-sentiment version 1 at " in summary
+    assert Registry(str(tmp_path / "registry"), "tiny-sentiment").read_alias("latest") == 1
+    run_dir = next((tmp_path / "runs").iterdir())
+    metrics = json.loads(next(run_dir.glob("*/evaluate/evaluation/metrics.json")).read_text())
+    assert metrics["test"]["macro_f1"] > metrics["baseline_majority_class"]["macro_f1"]
+    assert list(tmp_path.glob("checkpoints/*/step-*/MANIFEST.json"))  # the run's checkpoints, under its run id
+
+
+def test_the_quality_gate_skips_register(sample_source, tiny_model, tmp_path):
+    parameters = {**common_parameters(tiny_model), "epochs": 1, "source_uri": str(sample_source), "registry_uri": str(tmp_path / "registry"),
+                  "checkpoint_root": str(tmp_path / "checkpoints"), "min_macro_f1": 1.01, "quantize_int8": False}  # fmt: skip
+    config = write_config(tmp_path / "config.yaml", parameters, tmp_path / "runs")
+    result = run_module("pipelines.local_run", "--config", str(config), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "is below min_macro_f1 1.01 (the pipeline's quality gate)" in result.stdout
+    assert not (tmp_path / "registry").exists()
+
+
+@pytest.mark.usefixtures("s3")
+def test_a_sweep_runs_locally_with_the_store_on_s3(s3, sample_source, tiny_model, tmp_path):
+    source = upload_folder(s3, sample_source, "bucket", "raw")
+    parameters = {**common_parameters(tiny_model), "source_uri": source, "registry_uri": "s3://bucket/registry",
+                  "checkpoint_root": "s3://bucket/checkpoints", "quantize_int8": False}  # fmt: skip
+    sweep = {"method": "grid", "space": {"learning_rate": [3e-3, 1e-5]}}
+    config = write_config(tmp_path / "config.yaml", parameters, tmp_path / "runs", sweep)
+    result = run_module("pipelines.local_run", "--config", str(config), "--pipeline", "sweep", timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "sweep (macro_f1 on validation, best first): trial 0: " in result.stdout
+    run_dir = next((tmp_path / "runs").iterdir())
+    tuning = json.loads(next(run_dir.glob("*/select-best/tuning/tuning_results.json")).read_text())
+    assert [trial["config"]["learning_rate"] for trial in tuning["trials"]] == [3e-3, 1e-5]  # the better one first
+    assert Registry("s3://bucket/registry", "tiny-sentiment").versions() == [1]
+    assert {
+        key.split("/")[2] for key in (item["Key"] for item in s3.list_objects_v2(Bucket="bucket", Prefix="checkpoints/")["Contents"])
+    } == {"trial-0", "trial-1"}

@@ -1,0 +1,199 @@
+"""register and the registry: versions, the quality gate, aliases, verification, concurrency."""
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from components.evaluate import evaluate
+from components.export import export
+from components.lib import storage
+from components.lib.errors import UserError
+from components.lib.registry import Registry
+from components.register import register
+from components.train import train
+from tests.conftest import run_module, train_flags
+
+
+@pytest.fixture(scope="module")
+def release(prepared_data, tiny_model, tmp_path_factory) -> dict:
+    """A trained, evaluated and exported tiny model: the inputs of register."""
+    root = tmp_path_factory.mktemp("release")
+    tokens = prepared_data[1]
+    train(
+        data_uri=str(tokens),
+        output_uri=str(root / "model"),
+        base_model=str(tiny_model),
+        **train_flags(epochs=5, batch_size=4, learning_rate=3e-3),
+    )
+    evaluate(model_uri=str(root / "model"), data_uri=str(tokens), output_uri=str(root / "evaluation"))
+    export(model_uri=str(root / "model"), data_uri=str(tokens), output_uri=str(root / "onnx"), latency_runs=2)
+    return {
+        "export_uri": str(root / "onnx"),
+        "evaluation_uri": str(root / "evaluation"),
+        "model_uri": str(root / "model"),
+        "data_uri": str(tokens),
+    }
+
+
+def register_into(release, registry: str, out: Path, **flags):
+    return register(**release, registry_uri=registry, model_name=flags.pop("model_name", "sentiment"), output_uri=str(out), **flags)
+
+
+def test_a_version_holds_the_model_its_card_and_a_manifest_with_lineage(release, tmp_path):
+    result = register_into(release, str(tmp_path / "registry"), tmp_path / "decision")
+    version = tmp_path / "registry" / "sentiment" / "1"
+    assert result.summary["registered"] and result.summary["version"] == 1
+    assert {"model.onnx", "model.int8.onnx", "tokenizer.json", "labels.json", "metrics.json", "MODEL_CARD.md", "MANIFEST.json"} <= {
+        p.name for p in version.iterdir()
+    }
+    manifest = json.loads((version / "MANIFEST.json").read_text())
+    assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
+    lineage = manifest["lineage"]
+    assert {"source_uri", "source_fingerprint", "base_model", "training", "code_version"} <= set(lineage)
+    assert lineage["training"]["learning_rate"] == 3e-3 and lineage["code_version"]["package"] == "0.1.0"
+    card = (version / "MODEL_CARD.md").read_text()
+    for heading in ("## Intended use", "## Limits", "## Test scores", "## Training", "## Lineage", "model.int8.onnx"):
+        assert heading in card
+    assert json.loads((tmp_path / "decision" / "registration.json").read_text())["uri"] == str(version)
+
+
+def test_versions_are_never_overwritten_and_latest_moves_forward(release, tmp_path):
+    for _ in range(3):
+        register_into(release, str(tmp_path / "registry"), tmp_path / "decision")
+    registry = Registry(str(tmp_path / "registry"), "sentiment")
+    assert registry.versions() == [1, 2, 3] and registry.read_alias("latest") == 3
+    assert registry.move_alias("latest", 2, only_forward=True) is False and registry.read_alias("latest") == 3
+
+
+def test_the_gate_refuses_below_the_minimum_without_crashing(release, tmp_path):
+    result = run_module("components.register", *flags_of(release), "--registry_uri", str(tmp_path / "registry"), "--model_name", "sentiment",
+                        "--output_uri", str(tmp_path / "decision"), "--gate_min", "1.01")  # fmt: skip
+    assert result.returncode == 0
+    assert "register: not registered: test macro_f1 " in result.stdout and "is below --gate_min 1.01" in result.stdout
+    assert not (tmp_path / "registry" / "sentiment").exists()
+    decision = json.loads((tmp_path / "decision" / "registration.json").read_text())
+    assert decision["registered"] is False and "below --gate_min" in decision["refused"]
+
+
+def flags_of(release: dict) -> list[str]:
+    return [part for key, value in release.items() for part in (f"--{key}", value)]
+
+
+def test_the_gate_compares_with_production_on_the_same_test_split(release, tmp_path):
+    registry = str(tmp_path / "registry")
+    register_into(release, registry, tmp_path / "first")
+    Registry(registry, "sentiment").move_alias("production", 1)
+    result = register_into(release, registry, tmp_path / "second", max_regression=0.0)
+    assert result.summary["registered"]  # the same model scores the same: not worse
+    better_metrics = json.loads((Path(release["evaluation_uri"]) / "metrics.json").read_text())
+    worse = dict(release, evaluation_uri=str(tmp_path / "worse-evaluation"))
+    shutil.copytree(release["evaluation_uri"], worse["evaluation_uri"])
+    better_metrics["test"]["macro_f1"] -= 0.2
+    from components.lib.artifacts import commit
+
+    (tmp_path / "worse-evaluation" / "metrics.json").write_text(json.dumps(better_metrics))
+    commit(tmp_path / "worse-evaluation", worse["evaluation_uri"])
+    refused = register_into(worse, registry, tmp_path / "third", max_regression=0.05)
+    assert refused.summary["registered"] is False
+    assert "more than --max_regression 0.05 below production (version 1:" in refused.summary["refused"]
+
+
+def test_eight_concurrent_registrations_get_eight_versions(release, tmp_path):
+    registry = str(tmp_path / "registry")
+    results, errors = [], []
+
+    def one(index: int) -> None:
+        try:
+            results.append(
+                register_into(release, registry, tmp_path / f"decision-{index}", compare_with_production=False).summary["version"]
+            )
+        except Exception as error:  # collected and shown below
+            errors.append(error)
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and sorted(results) == list(range(1, 9))
+    assert Registry(registry, "sentiment").versions() == list(range(1, 9))
+    assert Registry(registry, "sentiment").read_alias("latest") == 8
+    for version in range(1, 9):
+        with Registry(registry, "sentiment").fetch(version):
+            pass  # every file of every version verifies
+
+
+def test_eight_concurrent_registrations_on_s3(release, s3, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        versions = list(
+            pool.map(
+                lambda index: register_into(release, "s3://bucket/registry", tmp_path / f"d{index}", compare_with_production=False).summary[
+                    "version"
+                ],
+                range(8),
+            )
+        )
+    assert sorted(versions) == list(range(1, 9))
+    registry = Registry("s3://bucket/registry", "sentiment")
+    assert registry.versions() == list(range(1, 9))
+    # moto's If-Match is not atomic under races (real S3's is), so only check that latest is a real version
+    assert registry.read_alias("latest") in range(1, 9)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "has space", "", ".hidden", "x" * 101, "a..b"])
+def test_unsafe_model_names_are_refused(name, release, tmp_path):
+    with pytest.raises(UserError, match="--model_name"):
+        register_into(release, str(tmp_path / "registry"), tmp_path / "decision", model_name=name)
+
+
+def test_loading_a_version_checks_every_sha256(release, tmp_path):
+    registry = str(tmp_path / "registry")
+    register_into(release, registry, tmp_path / "decision")
+    tokenizer = tmp_path / "registry" / "sentiment" / "1" / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text().replace('"[UNK]"', '"[UNKNOWN]"', 1))
+    result = run_module(
+        "components.registry",
+        "fetch",
+        "--registry_uri",
+        registry,
+        "--model_name",
+        "sentiment",
+        "--version",
+        "latest",
+        "--destination",
+        str(tmp_path / "got"),
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"error: {tmp_path / 'registry' / 'sentiment' / '1'}: tokenizer.json is corrupt (size or sha256 differs from MANIFEST.json); run the stage that writes it again"
+    )
+    assert not (tmp_path / "got").exists()
+
+
+def test_the_registry_command_lists_promotes_and_fetches(release, tmp_path):
+    registry = str(tmp_path / "registry")
+    register_into(release, registry, tmp_path / "a")
+    register_into(release, registry, tmp_path / "b")
+    common = ["--registry_uri", registry, "--model_name", "sentiment"]
+    promoted = run_module("components.registry", "promote", *common, "--version", "1")
+    assert promoted.returncode == 0 and json.loads(promoted.stdout)["version"] == 1
+    listed = run_module("components.registry", "list", *common)
+    lines = listed.stdout.strip().splitlines()
+    assert lines[0].split() == ["version", "registered", "at", "accuracy", "macro_f1", "aliases"]
+    assert lines[1].split()[0] == "1" and lines[1].endswith("production") and lines[2].endswith("latest")
+    as_json = json.loads(run_module("components.registry", "list", *common, "--as_json").stdout)
+    assert [row["aliases"] for row in as_json["versions"]] == [["production"], ["latest"]]
+    assert "macro_f1" in as_json["versions"][0]["metrics"]
+    fetched = run_module("components.registry", "fetch", *common, "--destination", str(tmp_path / "serving"))
+    assert fetched.returncode == 0 and (tmp_path / "serving" / "model.onnx").is_file()
+    missing = run_module("components.registry", "promote", *common, "--version", "7")
+    assert (
+        missing.returncode == 2
+        and missing.stderr.strip() == f"error: {storage.join(registry, 'sentiment', '7')}: no committed version 7; see the list command"
+    )

@@ -1,0 +1,71 @@
+"""tokenize: the base model's fast tokenizer, truncation capped at the model's limit, no padding."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from transformers import AutoTokenizer
+
+from components.lib.errors import UserError
+from components.tokenize import tokenize
+from tests.conftest import run_module
+
+
+def test_tokens_match_the_tokenizer_without_padding_and_the_tokenizer_is_saved(prepared_data, tiny_model):
+    data, tokens = prepared_data
+    reference = AutoTokenizer.from_pretrained(str(tiny_model))
+    rows = pq.read_table(tokens / "train.parquet").to_pylist()
+    source = pq.read_table(data / "train.parquet").to_pylist()
+    assert [row["text"] for row in rows] == [row["text"] for row in source]
+    assert [row["label"] for row in rows] == [row["label"] for row in source]
+    for row in rows[:20]:
+        assert row["input_ids"] == reference(row["text"], truncation=True, max_length=32)["input_ids"]
+        assert row["length"] == len(row["input_ids"])
+    saved = AutoTokenizer.from_pretrained(str(tokens / "tokenizer"))
+    assert saved(rows[0]["text"])["input_ids"] == rows[0]["input_ids"]
+    assert json.loads((tokens / "labels.json").read_text()) == json.loads((data / "labels.json").read_text())
+
+
+def test_max_length_truncates_and_is_capped_at_the_models_limit(prepared_data, tiny_model, tmp_path):
+    tokenize(data_uri=str(prepared_data[0]), output_uri=str(tmp_path / "short"), base_model=str(tiny_model), max_length=8, batch_size=7)
+    assert max(pq.read_table(tmp_path / "short" / "train.parquet").column("length").to_pylist()) == 8
+    result = tokenize(data_uri=str(prepared_data[0]), output_uri=str(tmp_path / "long"), base_model=str(tiny_model), max_length=4096)
+    assert result.summary["max_length"] == 64  # the tiny model has 64 positions
+    stats = json.loads((tmp_path / "long" / "stats.json").read_text())
+    assert stats["requested_max_length"] == 4096 and stats["splits"]["train"]["tokens"]["max"] <= 64
+
+
+def test_small_record_batches_give_the_same_output(prepared_data, tiny_model, tmp_path):
+    tokenize(data_uri=str(prepared_data[0]), output_uri=str(tmp_path / "one"), base_model=str(tiny_model), max_length=32, batch_size=1)
+    assert pq.read_table(tmp_path / "one" / "train.parquet").to_pylist() == pq.read_table(prepared_data[1] / "train.parquet").to_pylist()
+
+
+def test_the_bundled_model_needs_no_hub(prepared_data, tmp_path):
+    result = tokenize(
+        data_uri=str(prepared_data[0]), output_uri=str(tmp_path / "out"), base_model="bundled://all-MiniLM-L6-v2", max_length=128
+    )
+    assert result.summary["max_length"] == 128
+    with pytest.raises(UserError, match="unknown bundled model"):
+        tokenize(data_uri=str(prepared_data[0]), output_uri=str(tmp_path / "x"), base_model="bundled://gpt-7")
+
+
+def test_a_hub_id_offline_is_one_line(prepared_data, tmp_path):
+    result = run_module("components.tokenize", "--data_uri", str(prepared_data[0]), "--output_uri", str(tmp_path / "out"),
+                        "--base_model", "distilbert-base-uncased", env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})  # fmt: skip
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: distilbert-base-uncased: cannot load the tokenizer from the Hugging Face Hub (")
+    assert line.endswith("(offline, pass a local folder, an s3:// folder or bundled://all-MiniLM-L6-v2)")
+
+
+def test_input_that_is_not_a_committed_artifact_is_refused(tmp_path, tiny_model):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "train.parquet").write_bytes(b"PAR1 partial")
+    result = run_module(
+        "components.tokenize", "--data_uri", str(tmp_path / "half"), "--output_uri", str(tmp_path / "out"), "--base_model", str(tiny_model)
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"error: {tmp_path / 'half'}: not a committed artifact (no MANIFEST.json); the stage that writes it did not finish: run it again"
+    )
