@@ -186,7 +186,7 @@ def train(
             "output_uri": output_uri,
             "best": best_summary,
             "steps": summary["global_steps"],
-            "samples_per_second": summary["samples_per_second_this_process"],
+            "samples_per_second": summary["training_samples_per_second"],
         },
         artifact_metadata={"model": {"base_model": base_model, "best_validation": best_summary, "labels": label_names}},
         parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},

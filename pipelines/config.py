@@ -1,6 +1,6 @@
 """The run configuration: one YAML file (configs/default.yaml), overridable from the command line.
 
-    parameters:  runtime parameters of the pipeline (the arguments of pipelines.pipeline.training_pipeline)
+    parameters:  runtime parameters of the pipeline: the stages' flags (pipelines/parameters.py)
     kubeflow:    compile-time settings for the cluster: images, pipeline root, S3 endpoint, resources
     submit:      where `make pipeline-submit` sends the run
     local:       where `make run` writes
@@ -107,7 +107,7 @@ def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: the config must be a mapping with the sections parameters, kubeflow, submit, local")
+        raise UserError(f"{path}: the config must be a mapping with the sections parameters, {', '.join(SECTIONS)}")
     unknown = sorted(set(raw) - {"parameters", *SECTIONS})
     if unknown:
         raise UserError(f"{path}: unknown section {unknown[0]!r}; the sections are parameters, {', '.join(SECTIONS)}")

@@ -16,7 +16,6 @@ does not depend on which ones a particular sweep varies.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 import random
@@ -25,7 +24,8 @@ import uuid
 
 from components.lib.errors import UserError
 from pipelines.config import SweepSettings, coerce
-from pipelines.pipeline import SWEEPABLE, training_pipeline
+from pipelines.parameters import pipeline_parameters
+from pipelines.pipeline import SWEEPABLE
 
 
 def expand_sweep(sweep: SweepSettings, parameters: dict) -> list[dict]:
@@ -40,7 +40,7 @@ def expand_sweep(sweep: SweepSettings, parameters: dict) -> list[dict]:
         draws = random_draws(sweep.space, sweep.trials, sweep.seed)
     else:
         raise UserError(f"sweep.method: {sweep.method!r} is not grid or random")
-    signature = inspect.signature(training_pipeline).parameters
+    signature = {parameter.name: parameter for parameter in pipeline_parameters()[0]}
     base = {name: parameters.get(name, signature[name].default) for name in SWEEPABLE}
     sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     configs = []

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from components.lib.registry import Registry
-from tests.conftest import run_module, upload_folder
+from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REPO, run_module, upload_folder
 
 
 def write_config(path, parameters: dict, run_root, sweep: dict | None = None):
@@ -26,11 +26,17 @@ def common_parameters(tiny_model) -> dict:
             "report_to": "none", "model_name": "tiny-sentiment", "checkpoint_every_steps": 20}  # fmt: skip
 
 
-def test_the_whole_pipeline_runs_locally_and_registers_a_model(sample_source, tiny_model, tmp_path):
+PLANTED = {
+    "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY, "AWS_SESSION_TOKEN": "planted-session-token-5f3a9c",
+    "HF_TOKEN": "hf_plantedTokenAbCdEf0123456789", "KFP_TOKEN": "planted-kfp-token-77d2e1", "WANDB_API_KEY": "planted0wandb0key0123456789abcdef",
+}  # fmt: skip
+
+
+def test_the_whole_pipeline_runs_locally_registers_a_model_and_leaks_no_secret(sample_source, tiny_model, tmp_path):
     parameters = {**common_parameters(tiny_model), "source_uri": str(sample_source), "registry_uri": str(tmp_path / "registry"),
                   "checkpoint_root": str(tmp_path / "checkpoints"), "min_macro_f1": 0.3}  # fmt: skip
     config = write_config(tmp_path / "config.yaml", parameters, tmp_path / "runs")
-    result = run_module("pipelines.local_run", "--config", str(config), timeout=900)
+    result = run_module("pipelines.local_run", "--config", str(config), env=PLANTED, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = result.stdout[result.stdout.index("=== local run finished ===") :]
     for stage in ("preprocess", "tokenize", "train", "evaluate", "export", "register"):
@@ -41,6 +47,15 @@ def test_the_whole_pipeline_runs_locally_and_registers_a_model(sample_source, ti
     metrics = json.loads(next(run_dir.glob("*/evaluate/evaluation/metrics.json")).read_text())
     assert metrics["test"]["macro_f1"] > metrics["baseline_majority_class"]["macro_f1"]
     assert list(tmp_path.glob("checkpoints/*/step-*/MANIFEST.json"))  # the run's checkpoints, under its run id
+
+    # Known fake credentials were in the environment of every stage: none may appear in any output.
+    written = [path for path in tmp_path.rglob("*") if path.is_file() and path.name != "config.yaml"]
+    written += [REPO / "build" / "pipeline.yaml", *(REPO / "manifests").rglob("*.yaml")]
+    assert len(written) > 50 and any(path.name == "MODEL_CARD.md" for path in written)
+    for secret in PLANTED.values():
+        assert secret not in result.stdout + result.stderr
+        leaked = [str(path) for path in written if secret.encode() in path.read_bytes()]
+        assert not leaked, f"{secret} found in {leaked}"
 
 
 def test_the_quality_gate_skips_register(sample_source, tiny_model, tmp_path):

@@ -12,7 +12,7 @@ from components.lib.trainer import TrainConfig
 from pipelines import lint
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.config import KubeflowSettings
-from pipelines.pipeline import training_pipeline
+from pipelines.parameters import exposed_flags, pipeline_parameters
 from pipelines.stages import INTERFACES, stage_function
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
@@ -54,9 +54,19 @@ def test_every_flag_passed_exists_on_the_stage_and_every_required_flag_is_passed
 
 def test_every_training_control_is_a_train_flag_and_a_pipeline_parameter():
     train_flags = set(inspect.signature(stage_function("train")).parameters)
-    pipeline_parameters = set(inspect.signature(training_pipeline).parameters)
+    parameters = {parameter.name: parameter for parameter in pipeline_parameters()[0]}
     for control in (field.name for field in dataclasses.fields(TrainConfig)):
-        assert control in train_flags and control in pipeline_parameters, control
+        assert control in train_flags and control in parameters, control
+
+
+def test_every_stage_flag_is_a_pipeline_parameter_unless_the_dag_fills_it(compiled):
+    spec = next(yaml.safe_load_all(compiled.read_text()))
+    declared = spec["root"]["inputDefinitions"]["parameters"]
+    for stage in ("preprocess", "tokenize", "train", "evaluate", "export", "register"):
+        for flag, name in exposed_flags(stage).items():
+            assert name in declared, f"{stage} --{flag}"
+            assert declared[name].get("description"), f"{name} has no help text in the KFP UI"
+    assert declared["learning_rate"]["defaultValue"] == inspect.signature(stage_function("train")).parameters["learning_rate"].default
 
 
 def test_the_lint_passes_and_no_credential_is_written_down(compiled):

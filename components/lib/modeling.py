@@ -84,7 +84,9 @@ def load_tokenizer(spec: str, source: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_classifier(spec: str, source: str, label_names: list[str], trust_remote_code: bool = False):
+def load_classifier(
+    spec: str, source: str, label_names: list[str], trust_remote_code: bool = False, attn_implementation: str | None = None
+):
     """A sequence classifier with one output per label, labels named in its config."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -98,6 +100,7 @@ def load_classifier(spec: str, source: str, label_names: list[str], trust_remote
             label2id={name: index for index, name in enumerate(label_names)},
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
         )
     except Exception as error:  # transformers raises OSError, ValueError and safetensors errors here
         raise describe_load_failure(spec, "model", error) from None

@@ -1,0 +1,85 @@
+"""The pipelines' runtime parameters, derived from the stages' own flags.
+
+Every flag of a stage is a pipeline parameter, with the flag's name, type, default and help text,
+except the flags the DAG fills itself (artifact paths, the run id, GPU count). A few are renamed
+where the pipeline reads better (`input_uri` is `source_uri`), a few defaults differ on a cluster
+(DataLoader workers, checkpoints), and a few parameters belong to the DAG alone (GPU placement, the
+S3 Secret). So a new stage flag becomes a pipeline parameter, and a config key, with no other edit.
+"""
+
+import inspect
+
+import docstring_parser
+
+from components.lib.cli import EXECUTOR_INPUT_FLAG
+from pipelines.stages import STAGES, stage_function
+
+FILLED_BY_THE_DAG = {
+    "preprocess": {"output_uri"},
+    "tokenize": {"data_uri", "output_uri", "batch_size"},
+    "train": {"data_uri", "output_uri", "checkpoint_uri", "run_id", "processes"},
+    "evaluate": {"model_uri", "data_uri", "output_uri", "report_path", "batch_size"},
+    "export": {"model_uri", "data_uri", "output_uri", "parity_rows", "min_argmax_agreement", "latency_runs", "batch_size"},
+    "register": {"export_uri", "evaluation_uri", "model_uri", "data_uri", "output_uri", "gate_metric"},
+}
+RENAMED = {
+    ("preprocess", "input_uri"): "source_uri",
+    ("preprocess", "expected_source_fingerprint"): "source_fingerprint",
+    ("preprocess", "seed"): "split_seed",
+    ("register", "gate_min"): "min_macro_f1",
+}
+CLUSTER_DEFAULTS = {"num_workers": 2, "checkpoint_every_steps": 200}
+GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+DAG_PARAMETERS = [
+    (
+        "checkpoint_root",
+        str,
+        inspect.Parameter.empty,
+        "Prefix for training checkpoints; a run checkpoints under <checkpoint_root>/<run id>.",
+    ),
+    ("gpu_count", int, 1, "GPUs for the train task; train starts one process per GPU (DistributedDataParallel)."),
+    ("gpu_node_selector", dict, GPU_NODE_SELECTOR, "Node selector of the train task."),
+    ("gpu_toleration", dict, GPU_TOLERATION, "Toleration of the train task (a Kubernetes toleration object)."),
+    ("s3_secret_name", str, "textclf-s3", "Kubernetes Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for every task."),
+]
+
+
+def exposed_flags(stage: str) -> dict[str, str]:
+    """{flag: pipeline parameter name} for the flags of `stage` that are pipeline parameters."""
+    hidden = FILLED_BY_THE_DAG.get(stage, set()) | {EXECUTOR_INPUT_FLAG}
+    return {flag: RENAMED.get((stage, flag), flag) for flag in inspect.signature(stage_function(stage)).parameters if flag not in hidden}
+
+
+def arguments_for(stage: str, given: dict) -> dict:
+    """The task arguments of `stage` taken from the pipeline's parameter values."""
+    return {flag: given[name] for flag, name in exposed_flags(stage).items()}
+
+
+def pipeline_parameters() -> tuple[list[inspect.Parameter], dict[str, str]]:
+    """The parameters (required first) and their help texts, from the six stages and the DAG."""
+    found: dict[str, inspect.Parameter] = {}
+    help_texts: dict[str, str] = {}
+    for stage in STAGES:
+        function = stage_function(stage)
+        signature = inspect.signature(function)
+        annotations = inspect.get_annotations(function, eval_str=True)
+        described = {item.arg_name: item.description for item in docstring_parser.parse(function.__doc__ or "").params}
+        for flag, name in exposed_flags(stage).items():
+            default = CLUSTER_DEFAULTS.get(name, signature.parameters[flag].default)
+            parameter = inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotations[flag], default=default)
+            if name in found and found[name].default != parameter.default:
+                raise AssertionError(f"{stage}: --{flag} defaults to {parameter.default!r}, another stage's to {found[name].default!r}")
+            found.setdefault(name, parameter)
+            help_texts.setdefault(name, described.get(flag, ""))
+    for name, annotation, default, text in DAG_PARAMETERS:
+        found[name] = inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+        help_texts[name] = text
+    parameters = sorted(found.values(), key=lambda parameter: parameter.default is not inspect.Parameter.empty)
+    return parameters, help_texts
+
+
+def docstring(summary: str, help_texts: dict[str, str]) -> str:
+    """A Google-style docstring, from which KFP takes each parameter's description for its UI."""
+    lines = [summary, "", "Args:"] + [f"  {name}: {text}" for name, text in help_texts.items() if text]
+    return "\n".join(lines)
