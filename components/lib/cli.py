@@ -80,7 +80,6 @@ def typed_command(stage_fn: Callable[..., StageResult | None]) -> Callable[..., 
     def command(**flags: Any) -> None:
         executor_input = flags.get(EXECUTOR_INPUT_FLAG) or ""
         typed = {name: coerce_flag(name, value, annotations.get(name, str)) for name, value in flags.items()}
-        signature.bind(**typed)
         result = stage_fn(**typed)
         if result is None:
             return
