@@ -2,7 +2,7 @@
 
     python -m benchmarks.gpu_train [--rows 20000] [--peak_tflops 989]
 
-Tweet-length rows (the bundled reviews cut to 140 characters, repeated to `rows`), all-MiniLM-L6-v2,
+Tweet-length rows (the first sentences of the bundled reviews, repeated to `rows`), all-MiniLM-L6-v2,
 batch 64, one epoch. MFU = achieved model FLOPs / the GPU's peak dense bf16 FLOPs, with the model's
 FLOPs per trained token taken as 6 x parameters + 12 x layers x hidden size x sequence length
 (forward and backward, attention included), counted on the padded tokens the GPU really computed.

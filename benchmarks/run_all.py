@@ -40,14 +40,10 @@ def targets(results: dict) -> list[list]:
     )
     for split in ("validation", "test"):
         key = f"{split}_macro_f1"
-        best_trainer = max(row[key] for row in (padded, dynamic))
-        rows.append(
-            [
-                f"{split} macro-F1 no worse than either Trainer run (tweets)",
-                f"{ours[key]:.4f} vs {best_trainer:.4f}",
-                ours[key] >= best_trainer,
-            ]
-        )
+        for name, trainer in (("with dynamic padding, mean of 3 seeds each", dynamic), ("padded to 128, 1 seed", padded)):
+            rows.append(
+                [f"{split} macro-F1 no worse than the Trainer {name}", f"{ours[key]:.4f} vs {trainer[key]:.4f}", ours[key] >= trainer[key]]
+            )
     engines = results["inference"]["engines"]
     rows.append(
         [

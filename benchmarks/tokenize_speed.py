@@ -2,7 +2,7 @@
 
     python -m benchmarks.tokenize_speed [--rows 200000]
 
-The same tweet-length texts (the bundled reviews cut to 140 characters, repeated to `rows`), the
+The same tweet-length texts (the first sentences of the bundled reviews, repeated to `rows`), the
 same tokenizer (all-MiniLM-L6-v2), truncation at 128, no padding, batches of 4096:
 - raw: `tokenizers.Tokenizer.encode_batch` and `encode_batch_fast` over Python lists in memory;
 - ours: the tokenize stage's own loop, which also reads the Parquet split and writes the token
