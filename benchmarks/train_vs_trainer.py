@@ -176,7 +176,7 @@ def main() -> int:
 
 
 def markdown(results: dict) -> str:
-    sections = [f"Machine: {results['machine']}. all-MiniLM-L6-v2, batch 16, fp32, lr 1e-4; one run each."]
+    sections = [f"Machine: {results['machine']}. all-MiniLM-L6-v2, batch 16, fp32, lr 1e-4; one run per seed."]
     header = ["setting", "seeds", "train samples/s", "validation macro-F1 (last epoch)", "test macro-F1", "peak RSS MB", "ours / this"]
 
     def score(row: dict, key: str) -> str:

@@ -38,44 +38,44 @@ class StageInterface:
     output_parameters: dict[str, type] = field(default_factory=dict)
 
 
-def inputs(flag: str, name: str, kind: type) -> ArtifactFlag:
+def reads(flag: str, name: str, kind: type) -> ArtifactFlag:
     return ArtifactFlag(flag, name, kind, is_output=False)
 
 
-def output(flag: str, name: str, kind: type) -> ArtifactFlag:
+def writes(flag: str, name: str, kind: type) -> ArtifactFlag:
     return ArtifactFlag(flag, name, kind, is_output=True)
 
 
 INTERFACES = {
-    "preprocess": StageInterface((output("output_uri", "dataset", dsl.Dataset),)),
-    "tokenize": StageInterface((inputs("data_uri", "data", dsl.Dataset), output("output_uri", "tokenized", dsl.Dataset))),
+    "preprocess": StageInterface((writes("output_uri", "dataset", dsl.Dataset),)),
+    "tokenize": StageInterface((reads("data_uri", "data", dsl.Dataset), writes("output_uri", "tokenized", dsl.Dataset))),
     "train": StageInterface(
-        (inputs("data_uri", "tokenized", dsl.Dataset), output("output_uri", "model", dsl.Model)),
+        (reads("data_uri", "tokenized", dsl.Dataset), writes("output_uri", "model", dsl.Model)),
         {"best_validation_value": float, "model_uri": str},
     ),
     "evaluate": StageInterface(
         (
-            inputs("model_uri", "model", dsl.Model),
-            inputs("data_uri", "tokenized", dsl.Dataset),
-            output("output_uri", "evaluation", dsl.Artifact),
-            output("report_path", "report", dsl.HTML),
+            reads("model_uri", "model", dsl.Model),
+            reads("data_uri", "tokenized", dsl.Dataset),
+            writes("output_uri", "evaluation", dsl.Artifact),
+            writes("report_path", "report", dsl.HTML),
         ),
         {"accuracy": float, "macro_f1": float, "weighted_f1": float},
     ),
     "export": StageInterface(
-        (inputs("model_uri", "model", dsl.Model), inputs("data_uri", "tokenized", dsl.Dataset), output("output_uri", "onnx", dsl.Model))
+        (reads("model_uri", "model", dsl.Model), reads("data_uri", "tokenized", dsl.Dataset), writes("output_uri", "onnx", dsl.Model))
     ),
     "select_best": StageInterface(
-        (output("output_uri", "model", dsl.Model), output("tuning_uri", "tuning", dsl.Artifact)),
+        (writes("output_uri", "model", dsl.Model), writes("tuning_uri", "tuning", dsl.Artifact)),
         {"best_value": float, "best_trial": int},
     ),
     "register": StageInterface(
         (
-            inputs("export_uri", "onnx", dsl.Model),
-            inputs("evaluation_uri", "evaluation", dsl.Artifact),
-            inputs("model_uri", "model", dsl.Model),
-            inputs("data_uri", "tokenized", dsl.Dataset),
-            output("output_uri", "registration", dsl.Artifact),
+            reads("export_uri", "onnx", dsl.Model),
+            reads("evaluation_uri", "evaluation", dsl.Artifact),
+            reads("model_uri", "model", dsl.Model),
+            reads("data_uri", "tokenized", dsl.Dataset),
+            writes("output_uri", "registration", dsl.Artifact),
         ),
         {"registered": bool, "version": str},
     ),
