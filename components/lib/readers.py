@@ -21,7 +21,6 @@ from components.lib import storage
 from components.lib.errors import UserError
 
 HF_SCHEME = "hf://"
-SPLITS = ("train", "validation", "test")
 SPLIT_WORDS = {
     "train": "train",
     "training": "train",
