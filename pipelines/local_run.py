@@ -159,7 +159,6 @@ def resolve_named_task_outputs() -> None:
 
 
 def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
-    run_folder = next(run_dir.glob("*/register"), None)
     evaluation = json.loads(next(run_dir.glob("*/evaluate/evaluation/metrics.json")).read_text())
     export = json.loads(next(run_dir.glob("*/export/onnx/export_report.json")).read_text())
     print("\n=== local run finished ===")
@@ -185,18 +184,18 @@ def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
             f"onnxruntime {name}: test macro-F1 {model['test']['macro_f1']:.4f}, latency batch 1 p50 {latency['batch_1']['p50_ms']} ms,"
             f" batch 32 p50 {latency['batch_32']['p50_ms']} ms"
         )
-    decision_file = next(run_dir.glob("*/register/registration/registration.json"), None) if run_folder else None
-    if decision_file is None:
+    decision_file = next(run_dir.glob("*/register/registration/registration.json"), None)
+    if decision_file is None:  # register did not run: the quality gate held it back
         print(
             f"not registered: test macro-F1 {test['macro_f1']:.4f} is below min_macro_f1"
             f" {parameters.get('min_macro_f1', 0.0)} (the pipeline's quality gate)"
         )
-        return 0
-    decision = json.loads(decision_file.read_text())
-    if decision["registered"]:
-        print(f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}")
     else:
-        print(f"not registered: {decision['refused']}")
+        decision = json.loads(decision_file.read_text())
+        if decision["registered"]:
+            print(f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}")
+        else:
+            print(f"not registered: {decision['refused']}")
     print(f"run folder: {run_dir}")
     return 0
 
