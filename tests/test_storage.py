@@ -29,6 +29,24 @@ def test_round_trip_on_s3(s3):
     assert storage.list_files("s3://bucket/a") == {}
 
 
+def test_the_launchers_minio_uris_are_read_over_s3_and_gs_is_refused_in_one_line(s3, tmp_path, monkeypatch):
+    """A KFP launcher hands out minio:// artifact URIs (its in-cluster store); select_best reads them."""
+    storage.write_text("s3://bucket/pipeline-root/run/train/model/a.txt", "hello")
+    assert storage.read_text("minio://bucket/pipeline-root/run/train/model/a.txt") == "hello"
+    assert storage.list_files("minio://bucket/pipeline-root/run") == {"train/model/a.txt": 5}
+    with staged_output("minio://bucket/models/m") as out:
+        (out / "w.bin").write_bytes(b"weights")
+    with staged_input("minio://bucket/models/m") as (folder, manifest):
+        assert (folder / "w.bin").read_bytes() == b"weights" and "w.bin" in manifest["files"]
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    with pytest.raises(
+        UserError, match=r"minio://bucket/x: a minio:// artifact lives in the cluster's KFP object store; set kubeflow.s3_endpoint"
+    ):
+        storage.read_text("minio://bucket/x")
+    with pytest.raises(UserError, match=r"gs://bucket/x: gs:// storage cannot be read here; give the run an S3 or MinIO pipeline root"):
+        storage.read_text("gs://bucket/x")
+
+
 def test_retries_are_standard_mode_with_a_cap(s3, monkeypatch):
     retries = storage.s3_client().meta.config.retries
     assert retries == {"mode": "standard", "total_max_attempts": 8}

@@ -62,7 +62,7 @@ def bundled_model_path(name: str) -> Path:
 def describe_load_failure(spec: str, what: str, error: Exception) -> UserError:
     """One line for a model or tokenizer that will not load: offline hub, bad id, broken folder."""
     detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-    if Path(spec).is_dir() or spec.startswith((BUNDLED_SCHEME, storage.S3_SCHEME)):
+    if Path(spec).is_dir() or spec.startswith((BUNDLED_SCHEME, *storage.S3_SCHEMES)):
         return UserError(
             f"{spec}: cannot load the {what} from this folder ({type(error).__name__}: {detail}); the folder is incomplete or corrupt"
         )

@@ -21,14 +21,23 @@ from pathlib import Path
 
 from components.lib.errors import UserError
 
-S3_SCHEME = "s3://"
+# minio:// is how the KFP launcher names artifacts in its own in-cluster store (MinIO, SeaweedFS
+# from KFP 2.16): the S3 API at an endpoint of its own (backend/src/v2/objectstore/object_store.go,
+# OpenBucket). gs:// is Google Cloud Storage, which these stages do not speak.
+S3_SCHEMES = ("s3://", "minio://")
+UNSUPPORTED_SCHEMES = ("gs://",)
 DEFAULT_MAX_ATTEMPTS = 8
 # botocore retries whole requests; a body cut off or garbled while streaming is retried here.
 TRANSFER_ATTEMPTS = 3
 
 
 def is_s3(uri: str) -> bool:
-    return uri.startswith(S3_SCHEME)
+    if uri.startswith(UNSUPPORTED_SCHEMES):
+        raise UserError(
+            f"{uri}: gs:// storage cannot be read here; give the run an S3 or MinIO pipeline root"
+            " (kubeflow.pipeline_root=s3://... or minio://...) and s3:// parameters"
+        )
+    return uri.startswith(S3_SCHEMES)
 
 
 def join(uri: str, *parts: str) -> str:
@@ -38,8 +47,14 @@ def join(uri: str, *parts: str) -> str:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    """`s3://bucket/some/key` -> (`bucket`, `some/key`)."""
-    bucket, _, key = uri[len(S3_SCHEME) :].partition("/")
+    """`s3://bucket/some/key` (or `minio://...`) -> (`bucket`, `some/key`)."""
+    scheme, _, rest = uri.partition("://")
+    if scheme == "minio" and not os.environ.get("AWS_ENDPOINT_URL"):
+        raise UserError(
+            f"{uri}: a minio:// artifact lives in the cluster's KFP object store; set kubeflow.s3_endpoint to it"
+            " (e.g. http://seaweedfs.kubeflow:9000) with its keys in the S3 Secret, or use kubeflow.pipeline_root=s3://..."
+        )
+    bucket, _, key = rest.partition("/")
     if not bucket:
         raise UserError(f"{uri}: an S3 URI needs a bucket, as in s3://bucket/prefix")
     return bucket, key
