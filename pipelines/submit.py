@@ -4,8 +4,9 @@
 
 Host, namespace, experiment and run name come from the config's `submit` section, overridden by
 KFP_HOST, KFP_NAMESPACE, KFP_EXPERIMENT and KFP_RUN_NAME. The run's parameters are the config's
-`parameters` (plus the source's content fingerprint, which keys the cache). The bearer token
-comes from KFP_TOKEN, else from the service-account token file (KF_PIPELINES_SA_TOKEN_PATH,
+`parameters` (plus the source's content fingerprint, which keys the cache). The run carries the
+config's pipeline root (`kubeflow.pipeline_root`) and service account (`submit.service_account`).
+The bearer token comes from KFP_TOKEN, else from the service-account token file (KF_PIPELINES_SA_TOKEN_PATH,
 /var/run/secrets/kubeflow/pipelines/token, or the pod's own service-account token). The token is
 sent, never printed.
 """
@@ -24,7 +25,7 @@ import yaml
 from components.lib import storage
 from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
-from pipelines.config import RunConfig, load_config
+from pipelines.config import RunConfig, load_config, require_remote_storage
 from pipelines.sweep import expand_sweep
 
 TOKEN_FILES = ("/var/run/secrets/kubeflow/pipelines/token", "/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -60,12 +61,7 @@ def find_token() -> str | None:
 
 def run_parameters(config: RunConfig, variant: str) -> dict:
     parameters = dict(config.parameters)
-    for name in ("source_uri", "registry_uri", "checkpoint_root"):
-        value = parameters.get(name, "")
-        if value and not value.startswith(("s3://", "hf://")):
-            raise UserError(
-                f"parameters.{name}: {value!r} is a local path, which cluster tasks cannot read; use s3:// (see configs/cluster.yaml)"
-            )
+    require_remote_storage(parameters, "cluster tasks cannot read it")
     if variant == "sweep":
         parameters["sweep_configs"] = expand_sweep(config.sweep, parameters)
     source = parameters.get("source_uri", "")
@@ -102,6 +98,10 @@ def submit(config: RunConfig, package: Path, variant: str = "training") -> tuple
                 run_name=run_name,
                 experiment_name=experiment,
                 namespace=namespace,
+                # The backend never reads the compiled defaultPipelineRoot: without this the run falls
+                # back to the namespace's kfp-launcher ConfigMap (backend/src/v2/driver/root_dag.go, RootDAG).
+                pipeline_root=config.kubeflow.pipeline_root,
+                service_account=config.submit.service_account or None,
             )
     except kfp_server_api.ApiException as error:
         if error.status in (401, 403):

@@ -52,6 +52,9 @@ def test_submit_sends_the_compiled_pipeline_with_the_configs_parameters(compiled
     expected = {**yaml.safe_load(CONFIG.read_text())["parameters"], "epochs": 2, "source_fingerprint": FINGERPRINT}
     assert run["runtime_config"]["parameters"] == expected
     assert run["display_name"] == "golden-run"
+    # The backend ignores the compiled pipeline root; the run must carry it, and the service account.
+    assert run["runtime_config"]["pipeline_root"] == yaml.safe_load(CONFIG.read_text())["kubeflow"]["pipeline_root"]
+    assert run["service_account"] == "default-editor"
     experiment = next(iter(stub.experiments.values()))
     assert experiment["display_name"] == "golden" and run["experiment_id"] == experiment["experiment_id"]
     assert all(request["authorization"] == "Bearer test-token-abc" for request in stub.requests)
