@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from components.lib.modeling import load_classifier, load_tokenizer, local_model
 from components.lib.reporters import Reporters, parse_report_to
 from components.lib.trainer import FineTuner, TrainConfig, seed_everything
 
+SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$")
 HISTORY_FILE = "training_history.json"
 SUMMARY_FILE = "train_summary.json"
 ARGS_FILE = "training_args.json"
@@ -49,6 +51,7 @@ def train(
     base_model: str = "bundled://all-MiniLM-L6-v2",
     checkpoint_uri: str = "",
     run_id: str = "",
+    trial: str = "",
     epochs: int = 3,
     batch_size: int = 16,
     eval_batch_size: int = 64,
@@ -81,6 +84,7 @@ def train(
     logging_steps: int = 10,
     report_to: str = "tensorboard",
     processes: int = 1,
+    expected_gpus: str = "",
     trust_remote_code: bool = False,
     executor_input: str = "",
 ) -> StageResult | None:
@@ -92,6 +96,7 @@ def train(
       base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2; as given to tokenize.
       checkpoint_uri: Run-stable folder (local or s3://) for checkpoints; a restart with the same URI resumes. Empty: none.
       run_id: Sub-folder of checkpoint_uri for this run; Kubeflow passes its run id, so a retried task finds its checkpoints.
+      trial: Sub-folder of run_id for one trial of a sweep; empty outside sweeps.
       epochs: Passes over the training split.
       batch_size: Rows per batch on each device (the global batch is this times the number of processes).
       eval_batch_size: Rows per batch when evaluating.
@@ -124,6 +129,7 @@ def train(
       logging_steps: Log the training loss every N optimizer steps.
       report_to: Comma-separated reporters: tensorboard, mlflow, wandb, or none.
       processes: Training processes on this node, one per GPU, under torchrun (DDP); 0 = one per visible GPU; 1 = plain.
+      expected_gpus: GPUs this task asked the cluster for; fewer visible ones stop the stage at once. Empty: no check.
       trust_remote_code: Allow code shipped with a hub model to run. Off unless you trust its author.
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
@@ -131,9 +137,10 @@ def train(
     config = TrainConfig(**{field.name: flags[field.name] for field in fields(TrainConfig)})
     config.check()
     reporters_wanted = parse_report_to(report_to)
+    check_visible_gpus(expected_gpus)
     relaunch_under_torchrun(processes)
-    if checkpoint_uri and run_id:
-        checkpoint_uri = storage.join(checkpoint_uri, run_id)
+    if checkpoint_uri:
+        checkpoint_uri = storage.join(checkpoint_uri, *checkpoint_folders(run_id=run_id, trial=trial))
     distributed = Distributed.from_environment()
     with (
         staged_input(data_uri) as (data_dir, data_manifest),
@@ -192,6 +199,30 @@ def train(
         parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},
         artifact_uri_parameters={"model_uri": "model"},
     )
+
+
+def checkpoint_folders(**names: str) -> list[str]:
+    """The non-empty names, each refused unless it is one plain folder name (no '/', no '..')."""
+    for flag, name in names.items():
+        if name and not SEGMENT_PATTERN.match(name):
+            raise UserError(f"--{flag} {name!r}: must be one folder name of letters, digits, '.', '_' or '-'")
+    return [name for name in names.values() if name]
+
+
+def check_visible_gpus(expected_gpus: str) -> None:
+    """Stop before any work when the pod sees fewer GPUs than it asked for: training a GPU job on
+    CPU for hours is worse than failing. (Text, not a number: on Kubeflow it is bound to the same
+    STRING parameter as the pod's GPU limit.)"""
+    if not expected_gpus:
+        return
+    if not expected_gpus.isdigit():
+        raise UserError(f"--expected_gpus {expected_gpus!r}: must be a whole number")
+    visible = torch.cuda.device_count()
+    if visible < int(expected_gpus):
+        raise UserError(
+            f"--expected_gpus {expected_gpus}: this task sees {visible} GPU(s); the cluster did not apply the nvidia.com/gpu limit"
+            " (gpu_count must be a string parameter on KFP >= 2.4) or the node has fewer GPUs"
+        )
 
 
 def relaunch_under_torchrun(processes: int) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from components.lib import storage
 from components.lib.errors import UserError
 
 
@@ -48,6 +49,11 @@ class KubeflowSettings:
     sweep_parallelism: int = 2
     retries: int = 3
     retry_backoff: str = "30s"
+    # Argo stops retrying once this long has passed since the first attempt started, and kills a
+    # retried attempt at that moment: the train window must outlast the longest training run.
+    retry_window: str = "3600s"
+    train_retry_window: str = "259200s"
+    train_image: str = ""  # the train task's image; empty: <image_registry>/textclf-cuda:<image_tag>
 
     @property
     def cpu_image(self) -> str:
@@ -55,7 +61,7 @@ class KubeflowSettings:
 
     @property
     def cuda_image(self) -> str:
-        return f"{self.image_registry}/textclf-cuda:{self.image_tag}"
+        return self.train_image or f"{self.image_registry}/textclf-cuda:{self.image_tag}"
 
 
 @dataclass
@@ -64,6 +70,9 @@ class SubmitSettings:
     namespace: str = "kubeflow-user-example-com"
     experiment: str = "textclf"
     run_name: str = ""
+    # The Kubernetes service account the run's pods use; multi-user Kubeflow gives each profile
+    # namespace `default-editor`. Empty: the API server's default.
+    service_account: str = "default-editor"
 
 
 @dataclass
@@ -88,6 +97,22 @@ class RunConfig:
     submit: SubmitSettings
     local: LocalSettings
     sweep: SweepSettings
+
+
+# Parameters that name storage: a local path there is seen only by processes on this machine.
+STORAGE_PARAMETERS = ("source_uri", "registry_uri", "checkpoint_root")
+REMOTE_SCHEMES = (*storage.S3_SCHEMES, "hf://")
+
+
+def require_remote_storage(parameters: dict, why: str) -> None:
+    """Refuse, in one line, storage parameters (and a base model folder) that are local paths."""
+    for name in STORAGE_PARAMETERS:
+        value = parameters.get(name, "")
+        if value and not value.startswith(REMOTE_SCHEMES):
+            raise UserError(f"parameters.{name}: {value!r} is a local path, and {why}; use s3:// (see configs/cluster.yaml)")
+    base_model = parameters.get("base_model", "")
+    if base_model and Path(base_model).exists():
+        raise UserError(f"parameters.base_model: {base_model!r} is a local folder, and {why}; upload it to s3:// or use a hub id")
 
 
 SECTIONS = {"kubeflow": KubeflowSettings, "submit": SubmitSettings, "local": LocalSettings, "sweep": SweepSettings}

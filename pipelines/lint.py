@@ -7,7 +7,10 @@
 - only train asks for a GPU, a GPU node selector, a toleration and /dev/shm;
 - every task gets the S3 credentials from a Kubernetes Secret, and no credential is written down;
 - image tags are pinned, never `latest`;
-- preprocess and tokenize are cached, train and register are not, and every task retries.
+- preprocess and tokenize are cached, train and register are not, and every task retries; train's
+  retry window outlasts a long run;
+- every pod-spec field bound to a runtime parameter has a value kind the KFP driver can read
+  (`check_runtime_bindings`), and every task has a writable /tmp.
 """
 
 from __future__ import annotations
@@ -23,6 +26,28 @@ from pipelines.stages import STAGES
 
 EXPECTED_EDGES = [("preprocess", "tokenize"), ("tokenize", "train"), ("train", "evaluate"), ("evaluate", "export"), ("export", "register")]
 SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+TRAIN_RETRY_WINDOW_FLOOR_S = 86400  # Argo kills a retried attempt at first start + backoffMaxDuration
+PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
+# Container fields the KFP driver fills from runtime parameters with GetStringValue()
+# (backend/src/v2/driver/driver.go, initPodSpecPatch -> resolve.go, resolvePodSpecInputRuntimeParameter):
+# a parameter of any other kind reads as "" and the field is dropped without an error.
+POD_SPEC_FIELDS = (
+    ("image",),
+    ("resources", "accelerator", "resourceType"),
+    ("resources", "accelerator", "resourceCount"),
+    ("resources", "resourceCpuLimit"),
+    ("resources", "resourceCpuRequest"),
+    ("resources", "resourceMemoryLimit"),
+    ("resources", "resourceMemoryRequest"),
+)
+# kfp-kubernetes fields bound to a parameter, and the kinds the driver accepts (backend/src/v2/driver/k8s.go,
+# extendPodSpecPatch): a node selector through resolve.go resolveK8sJsonParameter (GetStructValue), a
+# toleration through resolveInputParameter (struct or list), a Secret name through resolveInputParameterStr.
+PLATFORM_BINDINGS = {
+    "node selector": (lambda config: [config.get("nodeSelector", {}).get("nodeSelectorJson")], {"STRUCT"}),
+    "toleration": (lambda config: [item.get("tolerationJson") for item in config.get("tolerations", [])], {"STRUCT", "LIST"}),
+    "Secret name": (lambda config: [item.get("secretNameParameter") for item in config.get("secretAsEnv", [])], {"STRING"}),
+}
 CREDENTIAL_PATTERNS = [
     re.compile(r"AKIA[0-9A-Z]{16}"),
     re.compile(r"(?i)(aws_secret_access_key|secret_key|password|token)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{20,}"),
@@ -97,7 +122,7 @@ def check_pipeline(path: Path) -> list[str]:
     problems = check_edges(path, stage_tasks)
     for name, (task, _, _) in stage_tasks.items():
         problems += check_task(path, name, task, executors, platform)
-    return problems + check_text(path)
+    return problems + check_runtime_bindings(path, spec, platform) + check_text(path)
 
 
 def check_edges(path: Path, stage_tasks: dict) -> list[str]:
@@ -122,7 +147,9 @@ def check_task(path: Path, name: str, task: dict, executors: dict, platform: dic
     problems = []
     is_train = stage == "train"
     has_gpu = "accelerator" in container.get("resources", {})
-    gpu_placement = {key for key in ("nodeSelector", "tolerations", "emptyDirMounts") if key in kubernetes}
+    gpu_placement = {key for key in ("nodeSelector", "tolerations") if key in kubernetes}
+    if any(mount["mountPath"] == "/dev/shm" for mount in kubernetes.get("emptyDirMounts", [])):
+        gpu_placement.add("/dev/shm")
     if is_train and not (has_gpu and len(gpu_placement) == 3):
         problems.append(f"{path}: train lacks its GPU request, node selector, toleration or /dev/shm")
     if not is_train and (has_gpu or gpu_placement):
@@ -141,7 +168,74 @@ def check_task(path: Path, name: str, task: dict, executors: dict, platform: dic
         problems.append(f"{path}: {name} should not be cached by default")
     if not task.get("retryPolicy", {}).get("maxRetryCount"):
         problems.append(f"{path}: {name} has no retry policy")
+    window = task.get("retryPolicy", {}).get("backoffMaxDuration", "0s")
+    if is_train and int(window.rstrip("s")) < TRAIN_RETRY_WINDOW_FLOOR_S:
+        problems.append(
+            f"{path}: {name} retries only within {window} of its first attempt; a preempted long run would not resume"
+            f" (kubeflow.train_retry_window, at least {TRAIN_RETRY_WINDOW_FLOOR_S}s)"
+        )
+    if "/tmp" not in {mount["mountPath"] for mount in kubernetes.get("emptyDirMounts", [])}:
+        problems.append(f"{path}: {name} has no emptyDir at /tmp, where the launcher writes output parameters")
     return problems
+
+
+def dag_components(spec: dict):
+    """(key, component) for the root and every sub-DAG (conditions, loops)."""
+    yield "root", spec["root"]
+    for key, component in spec["components"].items():
+        if "dag" in component:
+            yield key, component
+
+
+def check_runtime_bindings(path: Path, spec: dict, platform: dict) -> list[str]:
+    """Each runtime parameter bound into a pod spec must be of a kind the KFP driver can read there."""
+    executors = spec["deploymentSpec"]["executors"]
+    invokers = {
+        task["componentRef"]["name"]: (key, task) for key, parent in dag_components(spec) for task in parent["dag"]["tasks"].values()
+    }
+    problems = []
+    for key, parent in dag_components(spec):
+        for name, task in parent["dag"].get("tasks", {}).items():
+            executor_name = task["componentRef"]["name"].replace("comp-", "exec-", 1)
+            if executor_name not in executors:
+                continue
+            inputs = task.get("inputs", {}).get("parameters", {})
+            container = executors[executor_name]["container"]
+            for field_path in POD_SPEC_FIELDS:
+                value = container
+                for part in field_path:
+                    value = value.get(part, {}) if isinstance(value, dict) else {}
+                for parameter in PLACEHOLDER.findall(value if isinstance(value, str) else ""):
+                    kind = source_kind(spec, invokers, key, inputs.get(parameter, {}))
+                    if kind not in ("STRING", "constant"):
+                        problems.append(
+                            f"{path}: {name}: {'.'.join(field_path)} is bound to {parameter!r} of kind {kind}; the KFP driver reads"
+                            " it with GetStringValue() and drops the field: declare the parameter as a string"
+                        )
+            for what, (bindings, accepted) in PLATFORM_BINDINGS.items():
+                for binding in filter(None, bindings(platform.get(executor_name, {}))):
+                    kind = source_kind(spec, invokers, key, binding)
+                    if kind not in accepted | {"constant"}:
+                        wanted = "/".join(sorted(accepted))
+                        problems.append(f"{path}: {name}: the {what} is bound to a {kind} parameter; the KFP driver needs {wanted}")
+    return problems
+
+
+def source_kind(spec: dict, invokers: dict, component_key: str, binding: dict) -> str:
+    """The parameterType of the value behind a binding, traced up through sub-DAGs to the pipeline's
+    own parameters (a sub-DAG need not declare what it passes through), or `constant`."""
+    if "taskOutputParameter" in binding:
+        return "task output"  # no pod-spec field of this pipeline binds one
+    if "componentInputParameter" not in binding:
+        return "constant"
+    name = binding["componentInputParameter"]
+    component = spec["root"] if component_key == "root" else spec["components"][component_key]
+    if component_key in invokers:
+        parent_key, task = invokers[component_key]
+        upstream = task.get("inputs", {}).get("parameters", {}).get(name)
+        if upstream is not None:
+            return source_kind(spec, invokers, parent_key, upstream)
+    return component.get("inputDefinitions", {}).get("parameters", {}).get(name, {}).get("parameterType", "undeclared")
 
 
 def check_image(path: Path, name: str, image: str) -> list[str]:

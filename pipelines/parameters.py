@@ -17,7 +17,7 @@ from pipelines.stages import STAGES, stage_function
 FILLED_BY_THE_DAG = {
     "preprocess": {"output_uri"},
     "tokenize": {"data_uri", "output_uri", "batch_size"},
-    "train": {"data_uri", "output_uri", "checkpoint_uri", "run_id", "processes"},
+    "train": {"data_uri", "output_uri", "checkpoint_uri", "run_id", "trial", "processes", "expected_gpus"},
     "evaluate": {"model_uri", "data_uri", "output_uri", "report_path", "batch_size"},
     "export": {"model_uri", "data_uri", "output_uri", "parity_rows", "min_argmax_agreement", "latency_runs", "batch_size"},
     "register": {"export_uri", "evaluation_uri", "model_uri", "data_uri", "output_uri", "gate_metric"},
@@ -38,7 +38,10 @@ DAG_PARAMETERS = [
         inspect.Parameter.empty,
         "Prefix for training checkpoints; a run checkpoints under <checkpoint_root>/<run id>.",
     ),
-    ("gpu_count", int, 1, "GPUs for the train task; train starts one process per GPU (DistributedDataParallel)."),
+    # A STRING: the KFP driver reads pod-spec fields bound to runtime parameters with GetStringValue()
+    # (backend/src/v2/driver/resolve.go, resolvePodSpecInputRuntimeParameter); a number reads as ""
+    # and the GPU limit is silently dropped. pipelines/lint.py checks every such binding.
+    ("gpu_count", str, "1", "GPUs for the train task (a whole number, as text); train starts one process per visible GPU."),
     ("gpu_node_selector", dict, GPU_NODE_SELECTOR, "Node selector of the train task."),
     ("gpu_toleration", dict, GPU_TOLERATION, "Toleration of the train task (a Kubernetes toleration object)."),
     ("s3_secret_name", str, "textclf-s3", "Kubernetes Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for every task."),

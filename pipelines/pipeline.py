@@ -46,12 +46,13 @@ def wire_data(build: "PipelineBuild", given: dict):
     return preprocess, tokenize
 
 
-def train_task(build: "PipelineBuild", given: dict, tokenize, run_id, varied: dict | None = None):
-    """The train task; it checkpoints under <checkpoint_root>/<run_id>, which a retry of it reuses."""
+def train_task(build: "PipelineBuild", given: dict, tokenize, trial="", varied: dict | None = None):
+    """The train task; it checkpoints under <checkpoint_root>/<run id>[/<trial>], which a retry of it
+    reuses and a new run (a clone included) does not. It starts one process per GPU it is given."""
     flags = {**arguments_for("train", given), **(varied or {})}
     task = build.components["train"](
-        tokenized=tokenize.outputs["tokenized"], checkpoint_uri=given["checkpoint_root"], run_id=run_id,
-        processes=given["gpu_count"], **flags,
+        tokenized=tokenize.outputs["tokenized"], checkpoint_uri=given["checkpoint_root"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        trial=trial, processes=0, expected_gpus=given["gpu_count"], **flags,
     )  # fmt: skip
     build.place_on_gpu(task, given)
     return task.set_caching_options(enable_caching=build.settings.cache_train)
@@ -76,7 +77,7 @@ def wire_release(build: "PipelineBuild", given: dict, model, tokenize, after: li
 
 def wire_training(build: "PipelineBuild", given: dict) -> None:
     preprocess, tokenize = wire_data(build, given)
-    train = train_task(build, given, tokenize, dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    train = train_task(build, given, tokenize)
     released = wire_release(build, given, train.outputs["model"], tokenize, after=[])
     build.place_on_cpu([preprocess, tokenize, *released], given)
 
@@ -85,8 +86,7 @@ def wire_sweep(build: "PipelineBuild", given: dict) -> None:
     """Train every trial config in parallel, keep the best by validation score, release only that one."""
     preprocess, tokenize = wire_data(build, given)
     with dsl.ParallelFor(given["sweep_configs"], parallelism=build.settings.sweep_parallelism, name="trials") as trial:
-        # KFP cannot join its run-id placeholder with a loop item, so each trial config carries an id
-        # that is unique to the submission (pipelines/sweep.py) and stable across retries.
+        # KFP substitutes its run-id placeholder only as a whole value, so the trial goes in a flag of its own.
         train = train_task(build, given, tokenize, trial.trial_id, {name: getattr(trial, name) for name in SWEEPABLE})
     select = build.components["select_best"](model_uris=dsl.Collected(train.outputs["model_uri"]))
     released = wire_release(build, given, select.outputs["model"], tokenize, after=[select])
@@ -100,7 +100,7 @@ class PipelineBuild:
         self.settings = settings
         self.components = make_components(settings.cpu_image, settings.cuda_image)
 
-    def common(self, task, secret_name, resources) -> None:
+    def common(self, task, secret_name, resources, retry_window: str) -> None:
         kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=S3_SECRET_KEYS)
         if self.settings.s3_endpoint:
             task.set_env_variable("AWS_ENDPOINT_URL", self.settings.s3_endpoint)
@@ -110,19 +110,23 @@ class PipelineBuild:
         task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
         # The images' own user; the KFP compiler adds no privilege escalation and no capabilities.
         kubernetes.set_security_context(task, run_as_user=IMAGE_USER_ID, run_as_group=IMAGE_USER_ID, run_as_non_root=True)
+        # The backend mounts nothing at /tmp (argocompiler/container.go, addContainerExecutorTemplate),
+        # yet its launcher writes output parameters under /tmp/kfp/outputs (launcher_v2.go,
+        # prepareOutputFolders) and the images keep HOME and caches there: /tmp is an emptyDir.
+        kubernetes.empty_dir_mount(task, volume_name="tmp", mount_path="/tmp")
         task.set_retry(
             num_retries=self.settings.retries,
             backoff_duration=self.settings.retry_backoff,
             backoff_factor=2.0,
-            backoff_max_duration="3600s",
+            backoff_max_duration=retry_window,
         )
 
     def place_on_cpu(self, tasks, given: dict) -> None:
         for task in tasks:
-            self.common(task, given["s3_secret_name"], self.settings.cpu_resources)
+            self.common(task, given["s3_secret_name"], self.settings.cpu_resources, self.settings.retry_window)
 
     def place_on_gpu(self, task, given: dict) -> None:
-        self.common(task, given["s3_secret_name"], self.settings.train_resources)
+        self.common(task, given["s3_secret_name"], self.settings.train_resources, self.settings.train_retry_window)
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(given["gpu_count"])
         kubernetes.add_node_selector_json(task, given["gpu_node_selector"])
         kubernetes.add_toleration_json(task, given["gpu_toleration"])

@@ -19,8 +19,6 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import time
-import uuid
 
 from components.lib.errors import UserError
 from pipelines.config import SweepSettings, coerce
@@ -42,10 +40,9 @@ def expand_sweep(sweep: SweepSettings, parameters: dict) -> list[dict]:
         raise UserError(f"sweep.method: {sweep.method!r} is not grid or random")
     signature = {parameter.name: parameter for parameter in pipeline_parameters()[0]}
     base = {name: parameters.get(name, signature[name].default) for name in SWEEPABLE}
-    sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     configs = []
     for index, drawn in enumerate(draws):
-        config = {"trial": index, "trial_id": f"{sweep_id}/trial-{index}", **base}
+        config = {"trial": index, "trial_id": f"trial-{index}", **base}
         for name, value in drawn.items():
             config[name] = coerce(f"sweep.space.{name}", value, signature[name].annotation)
         configs.append(config)

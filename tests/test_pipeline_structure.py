@@ -84,9 +84,10 @@ def test_gpu_placement_and_secret_env_are_on_the_right_tasks(compiled):
         if name == "exec-train":
             assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
             assert "pipelinechannel--gpu_count" in resources["accelerator"]["resourceCount"]
+            assert executor["container"]["args"][executor["container"]["args"].index("--expected_gpus") + 1].endswith("['expected_gpus']}}")
             assert platform[name]["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("gpu_node_selector")
             assert platform[name]["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith("gpu_toleration")
-            assert platform[name]["emptyDirMounts"][0] == {
+            assert platform[name]["emptyDirMounts"][1] == {
                 "medium": "Memory",
                 "mountPath": "/dev/shm",
                 "sizeLimit": "2Gi",
@@ -108,6 +109,38 @@ def mutated(compiled: Path, tmp_path: Path, change) -> Path:
     path = tmp_path / compiled.name
     path.write_text(yaml.safe_dump_all(documents))
     return path
+
+
+def set_root_parameter_type(docs, name: str, kind: str) -> None:
+    docs[0]["root"]["inputDefinitions"]["parameters"][name]["parameterType"] = kind
+
+
+def set_train_retry_window(docs, window: str) -> None:
+    spec = docs[0]
+    train = next(task for _, task, _, _ in lint.all_tasks(spec["root"]["dag"], spec) if lint.stage_of(task) == "train")
+    train["retryPolicy"]["backoffMaxDuration"] = window
+
+
+def drop_tmp_mount(docs, executor: str) -> None:
+    config = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
+    config["emptyDirMounts"] = [mount for mount in config["emptyDirMounts"] if mount["mountPath"] != "/tmp"]
+
+
+@pytest.mark.parametrize(
+    "change, complaint",
+    [
+        # The KFP driver reads the GPU count with GetStringValue(): an INT parameter silently drops the limit.
+        (lambda docs: set_root_parameter_type(docs, "gpu_count", "NUMBER_INTEGER"), "resourceCount is bound to"),
+        (lambda docs: set_root_parameter_type(docs, "gpu_node_selector", "STRING"), "the node selector is bound to a STRING"),
+        (lambda docs: set_root_parameter_type(docs, "gpu_toleration", "NUMBER_INTEGER"), "the toleration is bound to"),
+        (lambda docs: set_root_parameter_type(docs, "s3_secret_name", "STRUCT"), "the Secret name is bound to"),
+        (lambda docs: set_train_retry_window(docs, "3600s"), "a preempted long run would not resume"),
+        (lambda docs: drop_tmp_mount(docs, "exec-export"), "export has no emptyDir at /tmp"),
+    ],
+)
+def test_the_lint_holds_the_kfp_backends_contract(compiled, tmp_path, change, complaint):
+    problems = lint.check_pipeline(mutated(compiled, tmp_path, change))
+    assert any(complaint in problem for problem in problems), problems
 
 
 @pytest.mark.parametrize(

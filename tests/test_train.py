@@ -312,3 +312,29 @@ def test_checkpoints_keep_the_last_k(prepared_data, tiny_model, tmp_path):
     )
     assert checkpoint.committed_steps(str(tmp_path / "ckpt")) == [16, 20]
     assert sorted(path.name for path in (tmp_path / "ckpt").iterdir()) == ["best", "step-00000016", "step-00000020"]
+
+
+def test_a_pod_that_sees_fewer_gpus_than_it_asked_for_stops_before_any_work(prepared_data, tiny_model, tmp_path):
+    """On Kubeflow, --expected_gpus is the pod's own GPU limit: a limit the cluster dropped must not
+    become hours of training on CPU. This machine has no GPU."""
+    _, tokens = prepared_data
+    with pytest.raises(UserError, match=r"--expected_gpus 1: this task sees 0 GPU\(s\); the cluster did not apply the nvidia.com/gpu limit"):
+        train(data_uri=str(tokens), output_uri=str(tmp_path / "model"), base_model=str(tiny_model), expected_gpus="1", **train_flags())
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("run_id", "../other-run"), ("trial", "a/b"), ("trial", "..")])
+def test_checkpoint_folders_from_flags_stay_under_the_checkpoint_uri(flag, value, prepared_data, tiny_model, tmp_path):
+    _, tokens = prepared_data
+    with pytest.raises(UserError, match=f"--{flag} '{value}': must be one folder name"):
+        train(data_uri=str(tokens), output_uri=str(tmp_path / "model"), base_model=str(tiny_model),
+              checkpoint_uri=str(tmp_path / "checkpoints"), **{flag: value}, **train_flags())  # fmt: skip
+    assert not (tmp_path / "model").exists() and not (tmp_path / "other-run").exists()
+
+
+def test_a_sweep_trial_checkpoints_under_its_run_and_trial(prepared_data, tiny_model, tmp_path):
+    """A cloned sweep run has a new run id, so it never resumes the old run's trial checkpoints."""
+    _, tokens = prepared_data
+    train(data_uri=str(tokens), output_uri=str(tmp_path / "model"), base_model=str(tiny_model), checkpoint_uri=str(tmp_path / "ckpt"),
+          run_id="run-2", trial="trial-0", checkpoint_every_steps=5, **train_flags(epochs=1))  # fmt: skip
+    assert list((tmp_path / "ckpt" / "run-2" / "trial-0").glob("step-*/MANIFEST.json"))
