@@ -11,11 +11,20 @@ REGISTRY ?=
 TAG ?=
 COMPONENT ?=
 DRY_RUN ?=
+IMAGE ?=
+NETWORK ?=
+IMAGES ?= cpu cuda
+RUNNER ?=
+PUSH ?= 1
+BASE_IMAGE ?=
+TORCH_WHEELS ?=
+# The Python base that images/container_engine.sh makes with debootstrap where no registry answers.
+ENGINE_BASE_IMAGE := localhost/textclf-base:bookworm
 PIPELINE ?= training
 export REGISTRY TAG
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep test compile lint golden-update pipeline-submit component-run images bench clean
+.PHONY: help setup run sweep test compile lint golden-update pipeline-submit component-run images container-test bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,8 +39,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed ## create .venv and install the pinned dependencies
 
-run: setup ## run the whole pipeline locally on the bundled sample (ARGS="key=value ..." overrides the config)
-	$(PYTHON) -m pipelines.local_run --config $(CONFIG) $(ARGS)
+run: setup ## run the whole pipeline locally on the bundled sample (ARGS="key=value ..." overrides the config; RUNNER=docker: in containers)
+	$(PYTHON) -m pipelines.local_run --config $(CONFIG) $(if $(RUNNER),--runner $(RUNNER)) $(ARGS)
 
 test: setup ## compile, lint, golden YAML, submit stub, component dry-runs, then the full suite
 	$(MAKE) compile lint
@@ -58,12 +67,18 @@ pipeline-submit: setup compile ## compile, then submit a run to Kubeflow (KFP_HO
 sweep: setup ## run the hyperparameter sweep locally (the config's sweep section), best trial released
 	$(PYTHON) -m pipelines.local_run --config $(CONFIG) --pipeline sweep $(ARGS)
 
-component-run: setup ## run one stage in its image: make component-run COMPONENT=train ARGS="--data_uri ..." [DRY_RUN=1]
-	$(PYTHON) -m pipelines.component_run --config $(CONFIG) --component "$(COMPONENT)" $(if $(DRY_RUN),--dry-run) -- $(ARGS)
+component-run: setup ## run one stage in its image: make component-run COMPONENT=train ARGS="--data_uri ..." [DRY_RUN=1] [IMAGE=...] [NETWORK=host]
+	$(PYTHON) -m pipelines.component_run --config $(CONFIG) --component "$(COMPONENT)" $(if $(DRY_RUN),--dry-run) \
+		$(if $(IMAGE),--image "$(IMAGE)") $(if $(NETWORK),--network "$(NETWORK)") -- $(ARGS)
 
-images: ## build and push REGISTRY/textclf-{cpu,cuda}:TAG (required; use the same two for compile) [DRY_RUN=1]
+images: ## build and push REGISTRY/textclf-{cpu,cuda}:TAG (required; use the same two for compile) [PUSH=0] [IMAGES=cpu] [DRY_RUN=1]
 	@test -n "$(REGISTRY)" -a -n "$(TAG)" || { echo "images: set REGISTRY and TAG, e.g. make images REGISTRY=ghcr.io/you TAG=0.1.0" >&2; exit 2; }
-	$(PYTHON_BOOTSTRAP) images/build.py --registry "$(REGISTRY)" --tag "$(TAG)" $(if $(DRY_RUN),--dry-run)
+	$(PYTHON_BOOTSTRAP) images/build.py --registry "$(REGISTRY)" --tag "$(TAG)" --images "$(IMAGES)" $(if $(filter 0,$(PUSH)),--no-push) \
+		$(if $(BASE_IMAGE),--base-image "$(BASE_IMAGE)") $(if $(TORCH_WHEELS),--torch-wheels "$(TORCH_WHEELS)") $(if $(DRY_RUN),--dry-run)
+
+container-test: setup ## set up a container engine, build the CPU image, run every stage and the compiled pipeline in containers
+	BASE_IMAGE=$(ENGINE_BASE_IMAGE) bash images/container_engine.sh
+	BASE_IMAGE=$$(command -v podman >/dev/null && echo $(ENGINE_BASE_IMAGE)) $(PYTHON) -m pytest -q -s -m container tests/test_containers.py
 
 bench: setup ## run the benchmarks; figures to stdout (JSON) and benchmarks/RESULTS.md
 	$(PYTHON) -m benchmarks.run_all

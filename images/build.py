@@ -1,9 +1,16 @@
-"""`make images`: build and push the CPU and CUDA images as <registry>/textclf-{cpu,cuda}:<tag>.
+"""`make images`: build (and push) the CPU and CUDA images as <registry>/textclf-{cpu,cuda}:<tag>.
 
-    python3 images/build.py --registry ghcr.io/you --tag 0.1.0 [--dry-run] [--no-push]
+    python3 images/build.py --registry ghcr.io/you --tag 0.1.0 [--images cpu] [--no-push] [--dry-run]
+        [--base-image NAME] [--torch-wheels DIR]
 
 The compiled pipeline names the same images (`make compile` reads REGISTRY and TAG too), so
-build, push and compile with the same two values. Standard library only: it runs before setup.
+build, push and compile with the same two values. It builds with whichever engine answers:
+docker, or podman (images/container_engine.sh sets podman up where no Docker engine runs). The
+Dockerfiles are the ones users build; only build arguments change them:
+- --base-image replaces the pinned Python base (PYTHON_IMAGE), for a machine with no registry;
+- --torch-wheels takes the CPU torch wheel from a local folder, mounted read-only into the build,
+  instead of PyTorch's index (podman only: `docker build` cannot mount a folder).
+Standard library only: it runs before setup.
 """
 
 from __future__ import annotations
@@ -13,10 +20,16 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-IMAGES = {"textclf-cpu": "images/cpu.Dockerfile", "textclf-cuda": "images/cuda.Dockerfile"}
+IMAGES = {"cpu": "images/cpu.Dockerfile", "cuda": "images/cuda.Dockerfile"}
+WHEELS_IN_BUILD = "/wheels"
+
+
+def image_name(registry: str, flavour: str, tag: str) -> str:
+    return f"{registry.rstrip('/')}/textclf-{flavour}:{tag}"
 
 
 def git_commit() -> str:
@@ -26,37 +39,86 @@ def git_commit() -> str:
         return "unknown"
 
 
-def commands(registry: str, tag: str, push: bool) -> list[list[str]]:
+def answering_engine() -> str | None:
+    """podman where it is installed (it can mount build volumes), else a docker that answers."""
+    for engine in ("podman", "docker"):
+        if shutil.which(engine) and subprocess.run([engine, "info"], capture_output=True, timeout=60).returncode == 0:
+            return engine
+    return None
+
+
+def build_command(engine: str, image: str, dockerfile: str, base_image: str | None, torch_wheels: Path | None) -> list[str]:
+    command = [engine, "build", "--file", dockerfile, "--build-arg", f"GIT_COMMIT={git_commit()}", "--tag", image]
+    if base_image:
+        command += ["--build-arg", f"PYTHON_IMAGE={base_image}"]
+    if torch_wheels:
+        command += ["--volume", f"{torch_wheels}:{WHEELS_IN_BUILD}:ro", "--build-arg", f"TORCH_SOURCE=--find-links {WHEELS_IN_BUILD}"]
+    if engine == "podman":
+        command += ["--network", "host", "--layers"]
+    return [*command, "."]
+
+
+def planned_commands(arguments, engine: str) -> list[list[str]]:
     planned = []
-    for name, dockerfile in IMAGES.items():
-        image = f"{registry}/{name}:{tag}"
-        planned.append(["docker", "build", "--file", dockerfile, "--build-arg", f"GIT_COMMIT={git_commit()}", "--tag", image, "."])
-        if push:
-            planned.append(["docker", "push", image])
+    for flavour in arguments.images:
+        image = image_name(arguments.registry, flavour, arguments.tag)
+        planned.append(build_command(engine, image, IMAGES[flavour], arguments.base_image, arguments.torch_wheels))
+        if not arguments.no_push:
+            planned.append([engine, "push", image])
     return planned
 
 
-def main() -> int:
+def image_size_mb(engine: str, image: str) -> float:
+    size = subprocess.run([engine, "image", "inspect", "--format", "{{.Size}}", image], capture_output=True, text=True).stdout.strip()
+    return round(int(size) / 1e6, 1) if size.isdigit() else float("nan")
+
+
+def parse_arguments(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", required=True)
     parser.add_argument("--tag", required=True)
+    parser.add_argument("--images", type=lambda text: text.replace(",", " ").split(), default=list(IMAGES), help="cpu, cuda or both")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument("--no-push", action="store_true", help="build without pushing")
-    arguments = parser.parse_args()
+    parser.add_argument("--base-image", help="Python base image to build FROM instead of the pinned one")
+    parser.add_argument("--torch-wheels", type=Path, help="folder holding the torch wheel, instead of PyTorch's index")
+    arguments = parser.parse_args(argv)
+    unknown = [flavour for flavour in arguments.images if flavour not in IMAGES]
+    if unknown:
+        parser.error(f"unknown image {unknown[0]!r}; choose from {', '.join(IMAGES)}")
     if arguments.tag in ("", "latest"):
-        print("images: TAG must be a pinned version such as 0.1.0, never latest", file=sys.stderr)
+        parser.error("TAG must be a pinned version such as 0.1.0, never latest")
+    if arguments.torch_wheels and not arguments.torch_wheels.is_dir():
+        parser.error(f"--torch-wheels {arguments.torch_wheels}: no such folder")
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    engine = "docker" if arguments.dry_run else answering_engine()
+    if engine is None:
+        print(
+            "images: no container engine answers (docker or podman); install Docker, or let `make container-test` set up podman (images/container_engine.sh), or DRY_RUN=1",
+            file=sys.stderr,
+        )
         return 2
-    planned = commands(arguments.registry.rstrip("/"), arguments.tag, not arguments.no_push)
+    if arguments.torch_wheels and engine != "podman":
+        print(
+            "images: --torch-wheels needs podman (docker build cannot mount a folder); leave it out to use PyTorch's index", file=sys.stderr
+        )
+        return 2
+    planned = planned_commands(arguments, engine)
     if arguments.dry_run:
         print("\n".join(shlex.join(command) for command in planned))
         return 0
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        print("images: no Docker engine here (docker missing or its daemon not running); DRY_RUN=1 prints the commands", file=sys.stderr)
-        return 2
     for command in planned:
         print("+", shlex.join(command), flush=True)
+        started = time.monotonic()
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             return 1
+        if command[1] == "build":
+            image = command[command.index("--tag") + 1]
+            print(f"images: built {image}: {image_size_mb(engine, image)} MB in {time.monotonic() - started:.0f} s", flush=True)
     return 0
 
 

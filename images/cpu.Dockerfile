@@ -10,11 +10,17 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY constraints.txt pyproject.toml README.md ./
+# The CPU build of torch comes from PyTorch's own index; everything else from PyPI, pinned.
+# TORCH_SOURCE lets a build with no route to that index name a mounted wheel folder instead
+# (images/build.py --torch-wheels). The dependencies go in a layer of their own, before the code
+# is copied, so a change to the code rebuilds in seconds.
+ARG TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu"
+# hadolint ignore=SC2086,DL3013
+RUN pip install ${TORCH_SOURCE} torch==2.13.0 \
+    && pip install -c constraints.txt .
 COPY components ./components
 COPY pipelines ./pipelines
-# The CPU build of torch comes from PyTorch's own index; everything else from PyPI, pinned.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
-    && pip install -c constraints.txt . \
+RUN pip install --no-deps --force-reinstall -c constraints.txt . \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}

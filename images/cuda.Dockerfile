@@ -9,10 +9,12 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY constraints.txt pyproject.toml README.md ./
+# The dependencies in a layer of their own, before the code, as in cpu.Dockerfile.
+RUN pip install torch==2.13.0 \
+    && pip install -c constraints.txt .
 COPY components ./components
 COPY pipelines ./pipelines
-RUN pip install torch==2.13.0 \
-    && pip install -c constraints.txt . \
+RUN pip install --no-deps --force-reinstall -c constraints.txt . \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}

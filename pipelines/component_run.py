@@ -5,9 +5,11 @@
 
 The current folder (or MOUNT) is mounted read-write at /workspace, the working directory, so
 relative paths in ARGS work unchanged. The S3 settings pass through by name (`-e NAME`), so their
-values never appear in the command. The container runs as your user, with a read-only root
-filesystem and a tmpfs /tmp; train gets the CUDA image, `--gpus all` when this machine has an
-NVIDIA GPU, and a larger /dev/shm for DataLoader workers.
+values never appear in the command. The container runs with a read-only root filesystem and a
+tmpfs /tmp, as your user (as root: as the image's own non-root user, in group 0, so MOUNT must be
+group-writable); train gets the CUDA image, `--gpus all` when this machine has an NVIDIA GPU, and
+a larger /dev/shm for DataLoader workers. IMAGE replaces the stage's image, and NETWORK=host lets
+the container reach an S3 endpoint on this machine's loopback.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 from components.lib.errors import UserError
 from pipelines.compile import with_image_environment
 from pipelines.config import KubeflowSettings, load_config
+from pipelines.pipeline import IMAGE_USER_ID
 from pipelines.stages import STAGES, stage_command
 
 PASSED_ENVIRONMENT = (
@@ -38,28 +41,30 @@ PASSED_ENVIRONMENT = (
 WORKDIR = "/workspace"
 
 
-def docker_command(stage: str, stage_args: list[str], settings: KubeflowSettings, mount: str, gpus: bool) -> list[str]:
-    command = [
-        "docker",
-        "run",
-        "--rm",
-        "--user",
-        f"{os.getuid()}:{os.getgid()}",
-        "--read-only",
-        "--tmpfs",
-        "/tmp:rw,exec,size=8g",
-        "-v",
-        f"{os.path.abspath(mount)}:{WORKDIR}",
-        "-w",
-        WORKDIR,
-    ]
+TMPFS = "/tmp:rw,exec,size=8g"  # the only writable place besides the mounts: caches and scratch (images set HOME=/tmp)
+TRAIN_SHM_SIZE = "2g"
+
+
+def container_user() -> str:
+    """Your own uid:gid, so what the container writes stays yours; never root inside the container."""
+    if os.getuid() == 0:
+        return f"{IMAGE_USER_ID}:0"
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def docker_command(stage: str, stage_args: list[str], image: str, mount: str, gpus: bool, network: str = "") -> list[str]:
+    command = ["docker", "run", "--rm", "--user", container_user(), "--read-only", "--tmpfs", TMPFS]
+    command += ["-v", f"{os.path.abspath(mount)}:{WORKDIR}", "-w", WORKDIR] + (["--network", network] if network else [])
     for name in PASSED_ENVIRONMENT:
         if name in os.environ:
             command += ["-e", name]
     if stage == "train":
-        command += ["--shm-size", "2g"] + (["--gpus", "all"] if gpus else [])
-    image = settings.cuda_image if stage == "train" else settings.cpu_image
+        command += ["--shm-size", TRAIN_SHM_SIZE] + (["--gpus", "all"] if gpus else [])
     return command + [image, *stage_command(stage), *stage_args]
+
+
+def stage_image(stage: str, settings: KubeflowSettings) -> str:
+    return settings.cuda_image if stage == "train" else settings.cpu_image
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--component", required=True, help=f"one of {', '.join(STAGES)}")
     parser.add_argument("--config", default="configs/default.yaml", help="kubeflow.image_registry and image_tag name the images")
     parser.add_argument("--mount", default=os.environ.get("MOUNT", "."), help="local folder mounted at /workspace")
+    parser.add_argument("--image", default="", help="run in this image instead of the stage's own")
+    parser.add_argument("--network", default="", help="docker network, e.g. host for S3 on loopback")
     parser.add_argument("--dry-run", action="store_true", help="print the docker command instead of running it")
     parser.add_argument("stage_args", nargs=argparse.REMAINDER, help="the stage's own flags, after --")
     arguments = parser.parse_args(argv)
@@ -81,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"component-run: {error}", file=sys.stderr)
         return 2
     gpus = arguments.component == "train" and shutil.which("nvidia-smi") is not None
-    command = docker_command(arguments.component, stage_args, settings, arguments.mount, gpus)
+    image = arguments.image or stage_image(arguments.component, settings)
+    command = docker_command(arguments.component, stage_args, image, arguments.mount, gpus, arguments.network)
     if arguments.dry_run:
         print(shlex.join(command))
         return 0

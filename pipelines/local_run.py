@@ -1,13 +1,18 @@
-"""`make run`: execute the compiled pipeline on this machine, each task as a host subprocess.
+"""`make run`: execute the compiled pipeline on this machine, each task as a host subprocess or in its image.
 
-    python -m pipelines.local_run --config configs/default.yaml [--pipeline sweep] [key=value ...]
+    python -m pipelines.local_run --config configs/default.yaml [--pipeline sweep] [--runner docker] [key=value ...]
 
 It compiles the pipeline (build/pipeline.yaml), loads that YAML back and runs it with KFP's own
 local executor, `kfp.local`: the same DAG, the same command lines, the same quality gate as on a
 cluster, minus the Kubernetes placement (no GPU request, no Secret: the S3 environment is this
-shell's). Two adjustments to kfp.local 2.17 make that possible (see `HostTaskHandler` and
-`resolve_named_task_outputs`): it refuses container components, and it reads a `dsl.If` on a
+shell's). Two adjustments to kfp.local 2.17 make the host runner possible (see `timed_handlers`
+and `resolve_named_task_outputs`): it refuses container components, and it reads a `dsl.If` on a
 named task output as false.
+
+`--runner docker` runs each task in the image the compiled pipeline names, with
+`kfp.local.DockerRunner`: read-only root filesystem, a tmpfs /tmp, never root, host networking
+(so an S3 endpoint on loopback is reachable) and the S3 environment passed in. Only the run folder
+is mounted into the containers, so the data, base model, checkpoints and registry must be on S3.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import builtins
 import json
+import logging
 import os
 import sys
 import time
@@ -24,11 +30,12 @@ from components.lib import storage
 from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
-from pipelines.config import RunConfig, load_config
+from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
+from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, load_config, require_remote_storage
 from pipelines.sweep import expand_sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_PATH_PARAMETERS = ("source_uri", "registry_uri", "checkpoint_root")
+RUNNERS = ("host", "docker")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,96 +44,160 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pipeline", choices=sorted(OUTPUT_NAMES), default="training", help="training, or sweep (the config's sweep section)"
     )
+    parser.add_argument("--runner", choices=RUNNERS, default="host", help="host: tasks as subprocesses here; docker: each in its image")
     parser.add_argument("overrides", nargs="*", help="key=value to override a parameter, or section.key=value")
     arguments = parser.parse_args(argv)
     configure_logging()
     try:
         config = load_config(arguments.config, arguments.overrides)
-        return run(config, arguments.pipeline)
+        return run(config, arguments.pipeline, arguments.runner)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
 
 
-def run(config: RunConfig, variant: str = "training") -> int:
+def run(config: RunConfig, variant: str = "training", runner: str = "host") -> int:
     run_dir = Path(config.local.run_root).resolve() / time.strftime("%Y%m%d-%H%M%S")
     parameters = local_parameters(config.parameters)
+    if runner == "docker":
+        require_remote_storage(parameters, "with --runner docker only the run folder is mounted into the containers")
     if variant == "sweep":
         parameters["sweep_configs"] = expand_sweep(config.sweep, parameters)
     compiled = compile_pipeline(config.kubeflow, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
     print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
-    timings = execute(compiled, parameters, run_dir)
+    timings = execute(compiled, parameters, run_dir, runner)
     return report(run_dir, timings, parameters)
 
 
 def local_parameters(parameters: dict) -> dict:
     """Make local paths absolute and fingerprint the source, as pipeline-submit does."""
     resolved = dict(parameters)
-    for name in LOCAL_PATH_PARAMETERS:
+    for name in STORAGE_PARAMETERS:
         value = resolved.get(name, "")
-        if value and not value.startswith(("s3://", "hf://")):
+        if value and not value.startswith(REMOTE_SCHEMES):
             resolved[name] = str(Path(value).resolve())
     if not resolved.get("source_fingerprint") and not resolved["source_uri"].startswith("hf://"):
         resolved["source_fingerprint"] = storage.fingerprint(resolved["source_uri"])
+    if resolved.get("gpu_count", "") != "":
+        logging.getLogger(__name__).info("gpu_count %s: not applied locally; train uses the GPUs this machine has", resolved["gpu_count"])
+    resolved["gpu_count"] = ""  # no pod asks for GPUs here, so train checks none
     return resolved
 
 
-def execute(compiled: Path, parameters: dict, run_dir: Path) -> dict[str, float]:
+def execute(compiled: Path, parameters: dict, run_dir: Path, runner: str = "host") -> dict[str, float]:
     """Run the compiled pipeline with kfp.local; return the wall time of each stage."""
     import kfp.components
     from kfp import local
 
-    HostTaskHandler.install()
+    timed_handlers()
     resolve_named_task_outputs()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     os.environ["PYTHONUNBUFFERED"] = "1"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir), raise_on_error=True)
+    chosen = docker_runner() if runner == "docker" else local.SubprocessRunner(use_venv=False)
+    run_dir.mkdir(parents=True, exist_ok=True)  # ours, not the engine's: it makes a missing mount source as root
+    local.init(runner=chosen, pipeline_root=str(run_dir), raise_on_error=True)
     pipeline = kfp.components.load_component_from_file(str(compiled))
     original_print = builtins.print  # kfp.local's parallel logging can leave print swapped
     try:
         pipeline(**parameters)
     except RuntimeError as error:  # kfp.local: "Pipeline ... finished with status FAILURE", after the task's own log
-        failed = [name for name, status in HostTaskHandler.outcomes.items() if status != "SUCCESS"]
+        failed = [name for name, status in StageClock.outcomes.items() if status != "SUCCESS"]
         where = f"stage {', '.join(failed)} failed" if failed else str(error).splitlines()[0]
         raise UserError(f"the local run stopped: {where}; the error is printed above (run folder: {run_dir})") from None
+    except Exception as error:
+        if not type(error).__module__.startswith("docker."):
+            raise
+        # the engine refused: no such image and none to pull, no daemon, ...
+        raise UserError(f"the container engine refused: {str(error).splitlines()[0]}") from None
     finally:
         builtins.print = original_print
-    return HostTaskHandler.timings
+    return StageClock.timings
 
 
-class HostTaskHandler:
-    """kfp.local's subprocess handler, allowed to run container components on the host."""
+def docker_runner():
+    """kfp.local.DockerRunner with the containers set up as component-run sets them up."""
+    from kfp import local
+
+    # kfp.local makes the task folders from this process; as root they must stay writable for the
+    # image's user in group 0 (component_run.container_user).
+    os.umask(0o002)
+    tmpfs_path, _, tmpfs_options = TMPFS.partition(":")
+    environment = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
+    return local.DockerRunner(
+        user=container_user(), read_only=True, tmpfs={tmpfs_path: tmpfs_options}, network_mode="host",
+        shm_size=TRAIN_SHM_SIZE, environment=environment,
+    )  # fmt: skip
+
+
+class StageClock:
+    """The wall time and outcome of each stage, as kfp.local's task handlers run them."""
 
     timings: dict[str, float] = {}
     outcomes: dict[str, str] = {}
 
     @classmethod
-    def install(cls) -> None:
-        from kfp.local import subprocess_task_handler
+    def record(cls, full_command: list[str], run) -> object:
+        stage = full_command[2].rsplit(".", 1)[-1] if len(full_command) > 2 else "?"
+        started = time.perf_counter()
+        status = run()
+        cls.timings[stage] = cls.timings.get(stage, 0.0) + time.perf_counter() - started
+        cls.outcomes[stage] = status.name
+        return status
 
-        base = subprocess_task_handler.SubprocessTaskHandler
-        if getattr(base, "is_host_handler", False):
-            return
 
-        class Handler(base):
-            is_host_handler = True
+def timed_handlers() -> None:
+    """Time kfp.local's task handlers, and let its subprocess handler run container components."""
+    from kfp.local import docker_task_handler, subprocess_task_handler
 
-            def validate_image(self, image: str) -> None:
-                """The image does not matter: the command runs in this environment."""
+    if getattr(subprocess_task_handler.SubprocessTaskHandler, "timed", False):
+        return
 
-            def validate_not_container_component(self, full_command: list[str]) -> None:
-                """Container components are exactly what this runner is for."""
+    class HostHandler(subprocess_task_handler.SubprocessTaskHandler):
+        timed = True
 
-            def run(self):
-                stage = self.full_command[2].rsplit(".", 1)[-1] if len(self.full_command) > 2 else "?"
-                started = time.perf_counter()
-                status = super().run()
-                cls.timings[stage] = cls.timings.get(stage, 0.0) + time.perf_counter() - started
-                cls.outcomes[stage] = status.name
-                return status
+        def validate_image(self, image: str) -> None:
+            """The image does not matter: the command runs in this environment."""
 
-        # kfp.local's dispatcher looks this name up at call time, so rebinding it is enough.
-        subprocess_task_handler.SubprocessTaskHandler = Handler
+        def validate_not_container_component(self, full_command: list[str]) -> None:
+            """Container components are exactly what this runner is for."""
+
+        def run(self):
+            return StageClock.record(self.full_command, super().run)
+
+    class DockerHandler(docker_task_handler.DockerTaskHandler):
+        timed = True
+
+        def run(self):
+            return StageClock.record(self.full_command, self.run_and_wait)
+
+        def run_and_wait(self):
+            """kfp.local's own run, but the container is removed only after its exit status is read.
+
+            kfp.local starts it with auto_remove and takes a vanished container for success; under
+            podman's Docker API the container is gone before `wait`, so every failed stage passed.
+            """
+            import docker
+            from kfp.local import status
+
+            client = docker.from_env()
+            try:
+                arguments = {**self.runner.container_run_args, **({"environment": self.env_vars} if self.env_vars else {})}
+                container = client.containers.run(
+                    image=self.image, command=self.full_command, volumes=self.get_volumes_to_mount(client), detach=True, **arguments
+                )
+                try:
+                    for line in container.logs(stream=True, follow=True):
+                        print(line.decode(errors="replace"), end="")
+                    exit_code = container.wait()["StatusCode"]
+                finally:
+                    container.remove(force=True)
+            finally:
+                client.close()
+            return status.Status.SUCCESS if exit_code == 0 else status.Status.FAILURE
+
+    # kfp.local's dispatcher looks these names up at call time, so rebinding them is enough.
+    subprocess_task_handler.SubprocessTaskHandler = HostHandler
+    docker_task_handler.DockerTaskHandler = DockerHandler
 
 
 def resolve_named_task_outputs() -> None:

@@ -318,7 +318,9 @@ def test_a_pod_that_sees_fewer_gpus_than_it_asked_for_stops_before_any_work(prep
     """On Kubeflow, --expected_gpus is the pod's own GPU limit: a limit the cluster dropped must not
     become hours of training on CPU. This machine has no GPU."""
     _, tokens = prepared_data
-    with pytest.raises(UserError, match=r"--expected_gpus 1: this task sees 0 GPU\(s\); the cluster did not apply the nvidia.com/gpu limit"):
+    with pytest.raises(
+        UserError, match=r"--expected_gpus 1: this task sees 0 GPU\(s\); the cluster did not apply the nvidia.com/gpu limit"
+    ):
         train(data_uri=str(tokens), output_uri=str(tmp_path / "model"), base_model=str(tiny_model), expected_gpus="1", **train_flags())
     assert not (tmp_path / "model").exists()
 
