@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     engine = "docker" if arguments.dry_run else answering_engine()
     if engine is None:
         print(
-            "images: no container engine answers (docker or podman); install Docker, or let `make container-test` set up podman (images/container_engine.sh), or DRY_RUN=1",
+            "images: no container engine answers (docker or podman); install Docker, or set up podman with"
+            " images/container_engine.sh (make container-test runs it), or DRY_RUN=1",
             file=sys.stderr,
         )
         return 2
