@@ -1,21 +1,21 @@
 """select_best: after a hyperparameter sweep, keep the trial with the best validation score.
 
     python -m components.select_best --model_uris '["runs/s/trial-0/model", "runs/s/trial-1/model"]' \\
-        --output_uri runs/s/best-model --tuning_uri runs/s/tuning
+        --tuning_uri runs/s/tuning
 
 Each candidate is a model folder written by train; its train_summary.json holds its best
 validation score (by its --metric_for_best) and training_args.json its configuration. The best
-folder is copied, verified, to `output_uri`; `tuning_uri` gets tuning_results.json and .csv with
-every configuration and its score, best first.
+one's URI is the output parameter `model_uri`, which the sweep pipeline imports as the Model to
+release: nothing is copied. `tuning_uri` gets tuning_results.json and .csv with every
+configuration and its score, best first.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import shutil
 
-from components.lib.artifacts import staged_input, staged_output
+from components.lib.artifacts import read_manifest, staged_input, staged_output
 from components.lib.cli import StageResult, run_stage
 from components.lib.errors import UserError
 from components.lib.metrics import HIGHER_IS_BETTER
@@ -24,12 +24,11 @@ RESULTS_JSON = "tuning_results.json"
 RESULTS_CSV = "tuning_results.csv"
 
 
-def select_best(*, model_uris: list, output_uri: str, tuning_uri: str, executor_input: str = "") -> StageResult:
-    """Pick the trial with the best validation score; copy its model; tabulate every trial.
+def select_best(*, model_uris: list, tuning_uri: str, executor_input: str = "") -> StageResult:
+    """Pick the trial with the best validation score; tabulate every trial.
 
     Args:
       model_uris: JSON list of model folders (local or s3://) written by train, one per trial.
-      output_uri: Folder (local or s3://) for a copy of the best trial's model.
       tuning_uri: Folder (local or s3://) for tuning_results.json and tuning_results.csv.
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
@@ -44,23 +43,14 @@ def select_best(*, model_uris: list, output_uri: str, tuning_uri: str, executor_
     metric = metrics.pop()
     ranked = sorted(trials, key=lambda trial: trial["value"], reverse=HIGHER_IS_BETTER[metric])
     best = ranked[0]
-    with (
-        staged_input(best["model_uri"]) as (folder, manifest),
-        staged_output(output_uri, extra={"lineage": manifest.get("lineage", {}), "selected_trial": best["trial"]}) as out,
-    ):
-        for name in manifest["files"]:
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder / name, out / name)
+    read_manifest(best["model_uri"])  # committed, or one line; every later reader verifies its files
     with staged_output(tuning_uri) as out:
         (out / RESULTS_JSON).write_text(json.dumps({"metric": metric, "best_trial": best["trial"], "trials": ranked}, indent=2) + "\n")
         write_csv(out / RESULTS_CSV, ranked)
     return StageResult(
         summary={"stage": "select_best", "metric": metric, "best_trial": best["trial"], "best_value": best["value"], "trials": len(trials)},
-        artifact_metadata={
-            "model": {"selected_trial": best["trial"], f"validation_{metric}": best["value"]},
-            "tuning": {"trials": len(trials), "metric": metric},
-        },
-        parameters={"best_value": float(best["value"]), "best_trial": int(best["trial"])},
+        artifact_metadata={"tuning": {"trials": len(trials), "metric": metric, "best_trial": best["trial"]}},
+        parameters={"best_value": float(best["value"]), "best_trial": int(best["trial"]), "model_uri": best["model_uri"]},
     )
 
 

@@ -197,7 +197,7 @@ def check_runtime_bindings(path: Path, spec: dict, platform: dict) -> list[str]:
     for key, parent in dag_components(spec):
         for name, task in parent["dag"].get("tasks", {}).items():
             executor_name = task["componentRef"]["name"].replace("comp-", "exec-", 1)
-            if executor_name not in executors:
+            if "container" not in executors.get(executor_name, {}):  # a sub-DAG, or an importer
                 continue
             inputs = task.get("inputs", {}).get("parameters", {})
             container = executors[executor_name]["container"]

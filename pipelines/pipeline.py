@@ -89,7 +89,10 @@ def wire_sweep(build: "PipelineBuild", given: dict) -> None:
         # KFP substitutes its run-id placeholder only as a whole value, so the trial goes in a flag of its own.
         train = train_task(build, given, tokenize, trial.trial_id, {name: getattr(trial, name) for name in SWEEPABLE})
     select = build.components["select_best"](model_uris=dsl.Collected(train.outputs["model_uri"]))
-    released = wire_release(build, given, select.outputs["model"], tokenize, after=[select])
+    # The best trial's own Model, imported by URI: the launcher would upload a copy of a model
+    # that select_best wrote, and reimport=False lets the backend reuse the trial's artifact.
+    best = dsl.importer(artifact_uri=select.outputs["model_uri"], artifact_class=dsl.Model, reimport=False)
+    released = wire_release(build, given, best.output, tokenize, after=[select])
     build.place_on_cpu([preprocess, tokenize, select, *released], given)
 
 

@@ -66,8 +66,7 @@ INTERFACES = {
         (reads("model_uri", "model", dsl.Model), reads("data_uri", "tokenized", dsl.Dataset), writes("output_uri", "onnx", dsl.Model))
     ),
     "select_best": StageInterface(
-        (writes("output_uri", "model", dsl.Model), writes("tuning_uri", "tuning", dsl.Artifact)),
-        {"best_value": float, "best_trial": int},
+        (writes("tuning_uri", "tuning", dsl.Artifact),), {"best_value": float, "best_trial": int, "model_uri": str}
     ),
     "register": StageInterface(
         (

@@ -82,6 +82,10 @@ def test_a_sweep_runs_locally_with_the_store_on_s3(s3, sample_source, tiny_model
     tuning = json.loads(next(run_dir.glob("*/select-best/tuning/tuning_results.json")).read_text())
     assert [trial["config"]["learning_rate"] for trial in tuning["trials"]] == [3e-3, 1e-5]  # the better one first
     assert Registry("s3://bucket/registry", "tiny-sentiment").versions() == [1]
+    # The best trial's own model is released (imported by URI), not a copy that select_best wrote.
+    assert not list(run_dir.glob("*/select-best/model"))
+    with Registry("s3://bucket/registry", "tiny-sentiment").fetch(1) as (_, _, manifest):
+        assert manifest["lineage"]["training"]["learning_rate"] == 3e-3
     assert {
         key.split("/")[2] for key in (item["Key"] for item in s3.list_objects_v2(Bucket="bucket", Prefix="checkpoints/")["Contents"])
     } == {"trial-0", "trial-1"}
