@@ -110,7 +110,13 @@ def evaluate(
             },
             "confusion_matrix": kfp_confusion_matrix(metrics, label_names),
         },
-        parameters={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "weighted_f1": metrics["weighted_f1"]},
+        parameters={
+            "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "weighted_f1": metrics["weighted_f1"],
+            "evaluation_uri": output_uri,
+        },
+        artifact_uri_parameters={"evaluation_uri": "evaluation"},
     )
 
 

@@ -25,7 +25,7 @@ import components
 from components.lib.artifacts import staged_input, staged_output
 from components.lib.batching import TokenizedSplit
 from components.lib.cli import StageResult, run_stage
-from components.lib.contract import STATS_FILE, TOKENIZED_SCHEMA, read_split
+from components.lib.contract import STATS_FILE, TOKENIZED_SCHEMA, read_split, split_file
 from components.lib.errors import UserError
 from components.lib.labels import LABELS_FILE, read_labels
 from components.lib.metrics import HIGHER_IS_BETTER, classification_metrics, headline
@@ -37,6 +37,10 @@ log = logging.getLogger("components.register")
 DECISION_FILE = "registration.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 TRAINING_FILES = ["training_args.json", "train_summary.json"]
+# What register reads of the tokenized data: on Kubeflow it gets URIs, not artifacts, so that the
+# launcher downloads neither the weights, the predictions nor the train split (launcher_v2.go,
+# downloadArtifacts, fetches every input artifact whole).
+DATA_FILES = [LABELS_FILE, STATS_FILE, split_file(Path(), "test").name]
 
 
 def register(
@@ -76,7 +80,7 @@ def register(
     with staged_input(evaluation_uri, only=["metrics.json"]) as (evaluation_dir, _):
         metrics = json.loads((evaluation_dir / "metrics.json").read_text())
     candidate = metrics["test"][gate_metric]
-    with staged_input(data_uri) as (data_dir, data_manifest):
+    with staged_input(data_uri, only=DATA_FILES) as (data_dir, data_manifest):
         refusal = gate(registry, candidate, gate_metric, gate_min, compare_with_production, max_regression, data_dir)
         decision = {"model_name": model_name, "gate_metric": gate_metric, "candidate": candidate, "registered": False}
         if refusal is None:

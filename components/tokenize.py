@@ -77,6 +77,8 @@ def tokenize(
     return StageResult(
         summary={"stage": "tokenize", "output_uri": output_uri, "max_length": effective_length, "rows": rows},
         artifact_metadata={"tokenized": {"max_length": effective_length, "base_model": base_model, "rows": rows}},
+        parameters={"tokenized_uri": output_uri},
+        artifact_uri_parameters={"tokenized_uri": "tokenized"},
     )
 
 

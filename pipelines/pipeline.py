@@ -58,16 +58,16 @@ def train_task(build: "PipelineBuild", given: dict, tokenize, trial="", varied: 
     return task.set_caching_options(enable_caching=build.settings.cache_train)
 
 
-def wire_release(build: "PipelineBuild", given: dict, model, tokenize, after: list) -> list:
-    """evaluate -> export -> (quality gate) -> register, for the chosen model."""
+def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize, after: list) -> list:
+    """evaluate -> export -> (quality gate) -> register, for the chosen model (an artifact, and its URI)."""
     ops = build.components
     evaluate = ops["evaluate"](model=model, tokenized=tokenize.outputs["tokenized"], batch_size=given["eval_batch_size"])
     export = ops["export"](model=model, tokenized=tokenize.outputs["tokenized"], **arguments_for("export", given))
     export.after(evaluate)
     with dsl.If(evaluate.outputs["macro_f1"] >= given["min_macro_f1"], name="quality-gate"):
         register = ops["register"](
-            onnx=export.outputs["onnx"], evaluation=evaluate.outputs["evaluation"], model=model, tokenized=tokenize.outputs["tokenized"],
-            gate_metric="macro_f1", **arguments_for("register", given),
+            onnx=export.outputs["onnx"], evaluation_uri=evaluate.outputs["evaluation_uri"], model_uri=model_uri,
+            data_uri=tokenize.outputs["tokenized_uri"], gate_metric="macro_f1", **arguments_for("register", given),
         )  # fmt: skip
     register.set_caching_options(enable_caching=build.settings.cache_register)
     for task in after:
@@ -78,7 +78,7 @@ def wire_release(build: "PipelineBuild", given: dict, model, tokenize, after: li
 def wire_training(build: "PipelineBuild", given: dict) -> None:
     preprocess, tokenize = wire_data(build, given)
     train = train_task(build, given, tokenize)
-    released = wire_release(build, given, train.outputs["model"], tokenize, after=[])
+    released = wire_release(build, given, train.outputs["model"], train.outputs["model_uri"], tokenize, after=[])
     build.place_on_cpu([preprocess, tokenize, *released], given)
 
 
@@ -92,7 +92,7 @@ def wire_sweep(build: "PipelineBuild", given: dict) -> None:
     # The best trial's own Model, imported by URI: the launcher would upload a copy of a model
     # that select_best wrote, and reimport=False lets the backend reuse the trial's artifact.
     best = dsl.importer(artifact_uri=select.outputs["model_uri"], artifact_class=dsl.Model, reimport=False)
-    released = wire_release(build, given, best.output, tokenize, after=[select])
+    released = wire_release(build, given, best.output, select.outputs["model_uri"], tokenize, after=[select])
     build.place_on_cpu([preprocess, tokenize, select, *released], given)
 
 

@@ -48,7 +48,9 @@ def writes(flag: str, name: str, kind: type) -> ArtifactFlag:
 
 INTERFACES = {
     "preprocess": StageInterface((writes("output_uri", "dataset", dsl.Dataset),)),
-    "tokenize": StageInterface((reads("data_uri", "data", dsl.Dataset), writes("output_uri", "tokenized", dsl.Dataset))),
+    "tokenize": StageInterface(
+        (reads("data_uri", "data", dsl.Dataset), writes("output_uri", "tokenized", dsl.Dataset)), {"tokenized_uri": str}
+    ),
     "train": StageInterface(
         (reads("data_uri", "tokenized", dsl.Dataset), writes("output_uri", "model", dsl.Model)),
         {"best_validation_value": float, "model_uri": str},
@@ -60,7 +62,7 @@ INTERFACES = {
             writes("output_uri", "evaluation", dsl.Artifact),
             writes("report_path", "report", dsl.HTML),
         ),
-        {"accuracy": float, "macro_f1": float, "weighted_f1": float},
+        {"accuracy": float, "macro_f1": float, "weighted_f1": float, "evaluation_uri": str},
     ),
     "export": StageInterface(
         (reads("model_uri", "model", dsl.Model), reads("data_uri", "tokenized", dsl.Dataset), writes("output_uri", "onnx", dsl.Model))
@@ -68,15 +70,10 @@ INTERFACES = {
     "select_best": StageInterface(
         (writes("tuning_uri", "tuning", dsl.Artifact),), {"best_value": float, "best_trial": int, "model_uri": str}
     ),
+    # register takes the model, evaluation and data as URIs (it reads a few small files of each),
+    # the ONNX export as the artifact it publishes.
     "register": StageInterface(
-        (
-            reads("export_uri", "onnx", dsl.Model),
-            reads("evaluation_uri", "evaluation", dsl.Artifact),
-            reads("model_uri", "model", dsl.Model),
-            reads("data_uri", "tokenized", dsl.Dataset),
-            writes("output_uri", "registration", dsl.Artifact),
-        ),
-        {"registered": bool, "version": str},
+        (reads("export_uri", "onnx", dsl.Model), writes("output_uri", "registration", dsl.Artifact)), {"registered": bool, "version": str}
     ),
 }
 

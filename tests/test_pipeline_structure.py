@@ -223,3 +223,12 @@ def test_sweep_is_a_parallel_for_with_a_limit(tmp_path):
     assert len(loops) == 1 and loops[0]["iteratorPolicy"]["parallelismLimit"] == 3
     assert loops[0]["parameterIterator"]["items"]["inputParameter"].endswith("sweep_configs")
     assert set(INTERFACES) >= {"select_best"}
+
+
+def test_register_takes_only_the_onnx_export_as_an_artifact(compiled):
+    """The launcher downloads every input artifact whole; register reads a few small files of the
+    model, evaluation and data, so it gets their URIs and fetches just those files."""
+    spec = next(yaml.safe_load_all(compiled.read_text()))
+    register = spec["components"]["comp-register"]["inputDefinitions"]
+    assert set(register["artifacts"]) == {"onnx"}
+    assert {"model_uri", "evaluation_uri", "data_uri"} <= set(register["parameters"])
