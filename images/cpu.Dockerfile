@@ -10,15 +10,17 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY constraints.txt pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml ./
 # The CPU build of torch comes from PyTorch's own index; everything else from PyPI, pinned.
 # TORCH_SOURCE lets a build with no route to that index name a mounted wheel folder instead
 # (images/build.py --torch-wheels). The dependencies go in a layer of their own, before the code
 # is copied, so a change to the code rebuilds in seconds.
 ARG TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu"
 # hadolint ignore=SC2086,DL3013
-RUN pip install ${TORCH_SOURCE} torch==2.13.0 \
+RUN touch README.md \
+    && pip install ${TORCH_SOURCE} torch==2.13.0 \
     && pip install -c constraints.txt .
+COPY README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
 RUN pip install --no-deps --force-reinstall -c constraints.txt . \

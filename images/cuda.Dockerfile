@@ -8,10 +8,12 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY constraints.txt pyproject.toml README.md ./
-# The dependencies in a layer of their own, before the code, as in cpu.Dockerfile.
-RUN pip install torch==2.13.0 \
+COPY constraints.txt pyproject.toml ./
+# The dependencies in a layer of their own, before the code (and README), as in cpu.Dockerfile.
+RUN touch README.md \
+    && pip install torch==2.13.0 \
     && pip install -c constraints.txt .
+COPY README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
 RUN pip install --no-deps --force-reinstall -c constraints.txt . \

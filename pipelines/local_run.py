@@ -11,8 +11,9 @@ named task output as false.
 
 `--runner docker` runs each task in the image the compiled pipeline names, with
 `kfp.local.DockerRunner`: read-only root filesystem, a tmpfs /tmp, never root, host networking
-(so an S3 endpoint on loopback is reachable) and the S3 environment passed in. Only the run folder
-is mounted into the containers, so the data, base model, checkpoints and registry must be on S3.
+(so an S3 endpoint on loopback is reachable) and the S3 environment passed in. Besides the run
+folder, the local paths among the parameters are mounted at the same paths: the source and a base
+model folder read-only, the registry and checkpoint roots read-write.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
-from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, load_config, require_remote_storage
+from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, load_config
 from pipelines.sweep import expand_sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
 def run(config: RunConfig, variant: str = "training", runner: str = "host") -> int:
     run_dir = Path(config.local.run_root).resolve() / time.strftime("%Y%m%d-%H%M%S")
     parameters = local_parameters(config.parameters)
-    if runner == "docker":
-        require_remote_storage(parameters, "with --runner docker only the run folder is mounted into the containers")
     if variant == "sweep":
         parameters["sweep_configs"] = expand_sweep(config.sweep, parameters)
     compiled = compile_pipeline(config.kubeflow, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
     print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
+    if runner == "docker":
+        DockerMounts.share(parameters)
     timings = execute(compiled, parameters, run_dir, runner)
     return report(run_dir, timings, parameters)
 
@@ -129,6 +130,51 @@ def docker_runner():
     )  # fmt: skip
 
 
+class DockerMounts:
+    """The local paths among the parameters, mounted into every task's container at the same path."""
+
+    volumes: dict[str, dict[str, str]] = {}
+    READ_WRITE = ("registry_uri", "checkpoint_root")
+
+    @classmethod
+    def share(cls, parameters: dict) -> None:
+        for name in (*STORAGE_PARAMETERS, "base_model"):
+            value = parameters.get(name, "")
+            if not value or value.startswith(REMOTE_SCHEMES) or (name == "base_model" and not Path(value).exists()):
+                continue  # remote, a hub id or a bundled model: nothing to mount
+            path = Path(value).resolve()
+            if name in cls.READ_WRITE:
+                path.mkdir(parents=True, exist_ok=True)
+                if os.getuid() == 0:
+                    cls.let_group_write(path)
+            elif os.getuid() == 0:
+                cls.require_group_read(name, path)
+            cls.volumes[str(path)] = {"bind": str(path), "mode": "rw" if name in cls.READ_WRITE else "ro"}
+
+    @staticmethod
+    def require_group_read(name: str, root: Path) -> None:
+        """Refuse, in one line, a read-only input the containers' user (group 0) could not read."""
+        for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
+            needed = 0o050 if path.is_dir() else 0o040
+            if path.stat().st_mode & needed != needed:
+                raise UserError(
+                    f"parameters.{name}: {path} is not readable by the containers' user (mode {path.stat().st_mode & 0o777:o});"
+                    f" run chmod -R g+rX {root}"
+                )
+
+    @staticmethod
+    def let_group_write(root: Path) -> None:
+        """As root, the containers run as the image's user in group 0 (component_run.container_user):
+        the folders they write into must be group-writable, earlier runs' folders included."""
+        changed = 0
+        for folder in [root, *(path for path in root.rglob("*") if path.is_dir())]:
+            if not folder.stat().st_mode & 0o020:
+                folder.chmod(folder.stat().st_mode | 0o070)
+                changed += 1
+        if changed:
+            logging.getLogger(__name__).info("%s: %d folder(s) made group-writable for the containers' user", root, changed)
+
+
 class StageClock:
     """The wall time and outcome of each stage, as kfp.local's task handlers run them."""
 
@@ -169,6 +215,9 @@ def timed_handlers() -> None:
 
         def run(self):
             return StageClock.record(self.full_command, self.run_and_wait)
+
+        def get_volumes_to_mount(self, client=None):
+            return {**DockerMounts.volumes, **super().get_volumes_to_mount(client)}
 
         def run_and_wait(self):
             """kfp.local's own run, but the container is removed only after its exit status is read.

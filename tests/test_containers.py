@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -74,6 +75,14 @@ def shared_folder(tmp_path) -> Path:
     folder.mkdir()
     folder.chmod(0o775)
     return folder
+
+
+def readable_copy(source: Path, target: Path) -> Path:
+    """A copy the container user can read (pytest makes its folders 0700, safetensors its files 0600)."""
+    shutil.copytree(source, target)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
 
 
 def s3_environment() -> dict:
@@ -142,9 +151,13 @@ def local_run_in_containers(config: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_compiled_pipeline_runs_in_containers_and_registers_a_model(cpu_image, s3, sample_source, tiny_model, shared_folder):
+    """The source on S3 (the environment reaches the containers); the base model, registry and
+    checkpoints in local folders, which the runner mounts at their own paths, as `make run RUNNER=docker` does."""
     upload_folder(s3, sample_source, "bucket", "source")
-    upload_folder(s3, tiny_model, "bucket", "tiny-bert")
-    config = write_config(shared_folder / "config.yaml", shared_folder / "runs")
+    base_model = readable_copy(tiny_model, shared_folder / "tiny-bert")
+    registry_root = shared_folder / "registry"
+    config = write_config(shared_folder / "config.yaml", shared_folder / "runs", base_model=str(base_model),
+                          registry_uri=str(registry_root), checkpoint_root=str(shared_folder / "checkpoints"))  # fmt: skip
     started = time.monotonic()
     result = local_run_in_containers(config)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -153,8 +166,9 @@ def test_the_compiled_pipeline_runs_in_containers_and_registers_a_model(cpu_imag
     record("the compiled pipeline in containers (kfp.local DockerRunner)", time.monotonic() - started, stages=stage_times)
     for stage in ("preprocess", "tokenize", "train", "evaluate", "export", "register"):
         assert f"{stage} " in stage_times
-    assert "registered: tiny-sentiment version 1 at s3://bucket/registry" in summary
-    registry = Registry("s3://bucket/registry", "tiny-sentiment")
+    assert f"registered: tiny-sentiment version 1 at {registry_root}" in summary
+    assert list((shared_folder / "checkpoints").glob("*/step-*/MANIFEST.json"))
+    registry = Registry(str(registry_root), "tiny-sentiment")
     assert registry.read_alias("latest") == 1
     with registry.fetch("latest") as (version, folder, manifest):  # every sha256 checked on the way
         assert version == 1 and (folder / "model.onnx").is_file() and manifest["lineage"]
@@ -162,8 +176,8 @@ def test_the_compiled_pipeline_runs_in_containers_and_registers_a_model(cpu_imag
 
 def test_a_stage_failing_in_its_container_fails_the_run_with_its_own_error(cpu_image, s3, sample_source, shared_folder):
     """kfp.local's DockerRunner took a vanished container for success; a failure must stop the run."""
-    upload_folder(s3, sample_source, "bucket", "source")
-    config = write_config(shared_folder / "config.yaml", shared_folder / "runs", text_column="review_text")
+    source = readable_copy(sample_source, shared_folder / "source")  # a local source, mounted read-only
+    config = write_config(shared_folder / "config.yaml", shared_folder / "runs", source_uri=str(source), text_column="review_text")
     result = local_run_in_containers(config)
     assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
     assert "no column 'review_text'" in result.stdout + result.stderr

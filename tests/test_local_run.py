@@ -5,6 +5,7 @@ S3 (the loopback server).
 """
 
 import json
+import os
 
 import pytest
 import yaml
@@ -89,3 +90,25 @@ def test_a_sweep_runs_locally_with_the_store_on_s3(s3, sample_source, tiny_model
     assert {
         key.split("/")[2] for key in (item["Key"] for item in s3.list_objects_v2(Bucket="bucket", Prefix="checkpoints/")["Contents"])
     } == {"trial-0", "trial-1"}
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="as a non-root user the containers run as you, and read what you read")
+def test_docker_runner_mounts_local_storage_and_refuses_an_input_its_user_cannot_read(tmp_path):
+    """`make run RUNNER=docker` as root: the containers run as the image's user in group 0."""
+    from components.lib.errors import UserError
+    from pipelines.local_run import DockerMounts
+
+    model = tmp_path / "model"
+    model.mkdir(mode=0o755)
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "model.safetensors").chmod(0o600)  # as safetensors writes it
+    registry = tmp_path / "registry"
+    (registry / "old-run").mkdir(parents=True, mode=0o755)
+    parameters = {"source_uri": "s3://bucket/source", "base_model": str(model), "registry_uri": str(registry), "checkpoint_root": ""}
+    with pytest.raises(UserError, match=r"parameters.base_model: .*model.safetensors is not readable by the containers' user \(mode 600\)"):
+        DockerMounts.share(parameters)
+    (model / "model.safetensors").chmod(0o640)
+    DockerMounts.share(parameters)
+    assert DockerMounts.volumes[str(model)] == {"bind": str(model), "mode": "ro"}
+    assert DockerMounts.volumes[str(registry)] == {"bind": str(registry), "mode": "rw"}
+    assert (registry / "old-run").stat().st_mode & 0o020  # earlier runs' folders made group-writable
