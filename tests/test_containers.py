@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from components.lib.registry import Registry
+from pipelines.pipeline import IMAGE_USER_ID
 from tests.conftest import REPO, upload_folder
 
 pytestmark = pytest.mark.container
@@ -85,11 +86,6 @@ def readable_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def s3_environment() -> dict:
-    names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
-    return {name: os.environ[name] for name in names}
-
-
 def component_run(stage: str, mount: Path, **flags) -> subprocess.CompletedProcess:
     """`make component-run` as a user types it: the stage in the CPU image, S3 on loopback."""
     arguments = " ".join(f"--{name} {shlex.quote(str(value))}" for name, value in flags.items())
@@ -97,7 +93,7 @@ def component_run(stage: str, mount: Path, **flags) -> subprocess.CompletedProce
     result = subprocess.run(
         ["make", "--no-print-directory", "component-run", f"COMPONENT={stage}", f"IMAGE={CPU_IMAGE}", "NETWORK=host",
          f"MOUNT={mount}", f"ARGS={arguments}"],
-        cwd=REPO, env={**os.environ, **s3_environment(), "MOUNT": str(mount)}, capture_output=True, text=True, timeout=900,
+        cwd=REPO, capture_output=True, text=True, timeout=900,  # the s3 fixture put the S3 variables in os.environ
     )  # fmt: skip
     assert result.returncode == 0, f"{stage}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     record(f"component-run {stage}", time.monotonic() - started)
@@ -124,7 +120,7 @@ def test_every_stage_runs_in_its_image_read_only_and_not_as_root(cpu_image, s3, 
     assert Registry("s3://bucket/registry", "tiny-sentiment").read_alias("latest") == 1
     written = [path for path in shared_folder.rglob("*") if path.is_file()]
     assert (shared_folder / "report.html").is_file() and any(path.name == "MANIFEST.json" for path in written)
-    owner = 10001 if os.getuid() == 0 else os.getuid()  # pipelines/component_run.py, container_user
+    owner = IMAGE_USER_ID if os.getuid() == 0 else os.getuid()  # pipelines/component_run.py, container_user
     assert {path.stat().st_uid for path in written} == {owner}
 
 
@@ -143,7 +139,7 @@ def write_config(path: Path, run_root: Path, **parameters) -> Path:
 
 
 def local_run_in_containers(config: Path) -> subprocess.CompletedProcess:
-    environment = {**os.environ, **s3_environment(), "PYTHONPATH": str(REPO)}
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}  # the S3 variables included (the s3 fixture)
     return subprocess.run(
         [sys.executable, "-m", "pipelines.local_run", "--config", str(config), "--runner", "docker"],
         cwd=REPO, env=environment, capture_output=True, text=True, timeout=1800,
