@@ -30,6 +30,7 @@ from components.lib.errors import UserError
 from components.lib.labels import LABELS_FILE, read_labels
 from components.lib.metrics import HIGHER_IS_BETTER, classification_metrics, headline
 from components.lib.model_card import build_model_card
+from components.lib.modeling import load_tokenizer
 from components.lib.onnx_runtime import cpu_session, session_logits
 from components.lib.registry import LATEST, PRODUCTION, Registry
 
@@ -133,15 +134,13 @@ def score_version(version_dir: Path, data_dir: Path, metric: str) -> float:
             f"the production version's labels {read_labels(version_dir)} differ from this model's {labels};"
             " register under another --model_name, or pass --compare_with_production false"
         )
-    import tokenizers
-
-    encoder = tokenizers.Tokenizer.from_file(str(version_dir / "tokenizer.json"))
+    tokenizer = load_tokenizer(f"production version folder {version_dir}", str(version_dir))
+    encoder = tokenizer.backend_tokenizer
     encoder.no_padding()
     test_table = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "label"])
     token_lists = [encoding.ids for encoding in encoder.encode_batch_fast(test_table.column("text").to_pylist())]
     test = TokenizedSplit.from_token_lists(token_lists, test_table.column("label").to_numpy())
-    pad_id = encoder.token_to_id(encoder.padding["pad_token"]) if encoder.padding else 0
-    logits = session_logits(cpu_session(version_dir / "model.onnx"), test, 64, pad_id or 0)
+    logits = session_logits(cpu_session(version_dir / "model.onnx"), test, 64, tokenizer.pad_token_id or 0)
     return classification_metrics(test.labels, logits.argmax(axis=1), labels)[metric]
 
 
