@@ -18,8 +18,10 @@ It works in two streaming passes, so memory holds 16 bytes per row rather than t
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import logging
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,8 +37,10 @@ from components.lib.cli import StageResult, run_stage
 from components.lib.contract import CLEAN_SCHEMA, REJECTS_FILE, REJECTS_SCHEMA, SPLITS, STATS_FILE, split_file
 from components.lib.errors import UserError
 from components.lib.labels import LabelMapper, write_labels
-from components.lib.readers import SourceBatch, open_source, read_source
+from components.lib.readers import Source, SourceBatch, encoding_hint, open_source, read_source
 from components.lib.textclean import clean_text
+
+log = logging.getLogger(__name__)
 
 UNASSIGNED = -1
 SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
@@ -90,6 +94,7 @@ def preprocess(
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     check_ratios(validation_ratio, test_ratio)
+    check_encoding(encoding)
     mapper = LabelMapper.from_flags(label_names, rating_buckets)
     fingerprint = source_fingerprint(input_uri, expected_source_fingerprint)
     cleaning = Cleaning(encoding, mask_urls, mask_mentions, max_chars)
@@ -108,16 +113,24 @@ def preprocess(
             rejects,
             spool_path,
         )
+        notes = source.all_notes() + check_files(candidates, source, encoding, text_column, label_column)
         label_names_found = candidates.finish_labels(mapper)
         use_sources = use_source_splits and source.has_named_splits
         keep, reasons = find_duplicates(candidates, use_sources)
-        splits = assign_splits(candidates, keep, use_sources, validation_ratio, test_ratio, seed)
+        carve = carved_splits(candidates, keep, use_sources, validation_ratio, test_ratio)
+        splits = assign_splits(candidates, keep, use_sources, carve, seed)
         counts = route_rows(spool_path, candidates, keep, reasons, splits, out, rejects, label_names_found)
         rejects.close()
         stats = build_stats(candidates, keep, splits, counts, rejects, label_names_found, lineage, use_sources)
-        check_outcome(stats, label_names_found, input_uri, output_uri, allow_missing_classes)
+        check_outcome(stats, label_names_found, input_uri, output_uri, allow_missing_classes, carve)
+        if stats["rows_rejected"]:
+            reasons_found = ", ".join(f"{count} {reason}" for reason, count in stats["rejected_by_reason"].items())
+            notes.append(f"quarantined {stats['rows_rejected']} of {stats['rows_in']} rows in {REJECTS_FILE}: {reasons_found}")
+        stats["notes"] = notes
         write_labels(out, label_names_found)
         (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+    for note in notes:
+        log.warning(note)
     return StageResult(
         summary={"stage": "preprocess", "output_uri": output_uri, **{key: stats[key] for key in ("rows_in", "rows_kept", "rows_rejected")}},
         artifact_metadata={
@@ -133,6 +146,18 @@ def check_ratios(validation_ratio: float, test_ratio: float) -> None:
             raise UserError(f"--{name}: must be at least 0 and below 1, got {ratio}")
     if validation_ratio + test_ratio >= 0.9:
         raise UserError("--validation_ratio plus --test_ratio leave under 10% of the rows for training")
+
+
+def check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UserError(f"--encoding: unknown encoding {encoding!r}; e.g. utf-8, cp1252, latin-1, utf-16") from None
+    try:
+        codecs.getincrementaldecoder(encoding)
+        "".encode(encoding)
+    except (LookupError, TypeError):
+        raise UserError(f"--encoding: {encoding!r} is not a text encoding; e.g. utf-8, cp1252, latin-1, utf-16") from None
 
 
 def source_fingerprint(input_uri: str, expected: str) -> str:
@@ -155,6 +180,13 @@ class Cleaning:
     max_chars: int
 
 
+def writable(value: str) -> str:
+    """`value` with any lone surrogate (from a JSON `\\ud83d` escape) as U+FFFD: Parquet holds UTF-8 only."""
+    if value.isascii():
+        return value
+    return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in value)
+
+
 class RejectsWriter:
     """Streams quarantined rows to `rejects.parquet`, counting them by reason."""
 
@@ -166,7 +198,7 @@ class RejectsWriter:
 
     def add(self, source: str, position: str, reason: str, detail: str, text: str, label: str) -> None:
         for name, value in zip(REJECTS_SCHEMA.names, (source, position, reason, detail, text, label)):
-            self.rows[name].append(value)
+            self.rows[name].append(writable(value))
         self.by_reason[reason] += 1
         self.first_example.setdefault(reason, f"{source} {position}: {detail}")
         if len(self.rows["reason"]) >= WRITE_BATCH_ROWS:
@@ -196,6 +228,19 @@ class Candidates:
     lengths: list[np.ndarray] = field(default_factory=list)
     label_keys: dict[str, int] = field(default_factory=dict)
     rows_in: int = 0
+    # per source file: rows read, rows by reject reason, and "decoded_non_ascii" (rows whose
+    # non-ASCII bytes did decode: evidence the encoding is right); and its first bad row's bytes
+    files: dict[str, Counter] = field(default_factory=dict)
+    first_undecodable: dict[str, bytes] = field(default_factory=dict)
+    first_position: dict[tuple[str, str], str] = field(default_factory=dict)
+    encodings: dict[str, str] = field(default_factory=dict)  # what each file's bytes were decoded with
+
+    def tally(self, source: str, position: str, reason: str | None) -> None:
+        counts = self.files.setdefault(source, Counter())
+        counts["rows"] += 1
+        if reason is not None:
+            counts[reason] += 1
+            self.first_position.setdefault((source, reason), position)
 
     def finish_labels(self, mapper: LabelMapper | None) -> list[str]:
         """Freeze the arrays; with `--label_names auto`, turn first-seen codes into sorted ids."""
@@ -225,6 +270,7 @@ def spool_candidates(records, cleaning: Cleaning, mapper: LabelMapper | None, re
                     spool.write_table(table)
             else:
                 candidates.rows_in += 1
+                candidates.tally(record.source, record.position, record.reason)
                 rejects.add(record.source, record.position, record.reason, record.detail, record.raw, "")
     return candidates
 
@@ -234,17 +280,23 @@ def check_rows(
 ) -> pa.Table:
     """Decode, clean and label one batch; quarantine what fails; return the rows that pass."""
     texts, labels, rows, hashes, lengths = [], [], [], [], []
+    encoding = candidates.encodings.setdefault(batch.source, batch.encoding or cleaning.encoding)
     for position, raw_text, raw_label in zip(batch.positions, batch.texts, batch.labels):
         candidates.rows_in += 1
-        text, label_text, problem = decode_row(raw_text, raw_label, cleaning.encoding)
+        text, label_text, problem = decode_row(raw_text, raw_label, encoding)
+        if problem is None and not (raw_text.isascii() and (raw_label is None or raw_label.isascii())):
+            candidates.files.setdefault(batch.source, Counter())["decoded_non_ascii"] += 1
+        if problem is not None and problem[0] == "undecodable_text":
+            candidates.first_undecodable.setdefault(batch.source, b"\n".join(v for v in (raw_text, raw_label) if isinstance(v, bytes)))
         if problem is None:
             text = clean_text(text, cleaning.mask_urls, cleaning.mask_mentions)
-            problem = check_text(text, cleaning.max_chars) or check_label_present(label_text)
+            problem = check_text(text, cleaning.max_chars) or check_label_present(label_text) or check_unicode(text, label_text)
         label = None
         if problem is None:
             label = to_label_code(label_text, mapper, candidates)
             if label is None:
                 problem = ("unknown_label", f"{label_text.strip()!r} is not one of the labels")
+        candidates.tally(batch.source, position, problem[0] if problem else None)
         if problem is not None:
             reason, detail = problem
             rejects.add(batch.source, position, reason, detail, text or "", label_text or "")
@@ -268,16 +320,23 @@ def text_key(text: str) -> int:
 
 
 def decode_row(raw_text, raw_label, encoding: str) -> tuple[str | None, str | None, tuple[str, str] | None]:
-    label_text = raw_label.decode(encoding, "replace") if isinstance(raw_label, bytes) else raw_label
+    hint = "pass --encoding if the file uses another"
+    label_text, problem = raw_label, None
+    if isinstance(raw_label, bytes):
+        try:
+            label_text = raw_label.decode(encoding)
+        except UnicodeDecodeError as error:
+            label_text = raw_label.decode(encoding, "replace")
+            problem = ("undecodable_text", f"the label is not valid {encoding}: {error.reason} at byte {error.start}; {hint}")
     if raw_text is None:
         return None, label_text, ("missing_text", "the text is null")
     if isinstance(raw_text, bytes):
         try:
-            return raw_text.decode(encoding), label_text, None
+            return raw_text.decode(encoding), label_text, problem
         except UnicodeDecodeError as error:
-            detail = f"not valid {encoding}: {error.reason} at byte {error.start}; pass --encoding if the file uses another"
+            detail = f"not valid {encoding}: {error.reason} at byte {error.start}; {hint}"
             return raw_text.decode(encoding, "replace")[:10_000], label_text, ("undecodable_text", detail)
-    return raw_text, label_text, None
+    return raw_text, label_text, problem
 
 
 def check_text(text: str, max_chars: int) -> tuple[str, str] | None:
@@ -285,6 +344,19 @@ def check_text(text: str, max_chars: int) -> tuple[str, str] | None:
         return "empty_text", "the text is empty after cleaning"
     if len(text) > max_chars:
         return "text_too_long", f"{len(text)} characters, over --max_chars {max_chars}"
+    return None
+
+
+def check_unicode(text: str, label_text: str) -> tuple[str, str] | None:
+    """A lone surrogate (JSON's `\\ud83d` escape without its pair: an emoji cut in half) is not text."""
+    for what, value in (("text", text), ("label", label_text)):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return (
+                "invalid_unicode",
+                f"the {what} holds a lone surrogate {value[error.start]!r} at character {error.start} (an emoji cut in half?)",
+            )
     return None
 
 
@@ -326,29 +398,46 @@ def find_duplicates(candidates: Candidates, use_sources: bool) -> tuple[np.ndarr
     return keep, reasons
 
 
-def assign_splits(
-    candidates: Candidates, keep: np.ndarray, use_sources: bool, validation_ratio: float, test_ratio: float, seed: int
-) -> np.ndarray:
+def carved_splits(
+    candidates: Candidates, keep: np.ndarray, use_sources: bool, validation_ratio: float, test_ratio: float
+) -> dict[str, float]:
+    """The splits drawn here from the training pool, with their shares: all of them without source
+    splits, else those the source does not name."""
+    ratios = {"validation": validation_ratio, "test": test_ratio}
+    if not use_sources:
+        return ratios
+    present = set(np.unique(candidates.source_split[keep]).tolist())
+    return {name: ratio for name, ratio in ratios.items() if SPLIT_CODES[name] not in present}
+
+
+def rows_taken(members: int, ratio: float) -> int:
+    """How many of a class's `members` rows a split with share `ratio` takes: at least one from 3 rows on."""
+    take = round(members * ratio)
+    if ratio > 0 and take == 0 and members >= 3:
+        take = 1
+    return take
+
+
+def rows_needed_per_class(carve: dict[str, float]) -> int:
+    """The fewest distinct rows of a class that give every carved split, and train, at least one."""
+    for members in range(1, 10_000):
+        taken = [rows_taken(members, ratio) for ratio in carve.values() if ratio > 0]
+        if all(taken) and members - sum(taken) >= 1:
+            return members
+    return 10_000
+
+
+def assign_splits(candidates: Candidates, keep: np.ndarray, use_sources: bool, carve: dict[str, float], seed: int) -> np.ndarray:
     """The split of every kept row: the source's own where used, a stratified draw for the rest."""
     rng = np.random.default_rng(seed)
     split = candidates.source_split.copy() if use_sources else np.full(len(candidates), UNASSIGNED, dtype=np.int8)
-    present = set(np.unique(split[keep]).tolist())
-    if not use_sources:
-        pool = keep.copy()
-        carve = {"validation": validation_ratio, "test": test_ratio}
-    else:
-        pool = keep & (split == SPLIT_CODES["train"])
-        carve = {
-            name: ratio for name, ratio in (("validation", validation_ratio), ("test", test_ratio)) if SPLIT_CODES[name] not in present
-        }
+    pool = keep & (split == SPLIT_CODES["train"]) if use_sources else keep.copy()
     split[pool] = SPLIT_CODES["train"]
     for label in np.unique(candidates.label[pool]):
         members = rng.permutation(np.flatnonzero(pool & (candidates.label == label)))
         start = 0
         for name, ratio in carve.items():
-            take = round(len(members) * ratio)
-            if ratio > 0 and take == 0 and len(members) >= 3:
-                take = 1
+            take = rows_taken(len(members), ratio)
             split[members[start : start + take]] = SPLIT_CODES[name]
             start += take
     return split
@@ -428,7 +517,49 @@ def build_stats(candidates, keep, splits, counts, rejects, names, lineage, use_s
     }
 
 
-def check_outcome(stats: dict, names: list[str], input_uri: str, output_uri: str, allow_missing_classes: bool) -> None:
+def check_files(candidates: Candidates, source: Source, encoding: str, text_column: str, label_column: str) -> list[str]:
+    """Refuse, in one line, a file whose rows fail for one cause that is the file's, not the rows':
+
+    - most of its rows do not decode, and none with non-ASCII bytes does: it is in another encoding;
+    - every record holds a JSON object or array where the text or the label should be: the column
+      named is the wrong one.
+
+    Returns a note for each file that lost only some rows to decoding, with the flag that may save them.
+    """
+    uris = {item.name: item.uri for item in source.files}
+    notes = []
+    for name, counts in candidates.files.items():
+        uri, rows, encoding = uris.get(name, name), counts["rows"], candidates.encodings.get(name, encoding)
+        undecodable = counts["undecodable_text"]
+        sample = candidates.first_undecodable.get(name, b"")
+        if undecodable * 2 > rows and not counts["decoded_non_ascii"]:
+            first = candidates.first_position[(name, "undecodable_text")]
+            raise UserError(
+                f"{uri}: {undecodable} of {rows} rows are not valid {encoding} (the first at {first}), and no row with non-ASCII"
+                f" characters is; the file is in another encoding:"
+                f" pass it, e.g. {encoding_hint(sample, encoding)}"
+            )
+        if undecodable:
+            notes.append(
+                f"{uri}: {undecodable} of {rows} rows are not valid {encoding} and were quarantined;"
+                f" if the file was saved in another encoding, pass it, e.g. {encoding_hint(sample, encoding)}"
+            )
+        for reason, column, flag in (
+            ("text_not_a_string", text_column, "text_column"),
+            ("label_not_a_value", label_column, "label_column"),
+        ):
+            if rows and counts[reason] == rows:
+                first = candidates.first_position[(name, reason)]
+                raise UserError(
+                    f"{uri}: the {column!r} field of every record is a JSON object or array, not"
+                    f" {'text' if flag == 'text_column' else 'a label'} (the first at {first}); pass --{flag} naming the right field"
+                )
+    return notes
+
+
+def check_outcome(
+    stats: dict, names: list[str], input_uri: str, output_uri: str, allow_missing_classes: bool, carve: dict[str, float]
+) -> None:
     if stats["rows_in"] != stats["rows_kept"] + stats["rows_rejected"]:
         raise AssertionError(f"row accounting broke: {stats['rows_in']} in, {stats['rows_kept']} kept, {stats['rows_rejected']} rejected")
     if stats["rows_in"] == 0:
@@ -447,11 +578,29 @@ def check_outcome(stats: dict, names: list[str], input_uri: str, output_uri: str
         )
     for split in SPLITS:
         missing = [name for name, count in stats["splits"][split]["class_counts"].items() if count == 0]
+        short = [name for name in missing if sum(stats["splits"][part]["class_counts"][name] for part in SPLITS) > 0]
+        if short and split in carve and carve[split] > 0 and not allow_missing_classes:
+            check_enough_distinct_rows(stats, input_uri, short, rows_needed_per_class(carve), carve)
         if missing and (split == "train" or not allow_missing_classes):
             raise UserError(
                 f"{input_uri}: the {split} split has no rows of class {', '.join(repr(name) for name in missing)};"
                 " add some, fix --label_names" + ("" if split == "train" else ", or pass --allow_missing_classes")
             )
+
+
+def check_enough_distinct_rows(stats: dict, input_uri: str, short: list[str], needed: int, carve: dict[str, float]) -> None:
+    """A split lacks classes that have rows, too few to share out: say so, with the counts."""
+    have = {name: sum(stats["splits"][part]["class_counts"][name] for part in SPLITS) for name in short}
+    classes = ", ".join(f"{name!r} has {count}" for name, count in have.items())
+    duplicates = stats["rejected_by_reason"].get("duplicate_text", 0) + stats["rejected_by_reason"].get("leaked_across_splits", 0)
+    other = stats["rows_rejected"] - duplicates
+    splits = "/".join(["train", *(split for split, ratio in carve.items() if ratio > 0)])
+    raise UserError(
+        f"{input_uri}: too few distinct rows to make the splits: {stats['rows_in']} rows read, {stats['rows_kept']} distinct"
+        f" kept ({duplicates} duplicates and {other} other rows rejected); class{'es' if len(have) > 1 else ''} {classes}, and the {splits}"
+        f" splits need at least {needed} distinct rows of each class;"
+        " add rows, or pass --allow_missing_classes"
+    )
 
 
 if __name__ == "__main__":
