@@ -22,7 +22,13 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample" / "drugscom"
 BASE_MODEL = "bundled://all-MiniLM-L6-v2"
-TWEET_CHARS = 280  # the tweet limit
+FIRST_SENTENCE_CHARS = 280  # a tweet's limit: the first sentences are cut to tweet length
+# The two training datasets, by key, and what they are. The short one is NOT tweets: it is the first
+# sentence of each bundled drug review, labelled with the whole review's rating.
+DATASETS = {
+    "first_sentences": "review first sentences (tweet length)",
+    "reviews": "whole reviews",
+}
 SENTENCE = re.compile(r"(.+?[.!?])(\s|$)")
 
 
@@ -38,33 +44,34 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def tweet(text: str) -> str:
-    """A review's first sentence, cut at 280 characters on a word boundary: a tweet-length text.
+def first_sentence(text: str) -> str:
+    """A review's first sentence, cut at 280 characters on a word boundary: a text of tweet length.
 
-    Like tweets, these vary a lot in length (median 19 tokens, 90th percentile 38, longest 73 with
+    It keeps the whole review's rating as its label, so a first sentence may say less about the
+    rating than the review did. Like tweets, these vary a lot in length (median 19 tokens, 90th percentile 38, longest 73 with
     all-MiniLM-L6-v2's tokenizer), which is what makes padding matter.
     """
     text = re.sub(r"\s+", " ", text.replace('"', "")).strip()
     match = SENTENCE.match(text)
     sentence = match.group(1) if match else text
-    return sentence if len(sentence) <= TWEET_CHARS else sentence[:TWEET_CHARS].rsplit(" ", 1)[0]
+    return sentence if len(sentence) <= FIRST_SENTENCE_CHARS else sentence[:FIRST_SENTENCE_CHARS].rsplit(" ", 1)[0]
 
 
 def prepare_datasets(workdir: Path) -> dict[str, dict[str, Path]]:
-    """The bundled reviews as they are (review length, cut at 256 tokens), and tweet-length
-    versions of the same reviews with the same labels (their first sentences, cut at 128 tokens);
+    """The bundled reviews as they are ("reviews", cut at 256 tokens), and the first sentence of each
+    review with the whole review's rating as its label ("first_sentences", cut at 128 tokens);
     preprocessed and tokenized by the pipeline's own stages."""
     from components.preprocess import preprocess
     from components.tokenize import tokenize
 
-    tweets_source = workdir / "tweets-source"
-    tweets_source.mkdir(parents=True, exist_ok=True)
+    sentences_source = workdir / "first-sentences-source"
+    sentences_source.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
         table = pq.read_table(SAMPLE / f"{split}.parquet", columns=["review", "rating"])
-        texts = [tweet(text) for text in table.column("review").to_pylist()]
-        pq.write_table(pa.table({"review": texts, "rating": table.column("rating")}), tweets_source / f"{split}.parquet")
+        texts = [first_sentence(text) for text in table.column("review").to_pylist()]
+        pq.write_table(pa.table({"review": texts, "rating": table.column("rating")}), sentences_source / f"{split}.parquet")
     datasets = {}
-    for name, source, max_length in (("tweets", tweets_source, 128), ("reviews", SAMPLE, 256)):
+    for name, source, max_length in (("first_sentences", sentences_source, 128), ("reviews", SAMPLE, 256)):
         data, tokens = workdir / name / "data", workdir / name / "tokens"
         if not (tokens / "MANIFEST.json").exists():
             preprocess(input_uri=str(source), output_uri=str(data), text_column="review", label_column="rating")
@@ -102,3 +109,21 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def majority_class_macro_f1(data: Path) -> dict[str, float]:
+    """Macro-F1 on validation and test of a model that always predicts the train split's most
+    frequent label: the score a classifier stuck at the majority class gets."""
+    import numpy as np
+
+    from components.lib.labels import read_labels
+    from components.lib.metrics import classification_metrics
+
+    labels = read_labels(data)
+    train = np.asarray(pq.read_table(data / "train.parquet", columns=["label"]).column("label").to_pylist())
+    majority = int(np.bincount(train, minlength=len(labels)).argmax())
+    scores = {"label": labels[majority]}
+    for split in ("validation", "test"):
+        gold = np.asarray(pq.read_table(data / f"{split}.parquet", columns=["label"]).column("label").to_pylist())
+        scores[f"{split}_macro_f1"] = round(classification_metrics(gold, np.full_like(gold, majority), labels)["macro_f1"], 4)
+    return scores

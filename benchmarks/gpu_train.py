@@ -2,7 +2,7 @@
 
     python -m benchmarks.gpu_train [--rows 20000] [--peak_tflops 989]
 
-Tweet-length rows (the first sentences of the bundled reviews, repeated to `rows`), all-MiniLM-L6-v2,
+Review first sentences (tweet length; the first sentence of each bundled review, repeated to `rows`), all-MiniLM-L6-v2,
 batch 64, one epoch. MFU = achieved model FLOPs / the GPU's peak dense bf16 FLOPs, with the model's
 FLOPs per trained token taken as 6 x parameters + 12 x layers x hidden size x sequence length
 (forward and backward, attention included), counted on the padded tokens the GPU really computed.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.common import BASE_MODEL, SAMPLE, machine, markdown_table, tweet
+from benchmarks.common import BASE_MODEL, SAMPLE, first_sentence, machine, markdown_table
 
 
 def main() -> int:
@@ -41,7 +41,7 @@ def main() -> int:
         source = Path(scratch) / "source"
         source.mkdir()
         table = pq.read_table(SAMPLE / "train.parquet", columns=["review", "rating"])
-        texts = [tweet(text) for text in table.column("review").to_pylist()]
+        texts = [first_sentence(text) for text in table.column("review").to_pylist()]
         labels = table.column("rating").to_pylist()
         repeated = [f"{texts[index % len(texts)]} ({index})" for index in range(arguments.rows)]
         pq.write_table(

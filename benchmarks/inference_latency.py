@@ -3,9 +3,9 @@ onnxruntime fp32 and onnxruntime INT8, on one fine-tuned model, in one process.
 
     python -m benchmarks.inference_latency [--workdir build/bench]
 
-The model: all-MiniLM-L6-v2 fine-tuned by the train stage on the tweet-length data (4 epochs,
+The model: all-MiniLM-L6-v2 fine-tuned by the train stage on the review first sentences (tweet length; 4 epochs,
 balanced class weights), exported by the export stage (onnxruntime's transformer fusion, then its
-quantization pre-processing and dynamic INT8 quantization). Latency: 200 single tweets; throughput: 20 batches of 32; both after warmup,
+quantization pre-processing and dynamic INT8 quantization). Latency: 200 single rows; throughput: 20 batches of 32; both after warmup,
 each engine on the same inputs. Test macro-F1 of each engine on the whole test split.
 """
 
@@ -54,7 +54,7 @@ def main() -> int:
     from components.lib.modeling import load_classifier
     from components.lib.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
 
-    tokens = prepare_datasets(workdir)["tweets"]["tokens"]
+    tokens = prepare_datasets(workdir)["first_sentences"]["tokens"]
     model_dir, onnx_dir = fine_tuned(workdir, tokens)
     labels = read_labels(model_dir)
     test = TokenizedSplit.load(tokens, "test")
@@ -106,7 +106,7 @@ def markdown(results: dict) -> str:
         for name, entry in results["engines"].items()
     ]
     return (
-        f"Machine: {results['machine']}. all-MiniLM-L6-v2 fine-tuned on tweet-length data; {results['test_rows']} test rows."
+        f"Machine: {results['machine']}. all-MiniLM-L6-v2 fine-tuned on review first sentences (tweet length); {results['test_rows']} test rows."
         f" INT8 minus fp32 test macro-F1: {results['int8_minus_fp32_macro_f1_points']} points.\n\n"
         + markdown_table(["engine", "batch 1 p50 ms", "speed-up vs eager", "batch 32 rows/s", "test macro-F1", "test accuracy"], rows)
     )

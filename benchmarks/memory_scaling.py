@@ -2,7 +2,7 @@
 
     python -m benchmarks.memory_scaling [--sizes 100000,1000000]
 
-Synthetic tweet-length rows (random words, three labels) are written to Parquet in batches, so
+Synthetic rows of random words (tweet length, three labels) are written to Parquet in batches, so
 making them costs no memory. Each stage then runs in a fresh process that reports its own peak
 resident set size (ru_maxrss). The stages stream in record batches, so the figure at 1M rows
 should stay close to the one at 100K.

@@ -3,6 +3,12 @@ with another, so they do not share the two cores); print all figures as one JSON
 them, with the targets, to benchmarks/RESULTS.md.
 
     python -m benchmarks.run_all [--quick]
+
+The targets table goes into README.md too, between its two benchmark markers, so the two cannot
+drift. `--quick` (smaller sizes, one seed and one epoch) writes build/bench/RESULTS-quick.md and
+leaves RESULTS.md and README.md alone. The figures are kept in build/bench/results.json (each
+benchmark's as soon as it ends); `--render` writes RESULTS.md and README.md again from that file,
+without running anything.
 """
 
 from __future__ import annotations
@@ -11,38 +17,57 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from benchmarks import gpu_train, inference_latency, memory_scaling, tokenize_speed, train_vs_trainer
-from benchmarks.common import REPO, run_json
+from benchmarks.common import DATASETS, REPO, markdown_table, run_json
+from benchmarks.train_vs_trainer import MAJORITY_MARGIN, OURS
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
+README = REPO / "README.md"
+README_START = "<!-- benchmark targets: written by benchmarks/run_all.py from benchmarks/RESULTS.md; do not edit by hand -->"
+README_END = "<!-- end of benchmark targets -->"
 
 
 def targets(results: dict) -> list[list]:
-    """The issue's targets, each with the figure that answers it."""
+    """The issue's targets, each with the figure that answers it, judged on the review first sentences.
+
+    Speed is judged against the Trainer's fastest setting as well as against padding to 128. A quality
+    row is left out where the Trainer's score is at the majority class (within MAJORITY_MARGIN): beating
+    a model that learned nothing says nothing; the tables in section 1 still show those scores.
+    """
     rows = []
-    tweets = {row["setting"]: row for row in results["train"]["datasets"]["tweets"]}
-    ours = tweets["this project's train stage"]
-    padded, dynamic = tweets["HF Trainer, padded to 128"], tweets["HF Trainer, dynamic padding"]
-    rows.append(
-        [
-            "train >= 3x Trainer padded to 128 (tweets)",
-            f"{ours['samples_per_second'] / padded['samples_per_second']:.2f}x",
-            ours["samples_per_second"] >= 3 * padded["samples_per_second"],
-        ]
-    )
-    rows.append(
-        [
-            "train >= 1.15x Trainer dynamic padding (tweets)",
-            f"{ours['samples_per_second'] / dynamic['samples_per_second']:.2f}x",
-            ours["samples_per_second"] >= 1.15 * dynamic["samples_per_second"],
-        ]
-    )
+    name = "first_sentences"
+    title = DATASETS[name]
+    settings = results["train"]["datasets"][name]
+    ours = next(row for row in settings if row["setting"] == OURS)
+    trainers = [row for row in settings if row["setting"] != OURS]
+    padded = next(row for row in trainers if row["setting"] == "HF Trainer, padded to 128")
+    fastest = max(trainers, key=lambda row: row["samples_per_second"])
+    for factor, trainer, label in (
+        (3, padded, "the Trainer padded to 128"),
+        (1.15, fastest, f"the fastest Trainer setting ({fastest['setting']})"),
+    ):
+        rows.append(
+            [
+                f"train >= {factor}x {label}, {title}",
+                f"{ours['samples_per_second'] / trainer['samples_per_second']:.2f}x ({ours['samples_per_second']} vs"
+                f" {trainer['samples_per_second']} samples/s)",
+                ours["samples_per_second"] >= factor * trainer["samples_per_second"],
+            ]
+        )
+    majority = results["train"]["majority_class"][name]
     for split in ("validation", "test"):
         key = f"{split}_macro_f1"
-        for name, trainer in (("with dynamic padding, mean of 3 seeds each", dynamic), ("padded to 128, 1 seed", padded)):
+        for trainer in trainers:
+            if key not in trainer or abs(trainer[key] - majority[key]) <= MAJORITY_MARGIN:
+                continue
             rows.append(
-                [f"{split} macro-F1 no worse than the Trainer {name}", f"{ours[key]:.4f} vs {trainer[key]:.4f}", ours[key] >= trainer[key]]
+                [
+                    f"{split} macro-F1 no worse than {trainer['setting']}, {title} (mean of {ours['seeds']} vs {trainer['seeds']} seeds)",
+                    f"{ours[key]:.4f} vs {trainer[key]:.4f} (majority class: {majority[key]:.4f})",
+                    ours[key] >= trainer[key],
+                ]
             )
     engines = results["inference"]["engines"]
     rows.append(
@@ -54,40 +79,80 @@ def targets(results: dict) -> list[list]:
     )
     points = results["inference"]["int8_minus_fp32_macro_f1_points"]
     rows.append(["INT8 test macro-F1 within 1 point of fp32", f"{points:+.2f} points", abs(points) <= 1])
-    share = results["tokenize"]["stage_loop_vs_fastest_raw"]
-    rows.append(["tokenize >= 80% of raw tokenizers", f"{share:.0%}", share >= 0.8])
+    for key, label in (("stage_loop_vs_fastest_raw", "tokenize stage loop"), ("whole_stage_vs_fastest_raw", "whole tokenize stage")):
+        share = results["tokenize"][key]
+        rows.append([f"{label} >= 80% of raw tokenizers", f"{share:.0%}", share >= 0.8])
     ratio = results["memory"]["largest_over_smallest_peak_rss"]
     rows.append(["peak RSS at 1M rows <= 1.2x at 100K", f"{ratio:.2f}x", ratio <= 1.2])
     return [[name, figure, "met" if met else "NOT met"] for name, figure, met in rows]
 
 
+def targets_table(results: dict) -> str:
+    return markdown_table(["target", "measured", ""], targets(results))
+
+
+def readme_block(results: dict, started: str) -> str:
+    """What run_all writes into README.md between the markers: the targets table exactly as in RESULTS.md."""
+    return (
+        f"{README_START}\n"
+        f"Targets from `benchmarks/RESULTS.md` (`make bench`, {started}; {results['train']['machine']}), copied here by"
+        " `benchmarks/run_all.py`:\n\n"
+        f"{targets_table(results)}\n"
+        f"{README_END}"
+    )
+
+
+def write_readme(block: str, readme: Path = README) -> None:
+    text = readme.read_text()
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(head + block + tail)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, to check that the scripts run")
-    quick = parser.parse_args().quick
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results = {
-        "train": run_json("benchmarks.train_vs_trainer"),
-        "tokenize": run_json("benchmarks.tokenize_speed", "--rows", "20000" if quick else "200000"),
-        "inference": run_json("benchmarks.inference_latency"),
-        "memory": run_json("benchmarks.memory_scaling", "--sizes", "10000,100000" if quick else "100000,1000000"),
-        "gpu": run_json("benchmarks.gpu_train"),
-    }
-    from benchmarks.common import markdown_table
-
+    parser.add_argument("--render", action="store_true", help="write RESULTS.md and README.md again from build/bench/results.json")
+    arguments = parser.parse_args()
+    quick = arguments.quick
+    saved = REPO / "build" / "bench" / ("results-quick.json" if quick else "results.json")
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    if arguments.render:
+        results = json.loads(saved.read_text())
+    else:
+        results = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        for key, module, *args in (
+            ("train", "benchmarks.train_vs_trainer", *(["--quick"] if quick else [])),
+            ("tokenize", "benchmarks.tokenize_speed", "--rows", "20000" if quick else "200000"),
+            ("inference", "benchmarks.inference_latency"),
+            ("memory", "benchmarks.memory_scaling", "--sizes", "10000,100000" if quick else "100000,1000000"),
+            ("gpu", "benchmarks.gpu_train"),
+        ):
+            started = time.perf_counter()
+            results[key] = run_json(module, *args)
+            results.setdefault("wall_seconds", {})[key] = round(time.perf_counter() - started)
+            saved.write_text(json.dumps(results))
+            print(f"{key}: done in {results['wall_seconds'][key]} s", file=sys.stderr, flush=True)
+    started = results["started"]
     sections = [
         f"# Benchmark results\n\nProduced by `make bench` (benchmarks/run_all.py) on {started}. Each figure is one run on the machine named;"
         " compare figures of the same run only: these machines are noisy.",
-        "## Targets\n\n" + markdown_table(["target", "measured", ""], targets(results)),
+        "## Targets\n\n" + targets_table(results),
         "## 1. Training: this project's train stage beside the Hugging Face Trainer\n\n" + train_vs_trainer.markdown(results["train"]),
         "## 2. Tokenize beside raw `tokenizers`\n\n" + tokenize_speed.markdown(results["tokenize"]),
         "## 3. Inference: PyTorch eager, onnxruntime fp32, onnxruntime INT8\n\n" + inference_latency.markdown(results["inference"]),
         "## 4. Peak memory of preprocess and tokenize as the data grows\n\n" + memory_scaling.markdown(results["memory"]),
         "## 5. Training on a GPU (bf16)\n\n" + gpu_train.markdown(results["gpu"]),
     ]
-    RESULTS.write_text("\n\n".join(sections) + "\n")
+    destination = REPO / "build" / "bench" / "RESULTS-quick.md" if quick else RESULTS
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text("\n\n".join(sections) + "\n")
+    if quick:
+        (destination.parent / "README-block-quick.md").write_text(readme_block(results, started) + "\n")
+    else:
+        write_readme(readme_block(results, started))
     print(json.dumps(results))
-    print(f"wrote {RESULTS}", file=sys.stderr)
+    print(f"wrote {destination}" + ("" if quick else f" and the targets in {README}"), file=sys.stderr)
     return 0
 
 

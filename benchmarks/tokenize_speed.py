@@ -2,7 +2,7 @@
 
     python -m benchmarks.tokenize_speed [--rows 200000]
 
-The same tweet-length texts (the first sentences of the bundled reviews, repeated to `rows`), the
+The same texts (the first sentence of each bundled review, tweet length, repeated to `rows`), the
 same tokenizer (all-MiniLM-L6-v2), truncation at 128, no padding, batches of 4096:
 - raw: `tokenizers.Tokenizer.encode_batch` and `encode_batch_fast` over Python lists in memory;
 - ours: the tokenize stage's own loop, which also reads the Parquet split and writes the token
@@ -20,14 +20,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.common import BASE_MODEL, SAMPLE, machine, markdown_table, timed, tweet
+from benchmarks.common import BASE_MODEL, SAMPLE, first_sentence, machine, markdown_table, timed
 
 BATCH = 4096
 MAX_LENGTH = 128
 
 
 def texts(rows: int) -> list[str]:
-    base = [tweet(text) for text in pq.read_table(SAMPLE / "train.parquet", columns=["review"]).column("review").to_pylist()]
+    base = [first_sentence(text) for text in pq.read_table(SAMPLE / "train.parquet", columns=["review"]).column("review").to_pylist()]
     return [base[index % len(base)] for index in range(rows)]
 
 
@@ -96,8 +96,9 @@ def markdown(result: dict) -> str:
             f"{result['whole_stage_vs_fastest_raw']:.2f}",
         ],
     ]
-    return f"Machine: {result['machine']}. {result['rows']:,} tweet-length rows, max_length 128.\n\n" + markdown_table(
-        ["path", "rows/s", "share of fastest raw"], rows
+    return (
+        f"Machine: {result['machine']}. {result['rows']:,} review first sentences (tweet length, repeated), max_length 128.\n\n"
+        + markdown_table(["path", "rows/s", "share of fastest raw"], rows)
     )
 
 
