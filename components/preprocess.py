@@ -597,9 +597,8 @@ def check_enough_distinct_rows(stats: dict, input_uri: str, short: list[str], ne
     splits = "/".join(["train", *(split for split, ratio in carve.items() if ratio > 0)])
     raise UserError(
         f"{input_uri}: too few distinct rows to make the splits: {stats['rows_in']} rows read, {stats['rows_kept']} distinct"
-        f" kept ({duplicates} duplicates and {other} other rows rejected); class{'es' if len(have) > 1 else ''} {classes}, and the {splits}"
-        f" splits need at least {needed} distinct rows of each class;"
-        " add rows, or pass --allow_missing_classes"
+        f" kept ({duplicates} duplicates and {other} other rows rejected), and the {splits} splits need at least {needed}"
+        f" distinct rows of each class, but {classes}; add rows, or pass --allow_missing_classes"
     )
 
 

@@ -197,3 +197,9 @@ def test_rows_with_unicode_and_arrow_types_survive_the_round_trip(tmp_path):
     pq.write_table(table, tmp_path / "large.parquet")
     preprocess(input_uri=str(tmp_path / "large.parquet"), output_uri=str(tmp_path / "out"))
     assert stats_of(tmp_path / "out")["rows_kept"] == 30
+
+
+def test_a_byte_order_mark_inside_a_text_is_removed():
+    """Joined files (`cat a.csv b.csv`) leave the second file's mark inside a text: invisible, and a different string."""
+    assert clean_text("\ufeffgreat relief") == "great relief"
+    assert clean_text("great\ufeff relief") == "great relief"

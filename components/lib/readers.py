@@ -286,8 +286,8 @@ def is_compressed(item: SourceFile) -> bool:
 def read_error(item: SourceFile, error: Exception, where: str = "") -> UserError:
     """One line for a file that stops being readable: cut compression, a damaged UTF-16 file, bad CSV."""
     at = f" {where}" if where else ""
-    if isinstance(error, UnicodeDecodeError):
-        return UserError(f"{item.uri}: not valid {error.encoding}{at} ({error.reason}); the file is damaged: save or export it again")
+    if isinstance(error, UnicodeDecodeError):  # from transcoding, which reads ahead of the records parsed: no position
+        return UserError(f"{item.uri}: not valid {error.encoding} ({error.reason}); the file is damaged: save or export it again")
     if is_compressed(item) and not str(error).startswith("CSV parse error"):
         return UserError(
             f"{item.uri}: the compressed data is truncated or corrupt{at} ({first_line(error)}); download or compress the file again"

@@ -9,7 +9,9 @@ import unicodedata
 URL_PATTERN = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 MENTION_PATTERN = re.compile(r"(?<![\w@])@\w{1,30}")
 WHITESPACE_PATTERN = re.compile(r"\s+")
-CONTROL_CHARACTERS = dict.fromkeys(code for code in range(0x20) if chr(code) not in "\t\n\r") | {0x7F: None}
+# C0 controls and DEL; and U+FEFF, a byte-order mark that lands inside a text when files that each
+# begin with one are joined (`cat a.csv b.csv`), invisible but a different string to deduplication.
+CONTROL_CHARACTERS = dict.fromkeys(code for code in range(0x20) if chr(code) not in "\t\n\r") | {0x7F: None, 0xFEFF: None}
 
 URL_MASK = "http"
 MENTION_MASK = "@user"
