@@ -2,6 +2,7 @@
 exactly the weights and history of a run that was never interrupted (CPU: difference 0)."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -42,40 +43,56 @@ def uninterrupted(prepared_data, tiny_model, tmp_path_factory):
     return root / "model"
 
 
-def wait_for_checkpoint(process: subprocess.Popen, checkpoints, at_least: int, timeout: float = 120) -> None:
+def wait_until(process: subprocess.Popen, reached, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, "training ended before it could be interrupted"
-        steps = checkpoint.committed_steps(str(checkpoints))
-        if steps and steps[-1] >= at_least:
+        if reached():
             return
         time.sleep(0.02)
-    raise AssertionError("no checkpoint appeared in time")
+    raise AssertionError("training did not get far enough in time")
 
 
-@pytest.mark.parametrize("kill_signal", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_killed_training_resumes_to_identical_weights(kill_signal, uninterrupted, prepared_data, tiny_model, tmp_path):
-    command = train_command(prepared_data[1], tiny_model, tmp_path / "model", tmp_path / "checkpoints")
-    process = subprocess.Popen(
+def start_training(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "components.train", *command], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    wait_for_checkpoint(process, tmp_path / "checkpoints", at_least=60)
-    signalled_at = checkpoint.committed_steps(str(tmp_path / "checkpoints"))[-1]
-    process.send_signal(kill_signal)
-    _, stderr = process.communicate(timeout=120)
-    if kill_signal == signal.SIGTERM:
-        assert process.returncode == 143, stderr[-2000:]  # checkpointed at once, then exited for a retry
-        assert checkpoint.committed_steps(str(tmp_path / "checkpoints"))[-1] >= signalled_at
-    else:
-        assert process.returncode == -signal.SIGKILL
-    assert not (tmp_path / "model" / "MANIFEST.json").exists()
 
+
+def assert_resumes_to_the_uninterrupted_run(command: list[str], out, uninterrupted) -> None:
+    assert not (out / "MANIFEST.json").exists()
     resumed = run_module("components.train", *command)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads((tmp_path / "model" / "train_summary.json").read_text())["resumed_from_checkpoint"] is True
-    assert max_difference(weights(tmp_path / "model"), weights(uninterrupted)) == 0.0
-    history = json.loads((tmp_path / "model" / "training_history.json").read_text())
+    assert json.loads((out / "train_summary.json").read_text())["resumed_from_checkpoint"] is True
+    assert max_difference(weights(out), weights(uninterrupted)) == 0.0
+    history = json.loads((out / "training_history.json").read_text())
     assert history == json.loads((uninterrupted / "training_history.json").read_text())
+
+
+def test_sigterm_checkpoints_the_step_it_stopped_at_and_resumes_to_identical_weights(uninterrupted, prepared_data, tiny_model, tmp_path):
+    """No periodic checkpoints here, so the one checkpoint there is can only be the SIGTERM one."""
+    checkpoints = tmp_path / "checkpoints"
+    command = [*train_command(prepared_data[1], tiny_model, tmp_path / "model", checkpoints), "--checkpoint_every_steps", "0"]
+    process = start_training(command)
+    # best/ is written at the first validation (step 15): training is under way, with no checkpoint yet.
+    wait_until(process, lambda: (checkpoints / checkpoint.BEST_DIR / "MANIFEST.json").exists())
+    assert checkpoint.committed_steps(str(checkpoints)) == []
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]  # checkpointed at once, then exited for a retry
+    stopped_at = int(re.search(r"SIGTERM: checkpointed step (\d+);", stderr).group(1))
+    assert stopped_at >= 15 and checkpoint.committed_steps(str(checkpoints)) == [stopped_at]
+    assert_resumes_to_the_uninterrupted_run(command, tmp_path / "model", uninterrupted)
+
+
+def test_sigkill_resumes_from_the_last_periodic_checkpoint_to_identical_weights(uninterrupted, prepared_data, tiny_model, tmp_path):
+    command = train_command(prepared_data[1], tiny_model, tmp_path / "model", tmp_path / "checkpoints")
+    process = start_training(command)
+    wait_until(process, lambda: checkpoint.committed_steps(str(tmp_path / "checkpoints"))[-1:] >= [60])
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    assert_resumes_to_the_uninterrupted_run(command, tmp_path / "model", uninterrupted)
 
 
 def test_a_checkpoint_of_another_model_is_refused(uninterrupted, prepared_data, tiny_model_without_dropout, tmp_path):

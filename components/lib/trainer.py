@@ -19,6 +19,7 @@ splitting a batch over k processes, computes the same update as one k-times-larg
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 import resource
@@ -43,6 +44,7 @@ from components.lib.reporters import Reporters
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SIGTERM_EXIT_CODE = 143
+log = logging.getLogger("components.train")
 
 
 @dataclass
@@ -337,6 +339,9 @@ class FineTuner:
             self.after_step(step_loss, epoch + position / len(batches), bar)
             if self.dist.any(stop.requested):
                 self.save_checkpoint()
+                if self.dist.is_main:
+                    log.warning("SIGTERM: checkpointed step %d; exiting with status %d so that the task is retried",
+                                self.progress.global_step, SIGTERM_EXIT_CODE)  # fmt: skip
                 self.dist.close()
                 raise SystemExit(SIGTERM_EXIT_CODE)
 
