@@ -103,7 +103,7 @@ def train(
       learning_rate: Peak learning rate of AdamW (reached after warmup).
       weight_decay: AdamW weight decay; biases and LayerNorm weights get none.
       scheduler: Learning-rate schedule: linear, cosine, cosine_with_restarts or constant_with_warmup.
-      warmup_steps: Warmup length in optimizer steps (give this or warmup_ratio).
+      warmup_steps: Warmup length in optimizer steps; above 0 it overrides warmup_ratio.
       warmup_ratio: Warmup length as a share of all optimizer steps.
       num_cycles: cosine: waves over the run (0 = 0.5, a half wave); cosine_with_restarts: restarts (0 = 1).
       max_grad_norm: Clip the gradient norm to this; 0 turns clipping off.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 
@@ -10,6 +11,7 @@ import torch
 from components.lib.errors import UserError
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "constant_with_warmup")
+log = logging.getLogger("components.train")
 LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.")
 
 
@@ -50,9 +52,12 @@ def parameter_groups(model: torch.nn.Module, learning_rate: float, weight_decay:
 
 
 def warmup_steps(total_steps: int, warmup_steps: int, warmup_ratio: float) -> int:
-    if warmup_steps and warmup_ratio:
-        raise UserError("--warmup_steps and --warmup_ratio: give one of them, not both")
-    return warmup_steps or int(round(total_steps * warmup_ratio))
+    """`--warmup_steps`, when given, overrides `--warmup_ratio` (as in the Hugging Face Trainer)."""
+    if not warmup_steps:
+        return int(round(total_steps * warmup_ratio))
+    if warmup_ratio:
+        log.info("--warmup_steps %d overrides --warmup_ratio %s", warmup_steps, warmup_ratio)
+    return warmup_steps
 
 
 def build_scheduler(optimizer, name: str, total_steps: int, warmup: int, num_cycles: float):
