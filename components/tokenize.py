@@ -12,6 +12,7 @@ export and serving all use the identical one.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -24,6 +25,8 @@ from components.lib.contract import CLEAN_SCHEMA, SPLITS, STATS_FILE, TOKENIZED_
 from components.lib.errors import UserError
 from components.lib.labels import LABELS_FILE, read_labels
 from components.lib.modeling import load_tokenizer, local_model_source, model_max_positions
+
+log = logging.getLogger("components.tokenize")
 
 
 def tokenize(
@@ -58,6 +61,8 @@ def tokenize(
 
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         effective_length = min(max_length, model_max_positions(tokenizer, config))
+        if effective_length < max_length:
+            log.warning("--max_length %d is above what %s takes; using %d, the model's limit", max_length, base_model, effective_length)
         encoder = prepare_encoder(tokenizer, effective_length)
         lineage = {**data_manifest.get("lineage", {}), "base_model": base_model, "max_length": effective_length}
         with staged_output(output_uri, extra={"lineage": lineage}) as out:

@@ -26,11 +26,12 @@ def test_tokens_match_the_tokenizer_without_padding_and_the_tokenizer_is_saved(p
     assert json.loads((tokens / "labels.json").read_text()) == json.loads((data / "labels.json").read_text())
 
 
-def test_max_length_truncates_and_is_capped_at_the_models_limit(prepared_data, tiny_model, tmp_path):
+def test_max_length_truncates_and_is_capped_at_the_models_limit(prepared_data, tiny_model, tmp_path, caplog):
     tokenize(data_uri=str(prepared_data[0]), output_uri=str(tmp_path / "short"), base_model=str(tiny_model), max_length=8, batch_size=7)
     assert max(pq.read_table(tmp_path / "short" / "train.parquet").column("length").to_pylist()) == 8
     result = tokenize(data_uri=str(prepared_data[0]), output_uri=str(tmp_path / "long"), base_model=str(tiny_model), max_length=4096)
     assert result.summary["max_length"] == 64  # the tiny model has 64 positions
+    assert f"--max_length 4096 is above what {tiny_model} takes; using 64, the model's limit" in caplog.text
     stats = json.loads((tmp_path / "long" / "stats.json").read_text())
     assert stats["requested_max_length"] == 4096 and stats["splits"]["train"]["tokens"]["max"] <= 64
 
