@@ -14,6 +14,7 @@ The tokenizer, labels.json and config.json go alongside, so the folder is all se
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import warnings
@@ -37,6 +38,7 @@ INT8_FILE = "model.int8.onnx"
 REPORT_FILE = "export_report.json"
 SERVING_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", LABELS_FILE)
 OPSET = 17
+log = logging.getLogger("components.export")
 
 
 def export(
@@ -87,6 +89,8 @@ def export(
                 fuse_transformer_operators(Path(scratch) / "exported.onnx", out / FP32_FILE, model.config) if fuse_for_onnxruntime else {}
             )
             if not fused:
+                if fuse_for_onnxruntime:
+                    log.warning("onnxruntime's transformer optimizer fused nothing in this model; shipping the plain export")
                 shutil.copyfile(Path(scratch) / "exported.onnx", out / FP32_FILE)
             fp32 = cpu_session(out / FP32_FILE)
             parity = check_parity(
@@ -222,6 +226,7 @@ def judge_int8(
     drop = round(fp32["test"]["macro_f1"] - int8["test"]["macro_f1"], 4)
     kept = drop <= max_drop
     if not kept:
+        log.warning("dropping %s: its test macro-F1 is %.4f below fp32's, more than --int8_max_f1_drop %s", path.name, drop, max_drop)
         path.unlink()
         int8["file"] = None
     return {"int8": int8, "int8_macro_f1_drop": drop, "int8_kept": kept}

@@ -4,13 +4,17 @@ import json
 import shutil
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import onnxruntime
 import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from components import export as export_stage
 from components.evaluate import evaluate
 from components.export import export
+from components.lib.errors import UserError
 from components.lib.metrics import classification_metrics
 from components.train import train
 from tests.conftest import LABELS, run_module, train_flags
@@ -117,23 +121,50 @@ def test_int8_is_scored_and_timed_beside_fp32(exported):
         assert {"accuracy", "macro_f1"} <= set(entry["test"])
         assert entry["latency"]["batch_1"]["p50_ms"] > 0 and entry["latency"]["batch_32"]["p50_ms"] > 0
     assert report["int8_kept"] is (report["int8_macro_f1_drop"] <= 0.02)
-    graph = onnxruntime.InferenceSession(str(out / "model.int8.onnx")).get_modelmeta()
-    assert graph is not None
+    assert "DynamicQuantizeLinear" in operators(out / "model.int8.onnx") and int8_weights(out / "model.int8.onnx")
+    assert "DynamicQuantizeLinear" not in operators(out / "model.onnx") and not int8_weights(out / "model.onnx")
 
 
-def test_int8_that_loses_too_much_is_dropped(model, prepared_data, tmp_path):
+def operators(path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def int8_weights(path) -> int:
+    return sum(tensor.data_type == onnx.TensorProto.INT8 for tensor in onnx.load(str(path)).graph.initializer)
+
+
+def test_int8_that_loses_too_much_is_dropped_and_says_so(model, prepared_data, tmp_path, caplog):
     export(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "onnx"), latency_runs=2, int8_max_f1_drop=-1.0)
     report = json.loads((tmp_path / "onnx" / "export_report.json").read_text())
     assert report["int8_kept"] is False and not (tmp_path / "onnx" / "model.int8.onnx").exists()
+    assert "dropping model.int8.onnx: its test macro-F1 is" in caplog.text and "more than --int8_max_f1_drop -1.0" in caplog.text
 
 
-def test_a_failed_parity_check_fails_the_export(model, prepared_data, tmp_path):
-    result = run_module("components.export", "--model_uri", str(model), "--data_uri", str(prepared_data[1]), "--output_uri", str(tmp_path / "onnx"),
-                        "--parity_atol", "0", "--quantize_int8", "false", "--latency_runs", "1")  # fmt: skip
-    if result.returncode == 0:
-        pytest.skip("the export matched PyTorch bit for bit, so a zero tolerance cannot fail it")
-    assert result.returncode == 2
-    assert "ONNX parity check failed on 45 test rows" in result.stderr and not (tmp_path / "onnx" / "MANIFEST.json").exists()
+def test_an_export_onnxruntime_cannot_fuse_ships_the_plain_graph_and_says_so(model, prepared_data, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(export_stage, "fuse_transformer_operators", lambda source, target, config: {})
+    export(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "onnx"), latency_runs=1, quantize_int8=False)
+    report = json.loads((tmp_path / "onnx" / "export_report.json").read_text())
+    assert report["onnxruntime_fused_operators"] == {} and (tmp_path / "onnx" / "model.onnx").is_file()
+    assert "fused nothing in this model; shipping the plain export" in caplog.text
+
+
+def test_an_export_that_does_not_match_pytorch_is_refused(model, prepared_data, tmp_path, monkeypatch):
+    """The exporter is made to write a graph whose classifier bias is off by 0.01: the logits then
+    differ by 0.01 everywhere, ten times the default tolerance, so the parity check must refuse it."""
+    real_export = export_stage.export_onnx
+
+    def export_with_a_shifted_bias(model, test, pad_id, path):
+        real_export(model, test, pad_id, path)
+        graph = onnx.load(str(path))
+        [bias] = [tensor for tensor in graph.graph.initializer if tensor.name.endswith("classifier.bias")]
+        shifted = onnx.numpy_helper.to_array(bias) + np.array([0.01, 0.0, 0.0], dtype=np.float32)
+        bias.CopyFrom(onnx.numpy_helper.from_array(shifted, bias.name))
+        onnx.save(graph, str(path))
+
+    monkeypatch.setattr(export_stage, "export_onnx", export_with_a_shifted_bias)
+    with pytest.raises(UserError, match=r"ONNX parity check failed on 45 test rows: largest logit difference 1\.0\de-02 \(allowed 1e-03\)"):
+        export(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "onnx"), quantize_int8=False, latency_runs=1)
+    assert not (tmp_path / "onnx" / "MANIFEST.json").exists()
 
 
 def test_a_truncated_model_folder_is_one_line(model, prepared_data, tmp_path):
