@@ -33,6 +33,7 @@ from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
 from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, load_config
+from pipelines.parameters import pipeline_parameters
 from pipelines.sweep import expand_sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -305,11 +306,16 @@ def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
             f" batch 32 p50 {latency['batch_32']['p50_ms']} ms"
         )
     decision_file = next(run_dir.glob("*/register/registration/registration.json"), None)
-    if decision_file is None:  # register did not run: the quality gate held it back
-        print(
-            f"not registered: test macro-F1 {test['macro_f1']:.4f} is below min_macro_f1"
-            f" {parameters.get('min_macro_f1', 0.0)} (the pipeline's quality gate)"
-        )
+    if decision_file is None:  # register did not run: the quality gate held it back, or should not have
+        minimum = gate_minimum(parameters)
+        if test["macro_f1"] >= minimum:
+            print(
+                f"error: register did not run, yet test macro-F1 {test['macro_f1']:.4f} meets min_macro_f1 {minimum}:"
+                f" the quality gate did not evaluate as it should (run folder: {run_dir})",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"not registered: test macro-F1 {test['macro_f1']:.4f} is below min_macro_f1 {minimum} (the pipeline's quality gate)")
     else:
         decision = json.loads(decision_file.read_text())
         if decision["registered"]:
@@ -318,6 +324,13 @@ def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
             print(f"not registered: {decision['refused']}")
     print(f"run folder: {run_dir}")
     return 0
+
+
+def gate_minimum(parameters: dict) -> float:
+    """The min_macro_f1 the run's gate compared with: the config's, else the pipeline's default."""
+    if "min_macro_f1" in parameters:
+        return float(parameters["min_macro_f1"])
+    return float(next(parameter.default for parameter in pipeline_parameters()[0] if parameter.name == "min_macro_f1"))
 
 
 if __name__ == "__main__":

@@ -112,3 +112,36 @@ def test_docker_runner_mounts_local_storage_and_refuses_an_input_its_user_cannot
     assert DockerMounts.volumes[str(model)] == {"bind": str(model), "mode": "ro"}
     assert DockerMounts.volumes[str(registry)] == {"bind": str(registry), "mode": "rw"}
     assert (registry / "old-run").stat().st_mode & 0o020  # earlier runs' folders made group-writable
+
+
+def write_finished_run(run_dir, test_macro_f1: float) -> None:
+    """The two reports `make run` reads at the end, as evaluate and export write them; no register."""
+    evaluation = run_dir / "pipeline" / "evaluate" / "evaluation"
+    evaluation.mkdir(parents=True)
+    scores = {"accuracy": 0.6, "macro_f1": test_macro_f1}
+    (evaluation / "metrics.json").write_text(json.dumps({"test": scores, "baseline_majority_class": {"accuracy": 0.5, "macro_f1": 0.2}}))
+    onnx = run_dir / "pipeline" / "export" / "onnx"
+    onnx.mkdir(parents=True)
+    (onnx / "export_report.json").write_text(
+        json.dumps({"parity": {"max_abs_logit_diff": 1e-6, "argmax_agreement": 1.0, "rows": 9}, "models": {}})
+    )
+
+
+@pytest.mark.parametrize(
+    "minimum, status, line",
+    [
+        (0.6, 0, "not registered: test macro-F1 0.5000 is below min_macro_f1 0.6 (the pipeline's quality gate)"),
+        (
+            0.4,
+            1,
+            "error: register did not run, yet test macro-F1 0.5000 meets min_macro_f1 0.4: the quality gate did not evaluate as it should",
+        ),
+    ],
+)
+def test_the_report_says_why_register_did_not_run_from_the_numbers(minimum, status, line, tmp_path, capsys):
+    from pipelines.local_run import report
+
+    write_finished_run(tmp_path, 0.5)
+    assert report(tmp_path, {}, {"min_macro_f1": minimum}) == status
+    captured = capsys.readouterr()
+    assert line in captured.out + captured.err
