@@ -32,20 +32,22 @@ def test_dry_run_prints_a_runnable_docker_command(stage):
     assert "--read-only" in command
 
 
-def test_the_stage_command_in_the_image_is_the_one_kubeflow_runs():
+def test_the_command_kubeflow_runs_is_the_one_component_run_prints(tmp_path):
+    """Compiled afresh (no build/ needed): every executor runs `python3 -m components.<stage>`, the
+    same words `make component-run` puts after the image. (make run and make container-test run them.)"""
     import yaml
 
-    result = run_module(
-        "pipelines.component_run", "--component", "evaluate", "--dry-run", "--", "--model_uri", "m", "--data_uri", "d", "--output_uri", "o"
-    )
-    command = shlex.split(result.stdout)
-    compiled = (
-        next(yaml.safe_load_all((REPO / "build" / "pipeline.yaml").read_text())) if (REPO / "build" / "pipeline.yaml").is_file() else None
-    )
-    if compiled is None:
-        pytest.skip("run make compile first")
-    kubeflow_command = compiled["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["command"]
-    assert command[command.index("python3") : command.index("python3") + 3] == kubeflow_command
+    from pipelines.compile import compile_pipeline
+    from pipelines.config import KubeflowSettings
+
+    compiled = next(yaml.safe_load_all(compile_pipeline(KubeflowSettings(), tmp_path / "pipeline.yaml", "training").read_text()))
+    executors = compiled["deploymentSpec"]["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == {stage.replace("_", "-") for stage in STAGES}
+    for stage in STAGES:
+        kubeflow_command = executors[f"exec-{stage.replace('_', '-')}"]["container"]["command"]
+        assert kubeflow_command == ["python3", "-m", f"components.{stage}"]
+        printed = shlex.split(run_module("pipelines.component_run", "--component", stage, "--dry-run", "--", "--help").stdout)
+        assert printed[printed.index("python3") : -1] == kubeflow_command
 
 
 def test_unknown_component_is_one_clear_line():

@@ -13,7 +13,7 @@ from pipelines import lint
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.config import KubeflowSettings
 from pipelines.parameters import exposed_flags, pipeline_parameters
-from pipelines.stages import INTERFACES, stage_function
+from pipelines.stages import stage_function
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 
@@ -222,7 +222,12 @@ def test_sweep_is_a_parallel_for_with_a_limit(tmp_path):
     loops = [task for task in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in task]
     assert len(loops) == 1 and loops[0]["iteratorPolicy"]["parallelismLimit"] == 3
     assert loops[0]["parameterIterator"]["items"]["inputParameter"].endswith("sweep_configs")
-    assert set(INTERFACES) >= {"select_best"}
+    # select_best waits for the whole loop and gets every trial's model URI, collected by the loop.
+    [loop_name] = [name for name, task in spec["root"]["dag"]["tasks"].items() if "parameterIterator" in task]
+    select_best = spec["root"]["dag"]["tasks"]["select-best"]
+    assert select_best["dependentTasks"] == [loop_name]
+    collected = select_best["inputs"]["parameters"]["model_uris"]["taskOutputParameter"]
+    assert collected == {"producerTask": loop_name, "outputParameterKey": "pipelinechannel--train-model_uri"}
 
 
 def test_register_takes_only_the_onnx_export_as_an_artifact(compiled):
