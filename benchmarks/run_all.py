@@ -38,19 +38,19 @@ def targets(results: dict) -> list[list]:
     """
     rows = []
     name = "first_sentences"
-    title = DATASETS[name]
     settings = results["train"]["datasets"][name]
     ours = next(row for row in settings if row["setting"] == OURS)
     trainers = [row for row in settings if row["setting"] != OURS]
     padded = next(row for row in trainers if row["setting"] == "HF Trainer, padded to 128")
     fastest = max(trainers, key=lambda row: row["samples_per_second"])
+    fastest_name = fastest["setting"].removeprefix("HF Trainer, ")
     for factor, trainer, label in (
         (3, padded, "the Trainer padded to 128"),
-        (1.15, fastest, f"the fastest Trainer setting ({fastest['setting']})"),
+        (1.15, fastest, f"the fastest Trainer setting ({fastest_name})"),
     ):
         rows.append(
             [
-                f"train >= {factor}x {label}, {title}",
+                f"train >= {factor}x {label}",
                 f"{ours['samples_per_second'] / trainer['samples_per_second']:.2f}x ({ours['samples_per_second']} vs"
                 f" {trainer['samples_per_second']} samples/s)",
                 ours["samples_per_second"] >= factor * trainer["samples_per_second"],
@@ -64,7 +64,8 @@ def targets(results: dict) -> list[list]:
                 continue
             rows.append(
                 [
-                    f"{split} macro-F1 no worse than {trainer['setting']}, {title} (mean of {ours['seeds']} vs {trainer['seeds']} seeds)",
+                    f"{split} macro-F1 no worse than the Trainer, {trainer['setting'].removeprefix('HF Trainer, ')}"
+                    f" (mean of {ours['seeds']} vs {trainer['seeds']} seeds)",
                     f"{ours[key]:.4f} vs {trainer[key]:.4f} (majority class: {majority[key]:.4f})",
                     ours[key] >= trainer[key],
                 ]
@@ -91,12 +92,18 @@ def targets_table(results: dict) -> str:
     return markdown_table(["target", "measured", ""], targets(results))
 
 
+TRAIN_TARGETS_ON = (
+    f"Training targets are judged on the {DATASETS['first_sentences']}: the first sentence of each bundled drug review,"
+    " labelled with the whole review's rating (not tweets)."
+)
+
+
 def readme_block(results: dict, started: str) -> str:
     """What run_all writes into README.md between the markers: the targets table exactly as in RESULTS.md."""
     return (
         f"{README_START}\n"
         f"Targets from `benchmarks/RESULTS.md` (`make bench`, {started}; {results['train']['machine']}), copied here by"
-        " `benchmarks/run_all.py`:\n\n"
+        f" `benchmarks/run_all.py`. {TRAIN_TARGETS_ON}\n\n"
         f"{targets_table(results)}\n"
         f"{README_END}"
     )
@@ -134,10 +141,18 @@ def main() -> int:
             saved.write_text(json.dumps(results))
             print(f"{key}: done in {results['wall_seconds'][key]} s", file=sys.stderr, flush=True)
     started = results["started"]
+    walls = results.get("wall_seconds", {})
+    wall = (
+        f" Wall time: {sum(walls.values()) / 60:.0f} min ("
+        + ", ".join(f"{key} {seconds / 60:.1f} min" for key, seconds in walls.items())
+        + ")."
+        if walls
+        else ""
+    )
     sections = [
-        f"# Benchmark results\n\nProduced by `make bench` (benchmarks/run_all.py) on {started}. Each figure is one run on the machine named;"
-        " compare figures of the same run only: these machines are noisy.",
-        "## Targets\n\n" + targets_table(results),
+        f"# Benchmark results\n\nProduced by `make bench` (benchmarks/run_all.py) on {started}.{wall} Each figure is one run on the"
+        " machine named; compare figures of the same run only: these machines are noisy.",
+        f"## Targets\n\n{TRAIN_TARGETS_ON}\n\n" + targets_table(results),
         "## 1. Training: this project's train stage beside the Hugging Face Trainer\n\n" + train_vs_trainer.markdown(results["train"]),
         "## 2. Tokenize beside raw `tokenizers`\n\n" + tokenize_speed.markdown(results["tokenize"]),
         "## 3. Inference: PyTorch eager, onnxruntime fp32, onnxruntime INT8\n\n" + inference_latency.markdown(results["inference"]),
