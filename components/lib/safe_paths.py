@@ -19,7 +19,10 @@ def contained(folder: Path, name: str, source: str) -> Path:
     if not name or "\\" in name or "\x00" in name or PurePosixPath(name).is_absolute() or ".." in parts or name.endswith("/"):
         raise UserError(f"{source}: refusing the file name {name!r}: it is not a plain path inside its folder")
     path = folder / name
-    root = folder.resolve()
-    if not path.resolve().is_relative_to(root):
+    try:
+        inside = path.resolve().is_relative_to(folder.resolve())
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise UserError(f"{source}: refusing the file name {name!r}: it cannot be resolved (a symlink loop?)") from None
+    if not inside:
         raise UserError(f"{source}: refusing the file name {name!r}: it resolves outside {folder}")
     return path

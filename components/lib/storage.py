@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,19 +135,50 @@ def exists(uri: str) -> bool:
 
 
 def list_files(uri: str) -> dict[str, int]:
-    """Every file under the folder `uri`, as {path relative to `uri`: size in bytes}."""
+    """Every file under the folder `uri`, as {path relative to `uri`: size in bytes}.
+
+    On S3, keys ending in '/' are folder markers (console tools create them), not files.
+    """
     if not is_s3(uri):
         root = Path(uri)
         if root.is_file():
             return {root.name: root.stat().st_size}
-        return {path.relative_to(root).as_posix(): path.stat().st_size for path in sorted(root.rglob("*")) if path.is_file()}
+        return dict(sorted(local_files(root)))
+    _, prefix = s3_folder(uri)
+    return {key[len(prefix) :]: size for key, size in list_keys(uri).items() if not key.endswith("/")}
+
+
+def local_files(root: Path) -> Iterator[tuple[str, int]]:
+    """(relative name, size) of each regular file under `root`, symlinks to files included.
+
+    Another process may be committing or deleting folders here (a registry, a checkpoint root):
+    a file or folder that vanishes during the walk is skipped, not an error.
+    """
+    for folder, _, names in os.walk(root):  # os.walk skips folders that vanish; it follows no folder symlink
+        for name in names:
+            path = Path(folder, name)
+            try:
+                status = path.stat()
+            except OSError:  # gone meanwhile, or a dangling or looping symlink: no file to list
+                continue
+            if stat.S_ISREG(status.st_mode):
+                yield path.relative_to(root).as_posix(), status.st_size
+
+
+def s3_folder(uri: str) -> tuple[str, str]:
+    """The bucket and the key prefix of everything under the S3 folder `uri`."""
     bucket, key = split_s3(uri)
-    prefix = key.rstrip("/") + "/" if key else ""
+    return bucket, key.rstrip("/") + "/" if key else ""
+
+
+def list_keys(uri: str) -> dict[str, int]:
+    """Every key under the S3 folder `uri`, as stored (markers too), with its size."""
+    bucket, prefix = s3_folder(uri)
     found: dict[str, int] = {}
     with s3_errors(uri):
         for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                found[item["Key"][len(prefix) :]] = item["Size"]
+                found[item["Key"]] = item["Size"]
     return found
 
 
@@ -304,9 +336,15 @@ def fingerprint(uri: str) -> str:
 
 
 def delete_tree(uri: str) -> None:
-    """Remove a folder and everything under it."""
+    """Remove a folder and everything under it.
+
+    On S3 each key is deleted as listed: rebuilding it from a relative name would turn `a//b` into
+    `a/b`, deleting the wrong object and leaving the right one.
+    """
     if not is_s3(uri):
         shutil.rmtree(uri, ignore_errors=True)
         return
-    for name in list_files(uri):
-        delete(join(uri, name))
+    bucket, _ = s3_folder(uri)
+    with s3_errors(uri):
+        for key in list_keys(uri):
+            s3_client().delete_object(Bucket=bucket, Key=key)
