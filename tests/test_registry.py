@@ -10,8 +10,9 @@ import pytest
 from components.evaluate import evaluate
 from components.export import export
 from components.lib import storage
+from components.lib.artifacts import staged_input, staged_output
 from components.lib.errors import UserError
-from components.lib.registry import Registry
+from components.lib.registry import CLAIM, Registry
 from components.register import register
 from components.train import train
 from tests.conftest import run_module, train_flags
@@ -197,3 +198,95 @@ def test_the_registry_command_lists_promotes_and_fetches(release, tmp_path):
         missing.returncode == 2
         and missing.stderr.strip() == f"error: {storage.join(registry, 'sentiment', '7')}: no committed version 7; see the list command"
     )
+
+
+# ----- registries built by hand: fast, and free to hold what a real run never writes -----------------
+def add_version(registry: str, version: int, files: dict[str, bytes]) -> str:
+    uri = Registry(registry, "sentiment").version_uri(version)
+    with staged_output(uri) as out:
+        for name, data in files.items():
+            (out / name).write_bytes(data)
+    return uri
+
+
+def registry_root(where: str, tmp_path: Path, request) -> str:
+    if where == "s3":
+        request.getfixturevalue("s3")
+        return "s3://bucket/registry"
+    return str(tmp_path / "registry")
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_two_claimants_that_saw_the_same_free_number_get_different_versions(where, tmp_path, request, monkeypatch):
+    """Both listed the registry before either claimed: the exclusive create alone keeps them apart."""
+    registry = Registry(registry_root(where, tmp_path, request), "sentiment")
+    monkeypatch.setattr(Registry, "versions", lambda self, committed_only=True: [])
+    assert [registry.claim_next_version() for _ in range(3)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_claim_where_the_marker_exists_does_not_succeed_or_overwrite_it(where, tmp_path, request):
+    claim = storage.join(registry_root(where, tmp_path, request), "sentiment", "1", CLAIM)
+    assert storage.create_exclusive(claim, b"first") is True
+    assert storage.create_exclusive(claim, b"second") is False
+    assert storage.read_bytes(claim) == b"first"
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_fetch_refuses_a_byte_flipped_without_changing_the_size(where, tmp_path, request):
+    root = registry_root(where, tmp_path, request)
+    uri = add_version(root, 1, {"model.onnx": b"\x00\x01" * 500})
+    storage.write_bytes(storage.join(uri, "model.onnx"), b"\x00\x02" + b"\x00\x01" * 499)
+    result = run_module("components.registry", "fetch", "--registry_uri", root, "--model_name", "sentiment", "--version", "1",
+                        "--destination", str(tmp_path / "got"))  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {uri}: model.onnx is corrupt (size or sha256 differs from MANIFEST.json); run the stage that writes it again"
+    ]
+    assert not (tmp_path / "got").exists()
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_fetch_gives_a_committed_copy(where, tmp_path, request):
+    root = registry_root(where, tmp_path, request)
+    add_version(root, 1, {"model.onnx": b"weights", "labels.json": b"[]"})
+    result = run_module("components.registry", "fetch", "--registry_uri", root, "--model_name", "sentiment", "--version", "1",
+                        "--destination", str(tmp_path / "got"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with staged_input(str(tmp_path / "got")) as (folder, manifest):
+        assert set(manifest["files"]) == {"model.onnx", "labels.json"} and (folder / "model.onnx").read_bytes() == b"weights"
+
+
+def test_folders_and_files_that_are_no_versions_or_aliases_are_ignored(tmp_path):
+    root = str(tmp_path / "registry")
+    add_version(root, 1, {"a.txt": b"a"})
+    for stray in ("01", "²", "1.5"):
+        shutil.copytree(tmp_path / "registry" / "sentiment" / "1", tmp_path / "registry" / "sentiment" / stray)
+    aliases = tmp_path / "registry" / "sentiment" / "aliases"
+    aliases.mkdir()
+    (aliases / "Not An Alias.json").write_text("{}")
+    (aliases / "latest.json").write_text('{"version": 1}')
+    registry = Registry(root, "sentiment")
+    assert registry.versions() == [1] and registry.aliases() == {"latest": 1}
+
+
+@pytest.mark.parametrize("version", ["²", "9" * 5000])
+def test_a_version_flag_that_is_no_number_is_one_line(version, tmp_path):
+    root = str(tmp_path / "registry")
+    add_version(root, 1, {"a.txt": b"a"})
+    result = run_module("components.registry", "show", "--registry_uri", root, "--model_name", "sentiment", "--version", version)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("body", ["garbage", '{"version": "../../x"}', '{"version": -1}', "[]"])
+def test_a_corrupt_alias_file_is_one_line(body, tmp_path):
+    root = str(tmp_path / "registry")
+    add_version(root, 1, {"a.txt": b"a"})
+    alias = tmp_path / "registry" / "sentiment" / "aliases" / "latest.json"
+    alias.parent.mkdir()
+    alias.write_text(body)
+    result = run_module("components.registry", "show", "--registry_uri", root, "--model_name", "sentiment", "--version", "latest")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f'error: {alias}: not an alias file (it must hold {{"version": N}}); delete it or fix it by hand'
+    ]

@@ -29,6 +29,7 @@ from components.lib.errors import UserError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,17}$")  # as `str(int)` writes it: `01` or `²` is not a version
 CLAIM = ".claim"
 ALIASES = "aliases"
 LATEST = "latest"
@@ -50,6 +51,16 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def parse_alias(body: bytes, uri: str) -> int:
+    try:
+        version = json.loads(body)["version"]
+    except (ValueError, KeyError, TypeError):
+        version = None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f'{uri}: not an alias file (it must hold {{"version": N}}); delete it or fix it by hand')
+    return version
+
+
 class Registry:
     def __init__(self, registry_uri: str, model_name: str) -> None:
         self.model_name = check_model_name(model_name)
@@ -67,7 +78,7 @@ class Registry:
         found = set()
         for name in storage.list_files(self.root) if self.exists() else {}:
             first, _, rest = name.partition("/")
-            if first.isdigit() and (rest == marker or not committed_only and rest == MANIFEST):
+            if VERSION_PATTERN.match(first) and (rest == marker or not committed_only and rest == MANIFEST):
                 found.add(int(first))
         return sorted(found)
 
@@ -88,7 +99,7 @@ class Registry:
 
     def resolve(self, version_or_alias: str | int) -> int:
         text = str(version_or_alias)
-        if text.isdigit():
+        if re.fullmatch(r"[0-9]{1,18}", text):
             version = int(text)
         else:
             version = self.read_alias(text)
@@ -110,13 +121,14 @@ class Registry:
         uri = self.alias_uri(alias)
         if not storage.exists(uri):
             return None
-        return int(json.loads(storage.read_text(uri))["version"])
+        return parse_alias(storage.read_bytes(uri), uri)
 
     def aliases(self) -> dict[str, int]:
         prefix = storage.join(self.root, ALIASES)
         if not storage.is_s3(prefix) and not Path(prefix).is_dir():
             return {}
-        names = [name[: -len(".json")] for name in storage.list_files(prefix) if name.endswith(".json") and "/" not in name]
+        names = [name.removesuffix(".json") for name in storage.list_files(prefix) if name.endswith(".json")]
+        names = [name for name in names if ALIAS_PATTERN.match(name)]  # files of other tools, or of hand edits, are no aliases
         return {name: version for name in names if (version := self.read_alias(name)) is not None}
 
     def move_alias(self, alias: str, version: int, only_forward: bool = False) -> bool:
@@ -144,7 +156,7 @@ class Registry:
             with storage.s3_errors(uri):
                 try:
                     current = client.get_object(Bucket=bucket, Key=key)
-                    etag, current_version = current["ETag"], int(json.loads(current["Body"].read())["version"])
+                    etag, current_version = current["ETag"], parse_alias(current["Body"].read(), uri)
                 except exceptions.ClientError as error:
                     if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
                         raise
