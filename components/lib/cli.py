@@ -12,6 +12,7 @@ are the flags and its docstring's `Args:` section is the `--help` text. Around F
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
@@ -59,10 +60,47 @@ def run_stage(stage_fn: Callable[..., StageResult | None] | dict[str, Callable[.
     main = sys.modules["__main__"]
     module = main.__spec__.name if getattr(main, "__spec__", None) else Path(sys.argv[0]).stem
     try:
+        check_flags(sys.argv[1:], stage_fn, module)
         fire.Fire(component, name=module)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def check_flags(argv: list[str], stage_fn: Callable | dict[str, Callable], module: str) -> None:
+    """Refuse a flag the stage does not have before any work starts, naming the nearest one.
+
+    Fire would run the stage without it and complain only afterwards ("Could not consume arg"),
+    after a committed output was written. Short flags are refused too: Fire expands `-d` to
+    whichever flag starts with d, which differs from stage to stage.
+    """
+    if isinstance(stage_fn, dict):
+        if not argv or argv[0] not in stage_fn:
+            return  # Fire lists the subcommands
+        module = f"{module} {argv[0]}"
+        stage_fn, argv = stage_fn[argv[0]], argv[1:]
+    known = set(inspect.signature(stage_fn).parameters)
+    for word in argv:
+        if word == "--":  # Fire's own flags follow
+            return
+        if word in ("-h", "--help") or not word.startswith("-") or is_number(word):
+            continue
+        name = word.lstrip("-").partition("=")[0].replace("-", "_")
+        if not word.startswith("--"):
+            raise UserError(f"{word}: short flags are not accepted; give the full name (python -m {module} --help lists them)")
+        if name in known or (name.startswith("no") and name[2:] in known):
+            continue
+        nearest = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"did you mean --{nearest[0]}? " if nearest else ""
+        raise UserError(f"--{name}: {module} has no such flag; {hint}(python -m {module} --help lists them)")
+
+
+def is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def configure_logging() -> None:
