@@ -51,8 +51,8 @@ def targets(results: dict) -> list[list]:
         rows.append(
             [
                 f"train >= {factor}x {label}",
-                f"{ours['samples_per_second'] / trainer['samples_per_second']:.2f}x ({ours['samples_per_second']} vs"
-                f" {trainer['samples_per_second']} samples/s)",
+                f"{ours['samples_per_second'] / trainer['samples_per_second']:.2f}x ({ours['samples_per_second']:.1f} vs"
+                f" {trainer['samples_per_second']:.1f} samples/s)",
                 ours["samples_per_second"] >= factor * trainer["samples_per_second"],
             ]
         )
