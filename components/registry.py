@@ -1,5 +1,6 @@
-"""registry: list, show, fetch and promote versions in a model registry (local folder or s3://).
+"""registry: list the models, and list, show, fetch and promote versions in a model registry (local folder or s3://).
 
+    python -m components.registry models  --registry_uri runs/registry
     python -m components.registry list    --registry_uri runs/registry --model_name drug-review-sentiment
     python -m components.registry promote --registry_uri runs/registry --model_name drug-review-sentiment --version 3
     python -m components.registry fetch   --registry_uri runs/registry --model_name drug-review-sentiment \\
@@ -17,7 +18,8 @@ from pathlib import Path
 from components.lib import storage
 from components.lib.artifacts import MANIFEST, manifest_text
 from components.lib.cli import StageResult, run_stage
-from components.lib.registry import PRODUCTION, Registry
+from components.lib.errors import UserError
+from components.lib.registry import PRODUCTION, Registry, model_names
 from components.lib.safe_paths import contained
 
 
@@ -29,7 +31,9 @@ def list_versions(*, registry_uri: str, model_name: str, as_json: bool = False) 
       model_name: Registered model name.
       as_json: Print JSON instead of a table.
     """
-    rows = Registry(registry_uri, model_name).describe()
+    registry = Registry(registry_uri, model_name)
+    registry.require_versions()
+    rows = registry.describe()
     if not as_json:
         print(f"{'version':>7}  {'registered at':20}  {'accuracy':>8}  {'macro_f1':>8}  aliases")
         for row in rows:
@@ -38,6 +42,18 @@ def list_versions(*, registry_uri: str, model_name: str, as_json: bool = False) 
             print(f"{row['version']:>7}  {row['registered_at'] or '-':20}  {accuracy:8.4f}  {macro_f1:8.4f}  {', '.join(row['aliases'])}")
         return None
     return StageResult(summary={"model_name": model_name, "versions": rows})
+
+
+def models(*, registry_uri: str) -> StageResult:
+    """List the models registered in a registry.
+
+    Args:
+      registry_uri: Registry root (local folder or s3:// prefix).
+    """
+    names = model_names(registry_uri)
+    if not names:
+        raise UserError(f"{registry_uri}: no registered model there; check --registry_uri")
+    return StageResult(summary={"registry_uri": registry_uri, "models": names})
 
 
 def show(*, registry_uri: str, model_name: str, version: str = "latest") -> StageResult:
@@ -65,6 +81,8 @@ def fetch(*, registry_uri: str, model_name: str, destination: str, version: str 
     registry = Registry(registry_uri, model_name)
     with registry.fetch(version) as (number, folder, manifest):
         target = Path(destination)
+        if target.exists() and not target.is_dir():
+            raise UserError(f"--destination {destination}: is a file; give a folder (new or existing)")
         target.mkdir(parents=True, exist_ok=True)
         for name in manifest["files"]:
             path = contained(target, name, storage.join(registry.version_uri(number), MANIFEST))
@@ -93,4 +111,4 @@ def promote(*, registry_uri: str, model_name: str, version: str, alias: str = PR
 
 
 if __name__ == "__main__":
-    run_stage({"list": list_versions, "show": show, "fetch": fetch, "promote": promote})
+    run_stage({"models": models, "list": list_versions, "show": show, "fetch": fetch, "promote": promote})

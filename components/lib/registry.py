@@ -61,9 +61,22 @@ def parse_alias(body: bytes, uri: str) -> int:
     return version
 
 
+def model_names(registry_uri: str) -> list[str]:
+    """The models in a registry: the folders under it that hold at least one committed version."""
+    if not storage.is_s3(registry_uri) and not Path(registry_uri).is_dir():
+        return []
+    found = set()
+    for name in storage.list_files(registry_uri):
+        parts = name.split("/")
+        if len(parts) == 3 and NAME_PATTERN.match(parts[0]) and VERSION_PATTERN.match(parts[1]) and parts[2] == MANIFEST:
+            found.add(parts[0])
+    return sorted(found)
+
+
 class Registry:
     def __init__(self, registry_uri: str, model_name: str) -> None:
         self.model_name = check_model_name(model_name)
+        self.registry_uri = registry_uri
         self.root = storage.join(registry_uri, model_name)
 
     def version_uri(self, version: int) -> str:
@@ -82,6 +95,14 @@ class Registry:
                 found.add(int(first))
         return sorted(found)
 
+    def require_versions(self) -> None:
+        """Refuse, in one line, a model with no committed version: a typo in the name or the path."""
+        if self.versions():
+            return
+        models = model_names(self.registry_uri)
+        held = f"it holds {', '.join(models)}" if models else "it holds no registered model; check --registry_uri"
+        raise UserError(f"{self.registry_uri}: no model {self.model_name!r} is registered there; {held}")
+
     def exists(self) -> bool:
         return storage.is_s3(self.root) or Path(self.root).is_dir()
 
@@ -98,6 +119,7 @@ class Registry:
             version += 1
 
     def resolve(self, version_or_alias: str | int) -> int:
+        self.require_versions()
         text = str(version_or_alias)
         if re.fullmatch(r"[0-9]{1,18}", text):
             version = int(text)

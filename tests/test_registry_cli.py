@@ -1,0 +1,58 @@
+"""The registry command line on a wrong name, path or destination: one line and exit 2, never an
+empty table with exit 0."""
+
+import json
+
+import pytest
+
+from components.lib.artifacts import staged_output
+from tests.conftest import run_module
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Two models with one committed version each (the files do not matter here)."""
+    root = tmp_path / "registry"
+    for model in ("sentiment", "topics"):
+        with staged_output(str(root / model / "1")) as folder:
+            (folder / "labels.json").write_text("[]")
+    return root
+
+
+def registry_command(*args: str):
+    return run_module("components.registry", *args)
+
+
+def assert_one_line(result, line: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {line}"]
+
+
+def test_models_lists_the_registered_models(registry):
+    result = registry_command("models", "--registry_uri", str(registry))
+    assert result.returncode == 0 and json.loads(result.stdout)["models"] == ["sentiment", "topics"]
+
+
+@pytest.mark.parametrize("command", ["list", "show", "promote"])
+def test_an_unknown_model_is_one_line_naming_those_there(command, registry):
+    extra = ["--version", "1"] if command == "promote" else []
+    result = registry_command(command, "--registry_uri", str(registry), "--model_name", "sentimnet", *extra)
+    assert_one_line(result, f"{registry}: no model 'sentimnet' is registered there; it holds sentiment, topics")
+
+
+def test_a_mistyped_registry_path_is_one_line(tmp_path):
+    result = registry_command("list", "--registry_uri", str(tmp_path / "registy"), "--model_name", "sentiment")
+    assert_one_line(
+        result, f"{tmp_path / 'registy'}: no model 'sentiment' is registered there; it holds no registered model; check --registry_uri"
+    )
+    assert_one_line(
+        registry_command("models", "--registry_uri", str(tmp_path / "registy")),
+        f"{tmp_path / 'registy'}: no registered model there; check --registry_uri",
+    )
+
+
+def test_fetch_into_a_file_is_one_line(registry, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = registry_command("fetch", "--registry_uri", str(registry), "--model_name", "sentiment", "--version", "1",
+                              "--destination", str(tmp_path / "file"))  # fmt: skip
+    assert_one_line(result, f"--destination {tmp_path / 'file'}: is a file; give a folder (new or existing)")
