@@ -64,7 +64,9 @@ serve_docker_api() {
   fi
   say "starting podman system service on $DOCKER_SOCKET"
   rm -f "$DOCKER_SOCKET"
-  nohup podman system service --time=0 "unix://$DOCKER_SOCKET" >/var/log/podman-service.log 2>&1 &
+  # From /, not from the checkout: the service outlives this script, and once its working folder
+  # is deleted (a removed clone) every container start fails with "write child: broken pipe".
+  (cd / && exec nohup podman system service --time=0 "unix://$DOCKER_SOCKET" >/var/log/podman-service.log 2>&1) &
   for _ in $(seq 1 50); do
     docker_answers && { say "Docker API answers on $DOCKER_SOCKET"; return; }
     sleep 0.2
