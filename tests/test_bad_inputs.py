@@ -19,8 +19,8 @@ CORPUS = REPO / "tests" / "bad_inputs"
 COLUMNS = ("--text_column", "review", "--label_column", "rating")
 
 
-def preprocess(source: Path | str, out: Path, *extra: str):
-    return run_module("components.preprocess", "--input_uri", str(source), "--output_uri", str(out), *COLUMNS, *extra)
+def preprocess(source: Path | str, out: Path, *extra: str, env: dict | None = None):
+    return run_module("components.preprocess", "--input_uri", str(source), "--output_uri", str(out), *COLUMNS, *extra, env=env)
 
 
 def assert_one_line_error(result, expected: str) -> None:
@@ -420,15 +420,7 @@ def test_an_s3_key_with_dot_dot_cannot_escape_the_scratch_folder(s3, tmp_path):
     scratch_parent.mkdir()
     s3.upload_file(str(ROWS_CSV), "bucket", "data/a.csv")
     s3.upload_file(str(ROWS_CSV), "bucket", "data/../escaped.csv")
-    result = run_module(
-        "components.preprocess",
-        "--input_uri",
-        "s3://bucket/data",
-        "--output_uri",
-        str(tmp_path / "out"),
-        *COLUMNS,
-        env={"TMPDIR": str(scratch_parent)},
-    )
+    result = preprocess("s3://bucket/data", tmp_path / "out", env={"TMPDIR": str(scratch_parent)})
     assert_one_line_error(
         result, "s3://bucket/data/../escaped.csv: refusing the file name '../escaped.csv': it is not a plain path inside its folder"
     )
@@ -458,15 +450,7 @@ def test_access_denied_halfway_through_an_s3_folder_is_one_line_naming_the_key(s
     proxy = FaultProxy(s3_server, rates={})
     proxy.RequestHandlerClass = DenyingHandler
     try:
-        result = run_module(
-            "components.preprocess",
-            "--input_uri",
-            "s3://bucket/data",
-            "--output_uri",
-            str(tmp_path / "out"),
-            *COLUMNS,
-            env={"AWS_ENDPOINT_URL": proxy.url},
-        )
+        result = preprocess("s3://bucket/data", tmp_path / "out", env={"AWS_ENDPOINT_URL": proxy.url})
     finally:
         proxy.stop()
     assert_one_line_error(
