@@ -80,7 +80,7 @@ def run_ours(tokens: Path, epochs: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         train(
             data_uri=str(tokens), output_uri=f"{scratch}/model", base_model=BASE_MODEL, epochs=epochs, batch_size=16, learning_rate=LEARNING_RATE,
-            warmup_ratio=0.1, precision="fp32", report_to="none", seed=seed, logging_steps=1000,
+            warmup_ratio=0.1, class_weights="none", precision="fp32", report_to="none", seed=seed, logging_steps=1000,
         )  # fmt: skip
         summary = json.loads(Path(f"{scratch}/model/train_summary.json").read_text())
         history = json.loads(Path(f"{scratch}/model/training_history.json").read_text())

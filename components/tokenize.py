@@ -34,7 +34,7 @@ def tokenize(
     data_uri: str,
     output_uri: str,
     base_model: str = "bundled://all-MiniLM-L6-v2",
-    max_length: int = 128,
+    max_length: int = 256,
     batch_size: int = 4096,
     trust_remote_code: bool = False,
     executor_input: str = "",
