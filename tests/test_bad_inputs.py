@@ -273,6 +273,16 @@ def test_duplicates_across_splits_are_kept_once_as_leakage(tmp_path):
     assert "great relief week 0" in test_texts
 
 
+def test_train_given_preprocess_output_says_to_run_tokenize_first(prepared_data, tmp_path):
+    """Not a word about the Hugging Face Hub (where the missing tokenizer/ folder used to send the user)."""
+    data = prepared_data[0]
+    result = run_module("components.train", "--data_uri", str(data), "--output_uri", str(tmp_path / "model"), "--max_steps", "1")
+    assert_one_line_error(
+        result, f"{data}: this is preprocess output, not tokenize output: run tokenize on it first, and pass --data_uri its --output_uri"
+    )
+    assert not (tmp_path / "model").exists()
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [
