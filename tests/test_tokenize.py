@@ -60,7 +60,7 @@ def test_a_hub_id_offline_is_one_line(prepared_data, tmp_path):
     assert line.endswith("(offline, pass a local folder, an s3:// folder or bundled://all-MiniLM-L6-v2)")
 
 
-def tokenize_cli(data: Path, tmp_path: Path, model: Path):
+def tokenize_cli(data: Path | str, tmp_path: Path, model: Path):
     return run_module("components.tokenize", "--data_uri", str(data), "--output_uri", str(tmp_path / "out"), "--base_model", str(model))
 
 
@@ -91,3 +91,9 @@ def test_tokenize_output_given_to_tokenize_says_what_to_pass(prepared_data, tmp_
     result = tokenize_cli(prepared_data[1], tmp_path, tiny_model)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {prepared_data[1]}: this is tokenize output, not preprocess output; {PASS_PREPROCESS_OUTPUT}"
+
+
+def test_an_empty_s3_prefix_says_what_to_pass(s3, tmp_path, tiny_model):
+    result = tokenize_cli("s3://bucket/run/data", tmp_path, tiny_model)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: s3://bucket/run/data: nothing there, so no preprocess output; {PASS_PREPROCESS_OUTPUT}"
