@@ -8,7 +8,14 @@ Reads CSV, TSV, JSON, JSON Lines or Parquet (a file, a folder of shards, local o
 keeps a text that appears in two splits in one only (reported as leakage), and splits: the
 source's own splits where its file names say train/validation/test, a seeded stratified split
 otherwise. Every rejected row goes to `rejects.parquet` with its reason: rows in = rows kept +
-rows rejected.
+rows rejected. A warning gives the share rejected and the commonest reasons, each with its first row.
+
+Rejected rows are normal in real data, a few at a time. A large share rejected is not: it comes
+from one cause that hits many rows alike (an unquoted comma in the texts, another encoding, a label
+spelled `postive`, ratings without `--rating_buckets`), and training on what is left would silently
+learn from a different data set. So above `--max_reject_share` of the rows (10% by default: far
+above the handful a real set loses, well below what one such cause loses) the stage fails and says
+why. Duplicates do not count: dropping them is deduplication at work, not bad data.
 
 It works in two streaming passes, so memory holds 16 bytes per row rather than the texts:
 1. read, clean and check every row; keep a hash, label and split per candidate, and spool the
@@ -40,7 +47,7 @@ from components.lib.labels import LabelMapper, write_labels
 from components.lib.readers import Source, SourceBatch, encoding_hint, open_source, read_source
 from components.lib.textclean import clean_text
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("components.preprocess")  # not __main__: our INFO lines show under python -m
 
 UNASSIGNED = -1
 SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
@@ -48,6 +55,10 @@ SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
 # then train, then rows with no split yet.
 KEEP_PRIORITY = np.array([3, 2, 1, 0])
 WRITE_BATCH_ROWS = 8192
+DUPLICATE_TEXT = "duplicate_text"
+LEAKED_ACROSS_SPLITS = "leaked_across_splits"
+DEDUPLICATION_REASONS = (DUPLICATE_TEXT, LEAKED_ACROSS_SPLITS)  # not counted against --max_reject_share
+REASONS_SHOWN = 3
 
 
 def preprocess(
@@ -68,6 +79,7 @@ def preprocess(
     test_ratio: float = 0.1,
     seed: int = 42,
     allow_missing_classes: bool = False,
+    max_reject_share: float = 0.1,
     expected_source_fingerprint: str = "",
     executor_input: str = "",
 ) -> StageResult:
@@ -90,10 +102,12 @@ def preprocess(
       test_ratio: Share of rows for test when it is split off here.
       seed: Seed of the stratified split.
       allow_missing_classes: Accept a validation or test split that lacks a class instead of failing.
+      max_reject_share: Fail above this share of rejected rows, duplicates aside (1: never); 0.1 lets a few through, not a broken file.
       expected_source_fingerprint: Fail if the source's content fingerprint differs (set by the pipeline; pins the cache key to the data).
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     check_ratios(validation_ratio, test_ratio)
+    check_max_reject_share(max_reject_share)
     check_encoding(encoding)
     mapper = LabelMapper.from_flags(label_names, rating_buckets)
     fingerprint = source_fingerprint(input_uri, expected_source_fingerprint)
@@ -114,6 +128,9 @@ def preprocess(
             spool_path,
         )
         notes = source.all_notes() + check_files(candidates, source, encoding, text_column, label_column)
+        rule = label_rule(mapper)
+        if mapper is not None and mapper.by_index:
+            notes.append(rule)  # names were asked for and numbers found: a warning, kept in stats.json
         label_names_found = candidates.finish_labels(mapper)
         use_sources = use_source_splits and source.has_named_splits
         keep, reasons = find_duplicates(candidates, use_sources)
@@ -122,13 +139,15 @@ def preprocess(
         counts = route_rows(spool_path, candidates, keep, reasons, splits, out, rejects, label_names_found)
         rejects.close()
         stats = build_stats(candidates, keep, splits, counts, rejects, label_names_found, lineage, use_sources)
-        check_outcome(stats, label_names_found, input_uri, output_uri, allow_missing_classes, carve)
+        stats["label_rule"] = rule
+        check_outcome(stats, label_names_found, input_uri, allow_missing_classes, carve, max_reject_share)
         if stats["rows_rejected"]:
-            reasons_found = ", ".join(f"{count} {reason}" for reason, count in stats["rejected_by_reason"].items())
-            notes.append(f"quarantined {stats['rows_rejected']} of {stats['rows_in']} rows in {REJECTS_FILE}: {reasons_found}")
+            notes.append(rejects_note(stats, input_uri))
         stats["notes"] = notes
         write_labels(out, label_names_found)
         (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+    if rule not in notes:  # the index rule is a note already
+        log.info(rule)
     for note in notes:
         log.warning(note)
     return StageResult(
@@ -146,6 +165,11 @@ def check_ratios(validation_ratio: float, test_ratio: float) -> None:
             raise UserError(f"--{name}: must be at least 0 and below 1, got {ratio}")
     if validation_ratio + test_ratio >= 0.9:
         raise UserError("--validation_ratio plus --test_ratio leave under 10% of the rows for training")
+
+
+def check_max_reject_share(max_reject_share: float) -> None:
+    if not 0.0 < max_reject_share <= 1.0:
+        raise UserError(f"--max_reject_share: must be above 0 and at most 1 (1 never fails), got {max_reject_share}")
 
 
 def check_encoding(encoding: str) -> None:
@@ -295,7 +319,7 @@ def check_rows(
         if problem is None:
             label = to_label_code(label_text, mapper, candidates)
             if label is None:
-                problem = ("unknown_label", f"{label_text.strip()!r} is not one of the labels")
+                problem = ("unknown_label", mapper.unknown(label_text))
         candidates.tally(batch.source, position, problem[0] if problem else None)
         if problem is not None:
             reason, detail = problem
@@ -473,11 +497,11 @@ def route_rows(
             source, _, position = row["source_row"].rpartition(":")
             if reasons[start + index] == 2:
                 reason, detail = (
-                    "leaked_across_splits",
+                    LEAKED_ACROSS_SPLITS,
                     "the same text is kept in a more protected split (test before validation before train)",
                 )
             else:
-                reason, detail = "duplicate_text", "the same text is kept at an earlier row"
+                reason, detail = DUPLICATE_TEXT, "the same text is kept at an earlier row"
             rejects.add(source, position, reason, detail, row["text"], names[row["label"]])
         start += len(table)
     for writer in writers.values():
@@ -509,7 +533,7 @@ def build_stats(candidates, keep, splits, counts, rejects, names, lineage, use_s
         "rows_rejected": rejects.total,
         "rejected_by_reason": dict(sorted(rejects.by_reason.items())),
         "first_reject_by_reason": dict(sorted(rejects.first_example.items())),
-        "leaked_across_splits": rejects.by_reason.get("leaked_across_splits", 0),
+        "leaked_across_splits": rejects.by_reason.get(LEAKED_ACROSS_SPLITS, 0),
         "labels": names,
         "split_method": "source files" if use_sources else "stratified",
         "splits": per_split,
@@ -557,8 +581,45 @@ def check_files(candidates: Candidates, source: Source, encoding: str, text_colu
     return notes
 
 
+def label_rule(mapper: LabelMapper | None) -> str:
+    return mapper.rule() if mapper is not None else "labels are the sorted names found in the data (--label_names auto)"
+
+
+def bad_rows(stats: dict) -> dict[str, int]:
+    """Rows rejected by reason, duplicates aside."""
+    return {reason: count for reason, count in stats["rejected_by_reason"].items() if reason not in DEDUPLICATION_REASONS}
+
+
+def commonest_reasons(counts: dict[str, int], stats: dict) -> str:
+    """'45 malformed_row (first at reviews.csv record 3: expected 2 fields, found 3); ...', the commonest first."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = [f"{count} {reason} (first at {stats['first_reject_by_reason'][reason]})" for reason, count in ranked[:REASONS_SHOWN]]
+    if len(ranked) > REASONS_SHOWN:
+        shown.append(f"{len(ranked) - REASONS_SHOWN} more reasons in {STATS_FILE}")
+    return "; ".join(shown)
+
+
+def rejects_note(stats: dict, input_uri: str) -> str:
+    share = stats["rows_rejected"] / stats["rows_in"]
+    return (
+        f"{input_uri}: {stats['rows_rejected']} of {stats['rows_in']} rows ({share:.1%}) rejected and quarantined in {REJECTS_FILE}:"
+        f" {commonest_reasons(stats['rejected_by_reason'], stats)}"
+    )
+
+
+def check_reject_share(stats: dict, input_uri: str, max_reject_share: float) -> None:
+    bad = bad_rows(stats)
+    share = sum(bad.values()) / stats["rows_in"]
+    if share > max_reject_share:
+        raise UserError(
+            f"{input_uri}: {sum(bad.values())} of {stats['rows_in']} rows ({share:.1%}) were rejected, over --max_reject_share"
+            f" {max_reject_share:g}: {commonest_reasons(bad, stats)}. Fix the data or the flags, or pass --max_reject_share 1"
+            " to keep the other rows"
+        )
+
+
 def check_outcome(
-    stats: dict, names: list[str], input_uri: str, output_uri: str, allow_missing_classes: bool, carve: dict[str, float]
+    stats: dict, names: list[str], input_uri: str, allow_missing_classes: bool, carve: dict[str, float], max_reject_share: float
 ) -> None:
     if stats["rows_in"] != stats["rows_kept"] + stats["rows_rejected"]:
         raise AssertionError(f"row accounting broke: {stats['rows_in']} in, {stats['rows_kept']} kept, {stats['rows_rejected']} rejected")
@@ -568,6 +629,7 @@ def check_outcome(
         reasons = ", ".join(f"{count} {reason}" for reason, count in stats["rejected_by_reason"].items())
         example = next(iter(stats["first_reject_by_reason"].values()))
         raise UserError(f"{input_uri}: every one of {stats['rows_in']} rows was rejected ({reasons}); first: {example}")
+    check_reject_share(stats, input_uri, max_reject_share)
     if stats["splits"]["train"]["rows"] == 0:
         raise UserError(f"{input_uri}: no training rows; the source names only other splits (train/validation/test in the file names)")
     train_classes = [name for name, count in stats["splits"]["train"]["class_counts"].items() if count > 0]
@@ -592,8 +654,8 @@ def check_enough_distinct_rows(stats: dict, input_uri: str, short: list[str], ne
     """A split lacks classes that have rows, too few to share out: say so, with the counts."""
     have = {name: sum(stats["splits"][part]["class_counts"][name] for part in SPLITS) for name in short}
     classes = ", ".join(f"{name!r} has {count}" for name, count in have.items())
-    duplicates = stats["rejected_by_reason"].get("duplicate_text", 0) + stats["rejected_by_reason"].get("leaked_across_splits", 0)
-    other = stats["rows_rejected"] - duplicates
+    other = sum(bad_rows(stats).values())
+    duplicates = stats["rows_rejected"] - other
     splits = "/".join(["train", *(split for split, ratio in carve.items() if ratio > 0)])
     raise UserError(
         f"{input_uri}: too few distinct rows to make the splits: {stats['rows_in']} rows read, {stats['rows_kept']} distinct"

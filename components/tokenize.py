@@ -21,7 +21,16 @@ import pyarrow.parquet as pq
 
 from components.lib.artifacts import staged_input, staged_output
 from components.lib.cli import StageResult, run_stage
-from components.lib.contract import CLEAN_SCHEMA, SPLITS, STATS_FILE, TOKENIZED_SCHEMA, TOKENIZER_DIR, open_split, split_file
+from components.lib.contract import (
+    CLEAN_SCHEMA,
+    SPLITS,
+    STATS_FILE,
+    TOKENIZED_SCHEMA,
+    TOKENIZER_DIR,
+    open_split,
+    require_output_of,
+    split_file,
+)
 from components.lib.errors import UserError
 from components.lib.labels import LABELS_FILE, read_labels
 from components.lib.modeling import load_tokenizer, local_model_source, model_max_positions
@@ -54,6 +63,7 @@ def tokenize(
         raise UserError(f"--max_length: must be at least 8, got {max_length}")
     if batch_size < 1:
         raise UserError(f"--batch_size: must be positive, got {batch_size}")
+    require_output_of("preprocess", data_uri, "--data_uri")
     with staged_input(data_uri) as (data_dir, data_manifest), local_model_source(base_model) as source:
         label_names = read_labels(data_dir)
         tokenizer = load_tokenizer(base_model, source, trust_remote_code)

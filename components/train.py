@@ -30,7 +30,7 @@ from components.lib import checkpoint, storage
 from components.lib.artifacts import staged_input, staged_output
 from components.lib.batching import TokenizedSplit
 from components.lib.cli import StageResult, run_stage
-from components.lib.contract import TOKENIZER_DIR
+from components.lib.contract import TOKENIZER_DIR, require_output_of
 from components.lib.distributed import Distributed
 from components.lib.errors import UserError
 from components.lib.labels import LABELS_FILE, read_labels
@@ -136,6 +136,7 @@ def train(
     flags = locals()
     config = TrainConfig(**{field.name: flags[field.name] for field in fields(TrainConfig)})
     config.check()
+    require_output_of("tokenize", data_uri, "--data_uri")
     reporters_wanted = parse_report_to(report_to)
     check_visible_gpus(expected_gpus)
     relaunch_under_torchrun(processes)

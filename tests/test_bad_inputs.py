@@ -17,6 +17,8 @@ from tests.fault_proxy import FaultProxy, Handler
 
 CORPUS = REPO / "tests" / "bad_inputs"
 COLUMNS = ("--text_column", "review", "--label_column", "rating")
+TEXTS = {"great relief": "positive", "awful side effects": "negative", "it is okay": "neutral"}
+KEEP_ALL = ("--max_reject_share", "1")  # for files whose share of bad rows is the point, tiny as they are
 
 
 def preprocess(source: Path | str, out: Path, *extra: str, env: dict | None = None):
@@ -111,14 +113,14 @@ def test_split_missing_a_class_is_accepted_when_allowed(tmp_path):
 
 
 def test_null_and_empty_texts_are_quarantined(tmp_path):
-    assert preprocess(CORPUS / "null_and_empty_texts.jsonl", tmp_path / "out").returncode == 0
+    assert preprocess(CORPUS / "null_and_empty_texts.jsonl", tmp_path / "out", *KEEP_ALL).returncode == 0
     stats, rejects = quarantined(tmp_path / "out")
     assert stats["rejected_by_reason"] == {"empty_text": 3, "missing_text": 2}
     assert {row["position"] for row in rejects["missing_text"]} == {"line 19", "line 23"}
 
 
 def test_non_utf8_rows_are_quarantined_and_another_encoding_reads_them(tmp_path):
-    assert preprocess(CORPUS / "latin1.csv", tmp_path / "utf8").returncode == 0
+    assert preprocess(CORPUS / "latin1.csv", tmp_path / "utf8", *KEEP_ALL).returncode == 0
     stats, rejects = quarantined(tmp_path / "utf8")
     assert stats["rejected_by_reason"] == {"undecodable_text": 3}
     assert "pass --encoding" in rejects["undecodable_text"][0]["detail"]
@@ -141,10 +143,101 @@ def test_mixed_encodings_quarantine_only_the_foreign_rows(tmp_path):
 
 
 def test_unknown_labels_are_quarantined(tmp_path):
-    assert preprocess(CORPUS / "unknown_labels.csv", tmp_path / "out").returncode == 0
+    assert preprocess(CORPUS / "unknown_labels.csv", tmp_path / "out", *KEEP_ALL).returncode == 0
     stats, rejects = quarantined(tmp_path / "out")
     assert stats["rejected_by_reason"] == {"missing_label": 1, "unknown_label": 2}
     assert {row["label"] for row in rejects["unknown_label"]} == {"very positive", "5 stars"}
+
+
+def test_a_misspelt_label_is_a_warning_that_lists_the_labels_and_suggests_auto(tmp_path):
+    result = preprocess(CORPUS / "misspelt_labels.csv", tmp_path / "out")
+    succeeded(result)
+    stats, rejects = quarantined(tmp_path / "out")
+    detail = (
+        "'postive' is not one of the labels negative, neutral, positive (did you mean 'positive'?); if the data's labels are right,"
+        " pass --label_names auto to take the labels found in the data"
+    )
+    assert [row["detail"] for row in rejects["unknown_label"]] == [detail, detail]
+    warning = f"{CORPUS / 'misspelt_labels.csv'}: 2 of 30 rows (6.7%) rejected and quarantined in rejects.parquet: 2 unknown_label (first at misspelt_labels.csv record 13: {detail})"
+    assert warning in result.stderr and warning in stats["notes"]
+
+
+def test_integer_labels_are_indices_into_the_label_names_and_the_rule_is_logged(tmp_path):
+    """The Hugging Face convention: 0, 1, 2 name --label_names in order."""
+    result = preprocess(CORPUS / "integer_labels.csv", tmp_path / "out")
+    succeeded(result)
+    stats, _ = quarantined(tmp_path / "out")
+    assert stats["rows_rejected"] == 0 and stats["labels"] == ["negative", "neutral", "positive"]
+    rule = (
+        "labels are read as indices into --label_names (0 negative, 1 neutral, 2 positive), the Hugging Face convention:"
+        " the first label, '2', is a number and not a name"
+    )
+    assert stats["label_rule"] == rule and rule in result.stderr
+    kept = {
+        row["text"]: row["label"]
+        for split in ("train", "validation", "test")
+        for row in pq.read_table(tmp_path / "out" / f"{split}.parquet").to_pylist()
+    }
+    assert kept["great relief week 0"] == 2 and kept["awful side effects week 3"] == 0 and kept["it is okay week 5"] == 1
+
+
+def test_labels_matched_by_name_say_so(tmp_path):
+    result = preprocess(CORPUS / "too_many_fields.csv", tmp_path / "out")
+    succeeded(result)
+    assert "labels are matched by name to --label_names (negative, neutral, positive), ignoring case" in result.stderr
+
+
+def test_a_rating_column_without_rating_buckets_fails_naming_the_flag(tmp_path):
+    """Its first rating, 2, reads as an index; the ratings above 2 are refused, and they are most rows."""
+    path = CORPUS / "ratings_without_buckets.csv"
+    assert_one_line_error(
+        preprocess(path, tmp_path / "out"),
+        f"{path}: 21 of 25 rows (84.0%) were rejected, over --max_reject_share 0.1: 21 unknown_label (first at"
+        " ratings_without_buckets.csv record 2: '7' is not an index 0-2 into --label_names (0 negative, 1 neutral, 2 positive),"
+        " and labels are read as indices because the first label, '2', is one; for ratings pass --rating_buckets). Fix the data"
+        " or the flags, or pass --max_reject_share 1 to keep the other rows",
+    )
+
+
+def test_a_large_share_of_bad_rows_fails_with_the_reasons_and_their_first_rows(tmp_path):
+    """Unquoted commas in 12 of 27 texts: one line, exit 2, nothing committed."""
+    path = CORPUS / "stray_commas.csv"
+    assert_one_line_error(
+        preprocess(path, tmp_path / "out"),
+        f"{path}: 12 of 27 rows (44.4%) were rejected, over --max_reject_share 0.1: 12 malformed_row (first at stray_commas.csv"
+        " line 5: expected 2 fields, found 3). Fix the data or the flags, or pass --max_reject_share 1 to keep the other rows",
+    )
+    assert not (tmp_path / "out" / "MANIFEST.json").exists()
+
+
+def test_bad_rows_under_the_threshold_are_quarantined_with_a_warning(tmp_path):
+    result = preprocess(CORPUS / "stray_commas.csv", tmp_path / "out", "--max_reject_share", "0.5")
+    succeeded(result)
+    stats, rejects = quarantined(tmp_path / "out")
+    assert stats["rejected_by_reason"] == {"malformed_row": 12}
+    assert [row["position"] for row in rejects["malformed_row"]][:3] == ["line 5", "line 8", "line 9"]
+    warning = (
+        f"{CORPUS / 'stray_commas.csv'}: 12 of 27 rows (44.4%) rejected and quarantined in rejects.parquet: 12 malformed_row"
+        " (first at stray_commas.csv line 5: expected 2 fields, found 3)"
+    )
+    assert warning in result.stderr
+
+
+def test_duplicates_do_not_count_against_the_reject_share(tmp_path):
+    """Every row twice: half the rows are dropped as duplicates, and that is deduplication, not bad data."""
+    rows = "".join(f'"{text} week {week}",{label}\n' for week in range(6) for text, label in TEXTS.items())
+    path = tmp_path / "repeated.csv"
+    path.write_text("review,rating\n" + rows + rows)
+    succeeded(preprocess(path, tmp_path / "out", "--max_reject_share", "0.01"))
+    assert quarantined(tmp_path / "out")[0]["rejected_by_reason"] == {"duplicate_text": 18}
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.1"])
+def test_a_max_reject_share_out_of_range_is_one_line(value, tmp_path):
+    assert_one_line_error(
+        preprocess(CORPUS / "stray_commas.csv", tmp_path / "out", "--max_reject_share", value),
+        f"--max_reject_share: must be above 0 and at most 1 (1 never fails), got {float(value)}",
+    )
 
 
 def test_a_text_of_one_megabyte_is_quarantined(tmp_path):
@@ -178,6 +271,16 @@ def test_duplicates_across_splits_are_kept_once_as_leakage(tmp_path):
     assert {row["source"] for row in rejects["leaked_across_splits"]} == {"train.csv"}
     test_texts = set(pq.read_table(tmp_path / "out" / "test.parquet").column("text").to_pylist())
     assert "great relief week 0" in test_texts
+
+
+def test_train_given_preprocess_output_says_to_run_tokenize_first(prepared_data, tmp_path):
+    """Not a word about the Hugging Face Hub (where the missing tokenizer/ folder used to send the user)."""
+    data = prepared_data[0]
+    result = run_module("components.train", "--data_uri", str(data), "--output_uri", str(tmp_path / "model"), "--max_steps", "1")
+    assert_one_line_error(
+        result, f"{data}: this is preprocess output, not tokenize output: run tokenize on it first, and pass --data_uri its --output_uri"
+    )
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.parametrize(
@@ -237,7 +340,7 @@ def test_a_file_in_another_encoding_reads_with_the_flag_it_names(tmp_path):
 
 
 def test_quarantined_undecodable_rows_are_logged_with_the_flag_to_pass(tmp_path):
-    result = preprocess(CORPUS / "latin1.csv", tmp_path / "out")
+    result = preprocess(CORPUS / "latin1.csv", tmp_path / "out", *KEEP_ALL)
     succeeded(result)
     stats, _ = quarantined(tmp_path / "out")
     note = f"{CORPUS / 'latin1.csv'}: 3 of 18 rows are not valid utf-8 and were quarantined; if the file was saved in another encoding, pass it,"
@@ -252,7 +355,7 @@ def test_an_unknown_encoding_flag_is_one_line(tmp_path):
 
 def test_objects_where_text_or_label_should_be_are_quarantined(tmp_path):
     """Never stringified into a text or a label: each such record is quarantined with its reason."""
-    succeeded(preprocess(CORPUS / "objects_in_some_records.jsonl", tmp_path / "out"))
+    succeeded(preprocess(CORPUS / "objects_in_some_records.jsonl", tmp_path / "out", *KEEP_ALL))
     stats, rejects = quarantined(tmp_path / "out")
     assert stats["rejected_by_reason"] == {"invalid_unicode": 1, "label_not_a_value": 1, "text_not_a_string": 2}
     assert [row["position"] for row in rejects["text_not_a_string"]] == ["line 5", "line 13"]

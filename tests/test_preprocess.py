@@ -86,11 +86,19 @@ def test_rating_buckets_map_numbers_to_labels(tmp_path):
     rows = [{"text": f"review {index}", "stars": stars} for index, stars in enumerate([1, 2, 4, 5, 6, 7, 9, 10, 3, 8, 6.5, 11] * 4)]
     path = write_parquet(tmp_path / "ratings.parquet", rows)
     preprocess(
-        input_uri=str(path), output_uri=str(tmp_path / "out"), label_column="stars", rating_buckets="negative:1-4,neutral:5-6,positive:7-10"
+        input_uri=str(path),
+        output_uri=str(tmp_path / "out"),
+        label_column="stars",
+        rating_buckets="negative:1-4,neutral:5-6,positive:7-10",
+        max_reject_share=1,  # a sixth of the rows fits no bucket, on purpose
     )
     stats = stats_of(tmp_path / "out")
     assert stats["labels"] == LABELS
     assert stats["rejected_by_reason"] == {"unknown_label": 8}  # 6.5 and 11 fit no bucket
+    assert stats["label_rule"] == "labels are ratings mapped by --rating_buckets (negative 1-4, neutral 5-6, positive 7-10)"
+    assert pq.read_table(tmp_path / "out" / "rejects.parquet").column("detail").to_pylist()[0] == (
+        "'6.5' is in none of the --rating_buckets ranges (negative:1-4, neutral:5-6, positive:7-10)"
+    )
     kept = [row for split in read_splits(tmp_path / "out").values() for row in split]
     by_text = {row["text"]: row["label"] for row in kept}
     assert by_text["review 0"] == 0 and by_text["review 3"] == 1 and by_text["review 7"] == 2
@@ -203,3 +211,11 @@ def test_a_byte_order_mark_inside_a_text_is_removed():
     """Joined files (`cat a.csv b.csv`) leave the second file's mark inside a text: invisible, and a different string."""
     assert clean_text("\ufeffgreat relief") == "great relief"
     assert clean_text("great\ufeff relief") == "great relief"
+
+
+def test_the_first_label_decides_between_names_and_indices():
+    by_index = LabelMapper.from_flags("negative,neutral,positive", "")
+    assert [by_index.to_id(raw) for raw in ("2", "0", "1.0", "3", "positive")] == [2, 0, 1, None, None]
+    by_name = LabelMapper.from_flags("negative,neutral,positive", "")
+    assert [by_name.to_id(raw) for raw in ("Positive", "1", "negative")] == [2, None, 0]
+    assert "by name" in by_name.rule() and "indices" in by_index.rule()

@@ -1,6 +1,7 @@
 """tokenize: the base model's fast tokenizer, truncation capped at the model's limit, no padding."""
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -59,14 +60,40 @@ def test_a_hub_id_offline_is_one_line(prepared_data, tmp_path):
     assert line.endswith("(offline, pass a local folder, an s3:// folder or bundled://all-MiniLM-L6-v2)")
 
 
-def test_input_that_is_not_a_committed_artifact_is_refused(tmp_path, tiny_model):
-    (tmp_path / "half").mkdir()
-    (tmp_path / "half" / "train.parquet").write_bytes(b"PAR1 partial")
-    result = run_module(
-        "components.tokenize", "--data_uri", str(tmp_path / "half"), "--output_uri", str(tmp_path / "out"), "--base_model", str(tiny_model)
-    )
+def tokenize_cli(data: Path | str, tmp_path: Path, model: Path):
+    return run_module("components.tokenize", "--data_uri", str(data), "--output_uri", str(tmp_path / "out"), "--base_model", str(model))
+
+
+PASS_PREPROCESS_OUTPUT = "pass --data_uri the folder preprocess wrote (its --output_uri)"
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda folder: None, f"no such folder, so no preprocess output; {PASS_PREPROCESS_OUTPUT}"),
+        (lambda folder: folder.mkdir(), f"the folder is empty, so no preprocess output; {PASS_PREPROCESS_OUTPUT}"),
+        (lambda folder: folder.write_text("text,label\n"), f"is a file, not preprocess output; {PASS_PREPROCESS_OUTPUT}"),
+        (
+            lambda folder: folder.mkdir() or (folder / "train.parquet").write_bytes(b"PAR1 partial"),
+            f"holds no committed preprocess output (no MANIFEST.json); {PASS_PREPROCESS_OUTPUT}, or run preprocess again if it was stopped",
+        ),
+    ],
+    ids=["missing", "empty", "a file", "uncommitted"],
+)
+def test_an_input_that_is_not_preprocess_output_says_what_to_pass(make, expected, tmp_path, tiny_model):
+    make(tmp_path / "data")
+    result = tokenize_cli(tmp_path / "data", tmp_path, tiny_model)
     assert result.returncode == 2
-    assert (
-        result.stderr.strip()
-        == f"error: {tmp_path / 'half'}: not a committed artifact (no MANIFEST.json); the stage that writes it did not finish: run it again"
-    )
+    assert result.stderr.strip() == f"error: {tmp_path / 'data'}: {expected}"
+
+
+def test_tokenize_output_given_to_tokenize_says_what_to_pass(prepared_data, tmp_path, tiny_model):
+    result = tokenize_cli(prepared_data[1], tmp_path, tiny_model)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {prepared_data[1]}: this is tokenize output, not preprocess output; {PASS_PREPROCESS_OUTPUT}"
+
+
+def test_an_empty_s3_prefix_says_what_to_pass(s3, tmp_path, tiny_model):
+    result = tokenize_cli("s3://bucket/run/data", tmp_path, tiny_model)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: s3://bucket/run/data: nothing there, so no preprocess output; {PASS_PREPROCESS_OUTPUT}"

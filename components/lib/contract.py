@@ -2,6 +2,7 @@
 
 preprocess writes `<split>.parquet` with `CLEAN_SCHEMA`; tokenize writes `<split>.parquet` with
 `TOKENIZED_SCHEMA` and the tokenizer files under `tokenizer/`. Both folders carry `labels.json`.
+A stage checks that its input folder is the output it needs (`require_output_of`) before it reads it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.lib import storage
+from components.lib.artifacts import MANIFEST, read_manifest
 from components.lib.errors import UserError
 
 SPLITS = ("train", "validation", "test")
+STAGE_ORDER = ("preprocess", "tokenize")  # the stages whose output folders `produced_by` tells apart
 STATS_FILE = "stats.json"
 REJECTS_FILE = "rejects.parquet"
 TOKENIZER_DIR = "tokenizer"
@@ -45,6 +49,45 @@ REJECTS_SCHEMA = pa.schema(
         ("label", pa.string()),
     ]
 )
+
+
+def produced_by(files: dict) -> str | None:
+    """The stage that wrote a committed folder with these files, told by a file only it writes."""
+    if REJECTS_FILE in files:
+        return "preprocess"
+    if any(name.startswith(f"{TOKENIZER_DIR}/") for name in files):
+        return "tokenize"
+    return None
+
+
+def require_output_of(producer: str, uri: str, flag: str) -> None:
+    """Refuse in one line an input folder that is not `producer`'s committed output, saying what to pass.
+
+    A folder that does not exist, is empty, has no manifest or is another stage's output each get
+    their own words: the reader's own check would say "run it again" or blame the model hub.
+    """
+    wanted = f"pass {flag} the folder {producer} wrote (its --output_uri)"
+    if not storage.exists(storage.join(uri, MANIFEST)):
+        if not storage.is_s3(uri) and Path(uri).is_file():
+            raise UserError(f"{uri}: is a file, not {producer} output; {wanted}")
+        if not storage.list_files(uri):
+            raise UserError(f"{uri}: {what_is_missing(uri)}, so no {producer} output; {wanted}")
+        raise UserError(f"{uri}: holds no committed {producer} output (no {MANIFEST}); {wanted}, or run {producer} again if it was stopped")
+    found = produced_by(read_manifest(uri)["files"])
+    if found is None or found == producer:
+        return
+    if STAGE_ORDER.index(found) < STAGE_ORDER.index(producer):
+        raise UserError(
+            f"{uri}: this is {found} output, not {producer} output: run {producer} on it first, and pass {flag} its --output_uri"
+        )
+    raise UserError(f"{uri}: this is {found} output, not {producer} output; {wanted}")
+
+
+def what_is_missing(uri: str) -> str:
+    """How to say that `uri` holds no files."""
+    if storage.is_s3(uri):
+        return "nothing there"
+    return "the folder is empty" if Path(uri).exists() else "no such folder"
 
 
 def split_file(folder: Path, split: str) -> Path:

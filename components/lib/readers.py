@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import io
 import json
 import math
 import re
@@ -367,14 +368,16 @@ def read_delimited(
 
     malformed: list[SourceReject] = []
     records_read = 0
+    layout = text_layout(item, encoding)
+    lines = LineFinder(item, layout)
 
     def on_invalid_row(row) -> str:
-        position = f"line {row.number}" if row.number is not None and row.number > 0 else f"after record {records_read}"
+        number = row.number if row.number is not None and row.number > 0 else lines.find(row.text)
+        position = f"line {number}" if number else f"after record {records_read}"
         detail = f"expected {row.expected_columns} fields, found {row.actual_columns}"
         malformed.append(SourceReject(item.name, position, "malformed_row", detail, row.text[:RAW_TEXT_KEPT]))
         return "skip"
 
-    layout = text_layout(item, encoding)
     header = read_csv_header(item, delimiter, layout)
     for column, flag in ((text_column, "text_column"), (label_column, "label_column")):
         if column not in header:
@@ -408,7 +411,38 @@ def read_delimited(
             )
     except READ_ERRORS as error:
         raise read_error(item, error, f"after record {records_read}") from None
+    finally:
+        lines.close()
     yield from malformed
+
+
+class LineFinder:
+    """The line where a malformed CSV row starts, found by its text.
+
+    pyarrow numbers no row when values may hold newlines (as texts may), and it reports a malformed
+    row while it parses a block, before that block's records are counted. So a second reader walks
+    the file's lines, forward only: rows asked for in file order cost one extra pass at most, and
+    only files with malformed rows pay it. A row not found (its text decoded differently) gets None.
+    """
+
+    def __init__(self, item: SourceFile, layout: TextLayout) -> None:
+        self.item, self.layout = item, layout
+        self.lines: io.BufferedReader | None = None
+        self.number = 0
+
+    def find(self, row_text: str) -> int | None:
+        first_line = (row_text.splitlines() or [""])[0].encode("utf-8", "replace")
+        if self.lines is None:
+            self.lines = io.BufferedReader(open_text(self.item, self.layout))
+        for line in self.lines:
+            self.number += 1
+            if line.rstrip(b"\r\n") == first_line:
+                return self.number
+        return None
+
+    def close(self) -> None:
+        if self.lines is not None:
+            self.lines.close()
 
 
 def read_csv_header(item: SourceFile, delimiter: str, layout: TextLayout) -> list[str]:
