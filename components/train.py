@@ -181,7 +181,7 @@ def train(
             distributed.close()
             return None
         best = tuner.load_best_weights()
-        lineage = {**data_manifest.get("lineage", {}), "base_model": base_model}
+        lineage = {**data_manifest.get("lineage", {}), "base_model": base_model, **({"run_id": run_id} if run_id else {})}
         with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": metric_for_best}) as out:
             model.save_pretrained(out)
             shutil.copytree(data_dir / TOKENIZER_DIR, out, dirs_exist_ok=True)

@@ -433,7 +433,7 @@ class FineTuner:
         progress.logging_loss_steps += 1
         step = progress.global_step
         bar.update(1)
-        if step % config.logging_steps == 0:
+        if step % config.logging_steps == 0 or step == 1:  # the first step too: where the curves start
             running = progress.epoch_loss_sum / progress.epoch_loss_steps
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{self.learning_rate():.2e}")
             self.log_training_loss(epoch_progress)
