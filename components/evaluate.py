@@ -2,15 +2,17 @@
 
     python -m components.evaluate --model_uri runs/x/model --data_uri runs/x/tokens --output_uri runs/x/evaluation
 
-Writes metrics.json (loss, accuracy, macro and weighted precision/recall/F1, per-class scores,
-confusion matrix, and the same for the majority-class baseline), predictions.parquet (text, gold,
-predicted, confidence and one probability column per class, for error analysis), and report.html
-with the confusion matrix and the training curves as pictures.
+Writes metrics.json (loss, accuracy, macro and weighted precision/recall/F1, per-class scores and
+average precision, confusion matrix, and the same for the majority-class baseline),
+predictions.parquet (text, the source file and row it came from, gold, predicted, confidence and
+one probability column per class, for error analysis), and report.html with the confusion
+matrix, precision-recall curves, a confidence histogram and the training curves as pictures.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,9 @@ from components.lib.contract import TOKENIZED_SCHEMA, read_split
 from components.lib.errors import UserError
 from components.lib.inference import mean_cross_entropy, predict_logits, softmax
 from components.lib.labels import read_labels
-from components.lib.metrics import classification_metrics, headline
+from components.lib.metrics import classification_metrics, headline, precision_recall_curve
 from components.lib.modeling import load_classifier, load_tokenizer
-from components.lib.plots import confusion_matrix_png, training_curves_png
+from components.lib.plots import confidence_histogram_png, confusion_matrix_png, precision_recall_png, training_curves_png
 from components.lib.report import evaluation_html
 
 METRICS_FILE = "metrics.json"
@@ -73,26 +75,25 @@ def evaluate(
         baseline = classification_metrics(test.labels, np.full(len(test), majority), label_names)
         baseline["predicts"] = label_names[majority]
         history = json.loads((model_dir / "training_history.json").read_text()) if (model_dir / "training_history.json").is_file() else {}
+        probabilities = softmax(logits)
+        add_average_precision(metrics, test.labels, probabilities, label_names)
         with staged_output(output_uri, extra={"lineage": model_manifest.get("lineage", {})}) as out:
-            texts = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text"]).column("text")
-            predictions = write_predictions(out / PREDICTIONS_FILE, texts, test.labels, logits, label_names)
+            rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
+            predictions = write_predictions(out / PREDICTIONS_FILE, rows, test.labels, probabilities, label_names)
             result = {"test": metrics, "baseline_majority_class": baseline, "model_uri": model_uri, "data_uri": data_uri}
             (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
-            pictures = [out / "confusion_matrix.png"]
-            confusion_matrix_png(
-                metrics["confusion_matrix"]["rows_gold_columns_predicted"], label_names, pictures[0], "test confusion matrix"
-            )
-            if training_curves_png(history, out / "training_curves.png", "macro_f1"):
-                pictures.append(out / "training_curves.png")
-            context = {
+            pictures = draw_pictures(out, metrics, history, test.labels, probabilities, label_names)
+            lineage = model_manifest.get("lineage", {})
+            heading = {
+                "base model": lineage.get("base_model", "?"),
                 "model": model_uri,
-                "data": data_uri,
-                "test rows": len(test),
-                "baseline predicts": baseline["predicts"],
-                **model_manifest.get("lineage", {}),
+                "run": lineage.get("run_id") or "not recorded (train ran without --run_id)",
+                "trained": readable_time(model_manifest.get("committed_at", "?")),
+                "evaluated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             }
+            context = {"data": data_uri, "test rows": len(test), "baseline predicts": baseline["predicts"], **lineage}
             report = evaluation_html(
-                "Evaluation on the test split", metrics, baseline, pictures, most_confident_mistakes(predictions), context
+                "Evaluation on the test split", heading, metrics, baseline, pictures, most_confident_mistakes(predictions), context
             )
             (out / REPORT_FILE).write_text(report)
             if report_path:
@@ -120,12 +121,40 @@ def evaluate(
     )
 
 
-def write_predictions(path, texts: pa.ChunkedArray, gold: np.ndarray, logits: np.ndarray, label_names: list[str]) -> pa.Table:
-    probabilities = softmax(logits)
+def readable_time(manifest_time: str) -> str:
+    """A manifest's commit time, '2025-01-31T09:15:02Z', as '2025-01-31 09:15:02 UTC'."""
+    return manifest_time.replace("T", " ").replace("Z", " UTC")
+
+
+def add_average_precision(metrics: dict, gold: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> None:
+    """Each class's average precision (area under its precision-recall curve), None without test rows."""
+    for index, name in enumerate(label_names):
+        curve = precision_recall_curve(gold == index, probabilities[:, index])
+        metrics["per_class"][name]["average_precision"] = curve[2] if curve else None
+
+
+def draw_pictures(
+    out: Path, metrics: dict, history: dict, gold: np.ndarray, probabilities: np.ndarray, label_names: list[str]
+) -> list[Path]:
+    """The report's pictures, saved beside it; the training curves only if the model kept its history."""
+    matrix = metrics["confusion_matrix"]["rows_gold_columns_predicted"]
+    confusion_matrix_png(matrix, label_names, out / "confusion_matrix.png", "test confusion matrix")
+    precision_recall_png(gold, probabilities, label_names, out / "precision_recall.png")
+    correct = probabilities.argmax(axis=1) == gold
+    confidence_histogram_png(probabilities.max(axis=1), correct, len(label_names), out / "confidence.png")
+    pictures = [out / "confusion_matrix.png", out / "precision_recall.png", out / "confidence.png"]
+    if training_curves_png(history, out / "training_curves.png", "macro_f1"):
+        pictures.append(out / "training_curves.png")
+    return pictures
+
+
+def write_predictions(path, rows: pa.Table, gold: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> pa.Table:
+    """One row per test row; `source_row` names the file and row it came from (as preprocess wrote it)."""
     predicted = probabilities.argmax(axis=1)
     names = np.array(label_names, dtype=object)
     columns = {
-        "text": texts,
+        "text": rows.column("text"),
+        "source_row": rows.column("source_row"),
         "gold": pa.array(names[gold].tolist()),
         "predicted": pa.array(names[predicted].tolist()),
         "correct": pa.array(predicted == gold),
@@ -140,7 +169,7 @@ def write_predictions(path, texts: pa.ChunkedArray, gold: np.ndarray, logits: np
 def most_confident_mistakes(predictions: pa.Table, count: int = 15) -> list[dict]:
     wrong = predictions.filter(pc.invert(predictions.column("correct")))
     order = np.argsort(-wrong.column("confidence").to_numpy())[:count]
-    return wrong.take(pa.array(order, pa.int64())).select(["gold", "predicted", "confidence", "text"]).to_pylist()
+    return wrong.take(pa.array(order, pa.int64())).select(["gold", "predicted", "confidence", "source_row", "text"]).to_pylist()
 
 
 def kfp_confusion_matrix(metrics: dict, label_names: list[str]) -> dict:

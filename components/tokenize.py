@@ -113,14 +113,14 @@ def tokenize_split(data_dir, out, split: str, encoder, max_length: int, batch_si
     source = open_split(data_dir, split, CLEAN_SCHEMA)
     lengths: list[np.ndarray] = []
     with pq.ParquetWriter(split_file(out, split), TOKENIZED_SCHEMA) as writer:
-        for batch in source.iter_batches(batch_size=batch_size, columns=["text", "label"]):
+        for batch in source.iter_batches(batch_size=batch_size, columns=["text", "label", "source_row"]):
             texts = batch.column("text")
             encodings = encoder.encode_batch_fast(texts.to_pylist())
             ids = [encoding.ids for encoding in encodings]
             length = np.fromiter((len(row) for row in ids), dtype=np.int32, count=len(ids))
             writer.write_table(
                 pa.table(
-                    [texts, batch.column("label"), pa.array(ids, pa.list_(pa.int32())), pa.array(length)],
+                    [texts, batch.column("label"), pa.array(ids, pa.list_(pa.int32())), pa.array(length), batch.column("source_row")],
                     schema=TOKENIZED_SCHEMA,
                 )
             )

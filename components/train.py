@@ -16,6 +16,7 @@ See components/lib/trainer.py for the loop itself.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -36,8 +37,9 @@ from components.lib.errors import UserError
 from components.lib.labels import LABELS_FILE, read_labels
 from components.lib.modeling import load_classifier, load_tokenizer, local_model_source
 from components.lib.reporters import Reporters, parse_report_to
-from components.lib.trainer import FineTuner, TrainConfig, seed_everything
+from components.lib.trainer import FineTuner, TrainConfig, sample_training_rows, seed_everything
 
+log = logging.getLogger("components.train")
 SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$")
 HISTORY_FILE = "training_history.json"
 SUMMARY_FILE = "train_summary.json"
@@ -81,7 +83,9 @@ def train(
     max_steps: int = 0,
     checkpoint_every_steps: int = 0,
     keep_checkpoints: int = 2,
+    keep_checkpoints_after_training: bool = False,
     logging_steps: int = 10,
+    max_train_samples: int = 0,
     report_to: str = "tensorboard",
     processes: int = 1,
     expected_gpus: str = "",
@@ -126,7 +130,9 @@ def train(
       max_steps: Stop after this many optimizer steps; 0 = run all epochs.
       checkpoint_every_steps: Checkpoint every N optimizer steps (needs checkpoint_uri); SIGTERM always checkpoints.
       keep_checkpoints: How many step checkpoints to keep.
-      logging_steps: Log the training loss every N optimizer steps.
+      keep_checkpoints_after_training: Keep the checkpoints once the model is committed; by default they are removed (used only to resume).
+      logging_steps: Log the training loss (the mean over the last N steps) every N optimizer steps.
+      max_train_samples: Train on this many rows of the training split (a sample drawn with --seed), for smoke tests; 0 = all.
       report_to: Comma-separated reporters: tensorboard, mlflow, wandb, or none.
       processes: Training processes on this node, one per GPU, under torchrun (DDP); 0 = one per visible GPU; 1 = plain.
       expected_gpus: GPUs this task asked the cluster for; fewer visible ones stop the stage at once. Empty: no check.
@@ -159,7 +165,7 @@ def train(
             config,
             model,
             label_names,
-            TokenizedSplit.load(data_dir, "train"),
+            sample_training_rows(TokenizedSplit.load(data_dir, "train"), max_train_samples, seed),
             TokenizedSplit.load(data_dir, "validation"),
             tokenizer.pad_token_id or 0,
             work,
@@ -176,7 +182,7 @@ def train(
             distributed.close()
             return None
         best = tuner.load_best_weights()
-        lineage = {**data_manifest.get("lineage", {}), "base_model": base_model}
+        lineage = {**data_manifest.get("lineage", {}), "base_model": base_model, **({"run_id": run_id} if run_id else {})}
         with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": metric_for_best}) as out:
             model.save_pretrained(out)
             shutil.copytree(data_dir / TOKENIZER_DIR, out, dirs_exist_ok=True)
@@ -187,6 +193,8 @@ def train(
             if (work / "logs").is_dir():
                 shutil.copytree(work / "logs", out / "logs")
     distributed.close()
+    if checkpoint_uri and not keep_checkpoints_after_training:
+        remove_checkpoints(checkpoint_uri)
     best_summary = {"metric": metric_for_best, "value": summary["best"]["value"], "step": summary["best"]["step"]}
     return StageResult(
         summary={
@@ -200,6 +208,18 @@ def train(
         parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},
         artifact_uri_parameters={"model_uri": "model"},
     )
+
+
+def remove_checkpoints(checkpoint_uri: str) -> None:
+    """The model is committed, so the checkpoints (only for resuming) are dead weight: remove them."""
+    folders, freed = checkpoint.remove_all(checkpoint_uri)
+    if folders:
+        log.info(
+            "removed the checkpoints of this finished run from %s (%s), freeing %.1f MB; --keep_checkpoints_after_training keeps them",
+            checkpoint_uri,
+            ", ".join(folders),
+            freed / 2**20,
+        )
 
 
 def checkpoint_folders(**names: str) -> list[str]:

@@ -9,13 +9,14 @@ import onnx.numpy_helper
 import onnxruntime
 import pyarrow.parquet as pq
 import pytest
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_fscore_support
 
 from components import export as export_stage
 from components.evaluate import evaluate
 from components.export import export
+from components.lib import plots
 from components.lib.errors import UserError
-from components.lib.metrics import classification_metrics
+from components.lib.metrics import classification_metrics, precision_recall_curve
 from components.train import train
 from tests.conftest import LABELS, run_module, train_flags
 
@@ -50,6 +51,9 @@ def test_metrics_agree_with_scikit_learn():
         assert ours[f"{average}_precision"] == pytest.approx(precision) and ours[f"{average}_recall"] == pytest.approx(recall)
         assert ours[f"{average}_f1"] == pytest.approx(f1)
     assert ours["confusion_matrix"]["rows_gold_columns_predicted"] == confusion_matrix(gold, predicted).tolist()
+    scores = np.round(rng.random(200), 1)  # ties too
+    assert precision_recall_curve(gold == 1, scores)[2] == pytest.approx(average_precision_score(gold == 1, scores))
+    assert precision_recall_curve(gold == 5, scores) is None
     missing = classification_metrics(np.array([0, 0, 1]), np.array([0, 0, 0]), LABELS)
     assert missing["per_class"]["neutral"]["recall"] == 0.0 and missing["per_class"]["positive"]["support"] == 0
 
@@ -77,22 +81,82 @@ def test_evaluation_reports_everything_beside_the_majority_baseline(evaluation, 
     assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == LABELS and len(matrix["rows"]) == 3
 
 
-def test_predictions_hold_text_gold_prediction_and_probabilities(evaluation):
+def test_predictions_hold_text_source_row_gold_prediction_and_probabilities(evaluation, prepared_data, sample_source):
     out, _ = evaluation
     predictions = pq.read_table(out / "evaluation" / "predictions.parquet").to_pylist()
     assert len(predictions) == 45
     row = predictions[0]
-    assert {"text", "gold", "predicted", "correct", "confidence", "prob_negative", "prob_neutral", "prob_positive"} == set(row)
+    assert {"text", "source_row", "gold", "predicted", "correct", "confidence", "prob_negative", "prob_neutral", "prob_positive"} == set(
+        row
+    )
     assert sum(row[f"prob_{label}"] for label in LABELS) == pytest.approx(1.0, abs=1e-5)
     assert row["correct"] == (row["gold"] == row["predicted"])
+    # Every prediction leads back to its row in the source file (rows count from 1).
+    source = pq.read_table(sample_source / "test.parquet").to_pylist()
+    for prediction in predictions:
+        file_name, _, position = prediction["source_row"].rpartition(":row ")
+        assert file_name == "test.parquet" and source[int(position) - 1]["text"] == prediction["text"]
+        assert source[int(position) - 1]["label"] == prediction["gold"]
 
 
-def test_the_report_shows_the_pictures(evaluation):
+def test_average_precision_per_class_agrees_with_scikit_learn(evaluation):
+    out, _ = evaluation
+    predictions = pq.read_table(out / "evaluation" / "predictions.parquet").to_pandas()
+    per_class = json.loads((out / "evaluation" / "metrics.json").read_text())["test"]["per_class"]
+    for label in LABELS:
+        expected = average_precision_score(predictions["gold"] == label, predictions[f"prob_{label}"])
+        assert per_class[label]["average_precision"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_report_shows_the_pictures_and_names_the_model_run_and_dates(evaluation, model, tiny_model):
     out, _ = evaluation
     report = (out / "report.html").read_text()
     assert report == (out / "evaluation" / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 2 and "majority-class baseline" in report
-    assert (out / "evaluation" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert report.count("data:image/png;base64,") == 4 and "majority-class baseline" in report
+    for picture in ("confusion_matrix", "precision_recall", "confidence", "training_curves"):
+        assert (out / "evaluation" / f"{picture}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f'alt="{picture}"' in report
+    trained = json.loads((model / "MANIFEST.json").read_text())["committed_at"].replace("T", " ").replace("Z", " UTC")
+    assert f"base model: <b>{tiny_model}</b>" in report
+    assert f"model: <b>{model}</b>" in report and f"trained: <b>{trained}</b>" in report and "evaluated: <b>20" in report
+    assert "run: <b>not recorded (train ran without --run_id)</b>" in report
+    predictions = pq.read_table(out / "evaluation" / "predictions.parquet").to_pylist()
+    wrong = [row["source_row"] for row in predictions if not row["correct"]]
+    assert any(f"<td>{source_row}</td>" in report for source_row in wrong) if wrong else "every test row was predicted right" in report
+
+
+def drawn_figure(monkeypatch, draw_picture):
+    """Draw one picture and return its figure, kept open for inspection."""
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda figure, path: (figures.append(figure), path.write_bytes(b"\x89PNG")))
+    draw_picture()
+    [figure] = figures
+    return figure
+
+
+def test_a_run_with_one_logged_step_and_one_evaluation_draws_visible_points_on_sensible_axes(tmp_path, monkeypatch):
+    """The issue's case: one validation point at step 500 showed alone on a 470-520 axis, and one training
+    point had no marker, so it was invisible."""
+    validation = {"loss": 0.9, "macro_f1": 0.5, "accuracy": 0.6, "per_class_f1": {"a": 0.5, "b": 0.5}}
+    history = {"steps": [{"step": 500, "epoch": 1.0, "loss": 1.0, "learning_rate": 1e-5}],
+               "evaluations": [{"step": 500, "epoch": 1.0, "learning_rate": 1e-5, "validation": validation}]}  # fmt: skip
+    figure = drawn_figure(monkeypatch, lambda: plots.training_curves_png(history, tmp_path / "curves.png", "macro_f1"))
+    loss_axes, score_axes, rate_axes, class_axes = figure.axes
+    for axes in figure.axes:
+        assert axes.get_xlim()[0] == 0 and axes.get_xlim()[1] > 500
+        assert axes.lines and all(line.get_marker() not in (None, "None", "") for line in axes.lines if len(line.get_xdata()) == 1)
+    assert loss_axes.get_ylim()[0] == 0 and loss_axes.get_ylim()[1] > 1.0
+    assert rate_axes.get_ylim()[0] == 0 and rate_axes.get_ylim()[1] > 1e-5
+    assert score_axes.get_ylim()[0] < 0 and score_axes.get_ylim()[1] > 1  # room for markers on 0 and 1
+    assert [text.get_text() for text in class_axes.get_legend().get_texts()] == ["a", "b"]
+
+
+def test_precision_recall_and_confidence_pictures_handle_an_absent_class_and_no_mistakes(tmp_path):
+    gold = np.array([0, 0, 1, 1])
+    probabilities = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1]])
+    plots.precision_recall_png(gold, probabilities, LABELS, tmp_path / "pr.png")  # no "positive" row in the test split
+    plots.confidence_histogram_png(probabilities.max(axis=1), np.ones(4, dtype=bool), 3, tmp_path / "confidence.png")
+    assert (tmp_path / "pr.png").read_bytes()[:4] == (tmp_path / "confidence.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ FLAGS = [
     "5",
     "--eval_every_steps",
     "15",
+    "--keep_checkpoints_after_training",  # the refusal tests below resume from the uninterrupted run's checkpoints
+    "true",
 ]
 
 

@@ -155,6 +155,7 @@ TRAIN_DEFAULTS = {
     "metric_for_best": "macro_f1", "early_stopping_patience": 0, "early_stopping_min_delta": 0.0, "freeze_encoder_epochs": 0, "layerwise_lr_decay": 1.0,
     "class_weights": "none", "label_smoothing": 0.0, "compile": False, "compile_backend": "inductor", "num_workers": 0, "pin_memory": True,
     "group_by_length": True, "max_steps": 0, "checkpoint_every_steps": 0, "keep_checkpoints": 2, "logging_steps": 1,
+    "max_train_samples": 0,
 }  # fmt: skip
 
 
@@ -315,9 +316,60 @@ def test_checkpoints_keep_the_last_k(prepared_data, tiny_model, tmp_path):
         checkpoint_uri=str(tmp_path / "ckpt"),
         checkpoint_every_steps=4,
         keep_checkpoints=2,
+        keep_checkpoints_after_training=True,
     )
     assert checkpoint.committed_steps(str(tmp_path / "ckpt")) == [16, 20]
     assert sorted(path.name for path in (tmp_path / "ckpt").iterdir()) == ["best", "step-00000016", "step-00000020"]
+
+
+def test_a_finished_run_removes_its_checkpoints_and_says_how_much_it_freed(prepared_data, tiny_model, tmp_path, caplog):
+    caplog.set_level("INFO", logger="components.train")
+    checkpoints = tmp_path / "ckpt"
+    run(prepared_data[1], tiny_model, tmp_path / "out", epochs=1, checkpoint_uri=str(checkpoints), run_id="run-1", checkpoint_every_steps=4)
+    assert json.loads((tmp_path / "out" / "MANIFEST.json").read_text())["lineage"]["run_id"] == "run-1"  # the report shows it
+    assert not (checkpoints / "run-1").exists()
+    [line] = [record.getMessage() for record in caplog.records if "removed the checkpoints" in record.getMessage()]
+    assert f"from {checkpoints / 'run-1'} (best, step-00000016, step-00000020), freeing " in line
+    assert float(line.split("freeing ")[1].split(" MB")[0]) > 0.1  # three copies of the tiny model's weights, and two optimizer states
+
+
+def test_the_logged_training_loss_is_the_mean_of_its_interval(prepared_data, tiny_model, tmp_path):
+    run(prepared_data[1], tiny_model, tmp_path / "every", epochs=1, max_steps=12, logging_steps=1)
+    run(prepared_data[1], tiny_model, tmp_path / "fifth", epochs=1, max_steps=12, logging_steps=5)
+    every = [entry["loss"] for entry in json.loads((tmp_path / "every" / "training_history.json").read_text())["steps"]]
+    fifth = json.loads((tmp_path / "fifth" / "training_history.json").read_text())["steps"]
+    assert [entry["step"] for entry in fifth] == [1, 5, 10, 12]  # the first step, each fifth, and the rest at the end
+    expected = [every[0], np.mean(every[1:5]), np.mean(every[5:10]), np.mean(every[10:12])]
+    assert [entry["loss"] for entry in fifth] == pytest.approx(expected, rel=1e-9)
+
+
+def test_max_train_samples_trains_on_a_seeded_sample_and_says_so(prepared_data, tiny_model, tmp_path, caplog):
+    caplog.set_level("INFO", logger="components.train")
+    summary = run(prepared_data[1], tiny_model, tmp_path / "out", epochs=1, max_train_samples=40)
+    assert summary["steps"] == 5  # 40 rows in batches of 8
+    assert "--max_train_samples 40: training on 40 of 162 training rows (a sample drawn with --seed 42)" in caplog.text
+    assert "training rows = 40, validation rows = " in caplog.text
+    caplog.clear()
+    assert run(prepared_data[1], tiny_model, tmp_path / "all", epochs=1, max_train_samples=1000)["steps"] == 21
+    assert "--max_train_samples 1000: the training split has only 162 rows; training on all of them" in caplog.text
+    with pytest.raises(UserError, match="--max_train_samples: must not be negative, got -1"):
+        run(prepared_data[1], tiny_model, tmp_path / "negative", epochs=1, max_train_samples=-1)
+
+
+def test_train_prints_a_header_with_rows_steps_device_precision_and_parameters(prepared_data, tiny_model, tmp_path, caplog):
+    caplog.set_level("INFO", logger="components.train")
+    run(prepared_data[1], tiny_model, tmp_path / "out", epochs=3, batch_size=4, grad_accum_steps=2, max_steps=7, freeze_encoder_epochs=1)
+    start = caplog.messages.index("***** Running training *****")
+    header = "\n".join(caplog.messages[start : start + 8])
+    for expected in (
+        "training rows = 162, validation rows = 18",
+        "epochs = 3 (stopping at --max_steps 7)",
+        "batch size per device = 4, processes = 1, gradient accumulation steps = 2, rows per optimizer step = 8",
+        "optimization steps = 7 (21 per epoch)",
+        "device = cpu, precision = float32",
+        "parameters = 24,163 (99 trained in the first 1 epoch(s))",  # 99: the 32x3 classifier and its bias
+    ):
+        assert expected in header, header
 
 
 def test_a_pod_that_sees_fewer_gpus_than_it_asked_for_stops_before_any_work(prepared_data, tiny_model, tmp_path):
@@ -344,5 +396,5 @@ def test_a_sweep_trial_checkpoints_under_its_run_and_trial(prepared_data, tiny_m
     """A cloned sweep run has a new run id, so it never resumes the old run's trial checkpoints."""
     _, tokens = prepared_data
     train(data_uri=str(tokens), output_uri=str(tmp_path / "model"), base_model=str(tiny_model), checkpoint_uri=str(tmp_path / "ckpt"),
-          run_id="run-2", trial="trial-0", checkpoint_every_steps=5, **train_flags(epochs=1))  # fmt: skip
+          run_id="run-2", trial="trial-0", checkpoint_every_steps=5, keep_checkpoints_after_training=True, **train_flags(epochs=1))  # fmt: skip
     assert list((tmp_path / "ckpt" / "run-2" / "trial-0").glob("step-*/MANIFEST.json"))

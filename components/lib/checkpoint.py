@@ -7,6 +7,8 @@ A checkpoint holds everything a run needs to continue as if it had never stopped
 optimizer, scheduler and grad-scaler state, the RNG states, the data position and the history.
 Each folder is committed by its manifest, so a checkpoint cut short by SIGKILL is skipped, and
 only the last K are kept. Weights are safetensors; the rest is read with `weights_only=True`.
+They exist only for resuming: once train has committed its model it removes them all (unless
+asked to keep them).
 """
 
 from __future__ import annotations
@@ -85,6 +87,16 @@ def remove(uri: str) -> None:
     """Uncommit first (manifest away), then delete, so no reader ever sees a half-deleted folder."""
     storage.delete(storage.join(uri, MANIFEST))
     storage.delete_tree(uri)
+
+
+def remove_all(root_uri: str) -> tuple[list[str], int]:
+    """Delete every checkpoint under `root_uri` (step folders and best/); return their names and the bytes freed."""
+    files = storage.list_files(root_uri) if storage.is_s3(root_uri) or Path(root_uri).is_dir() else {}
+    folders = sorted({name.split("/")[0] for name in files if "/" in name})
+    for folder in folders:
+        remove(storage.join(root_uri, folder))
+    storage.delete_tree(root_uri)
+    return folders, sum(files.values())
 
 
 def committed_steps(root_uri: str) -> list[int]:

@@ -36,6 +36,7 @@ TOKENIZED_SCHEMA = pa.schema(
         ("label", pa.int32()),
         ("input_ids", pa.list_(pa.int32())),
         ("length", pa.int32()),
+        ("source_row", pa.string()),
     ]
 )
 

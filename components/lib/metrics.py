@@ -51,6 +51,24 @@ def classification_metrics(gold: np.ndarray, predicted: np.ndarray, label_names:
     }
 
 
+def precision_recall_curve(is_positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(precision, recall, average precision) of one class against the rest, over every threshold
+    from the highest score down; None when the class has no positive rows. Tied scores form one
+    threshold, and average precision is scikit-learn's (the step-wise area under the curve)."""
+    is_positive = np.asarray(is_positive, dtype=bool)
+    positives = int(is_positive.sum())
+    if positives == 0:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, hits = scores[order], is_positive[order]
+    last_of_each_threshold = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
+    true_positives = np.cumsum(hits)[last_of_each_threshold]
+    precision = true_positives / (last_of_each_threshold + 1)
+    recall = true_positives / positives
+    average_precision = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return np.r_[1.0, precision], np.r_[0.0, recall], average_precision
+
+
 def is_improvement(metric: str, candidate: float, best: float | None, min_delta: float = 0.0) -> bool:
     if best is None:
         return True

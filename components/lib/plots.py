@@ -1,10 +1,22 @@
-"""Pictures people would rather look at than read: the confusion matrix and the training curves."""
+"""Pictures people would rather look at than read: the confusion matrix, precision-recall curves,
+the confidence histogram and the training curves.
+
+Every picture must read as well for a 15-step smoke run as for a long run: a series of few points
+gets markers (a lone point is otherwise invisible), the step axis starts at 0, and losses and
+learning rates start at 0, so a single value does not become a tiny range around itself.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+from components.lib.metrics import precision_recall_curve
+
+MARKERS_UP_TO = 40  # points in a series; above this, markers would hide the line
+CLASS_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DPI = 100
 
 
 def pyplot():
@@ -16,12 +28,18 @@ def pyplot():
     return plt
 
 
+def save(figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+    pyplot().close(figure)
+
+
 def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path, title: str) -> None:
     """Counts, with each cell shaded by its share of the gold row (so recall reads off the diagonal)."""
     plt = pyplot()
     counts = np.asarray(matrix)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = 1.2 + 0.9 * len(labels)
+    size = 1.6 + 1.0 * len(labels)
     figure, axes = plt.subplots(figsize=(size + 1.5, size))
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
@@ -32,40 +50,119 @@ def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path,
     for row in range(len(labels)):
         for column in range(len(labels)):
             color = "white" if shares[row, column] > 0.5 else "black"
-            axes.text(column, row, f"{counts[row, column]}\n{shares[row, column]:.0%}", ha="center", va="center", color=color, fontsize=9)
+            axes.text(column, row, f"{counts[row, column]}\n{shares[row, column]:.0%}", ha="center", va="center", color=color, fontsize=10)
     figure.colorbar(image, ax=axes, fraction=0.046, label="share of gold row")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save(figure, path)
+
+
+def precision_recall_png(gold: np.ndarray, probabilities: np.ndarray, labels: list[str], path: Path) -> None:
+    """One-vs-rest precision-recall curve of each class, its average precision in the legend."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(6.5, 5))
+    for index, name in enumerate(labels):
+        curve = precision_recall_curve(gold == index, probabilities[:, index])
+        if curve is None:
+            axes.plot([], [], label=f"{name}: no test rows")
+            continue
+        precision, recall, average_precision = curve
+        # Thicker lines first: curves that coincide (a perfect model's do) stay visible as stripes.
+        width = 1.5 + 2.5 * (len(labels) - 1 - index) / max(len(labels) - 1, 1)
+        axes.step(recall, precision, where="post", label=f"{name} (AP {average_precision:.3f})", linewidth=width)
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_title("precision-recall per class (test, one vs rest)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    save(figure, path)
+
+
+def confidence_histogram_png(confidence: np.ndarray, correct: np.ndarray, num_labels: int, path: Path) -> None:
+    """How sure the model was of its predicted class, for right and wrong predictions apart."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    bins = np.linspace(1 / num_labels, 1, 21)  # the predicted class's probability is at least 1/K
+    axes.hist(
+        [confidence[correct], confidence[~correct]],
+        bins=bins,
+        stacked=True,
+        color=["tab:green", "tab:red"],
+        label=[f"correct ({int(correct.sum())})", f"wrong ({int((~correct).sum())})"],
+    )
+    axes.set_xlim(1 / num_labels, 1)
+    axes.set_xlabel("confidence (probability of the predicted class)")
+    axes.set_ylabel("test rows")
+    axes.set_title("confidence of the predictions (test)")
+    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.legend(loc="upper left")
+    save(figure, path)
 
 
 def training_curves_png(history: dict, path: Path, metric: str) -> bool:
-    """Training loss per logged step and validation loss and `metric` per evaluation; False if no data."""
+    """Loss, validation scores, learning rate and per-class validation F1 over the optimizer steps; False if no data."""
     steps, evaluations = history.get("steps", []), history.get("evaluations", [])
     if not steps and not evaluations:
         return False
     plt = pyplot()
-    figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(10, 3.8))
-    if steps:
-        loss_axes.plot([entry["step"] for entry in steps], [entry["loss"] for entry in steps], label="train (per step)", alpha=0.7)
-    if evaluations:
-        eval_steps = [entry["step"] for entry in evaluations]
-        loss_axes.plot(eval_steps, [entry["validation"]["loss"] for entry in evaluations], "o-", label="validation")
-        metric_axes.plot(
-            eval_steps, [entry["validation"].get(metric) for entry in evaluations], "o-", color="tab:green", label=f"validation {metric}"
-        )
-        metric_axes.plot(
-            eval_steps, [entry["validation"].get("accuracy") for entry in evaluations], "s--", color="tab:gray", label="validation accuracy"
-        )
-    loss_axes.set_xlabel("optimizer step")
-    loss_axes.set_ylabel("cross-entropy")
-    loss_axes.set_title("loss")
-    loss_axes.legend()
-    metric_axes.set_xlabel("optimizer step")
-    metric_axes.set_title("validation scores")
-    metric_axes.set_ylim(0, 1)
-    metric_axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    figure, ((loss_axes, score_axes), (rate_axes, class_axes)) = plt.subplots(2, 2, figsize=(11, 7.5))
+    last_step = max(entry["step"] for entry in steps + evaluations)
+    eval_steps = [entry["step"] for entry in evaluations]
+    validation = [entry["validation"] for entry in evaluations]
+    draw(loss_axes, [entry["step"] for entry in steps], [entry["loss"] for entry in steps], "train (mean per logged interval)")
+    draw(loss_axes, eval_steps, [scores["loss"] for scores in validation], "validation", marker="o")
+    style(loss_axes, "loss", "cross-entropy", last_step, from_zero=True)
+    draw(score_axes, eval_steps, [scores.get(metric) for scores in validation], f"validation {metric}", marker="o", color="tab:green")
+    draw(score_axes, eval_steps, [scores.get("accuracy") for scores in validation], "validation accuracy", marker="s", color="tab:gray")
+    style(score_axes, "validation scores", "score", last_step, unit_range=True)
+    rated = steps or evaluations
+    draw(rate_axes, [entry["step"] for entry in rated], [entry["learning_rate"] for entry in rated], "learning rate", color="tab:purple")
+    style(rate_axes, "learning rate", "learning rate", last_step, from_zero=True)
+    rate_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    for index, name in enumerate(validation[0].get("per_class_f1", {}) if validation else []):
+        # Hollow markers of different shapes: classes with equal scores stay distinguishable.
+        marker = CLASS_MARKERS[index % len(CLASS_MARKERS)]
+        draw(class_axes, eval_steps, [scores["per_class_f1"][name] for scores in validation], name, marker=marker, markerfacecolor="none")
+    style(class_axes, "validation F1 per class", "F1", last_step, unit_range=True)
+    for axes in (loss_axes, score_axes, rate_axes, class_axes):
+        mark_epoch_ends(axes, steps + evaluations, last_step)
+    save(figure, path)
     return True
+
+
+def mark_epoch_ends(axes, entries: list[dict], last_step: int) -> None:
+    """Dotted vertical lines where epochs end, when the run had more than one and not too many."""
+    timed = [entry for entry in entries if entry.get("epoch")]
+    if not timed:
+        return
+    steps_per_epoch = timed[-1]["step"] / timed[-1]["epoch"]
+    ends = np.arange(steps_per_epoch, last_step, steps_per_epoch)
+    if 1 <= len(ends) <= 50:
+        for step in ends:
+            axes.axvline(step, color="gray", linestyle=":", linewidth=0.8)
+        axes.set_xlabel("optimizer step (dotted: end of an epoch)")
+
+
+def draw(axes, xs: list, ys: list, label: str, marker: str | None = None, **style_args) -> None:
+    """A line, with markers when there are few points (one point alone has no line to show)."""
+    if not xs:
+        return
+    axes.plot(xs, ys, label=label, marker=(marker or ".") if len(xs) <= MARKERS_UP_TO else None, markersize=7, **style_args)
+
+
+def style(axes, title: str, ylabel: str, last_step: int, from_zero: bool = False, unit_range: bool = False) -> None:
+    """Steps from 0 to a little past the last one; y from 0 where the quantity starts there, and
+    0 to 1 for scores, with room for markers that sit on 0 or 1."""
+    axes.set_title(title)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel(ylabel)
+    axes.set_xlim(0, max(last_step, 1) * 1.05)
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    if from_zero:
+        high = axes.get_ylim()[1]
+        axes.set_ylim(0, high * 1.08 if high > 0 else 1)
+    if unit_range:
+        axes.set_ylim(-0.03, 1.05)
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=9, loc="best")

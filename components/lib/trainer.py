@@ -81,6 +81,7 @@ class TrainConfig:
     checkpoint_every_steps: int
     keep_checkpoints: int
     logging_steps: int
+    max_train_samples: int
 
     def check(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "keep_checkpoints", "logging_steps")
@@ -95,6 +96,7 @@ class TrainConfig:
             "early_stopping_patience",
             "freeze_encoder_epochs",
             "num_workers",
+            "max_train_samples",
         ):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name}: must not be negative, got {getattr(self, name)}")
@@ -185,6 +187,8 @@ class Progress:
     epoch_loss_steps: int = 0
     interval_loss_sum: float = 0.0
     interval_loss_steps: int = 0
+    logging_loss_sum: float = 0.0
+    logging_loss_steps: int = 0
     history: dict[str, list] = field(default_factory=lambda: {"steps": [], "evaluations": [], "epochs": []})
 
 
@@ -282,7 +286,31 @@ class FineTuner:
             self.train_model = torch.compile(self.train_model, backend=self.config.compile_backend, dynamic=True)
 
     # ----- the loop ----------------------------------------------------------------------
+    def header_lines(self) -> list[str]:
+        """What this run is about to do, in the spirit of the Hugging Face Trainer's banner."""
+        config, dist = self.config, self.dist
+        parameters = count_parameters(self.model)
+        head_only = parameters - count_parameters(self.model.base_model)
+        lines = [
+            "***** Running training *****",
+            f"  training rows = {len(self.train_split)}, validation rows = {len(self.validation)}",
+            f"  epochs = {config.epochs}" + (f" (stopping at --max_steps {config.max_steps})" if config.max_steps else ""),
+            f"  batch size per device = {config.batch_size}, processes = {dist.world_size}, "
+            f"gradient accumulation steps = {config.grad_accum_steps}, "
+            f"rows per optimizer step = {self.global_batch_size * config.grad_accum_steps}",
+            f"  optimization steps = {self.total_steps} ({self.steps_per_epoch} per epoch)",
+            f"  device = {self.device}, precision = {self.precision_name()}",
+            f"  parameters = {parameters:,}"
+            + (f" ({head_only:,} trained in the first {config.freeze_encoder_epochs} epoch(s))" if config.freeze_encoder_epochs else ""),
+        ]
+        if self.progress.global_step:
+            lines.append(f"  resuming at step {self.progress.global_step} (epoch {self.progress.epoch + 1})")
+        return lines
+
     def train(self) -> dict[str, Any]:
+        if self.dist.is_main:
+            for line in self.header_lines():
+                log.info(line)
         stop = StopRequest()
         started = time.perf_counter()
         bar = tqdm(
@@ -299,10 +327,12 @@ class FineTuner:
                 self.run_epoch(self.progress.epoch, bar, stop)
                 if self.progress.next_micro_batch >= self.micro_batches_per_epoch:
                     self.end_epoch()
+            where = self.progress.epoch + self.progress.next_micro_batch / self.micro_batches_per_epoch
+            self.log_training_loss(where)  # the steps after the last full --logging_steps interval
             evaluations = self.progress.history["evaluations"]
             if not evaluations or evaluations[-1]["step"] != self.progress.global_step:
                 # Stopped by --max_steps between evaluations: judge the final weights too.
-                self.evaluate_and_track(self.progress.epoch + self.progress.next_micro_batch / self.micro_batches_per_epoch)
+                self.evaluate_and_track(where)
         finally:
             bar.close()
             stop.restore()
@@ -387,6 +417,9 @@ class FineTuner:
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.global_step += 1
 
+    def precision_name(self) -> str:
+        return str(self.dtype or torch.float32).replace("torch.", "")
+
     def learning_rate(self) -> float:
         return float(self.scheduler.get_last_lr()[-1])
 
@@ -396,20 +429,30 @@ class FineTuner:
         progress.epoch_loss_steps += 1
         progress.interval_loss_sum += step_loss
         progress.interval_loss_steps += 1
+        progress.logging_loss_sum += step_loss
+        progress.logging_loss_steps += 1
         step = progress.global_step
         bar.update(1)
-        if step % config.logging_steps == 0:
+        if step % config.logging_steps == 0 or step == 1:  # the first step too: where the curves start
             running = progress.epoch_loss_sum / progress.epoch_loss_steps
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{self.learning_rate():.2e}")
-            progress.history["steps"].append(
-                {"step": step, "epoch": round(epoch_progress, 4), "loss": step_loss, "learning_rate": self.learning_rate()}
-            )
-            if self.dist.is_main:
-                self.reporters.log(step, {"train/loss": step_loss, "train/learning_rate": self.learning_rate()})
+            self.log_training_loss(epoch_progress)
         if config.eval_every_steps and step % config.eval_every_steps == 0:
             self.evaluate_and_track(epoch_progress)
         if self.checkpoint_uri and config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
             self.save_checkpoint()
+
+    def log_training_loss(self, epoch_progress: float) -> None:
+        """Record the mean loss of the steps since the last record (not just the last step's batch)."""
+        progress = self.progress
+        if not progress.logging_loss_steps:
+            return
+        loss = progress.logging_loss_sum / progress.logging_loss_steps
+        entry = {"step": progress.global_step, "epoch": round(epoch_progress, 4), "loss": loss, "learning_rate": self.learning_rate()}
+        progress.history["steps"].append(entry)
+        progress.logging_loss_sum, progress.logging_loss_steps = 0.0, 0
+        if self.dist.is_main:
+            self.reporters.log(progress.global_step, {"train/loss": loss, "train/learning_rate": entry["learning_rate"]})
 
     def end_epoch(self) -> None:
         progress = self.progress
@@ -503,7 +546,7 @@ class FineTuner:
             "best": {"metric": self.config.metric_for_best, "value": self.progress.best_value, "step": self.progress.best_step},
             "device": str(self.device),
             "world_size": self.dist.world_size,
-            "precision": str(self.dtype or torch.float32).replace("torch.", ""),
+            "precision": self.precision_name(),
             "seconds_this_process": round(elapsed, 2),
             "seconds_evaluating_and_checkpointing": round(self.seconds_not_training, 2),
             "samples_per_second_this_process": self.all_processes_per_second(self.samples_seen, elapsed),
@@ -516,6 +559,23 @@ class FineTuner:
         if self.device.type == "cuda":
             summary["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         return summary
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def sample_training_rows(split: TokenizedSplit, count: int, seed: int) -> TokenizedSplit:
+    """`count` rows of `split` drawn with `seed` (kept in file order), for smoke tests; 0 = all rows."""
+    if not count:
+        return split
+    if count >= len(split):
+        log.info("--max_train_samples %d: the training split has only %d rows; training on all of them", count, len(split))
+        return split
+    rows = np.sort(np.random.default_rng(seed).choice(len(split), size=count, replace=False))
+    log.warning("--max_train_samples %d: training on %d of %d training rows (a sample drawn with --seed %d)",
+                count, count, len(split), seed)  # fmt: skip
+    return split.subset(rows)
 
 
 def seed_everything(seed: int) -> None:
