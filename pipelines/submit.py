@@ -58,6 +58,7 @@ CONNECT_RETRIES = 1  # one more try of a refused or timed-out connection, then o
 SOURCE_READING_TASK = "preprocess"  # the task that reads source_uri: uncached, every task after it gets new inputs
 MAX_CONCURRENCY_RANGE = (1, 10)  # what the KFP API server accepts
 UNCACHED_MARK = "uncached"
+HTTP_CONFLICT = 409  # the API server's answer to a version name the pipeline already has
 log = logging.getLogger("pipelines.submit")  # not __main__ under python -m
 
 
@@ -343,14 +344,24 @@ def pipeline_version(client, submission: Submission) -> tuple[str, str, bool]:
             pipeline=kfp_server_api.V2beta1Pipeline(display_name=submission.pipeline_name, namespace=submission.namespace)
         )
         pipeline_id = created.pipeline_id
-    existing = client.list_pipeline_versions(pipeline_id, page_size=1, filter=display_name_filter(submission.version_name))
-    if existing.pipeline_versions:
-        return pipeline_id, existing.pipeline_versions[0].pipeline_version_id, False
+    existing = find_version(client, pipeline_id, submission.version_name)
+    if existing:
+        return pipeline_id, existing, False
     with tempfile.TemporaryDirectory() as folder:
         package = Path(folder) / f"{submission.pipeline_name}.yaml"
         package.write_text(submission.package_text)
-        version = client.upload_pipeline_version(str(package), submission.version_name, pipeline_id=pipeline_id)
+        try:
+            version = client.upload_pipeline_version(str(package), submission.version_name, pipeline_id=pipeline_id)
+        except kfp_server_api.ApiException as error:
+            if error.status != HTTP_CONFLICT:
+                raise
+            return pipeline_id, find_version(client, pipeline_id, submission.version_name), False  # a submit beside ours uploaded it
     return pipeline_id, version.pipeline_version_id, True
+
+
+def find_version(client, pipeline_id: str, name: str) -> str | None:
+    found = client.list_pipeline_versions(pipeline_id, page_size=1, filter=display_name_filter(name)).pipeline_versions
+    return found[0].pipeline_version_id if found else None
 
 
 def find_pipeline(client, name: str, namespace: str) -> str | None:

@@ -72,6 +72,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, pipeline)
         versions_of = re.fullmatch(f"{API}/pipelines/([^/]+)/versions", parts.path)
         if self.command == "GET" and versions_of:
+            if self.server.concurrent_upload:  # another submit uploads the same version just after this lookup
+                self.server.concurrent_upload = False
+                self.upload_version(
+                    {
+                        "query": {**request["query"], "pipelineid": versions_of[1], "name": version_named(request)},
+                        "files": {"uploadfile": b"other"},
+                    },
+                    reply=False,
+                )
+                return self.reply(200, {})
             found = named([v for v in self.server.versions.values() if v["pipeline_id"] == versions_of[1]], request)
             return self.reply(200, {"pipeline_versions": found, "total_size": len(found)} if found else {})
         if route == ("POST", f"{API}/pipelines/upload_version"):
@@ -86,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, recurring_run)
         return self.reply(404, {"code": 5, "message": f"stub: no route for {self.command} {parts.path}"})
 
-    def upload_version(self, request: dict) -> None:
+    def upload_version(self, request: dict, reply: bool = True) -> None:
         """The server's UploadPipelineVersion: the package as the multipart field `uploadfile`, the name in the query."""
         query, package = request["query"], request["files"].get("uploadfile")
         if package is None or query.get("pipelineid") not in self.server.pipelines:
@@ -97,7 +107,7 @@ class Handler(BaseHTTPRequestHandler):
         version["display_name"] = version["name"]
         self.server.versions[version["pipeline_version_id"]] = version
         self.server.packages[version["pipeline_version_id"]] = package.decode()
-        return self.reply(200, version)
+        return self.reply(200, version) if reply else None
 
     do_GET = do_POST = handle_any
 
@@ -115,6 +125,7 @@ class KfpStub(ThreadingHTTPServer):
         self.packages: dict[str, str] = {}  # pipeline_version_id -> the uploaded YAML
         self.runs: list[dict] = []
         self.recurring_runs: list[dict] = []
+        self.concurrent_upload = False  # True: the next version lookup misses a version that then appears
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -135,6 +146,10 @@ def named(items, request: dict) -> list[dict]:
         (p["key"], p.get("string_value", p.get("stringValue"))) for p in json.loads(text)["predicates"] if p["operation"] in (1, "EQUALS")
     }
     return [item for item in items if all(item.get(key) == value for key, value in wanted)]
+
+
+def version_named(request: dict) -> str:
+    return json.loads(request["query"]["filter"])["predicates"][0]["stringValue"]
 
 
 def form_files(content_type: str, body: bytes) -> dict[str, bytes]:

@@ -114,6 +114,15 @@ def test_an_identical_version_is_reused_and_a_changed_one_added_to_the_same_pipe
     assert first == second != third
 
 
+def test_a_version_uploaded_by_a_concurrent_submit_is_reused(compiled, stub, tmp_path):
+    stub.concurrent_upload = True
+    result = submit(compiled, tmp_path, {"KFP_HOST": stub.url, "KFP_TOKEN": "test-token-abc"})
+    assert result.returncode == 0, result.stderr
+    (version,) = stub.versions.values()
+    assert stub.runs[0]["pipeline_version_reference"]["pipeline_version_id"] == version["pipeline_version_id"]
+    assert "(already there)" in result.stdout
+
+
 def test_unreachable_host_is_one_clear_line(compiled, tmp_path):
     result = submit(compiled, tmp_path, {"KFP_HOST": "http://127.0.0.1:9", "KFP_TOKEN": "x"})
     assert result.returncode == 2
