@@ -1,14 +1,19 @@
 """A small stub of the Kubeflow Pipelines v2beta1 REST API on loopback, for the submit tests.
 
-It answers the calls `kfp.Client.create_run_from_pipeline_package` makes (experiment lookup and
-creation, run creation) and records every request, so a test can check what was sent.
+It answers the calls pipelines/submit.py makes through `kfp.Client` (experiment lookup and creation;
+pipeline lookup and creation; version lookup and upload; run and recurring-run creation), on the
+paths and with the field names of the real API server, and records every request, so a test can
+check what was sent. A name filter (`display_name` EQUALS) is applied as the server applies it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,6 +45,7 @@ class Handler(BaseHTTPRequestHandler):
             "query": {key: values[0] for key, values in parse_qs(parts.query).items()},
             "authorization": self.headers.get("Authorization"),
             "json": json.loads(raw) if raw and "json" in self.headers.get("Content-Type", "") else None,
+            "files": form_files(self.headers.get("Content-Type", ""), raw),
         }
         self.server.requests.append(request)
         if self.server.expected_token and request["authorization"] != f"Bearer {self.server.expected_token}":
@@ -53,11 +59,55 @@ class Handler(BaseHTTPRequestHandler):
             experiment = {"experiment_id": str(uuid.uuid4()), **request["json"]}
             self.server.experiments[experiment["experiment_id"]] = experiment
             return self.reply(200, experiment)
+        if route == ("GET", f"{API}/pipelines"):
+            found = [
+                p
+                for p in named(self.server.pipelines.values(), request)
+                if p.get("namespace", "") in ("", request["query"].get("namespace"))
+            ]
+            return self.reply(200, {"pipelines": found, "total_size": len(found)} if found else {})
+        if route == ("POST", f"{API}/pipelines"):
+            pipeline = {"pipeline_id": str(uuid.uuid4()), **request["json"]}
+            self.server.pipelines[pipeline["pipeline_id"]] = pipeline
+            return self.reply(200, pipeline)
+        versions_of = re.fullmatch(f"{API}/pipelines/([^/]+)/versions", parts.path)
+        if self.command == "GET" and versions_of:
+            if self.server.concurrent_upload:  # another submit uploads the same version just after this lookup
+                self.server.concurrent_upload = False
+                self.upload_version(
+                    {
+                        "query": {**request["query"], "pipelineid": versions_of[1], "name": version_named(request)},
+                        "files": {"uploadfile": b"other"},
+                    },
+                    reply=False,
+                )
+                return self.reply(200, {})
+            found = named([v for v in self.server.versions.values() if v["pipeline_id"] == versions_of[1]], request)
+            return self.reply(200, {"pipeline_versions": found, "total_size": len(found)} if found else {})
+        if route == ("POST", f"{API}/pipelines/upload_version"):
+            return self.upload_version(request)
         if route == ("POST", f"{API}/runs"):
             run = {"run_id": str(uuid.uuid4()), "state": "PENDING", **request["json"]}
             self.server.runs.append(run)
             return self.reply(200, run)
+        if route == ("POST", f"{API}/recurringruns"):
+            recurring_run = {"recurring_run_id": str(uuid.uuid4()), "status": "ENABLED", **request["json"]}
+            self.server.recurring_runs.append(recurring_run)
+            return self.reply(200, recurring_run)
         return self.reply(404, {"code": 5, "message": f"stub: no route for {self.command} {parts.path}"})
+
+    def upload_version(self, request: dict, reply: bool = True) -> None:
+        """The server's UploadPipelineVersion: the package as the multipart field `uploadfile`, the name in the query."""
+        query, package = request["query"], request["files"].get("uploadfile")
+        if package is None or query.get("pipelineid") not in self.server.pipelines:
+            return self.reply(400, {"code": 3, "message": "stub: an upload needs uploadfile and an existing pipelineid"})
+        if any(v["pipeline_id"] == query["pipelineid"] and v["display_name"] == query.get("name") for v in self.server.versions.values()):
+            return self.reply(409, {"code": 6, "message": "Failed to create a pipeline version: already exists"})
+        version = {"pipeline_version_id": str(uuid.uuid4()), "pipeline_id": query["pipelineid"], "name": query.get("name", "")}
+        version["display_name"] = version["name"]
+        self.server.versions[version["pipeline_version_id"]] = version
+        self.server.packages[version["pipeline_version_id"]] = package.decode()
+        return self.reply(200, version) if reply else None
 
     do_GET = do_POST = handle_any
 
@@ -70,7 +120,12 @@ class KfpStub(ThreadingHTTPServer):
         self.expected_token = expected_token
         self.requests: list[dict] = []
         self.experiments: dict = {}
+        self.pipelines: dict = {}
+        self.versions: dict = {}
+        self.packages: dict[str, str] = {}  # pipeline_version_id -> the uploaded YAML
         self.runs: list[dict] = []
+        self.recurring_runs: list[dict] = []
+        self.concurrent_upload = False  # True: the next version lookup misses a version that then appears
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -80,3 +135,26 @@ class KfpStub(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+
+def named(items, request: dict) -> list[dict]:
+    """The items a list request's `display_name` EQUALS filter keeps (the SDK sends the operation as 1 or "EQUALS")."""
+    text = request["query"].get("filter")
+    if not text:
+        return list(items)
+    wanted = {
+        (p["key"], p.get("string_value", p.get("stringValue"))) for p in json.loads(text)["predicates"] if p["operation"] in (1, "EQUALS")
+    }
+    return [item for item in items if all(item.get(key) == value for key, value in wanted)]
+
+
+def version_named(request: dict) -> str:
+    return json.loads(request["query"]["filter"])["predicates"][0]["stringValue"]
+
+
+def form_files(content_type: str, body: bytes) -> dict[str, bytes]:
+    """The files of a multipart/form-data body, by field name."""
+    if not content_type.startswith("multipart/form-data"):
+        return {}
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True) for part in message.iter_parts()}
