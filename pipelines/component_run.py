@@ -4,7 +4,11 @@
     DRY_RUN=1 make component-run COMPONENT=train ARGS="..."     # print the docker command only
 
 The current folder (or MOUNT) is mounted read-write at /workspace, the working directory, so
-relative paths in ARGS work unchanged. The S3 settings pass through by name (`-e NAME`), so their
+relative paths in ARGS work unchanged (one that leaves MOUNT is refused). A flag that names an
+absolute local path is mounted at that same path: what a stage reads read-only, what it writes
+read-write (the output folder, or a file's folder, created first; not by DRY_RUN). A path that
+cannot be mounted (a missing input, a file right in /tmp, a ':' in the name) is refused in one
+line. The S3 settings pass through by name (`-e NAME`), so their
 values never appear in the command. The container runs with a read-only root filesystem and a
 tmpfs /tmp, as your user (as root: as the image's own non-root user, in group 0, so MOUNT must be
 group-writable); train gets the CUDA image, `--gpus all` when this machine has an NVIDIA GPU, and
@@ -20,12 +24,13 @@ import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 
 from components.lib.errors import UserError
 from pipelines.compile import with_image_environment
 from pipelines.config import KubeflowSettings, load_config
 from pipelines.pipeline import IMAGE_USER_ID
-from pipelines.stages import STAGES, stage_command
+from pipelines.stages import INTERFACES, STAGES, stage_command
 
 PASSED_ENVIRONMENT = (
     "AWS_ENDPOINT_URL",
@@ -41,8 +46,95 @@ PASSED_ENVIRONMENT = (
 WORKDIR = "/workspace"
 
 
-TMPFS = "/tmp:rw,exec,size=8g"  # the only writable place besides the mounts: caches and scratch (images set HOME=/tmp)
+CONTAINER_TMP = "/tmp"
+TMPFS = f"{CONTAINER_TMP}:rw,exec,size=8g"  # the only writable place besides the mounts: caches and scratch (images set HOME=/tmp)
 TRAIN_SHM_SIZE = "2g"
+
+# Flags that name a file or folder: `*_uri`, `*_path` (a file) and the base model (a Hub id, or a folder).
+PATH_FLAG_SUFFIXES = ("_uri", "_path")
+FILE_FLAG_SUFFIX = "_path"
+BASE_MODEL_FLAG = "base_model"
+# What a stage writes: its outputs as Kubeflow sees them, and the folders it reads and writes.
+WRITTEN_FLAGS = {artifact.flag for interface in INTERFACES.values() for artifact in interface.artifacts if artifact.is_output} | {
+    "checkpoint_uri",
+    "registry_uri",
+}
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A local file or folder that a flag names, mounted at the same path in the container."""
+
+    path: str
+    writable: bool
+
+    def volume(self) -> str:
+        return f"{self.path}:{self.path}" + ("" if self.writable else ":ro")
+
+
+def local_path_flags(stage_args: list[str]) -> list[tuple[str, str]]:
+    """(flag, value) for each `--flag value` or `--flag=value` that names a local path (no scheme)."""
+    found = []
+    for index, word in enumerate(stage_args):
+        if word == "--":  # Fire's own flags follow
+            break
+        if not word.startswith("--"):
+            continue
+        name, has_value, value = word[2:].partition("=")
+        name = name.replace("-", "_")
+        if not has_value and index + 1 < len(stage_args):
+            value = stage_args[index + 1]
+        if (name.endswith(PATH_FLAG_SUFFIXES) or name == BASE_MODEL_FLAG) and value and "://" not in value:
+            found.append((name, value))
+    return found
+
+
+def flag_mounts(stage_args: list[str], workspace: str) -> list[Mount]:
+    """The mounts the stage's path flags need; relative paths are seen through the workspace mount."""
+    writable: dict[str, bool] = {}
+    for flag, value in local_path_flags(stage_args):
+        if not os.path.isabs(value):
+            require_inside(flag, value, workspace)
+            continue
+        path = mounted_path(flag, value)
+        writable[path] = writable.get(path, False) or flag in WRITTEN_FLAGS
+    return [Mount(path, writes) for path, writes in writable.items()]
+
+
+def require_inside(flag: str, value: str, workspace: str) -> None:
+    inside = os.path.realpath(workspace)
+    if os.path.commonpath([inside, os.path.realpath(os.path.join(workspace, value))]) != inside:
+        raise UserError(
+            f"--{flag} {value}: leaves MOUNT ({os.path.abspath(workspace)}), which the container sees as {WORKDIR}; give an absolute path"
+        )
+
+
+def mounted_path(flag: str, value: str) -> str:
+    """What to mount for one absolute path: an input itself; an output folder itself, or an output
+    file's folder (the file does not exist yet)."""
+    path = os.path.normpath(value)
+    if flag not in WRITTEN_FLAGS and not os.path.exists(path):
+        raise UserError(f"--{flag} {value}: no such file or folder")
+    if flag in WRITTEN_FLAGS and flag.endswith(FILE_FLAG_SUFFIX):
+        path = os.path.dirname(path)
+    if ":" in path:
+        raise UserError(f"--{flag} {value}: docker cannot mount a path with ':' in it; rename it or use a relative path")
+    if path in ("/", CONTAINER_TMP, WORKDIR):
+        raise UserError(f"--{flag} {value}: {path} itself cannot be mounted (the container has its own); use a folder inside it")
+    return path
+
+
+def create_output_folders(mounts: list[Mount]) -> None:
+    """Create the writable mounts docker would otherwise create as root (podman refuses a missing one)."""
+    for mount in mounts:
+        if not mount.writable or os.path.isdir(mount.path):
+            continue
+        try:
+            os.makedirs(mount.path)
+        except OSError as error:
+            raise UserError(f"{mount.path}: cannot create this output folder ({error.strerror})") from None
+        if os.getuid() == 0:
+            os.chmod(mount.path, 0o775)  # noqa: S103 - the image's user, in group 0, writes there (container_user)
 
 
 def container_user() -> str:
@@ -52,9 +144,13 @@ def container_user() -> str:
     return f"{os.getuid()}:{os.getgid()}"
 
 
-def docker_command(stage: str, stage_args: list[str], image: str, mount: str, gpus: bool, network: str = "") -> list[str]:
+def docker_command(
+    stage: str, stage_args: list[str], image: str, mount: str, gpus: bool, network: str = "", flag_mounts: tuple[Mount, ...] = ()
+) -> list[str]:
     command = ["docker", "run", "--rm", "--user", container_user(), "--read-only", "--tmpfs", TMPFS]
     command += ["-v", f"{os.path.abspath(mount)}:{WORKDIR}", "-w", WORKDIR] + (["--network", network] if network else [])
+    for path_mount in flag_mounts:
+        command += ["-v", path_mount.volume()]
     for name in PASSED_ENVIRONMENT:
         if name in os.environ:
             command += ["-e", name]
@@ -84,12 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     stage_args = [part for chunk in stage_args for part in shlex.split(chunk)]
     try:
         settings = with_image_environment(load_config(arguments.config).kubeflow)
+        mounts = flag_mounts(stage_args, arguments.mount)
     except UserError as error:
         print(f"component-run: {error}", file=sys.stderr)
         return 2
     gpus = arguments.component == "train" and shutil.which("nvidia-smi") is not None
     image = arguments.image or stage_image(arguments.component, settings)
-    command = docker_command(arguments.component, stage_args, image, arguments.mount, gpus, arguments.network)
+    command = docker_command(arguments.component, stage_args, image, arguments.mount, gpus, arguments.network, tuple(mounts))
     if arguments.dry_run:
         print(shlex.join(command))
         return 0
@@ -100,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         print("component-run: cannot reach the Docker daemon; start Docker (or use DRY_RUN=1 to print the command)", file=sys.stderr)
+        return 2
+    try:
+        create_output_folders(mounts)
+    except UserError as error:
+        print(f"component-run: {error}", file=sys.stderr)
         return 2
     return subprocess.run(command).returncode
 

@@ -1,7 +1,12 @@
-"""Every stage's command line: an unknown or short flag is refused before any work starts."""
+"""Every stage's command line: an unknown or short flag is refused before any work starts, `--help`
+lists every flag in full, and a committed output is replaced only when asked."""
+
+import json
 
 import pytest
 
+from components.lib.artifacts import read_manifest, staged_output
+from pipelines.stages import STAGES
 from tests.conftest import run_module
 
 
@@ -36,3 +41,81 @@ def test_negative_numbers_hyphenated_names_and_fire_flags_pass_the_check(prepare
     result = run_module("components.train", "--data_uri", str(prepared_data[1]), "--output_uri", str(tmp_path / "model"),
                         "--base_model", str(tiny_model), "--max-steps", "2", "--learning_rate", "-1e-4", "--", "--help")  # fmt: skip
     assert "has no such flag" not in result.stderr and "short flags" not in result.stderr
+
+
+@pytest.mark.parametrize("help_word", ["--help", "-h"])
+def test_help_shows_every_flag_with_its_full_default_and_help_text(help_word):
+    import inspect
+
+    from components.train import train
+
+    result = run_module("components.train", help_word)
+    assert result.returncode == 0, result.stderr
+    assert "  --base_model TEXT (default: bundled://all-MiniLM-L6-v2)\n" in result.stdout  # Fire cut it to 'bundled://all-MiniLM-L...
+    assert "  --data_uri TEXT (required)\n      Folder (local or s3://) written by tokenize.\n" in result.stdout
+    for name in inspect.signature(train).parameters:
+        assert f"\n  --{name} " in result.stdout
+    assert "-d, --data_uri" not in result.stdout  # Fire offered short flags that are refused
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_help_is_its_signature_and_docstring(stage):
+    import inspect
+
+    import fire.docstrings
+
+    from components.lib.cli import command_help, typed_command
+    from pipelines.stages import stage_function
+
+    function = stage_function(stage)
+    text = command_help(typed_command(function), f"components.{stage}")
+    described = {arg.name: arg.description for arg in fire.docstrings.parse(function.__doc__).args}
+    for name, parameter in inspect.signature(function).parameters.items():
+        default = "required" if parameter.default is parameter.empty else f"default: {as_typed(parameter.default)}"
+        assert f"\n  --{name} " in text and f" ({default})\n      {described[name]}" in text
+    assert "\n  --overwrite true|false (default: false)\n      Replace a committed output" in text
+
+
+def test_registry_help_lists_its_commands_and_each_commands_flags():
+    group = run_module("components.registry", "--help")
+    assert group.returncode == 0 and "\n  fetch    Copy a version to a local folder" in group.stdout
+    fetch = run_module("components.registry", "fetch", "-h")
+    assert fetch.returncode == 0 and "\n  --destination TEXT (required)\n      Local folder to copy the version into." in fetch.stdout
+    assert "--overwrite" not in fetch.stdout  # only a stage with an --output_uri has it
+
+
+def as_typed(default) -> str:
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default) if default != "" else "''"
+
+
+@pytest.fixture
+def committed_output(tmp_path):
+    """An --output_uri where an earlier run committed its output."""
+    with staged_output(str(tmp_path / "out")) as folder:
+        (folder / "earlier.txt").write_text("the earlier run's output")
+    return tmp_path / "out"
+
+
+def preprocess_into(output, sample_source, *extra: str):
+    return run_module("components.preprocess", "--input_uri", str(sample_source), "--output_uri", str(output), *extra)
+
+
+def test_a_committed_output_is_refused_before_any_work(committed_output, sample_source):
+    result = preprocess_into(committed_output, sample_source)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = f"error: --output_uri {committed_output}: already holds a committed output (MANIFEST.json); pass --overwrite to replace it, or choose another folder"
+    assert result.stderr.strip().splitlines() == [line]
+    assert set(read_manifest(str(committed_output))["files"]) == {"earlier.txt"}  # untouched
+
+
+@pytest.mark.parametrize("how", ["--overwrite", "--executor_input"])
+def test_overwrite_or_a_pipeline_task_replaces_a_committed_output(how, committed_output, sample_source, tmp_path):
+    """A Kubeflow task's output path is its own; a retried kfp.local task may find its earlier output."""
+    executor_input = json.dumps({"outputs": {"outputFile": str(tmp_path / "executor_output.json")}})
+    extra = ["--overwrite"] if how == "--overwrite" else ["--executor_input", executor_input]
+    result = preprocess_into(committed_output, sample_source, *extra)
+    assert result.returncode == 0, result.stderr
+    assert "earlier.txt" not in read_manifest(str(committed_output))["files"]
+    assert not (committed_output / "earlier.txt").exists()

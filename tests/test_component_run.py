@@ -73,3 +73,64 @@ def test_unreachable_docker_daemon_is_a_clear_error(tmp_path):
     result = run_module("pipelines.component_run", "--component", "tokenize", env={"PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert result.returncode == 2
     assert result.stderr.strip() == "component-run: cannot reach the Docker daemon; start Docker (or use DRY_RUN=1 to print the command)"
+
+
+def dry_run(capsys, stage: str, *stage_args: str) -> tuple[int, list[str], str]:
+    """`DRY_RUN=1 make component-run`, in this process: its status, the docker command, stderr."""
+    from pipelines.component_run import main
+
+    status = main(
+        ["--config", str(REPO / "configs" / "default.yaml"), "--mount", str(REPO), "--component", stage, "--dry-run", "--", *stage_args]
+    )
+    printed = capsys.readouterr()
+    return status, shlex.split(printed.out), printed.err.strip()
+
+
+def volumes(command: list[str]) -> list[str]:
+    return [command[index + 1] for index, part in enumerate(command) if part == "-v"]
+
+
+def test_absolute_paths_are_mounted_at_the_same_path_inputs_read_only(capsys, tmp_path):
+    """Under /tmp (pytest's tmp_path) an output once landed in the container's throwaway tmpfs."""
+    model, tokens = tmp_path / "model", tmp_path / "tokens"
+    model.mkdir(), tokens.mkdir()
+    evaluation, report = tmp_path / "run" / "evaluation", tmp_path / "reports" / "report.html"
+    status, command, _ = dry_run(capsys, "evaluate", "--model_uri", str(model), f"--data_uri={tokens}", "--output_uri", str(evaluation),
+                                 "--report_path", str(report))  # fmt: skip
+    assert status == 0
+    assert volumes(command) == [f"{REPO}:/workspace", f"{model}:{model}:ro", f"{tokens}:{tokens}:ro",
+                                f"{evaluation}:{evaluation}", f"{report.parent}:{report.parent}"]  # fmt: skip
+    assert not evaluation.exists() and not report.parent.exists()  # a dry run creates nothing
+
+
+def test_relative_paths_and_remote_uris_need_no_mount_of_their_own(capsys):
+    status, command, _ = dry_run(capsys, "train", "--data_uri", "runs/x/tokens", "--output_uri=runs/x/model",
+                                 "--base_model", "prajjwal1/bert-tiny", "--checkpoint_uri", "s3://bucket/checkpoints")  # fmt: skip
+    assert status == 0 and volumes(command) == [f"{REPO}:/workspace"]
+
+
+@pytest.mark.parametrize(
+    "flags, line",
+    [
+        (["--model_uri", "/no/such/model"], "component-run: --model_uri /no/such/model: no such file or folder"),
+        (["--output_uri", "../elsewhere"], f"component-run: --output_uri ../elsewhere: leaves MOUNT ({REPO}), which the container sees as /workspace; give an absolute path"),
+        (["--report_path", "/tmp/report.html"], "component-run: --report_path /tmp/report.html: /tmp itself cannot be mounted (the container has its own); use a folder inside it"),
+        (["--output_uri", "/tmp/a:b"], "component-run: --output_uri /tmp/a:b: docker cannot mount a path with ':' in it; rename it or use a relative path"),
+    ],
+)  # fmt: skip
+def test_a_path_that_cannot_be_mounted_is_one_line(flags, line, capsys):
+    status, command, error = dry_run(capsys, "evaluate", *flags)
+    assert status == 2 and error == line and command == []
+
+
+def test_a_run_creates_the_output_folders_it_mounts(tmp_path):
+    """Docker would create a missing one as root, and podman refuses it."""
+    fake_docker = tmp_path / "bin" / "docker"
+    fake_docker.parent.mkdir()
+    fake_docker.write_text(f'#!/bin/sh\n[ "$1" = info ] && exit 0\necho "$@" > {tmp_path}/ran\n')
+    fake_docker.chmod(0o755)
+    output = tmp_path / "out" / "data"
+    result = run_module("pipelines.component_run", "--component", "preprocess", "--", "--input_uri", "data/sample", "--output_uri", str(output),
+                        env={"PATH": f"{fake_docker.parent}:{os.environ['PATH']}"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert output.is_dir() and f"-v {output}:{output} " in (tmp_path / "ran").read_text()

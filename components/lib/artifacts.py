@@ -50,7 +50,7 @@ def read_manifest(uri: str) -> dict[str, Any]:
     """The manifest of the committed folder `uri`, refused in one line if it is malformed or names a
     file outside the folder: every reader goes through here before it builds a path from a name."""
     manifest_uri = storage.join(uri, MANIFEST)
-    if not storage.exists(manifest_uri):
+    if not is_committed(uri):
         raise UserError(f"{uri}: not a committed artifact (no {MANIFEST}); the stage that writes it did not finish: run it again")
     try:
         manifest = json.loads(storage.read_text(manifest_uri))
@@ -64,6 +64,11 @@ def read_manifest(uri: str) -> dict[str, Any]:
     for name in manifest["files"]:
         contained(folder, name, manifest_uri)
     return manifest
+
+
+def is_committed(uri: str) -> bool:
+    """Whether `uri` holds a committed folder: its manifest, written last, is there."""
+    return storage.exists(storage.join(uri, MANIFEST))
 
 
 def well_formed(entry: Any) -> bool:

@@ -6,6 +6,11 @@ are the flags and its docstring's `Args:` section is the `--help` text. Around F
 - types: Fire guesses types from the text (`true` stays a string, `1,2` becomes a tuple), so each
   value is converted to the parameter's annotation, and a bad value is a one-line user error;
 - errors: a `UserError` prints one line and exits with status 2, with no traceback;
+- flags: an unknown or short flag is refused before any work, and `--help` lists every flag with
+  its full default and its help text;
+- overwrite protection: run by hand, a stage refuses an `--output_uri` that already holds a
+  committed output unless `--overwrite` is given (a Kubeflow task, which passes `--executor_input`,
+  writes its own output path, and a retried one may find its earlier output there);
 - Kubeflow: when Kubeflow passes `--executor_input`, the stage's `StageResult` is written to the
   executor-output file, so that artifact metadata and output parameters reach the KFP UI and the DAG.
 """
@@ -17,6 +22,7 @@ import functools
 import inspect
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import fire
+import fire.docstrings
 
+from components.lib.artifacts import MANIFEST, is_committed
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 
 EXECUTOR_INPUT_FLAG = "executor_input"
+OUTPUT_FLAG = "output_uri"
+OVERWRITE_FLAG = "overwrite"
+# Help of the flags added here rather than declared by the stage function.
+ADDED_FLAG_HELP = {
+    OVERWRITE_FLAG: f"Replace a committed output already in --{OUTPUT_FLAG}; without it one is refused (Kubeflow tasks always write).",
+}
+HELP_WORDS = ("-h", "--help")
+METAVARS = {bool: "true|false", int: "INT", float: "NUMBER", list: "JSON_LIST"}
 
 
 @dataclass
@@ -59,31 +75,43 @@ def run_stage(stage_fn: Callable[..., StageResult | None] | dict[str, Callable[.
         component = typed_command(stage_fn)
     main = sys.modules["__main__"]
     module = main.__spec__.name if getattr(main, "__spec__", None) else Path(sys.argv[0]).stem
+    argv = sys.argv[1:]
+    if any(word in HELP_WORDS for word in argv):
+        print(help_text(argv, component, module, main.__doc__ or ""))
+        return
     try:
-        check_flags(sys.argv[1:], stage_fn, module)
+        check_flags(argv, component, module)
         fire.Fire(component, name=module)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
 
 
-def check_flags(argv: list[str], stage_fn: Callable | dict[str, Callable], module: str) -> None:
+def chosen_command(argv: list[str], commands: Callable | dict[str, Callable], module: str) -> tuple[Callable | None, list[str], str]:
+    """The command `argv` runs, the rest of `argv`, and the command's name (`module subcommand`);
+    the command is None when `argv` names none of the subcommands."""
+    if not isinstance(commands, dict):
+        return commands, argv, module
+    if argv and argv[0] in commands:
+        return commands[argv[0]], argv[1:], f"{module} {argv[0]}"
+    return None, argv, module
+
+
+def check_flags(argv: list[str], commands: Callable | dict[str, Callable], module: str) -> None:
     """Refuse a flag the stage does not have before any work starts, naming the nearest one.
 
     Fire would run the stage without it and complain only afterwards ("Could not consume arg"),
     after a committed output was written. Short flags are refused too: Fire expands `-d` to
     whichever flag starts with d, which differs from stage to stage.
     """
-    if isinstance(stage_fn, dict):
-        if not argv or argv[0] not in stage_fn:
-            return  # Fire lists the subcommands
-        module = f"{module} {argv[0]}"
-        stage_fn, argv = stage_fn[argv[0]], argv[1:]
-    known = set(inspect.signature(stage_fn).parameters)
+    command, argv, module = chosen_command(argv, commands, module)
+    if command is None:
+        return  # Fire lists the subcommands
+    known = set(inspect.signature(command).parameters)
     for word in argv:
         if word == "--":  # Fire's own flags follow
             return
-        if word in ("-h", "--help") or not word.startswith("-") or is_number(word):
+        if not word.startswith("-") or is_number(word):
             continue
         name = word.lstrip("-").partition("=")[0].replace("-", "_")
         if not word.startswith("--"):
@@ -103,6 +131,49 @@ def is_number(token: str) -> bool:
     return True
 
 
+def help_text(argv: list[str], commands: Callable | dict[str, Callable], module: str, module_doc: str) -> str:
+    """`--help`: every flag of the command with its type, full default and help text (Fire's own
+    help cuts long defaults short and offers short flags that are refused), or the subcommands."""
+    command, _, name = chosen_command(argv, commands, module)
+    if command is None:
+        assert isinstance(commands, dict)
+        return subcommands_help(commands, module, module_doc)
+    return command_help(command, name)
+
+
+def subcommands_help(commands: dict[str, Callable], module: str, module_doc: str) -> str:
+    width = max(len(name) for name in commands)
+    lines = [f"usage: python -m {module} COMMAND [--flag VALUE ...]", "", fire.docstrings.parse(module_doc).summary or "", "", "commands:"]
+    lines += [f"  {name:{width}}  {fire.docstrings.parse(command.__doc__).summary}" for name, command in commands.items()]
+    return "\n".join([*lines, "", f"python -m {module} COMMAND --help lists a command's flags."])
+
+
+def command_help(command: Callable, name: str) -> str:
+    docstring = fire.docstrings.parse(command.__doc__)
+    flag_help = {**ADDED_FLAG_HELP, **{arg.name: arg.description for arg in docstring.args or []}}
+    parameters = inspect.signature(command).parameters.values()
+    required = " ".join(f"--{parameter.name} {metavar(parameter)}" for parameter in parameters if parameter.default is parameter.empty)
+    lines = [f"usage: python -m {name} {required} [--flag VALUE ...]", "", docstring.summary or ""]
+    lines += ["", docstring.description] if docstring.description else []
+    lines += ["", "flags:"]
+    for parameter in parameters:
+        default = "required" if parameter.default is parameter.empty else f"default: {shown_default(parameter.default)}"
+        lines.append(f"  --{parameter.name} {metavar(parameter)} ({default})")
+        lines += [f"      {flag_help[parameter.name]}"] if flag_help.get(parameter.name) else []
+    return "\n".join(lines)
+
+
+def metavar(parameter: inspect.Parameter) -> str:
+    return METAVARS.get(parameter.annotation, "TEXT")
+
+
+def shown_default(value: Any) -> str:
+    """A default as it would be typed on the command line."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return shlex.quote(value) if isinstance(value, str) else str(value)
+
+
 def configure_logging() -> None:
     """Our own INFO lines; libraries (onnxruntime's quantizer, botocore, ...) only from WARNING."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -110,14 +181,19 @@ def configure_logging() -> None:
 
 
 def typed_command(stage_fn: Callable[..., StageResult | None]) -> Callable[..., None]:
-    """Wrap `stage_fn` so that flag values are converted to the annotated types first."""
+    """Wrap `stage_fn` so that flag values are converted to the annotated types first; a stage
+    with an output folder gets the `--overwrite` flag."""
     signature = inspect.signature(stage_fn)
     annotations = inspect.get_annotations(stage_fn, eval_str=True)
+    guards_output = OUTPUT_FLAG in signature.parameters
 
     @functools.wraps(stage_fn)
     def command(**flags: Any) -> None:
         executor_input = flags.get(EXECUTOR_INPUT_FLAG) or ""
+        overwrite = coerce_flag(OVERWRITE_FLAG, flags.pop(OVERWRITE_FLAG, False), bool)
         typed = {name: coerce_flag(name, value, annotations.get(name, str)) for name, value in flags.items()}
+        if guards_output and not executor_input and not overwrite:
+            refuse_committed_output(typed[OUTPUT_FLAG])
         result = stage_fn(**typed)
         if result is None:
             return
@@ -125,13 +201,22 @@ def typed_command(stage_fn: Callable[..., StageResult | None]) -> Callable[..., 
         if executor_input:
             write_executor_output(to_text(executor_input), result)
 
-    command.__signature__ = signature.replace(
-        parameters=[
-            parameter.replace(annotation=annotations.get(name, parameter.annotation)) for name, parameter in signature.parameters.items()
-        ],
-        return_annotation=inspect.Signature.empty,
-    )
+    parameters = [
+        parameter.replace(annotation=annotations.get(name, parameter.annotation)) for name, parameter in signature.parameters.items()
+    ]
+    if guards_output:
+        parameters.append(inspect.Parameter(OVERWRITE_FLAG, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool))
+    command.__signature__ = signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
     return command
+
+
+def refuse_committed_output(output_uri: str) -> None:
+    """Run by hand, a stage must not silently replace an output that a finished run committed."""
+    if output_uri and is_committed(output_uri):
+        raise UserError(
+            f"--{OUTPUT_FLAG} {output_uri}: already holds a committed output ({MANIFEST});"
+            f" pass --{OVERWRITE_FLAG} to replace it, or choose another folder"
+        )
 
 
 def coerce_flag(name: str, value: Any, annotation: Any) -> Any:
