@@ -200,3 +200,19 @@ def test_a_missing_required_parameter_is_one_line(tmp_path):
         " (Registry root (local folder or s3:// prefix); versions go to <registry>/<model_name>/<version>/);"
         " set it there or add registry_uri=..."
     ]
+
+
+def test_make_clean_keeps_the_registry(tmp_path):
+    """The registry holds the registered models; run folders, checkpoints and build outputs can go."""
+    import shutil
+    import subprocess
+
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    kept = tmp_path / "runs" / "registry" / "tiny-sentiment" / "1"
+    removed = [tmp_path / "runs" / "20260101-120000" / "train", tmp_path / "runs" / "20260101-120000-1", tmp_path / "runs" / "checkpoints" / "x",
+               tmp_path / "build"]  # fmt: skip
+    for folder in [kept, *removed]:
+        folder.mkdir(parents=True)
+    subprocess.run(["make", "clean"], cwd=tmp_path, check=True, capture_output=True)
+    assert kept.is_dir()
+    assert not [folder for folder in removed if folder.exists()]
