@@ -124,7 +124,7 @@ class PipelineBuild:
         # code. A retried attempt knows its index (KFP_RETRY_INDEX) but not why the last one failed,
         # and stages find a user's mistake before their heavy work, so a retry costs the backoff
         # and a pod start, not a second run of the work. `make run` does not retry one
-        # (pipelines/local_run.py, no_retry_of_user_errors); kubeflow.retries=0 compiles no retries.
+        # (pipelines/local_run.py, no_retry_of_user_errors); kubeflow.retries=0 turns retries off.
         task.set_retry(
             num_retries=self.settings.retries,
             backoff_duration=self.settings.retry_backoff,
