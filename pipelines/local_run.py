@@ -8,7 +8,11 @@ local executor, `kfp.local`: the same DAG, the same command lines, the same qual
 cluster, minus the Kubernetes placement (no GPU request, no Secret: the S3 environment is this
 shell's). Two adjustments to kfp.local 2.17 make the host runner possible (see `timed_handlers`
 and `resolve_named_task_outputs`): it refuses container components, and it reads a `dsl.If` on a
-named task output as false.
+named task output as false. Three more fit it to a user at a terminal: a stage's user error (exit
+status 2) is not retried and is the run's last line (`no_retry_of_user_errors`); the tasks write
+straight into the run folder, <local.run_root>/<date-time>/<task>/ (`run_in_folder`); and the
+engine's own chatter is left out (`quiet_engine`). The summary at the end is also kept in the run
+folder as summary.txt.
 
 `--runner docker` runs each task in the image the compiled pipeline names, with
 `kfp.local.DockerRunner`: read-only root filesystem, a tmpfs /tmp, never root, host networking
