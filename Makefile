@@ -39,7 +39,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed ## create .venv and install the pinned dependencies
 
-run: setup ## run the whole pipeline locally on the bundled sample (ARGS="key=value ..." overrides the config; RUNNER=docker: in containers)
+run: setup ## run the whole pipeline locally on the bundled sample (ARGS="key=value ..." overrides the config, ARGS=--help lists the keys; RUNNER=docker: in containers)
 	$(PYTHON) -m pipelines.local_run --config $(CONFIG) $(if $(RUNNER),--runner $(RUNNER)) $(ARGS)
 
 test: setup ## compile, lint, golden YAML, submit stub, component dry-runs, then the full suite
@@ -83,5 +83,8 @@ container-test: setup ## set up a container engine, build the CPU image, run eve
 bench: setup ## run the benchmarks; figures to stdout (JSON) and benchmarks/RESULTS.md
 	$(PYTHON) -m benchmarks.run_all
 
-clean: ## remove build outputs and local runs (keeps .venv)
-	rm -rf build runs .pytest_cache
+# What `make clean` removes under configs/default.yaml's paths: the run folders (runs/<date-time>,
+# local.run_root) and the checkpoints (runs/checkpoints, which no later run resumes from); never
+# the registry (runs/registry), which holds the registered models.
+clean: ## remove build outputs, local run folders and checkpoints; keeps the model registry (runs/registry) and .venv
+	rm -rf build .pytest_cache runs/[0-9]*-[0-9]* runs/checkpoints

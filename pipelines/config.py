@@ -7,12 +7,16 @@
 
 An override is `key=value` (a parameter) or `section.key=value`; values are parsed as YAML and
 then checked against the declared type. An unknown key or a wrong type is a one-line error.
+`describe_keys` lists every key with its default and help (`make run ARGS=--help`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import json
+import textwrap
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +70,8 @@ class KubeflowSettings:
 
 @dataclass
 class SubmitSettings:
+    """Where `make pipeline-submit` sends the run."""
+
     host: str = "http://localhost:8080"
     namespace: str = "kubeflow-user-example-com"
     experiment: str = "textclf"
@@ -77,6 +83,8 @@ class SubmitSettings:
 
 @dataclass
 class LocalSettings:
+    """Where `make run` writes its run folders."""
+
     run_root: str = "runs"
 
 
@@ -214,3 +222,54 @@ def build_section(path: str, section: str, defaults: Any, values: dict) -> Any:
         else:
             built[name] = coerce(f"{path}: {section}.{name}", value, hints[name])
     return dataclasses.replace(defaults, **built)
+
+
+def require_parameters(parameters: dict) -> None:
+    """Refuse, in one line, a config that leaves out a parameter with no default."""
+    from pipelines.parameters import pipeline_parameters
+
+    declared, help_texts = pipeline_parameters()
+    for parameter in declared:
+        if parameter.default is inspect.Parameter.empty and parameter.name not in parameters:
+            raise UserError(
+                f"parameters.{parameter.name}: required, and the config does not set it ({help_texts[parameter.name].rstrip('.')});"
+                f" set it there or add {parameter.name}=..."
+            )
+
+
+def describe_keys(config_parameters: dict | None = None, config_path: str = "") -> str:
+    """Every config key with its type, default and help text, as `--help` lists them; a value
+    the config at `config_path` gives a parameter is shown beside the default."""
+    from pipelines.parameters import pipeline_parameters
+
+    declared, help_texts = pipeline_parameters()
+    lines = ["parameters (key=value): the stages' flags, with their help from the stages' docstrings"]
+    for parameter in declared:
+        required = parameter.default is inspect.Parameter.empty
+        shown = "required" if required else f"default {shown_value(parameter.default)}"
+        if config_parameters and parameter.name in config_parameters:
+            shown += f"; {config_path}: {shown_value(config_parameters[parameter.name])}"
+        lines.append(f"  {parameter.name} ({getattr(parameter.annotation, '__name__', parameter.annotation)}, {shown})")
+        lines += textwrap.wrap(help_texts[parameter.name], width=100, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    for section, cls in SECTIONS.items():
+        lines.append(f"{section} ({section}.key=value): {(cls.__doc__ or '').splitlines()[0]}")
+        lines += [f"  {section}.{key}={shown_value(value)}" for key, value in flattened(dataclasses.asdict(cls()))]
+    return "\n".join(lines)
+
+
+def flattened(values: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    """[("cpu_resources.cpu_request", "1"), ...]: nested settings as the dotted keys an override names."""
+    pairs = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            pairs += flattened(value, f"{prefix}{key}.")
+        else:
+            pairs.append((f"{prefix}{key}", value))
+    return pairs
+
+
+def shown_value(value: Any) -> str:
+    """A value as it is typed after `key=`: JSON for a mapping or list, '' for empty text."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value) if value != "" else "''"

@@ -1,13 +1,18 @@
 """`make run`: execute the compiled pipeline on this machine, each task as a host subprocess or in its image.
 
     python -m pipelines.local_run --config configs/default.yaml [--pipeline sweep] [--runner docker] [key=value ...]
+    python -m pipelines.local_run --help        # also lists every config key, its default and help
 
 It compiles the pipeline (build/pipeline.yaml), loads that YAML back and runs it with KFP's own
 local executor, `kfp.local`: the same DAG, the same command lines, the same quality gate as on a
 cluster, minus the Kubernetes placement (no GPU request, no Secret: the S3 environment is this
 shell's). Two adjustments to kfp.local 2.17 make the host runner possible (see `timed_handlers`
 and `resolve_named_task_outputs`): it refuses container components, and it reads a `dsl.If` on a
-named task output as false.
+named task output as false. Three more fit it to a user at a terminal: a stage's user error (exit
+status 2) is not retried and is the run's last line (`no_retry_of_user_errors`); the tasks write
+straight into the run folder, <local.run_root>/<date-time>/<task>/ (`run_in_folder`); and the
+engine's own chatter is left out (`quiet_engine`). The summary at the end is also kept in the run
+folder as summary.txt.
 
 `--runner docker` runs each task in the image the compiled pipeline names, with
 `kfp.local.DockerRunner`: read-only root filesystem, a tmpfs /tmp, never root, host networking
@@ -23,8 +28,12 @@ import builtins
 import json
 import logging
 import os
+import re
+import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from components.lib import storage
@@ -32,25 +41,33 @@ from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
-from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, load_config
+from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, describe_keys, load_config, require_parameters
 from pipelines.parameters import pipeline_parameters
 from pipelines.sweep import expand_sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNNERS = ("host", "docker")
+SUMMARY_NAME = "summary.txt"
+STAGE_ERROR_PREFIX = "error: "  # how a stage prints its UserError (components/lib/cli.py)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--config", default="configs/default.yaml", help="the run configuration (YAML)")
     parser.add_argument(
         "--pipeline", choices=sorted(OUTPUT_NAMES), default="training", help="training, or sweep (the config's sweep section)"
     )
     parser.add_argument("--runner", choices=RUNNERS, default="host", help="host: tasks as subprocesses here; docker: each in its image")
-    parser.add_argument("overrides", nargs="*", help="key=value to override a parameter, or section.key=value")
-    arguments = parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", help="key=value to override a parameter, or section.key=value (listed below)")
+    if {"-h", "--help"} & set(argv):
+        parser.epilog = keys_help(parser.parse_known_args([word for word in argv if word not in ("-h", "--help")])[0].config)
+    arguments, unknown = parser.parse_known_args(argv)
     configure_logging()
     try:
+        refuse_flags(unknown, argv)
         config = load_config(arguments.config, arguments.overrides)
         return run(config, arguments.pipeline, arguments.runner)
     except UserError as error:
@@ -58,12 +75,33 @@ def main(argv: list[str] | None = None) -> int:
         return USER_ERROR_EXIT_CODE
 
 
+def keys_help(config_path: str) -> str:
+    """The config keys, for --help: each with its default, and the value `config_path` gives it."""
+    try:
+        given = load_config(config_path).parameters
+    except UserError:
+        given = {}  # the run itself says what is wrong with the file
+    return 'config keys (override with key=value; in `make run`, ARGS="key=value ..."):\n' + describe_keys(given, config_path)
+
+
+def refuse_flags(unknown: list[str], argv: list[str]) -> None:
+    """A stage's `--key value` spelling is refused with the `key=value` spelling it means."""
+    if not unknown:
+        return
+    flag = unknown[0]
+    name, _, value = flag.lstrip("-").partition("=")
+    following = argv[argv.index(flag) + 1 :]
+    if not value and following and not following[0].startswith("-") and "=" not in following[0]:
+        value = following[0]
+    raise UserError(f"{flag}: overrides are key=value, not flags: write {name}={value or '...'} (--help lists the keys)")
+
+
 def run(config: RunConfig, variant: str = "training", runner: str = "host") -> int:
-    run_dir = Path(config.local.run_root).resolve() / time.strftime("%Y%m%d-%H%M%S")
     parameters = local_parameters(config.parameters)
     if variant == "sweep":
         parameters["sweep_configs"] = expand_sweep(config.sweep, parameters)
     compiled = compile_pipeline(config.kubeflow, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
+    run_dir = new_run_folder(Path(config.local.run_root).resolve())
     print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
     if runner == "docker":
         DockerMounts.share(parameters)
@@ -71,8 +109,21 @@ def run(config: RunConfig, variant: str = "training", runner: str = "host") -> i
     return report(run_dir, timings, parameters)
 
 
+def new_run_folder(run_root: Path) -> Path:
+    """run_root/<date-time>, made here (the engine would make a missing mount source as root); never an earlier run's."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ("", *(f"-{count}" for count in range(1, 100))):
+        try:
+            (run_root / f"{stamp}{suffix}").mkdir(parents=True)
+            return run_root / f"{stamp}{suffix}"
+        except FileExistsError:
+            continue
+    raise UserError(f"{run_root}: 100 runs started within this second; wait a second")
+
+
 def local_parameters(parameters: dict) -> dict:
     """Make local paths absolute and fingerprint the source, as pipeline-submit does."""
+    require_parameters(parameters)
     resolved = dict(parameters)
     for name in STORAGE_PARAMETERS:
         value = resolved.get(name, "")
@@ -92,17 +143,22 @@ def execute(compiled: Path, parameters: dict, run_dir: Path, runner: str = "host
     from kfp import local
 
     timed_handlers()
+    no_retry_of_user_errors()
     resolve_named_task_outputs()
+    quiet_engine()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     os.environ["PYTHONUNBUFFERED"] = "1"
     chosen = docker_runner() if runner == "docker" else local.SubprocessRunner(use_venv=False)
-    run_dir.mkdir(parents=True, exist_ok=True)  # ours, not the engine's: it makes a missing mount source as root
-    local.init(runner=chosen, pipeline_root=str(run_dir), raise_on_error=True)
+    run_in_folder(run_dir)
+    local.init(runner=chosen, pipeline_root=str(run_dir.parent), raise_on_error=True)
     pipeline = kfp.components.load_component_from_file(str(compiled))
     original_print = builtins.print  # kfp.local's parallel logging can leave print swapped
     try:
         pipeline(**parameters)
     except RuntimeError as error:  # kfp.local: "Pipeline ... finished with status FAILURE", after the task's own log
+        if StageClock.user_error:  # repeated as the run's last line, where it is seen first
+            stage, message = StageClock.user_error
+            raise UserError(f"the local run stopped: stage {stage} failed: {message}") from None
         failed = [name for name, status in StageClock.outcomes.items() if status != "SUCCESS"]
         where = f"stage {', '.join(failed)} failed" if failed else str(error).splitlines()[0]
         raise UserError(f"the local run stopped: {where}; the error is printed above (run folder: {run_dir})") from None
@@ -181,19 +237,42 @@ class StageClock:
 
     timings: dict[str, float] = {}
     outcomes: dict[str, str] = {}
+    user_error: tuple[str, str] | None = None  # (stage, its one line) of a stage that exited with a user error
 
     @classmethod
-    def record(cls, full_command: list[str], run) -> object:
+    def record(cls, full_command: list[str], run: Callable[[], tuple[int, str]]) -> object:
+        """Run one attempt; a user error is raised as `StageUserError`, past kfp.local's retry loop."""
+        from kfp.local import status
+
         stage = full_command[2].rsplit(".", 1)[-1] if len(full_command) > 2 else "?"
         started = time.perf_counter()
-        status = run()
+        exit_code, error_line = run()
         cls.timings[stage] = cls.timings.get(stage, 0.0) + time.perf_counter() - started
-        cls.outcomes[stage] = status.name
-        return status
+        outcome = status.Status.SUCCESS if exit_code == 0 else status.Status.FAILURE
+        cls.outcomes[stage] = outcome.name
+        if exit_code == USER_ERROR_EXIT_CODE:
+            cls.user_error = (stage, error_line or f"exit status {exit_code} (a user error); its output is above")
+            raise StageUserError(stage)
+        return outcome
+
+
+class StageUserError(Exception):
+    """A stage exited with status 2: the user's mistake, which a second attempt would repeat."""
+
+
+def stream(lines: Iterable[str]) -> str:
+    """Print a stage's output as it comes; return its last `error: ` line without the prefix ("" if none)."""
+    error_line = ""
+    for line in lines:
+        print(line, end="")
+        if line.startswith(STAGE_ERROR_PREFIX):
+            error_line = line.removeprefix(STAGE_ERROR_PREFIX).strip()
+    return error_line
 
 
 def timed_handlers() -> None:
-    """Time kfp.local's task handlers, and let its subprocess handler run container components."""
+    """Time kfp.local's task handlers, let its subprocess handler run container components, and
+    have both read a stage's exit status and its error line (kfp.local keeps neither)."""
     from kfp.local import docker_task_handler, subprocess_task_handler
 
     if getattr(subprocess_task_handler.SubprocessTaskHandler, "timed", False):
@@ -209,7 +288,16 @@ def timed_handlers() -> None:
             """Container components are exactly what this runner is for."""
 
         def run(self):
-            return StageClock.record(self.full_command, super().run)
+            return StageClock.record(self.full_command, self.run_and_wait)
+
+        def run_and_wait(self) -> tuple[int, str]:
+            """kfp.local's own subprocess run (use_venv=False: this interpreter), keeping the exit status."""
+            command = subprocess_task_handler.replace_python_executable(self.full_command, sys.executable)
+            environment = {**os.environ, **self.env_vars}
+            output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "bufsize": 1}
+            with subprocess.Popen(command, env=environment, **output) as process:
+                error_line = stream(process.stdout)
+                return process.wait(), error_line
 
     class DockerHandler(docker_task_handler.DockerTaskHandler):
         timed = True
@@ -220,14 +308,13 @@ def timed_handlers() -> None:
         def get_volumes_to_mount(self, client=None):
             return {**DockerMounts.volumes, **super().get_volumes_to_mount(client)}
 
-        def run_and_wait(self):
+        def run_and_wait(self) -> tuple[int, str]:
             """kfp.local's own run, but the container is removed only after its exit status is read.
 
             kfp.local starts it with auto_remove and takes a vanished container for success; under
             podman's Docker API the container is gone before `wait`, so every failed stage passed.
             """
             import docker
-            from kfp.local import status
 
             client = docker.from_env()
             try:
@@ -236,18 +323,77 @@ def timed_handlers() -> None:
                     image=self.image, command=self.full_command, volumes=self.get_volumes_to_mount(client), detach=True, **arguments
                 )
                 try:
-                    for line in container.logs(stream=True, follow=True):
-                        print(line.decode(errors="replace"), end="")
+                    error_line = stream(line.decode(errors="replace") for line in container.logs(stream=True, follow=True))
                     exit_code = container.wait()["StatusCode"]
                 finally:
                     container.remove(force=True)
             finally:
                 client.close()
-            return status.Status.SUCCESS if exit_code == 0 else status.Status.FAILURE
+            return exit_code, error_line
 
     # kfp.local's dispatcher looks these names up at call time, so rebinding them is enough.
     subprocess_task_handler.SubprocessTaskHandler = HostHandler
     docker_task_handler.DockerTaskHandler = DockerHandler
+
+
+def no_retry_of_user_errors() -> None:
+    """End a task at its first user error: kfp.local retries every failure as the compiled retry
+    policy says (task_executor.execute_single_task), but the same mistake fails the same way.
+
+    `StageUserError` leaves that retry loop; here, one level up, it becomes the task's failure.
+    """
+    from kfp.local import status
+    from kfp.local.orchestrator import task_executor
+
+    original = task_executor.execute_single_task
+    if getattr(original, "stops_on_user_error", False):
+        return
+
+    def execute_single_task(*args, **kwargs):
+        try:
+            return original(*args, **kwargs)
+        except StageUserError as error:
+            logging.getLogger(__name__).error("stage %s: a user error, not retried", error)
+            return {}, status.Status.FAILURE
+
+    execute_single_task.stops_on_user_error = True
+    # The orchestrators call it as task_executor.execute_single_task, so rebinding it is enough.
+    task_executor.execute_single_task = execute_single_task
+
+
+def quiet_engine() -> None:
+    """Leave out kfp.local's lines that say nothing to a `make run` user; every stage's own output stays.
+
+    - "Task 'x': settings ['cpu_limit', ...] have no effect in the current local runner": the
+      resources, GPU request and node placement are the cluster's (the `kubeflow` section), and a
+      local run leaves them out by design (see the module docstring).
+    - "Task 'x' outputs:" with a dump of every artifact and its metadata, and "Streamed logs:":
+      the stage prints its own summary line, and the run's summary names the folders.
+    """
+    warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect in the current local", category=UserWarning)
+    root = logging.getLogger()  # kfp.local logs through the root logger, swapping its handlers per task
+    if not any(isinstance(existing, EngineChatter) for existing in root.filters):
+        root.addFilter(EngineChatter())
+
+
+class EngineChatter(logging.Filter):
+    """kfp.local's per-task output dumps and "Streamed logs:" headings (see `quiet_engine`)."""
+
+    NOISE = re.compile(r"^Task .* (outputs:|has no outputs)|^Streamed logs:", re.DOTALL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.NOISE.search(record.getMessage())
+
+
+def run_in_folder(run_dir: Path) -> None:
+    """Put the tasks' folders straight in `run_dir`: <run_dir>/<task>/<output>.
+
+    kfp.local nests each run in <pipeline_root>/<pipeline name>-<its own timestamp>/; with the
+    run root as pipeline_root and that name as ours, the run folder is that folder.
+    """
+    from kfp.local import executor_input_utils
+
+    executor_input_utils.get_local_pipeline_resource_name = lambda pipeline_name: run_dir.name
 
 
 def resolve_named_task_outputs() -> None:
@@ -280,50 +426,66 @@ def resolve_named_task_outputs() -> None:
 
 
 def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
-    evaluation = json.loads(next(run_dir.glob("*/evaluate/evaluation/metrics.json")).read_text())
-    export = json.loads(next(run_dir.glob("*/export/onnx/export_report.json")).read_text())
+    """Print the end-of-run summary, and keep it in the run folder; 1 if the quality gate misbehaved."""
+    lines, problem = summary_lines(run_dir, timings, parameters)
+    saved = run_dir / SUMMARY_NAME
+    saved.write_text("\n".join([*lines, *([f"error: {problem}"] if problem else [])]) + "\n")
     print("\n=== local run finished ===")
-    print("stage wall time (s): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items()))
-    tuning = next(run_dir.glob("*/select-best/tuning/tuning_results.json"), None)
-    if tuning is not None:
+    print("\n".join(lines))
+    print(f"this summary is saved as {saved}")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) -> tuple[list[str], str]:
+    """The summary's lines, from the reports the stages wrote, and what went wrong with the gate ("" if nothing)."""
+    evaluation = json.loads((run_dir / "evaluate" / "evaluation" / "metrics.json").read_text())
+    export = json.loads((run_dir / "export" / "onnx" / "export_report.json").read_text())
+    lines = ["stage wall time (s): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items())]
+    tuning = run_dir / "select-best" / "tuning" / "tuning_results.json"
+    if tuning.exists():
         results = json.loads(tuning.read_text())
         ranking = ", ".join(f"trial {trial['trial']}: {trial['value']:.4f}" for trial in results["trials"])
-        print(f"sweep ({results['metric']} on validation, best first): {ranking}; tuning results: {tuning.with_suffix('.csv')}")
+        lines.append(f"sweep ({results['metric']} on validation, best first): {ranking}; tuning results: {tuning.with_suffix('.csv')}")
     test, baseline = evaluation["test"], evaluation["baseline_majority_class"]
-    print(
+    lines.append(
         f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}"
         f"  (majority-class baseline: accuracy {baseline['accuracy']:.4f}, macro-F1 {baseline['macro_f1']:.4f})"
     )
     parity = export["parity"]
-    print(
+    lines.append(
         f"ONNX parity: max |logit diff| {parity['max_abs_logit_diff']:.2e},"
         f" argmax agreement {parity['argmax_agreement']:.4f} on {parity['rows']} rows"
     )
     for name, model in export["models"].items():
         latency = model["latency"]
-        print(
+        lines.append(
             f"onnxruntime {name}: test macro-F1 {model['test']['macro_f1']:.4f}, latency batch 1 p50 {latency['batch_1']['p50_ms']} ms,"
             f" batch 32 p50 {latency['batch_32']['p50_ms']} ms"
         )
-    decision_file = next(run_dir.glob("*/register/registration/registration.json"), None)
-    if decision_file is None:  # register did not run: the quality gate held it back, or should not have
+    problem = ""
+    decision_file = run_dir / "register" / "registration" / "registration.json"
+    if not decision_file.exists():  # register did not run: the quality gate held it back, or should not have
         minimum = gate_minimum(parameters)
         if test["macro_f1"] >= minimum:
-            print(
-                f"error: register did not run, yet test macro-F1 {test['macro_f1']:.4f} meets min_macro_f1 {minimum}:"
-                f" the quality gate did not evaluate as it should (run folder: {run_dir})",
-                file=sys.stderr,
+            problem = (
+                f"register did not run, yet test macro-F1 {test['macro_f1']:.4f} meets min_macro_f1 {minimum}:"
+                f" the quality gate did not evaluate as it should (run folder: {run_dir})"
             )
-            return 1
-        print(f"not registered: test macro-F1 {test['macro_f1']:.4f} is below min_macro_f1 {minimum} (the pipeline's quality gate)")
+        else:
+            lines.append(
+                f"not registered: test macro-F1 {test['macro_f1']:.4f} is below min_macro_f1 {minimum} (the pipeline's quality gate)"
+            )
     else:
         decision = json.loads(decision_file.read_text())
         if decision["registered"]:
-            print(f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}")
+            lines.append(f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}")
         else:
-            print(f"not registered: {decision['refused']}")
-    print(f"run folder: {run_dir}")
-    return 0
+            lines.append(f"not registered: {decision['refused']}")
+    lines.append(f"run folder: {run_dir}")
+    return lines, problem
 
 
 def gate_minimum(parameters: dict) -> float:

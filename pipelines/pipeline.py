@@ -117,6 +117,14 @@ class PipelineBuild:
         # yet its launcher writes output parameters under /tmp/kfp/outputs (launcher_v2.go,
         # prepareOutputFolders) and the images keep HOME and caches there: /tmp is an emptyDir.
         kubernetes.empty_dir_mount(task, volume_name="tmp", mount_path="/tmp")
+        # On Kubeflow every failed attempt is retried, a user error (exit status 2) included: KFP's
+        # retry policy has only a count and a backoff, and the backend compiles it into an Argo
+        # retryStrategy with only `limit` and `backoff` (backend/src/v2/compiler/argocompiler/
+        # container.go, getTaskRetryStrategyFromInput): no retryPolicy, no `expression` on the exit
+        # code. A retried attempt knows its index (KFP_RETRY_INDEX) but not why the last one failed,
+        # and stages find a user's mistake before their heavy work, so a retry costs the backoff
+        # and a pod start, not a second run of the work. `make run` does not retry one
+        # (pipelines/local_run.py, no_retry_of_user_errors); kubeflow.retries=0 turns retries off.
         task.set_retry(
             num_retries=self.settings.retries,
             backoff_duration=self.settings.retry_backoff,

@@ -44,8 +44,10 @@ def test_the_whole_pipeline_runs_locally_registers_a_model_and_leaks_no_secret(s
         assert f"{stage} " in summary.splitlines()[1]
     assert "registered: tiny-sentiment version 1 at " in summary
     assert Registry(str(tmp_path / "registry"), "tiny-sentiment").read_alias("latest") == 1
-    run_dir = next((tmp_path / "runs").iterdir())
-    metrics = json.loads(next(run_dir.glob("*/evaluate/evaluation/metrics.json")).read_text())
+    [run_dir] = (tmp_path / "runs").iterdir()
+    metrics = json.loads((run_dir / "evaluate" / "evaluation" / "metrics.json").read_text())  # <run folder>/<task>/<output>
+    assert (run_dir / "summary.txt").read_text() in summary  # kept, as printed
+    assert "Dataset(" not in result.stdout and "UserWarning" not in result.stderr  # kfp.local's dumps and warnings left out
     assert metrics["test"]["macro_f1"] > metrics["baseline_majority_class"]["macro_f1"]
     assert list(tmp_path.glob("checkpoints/*/step-*/MANIFEST.json"))  # the run's checkpoints, under its run id
 
@@ -80,11 +82,11 @@ def test_a_sweep_runs_locally_with_the_store_on_s3(s3, sample_source, tiny_model
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "sweep (macro_f1 on validation, best first): trial 0: " in result.stdout
     run_dir = next((tmp_path / "runs").iterdir())
-    tuning = json.loads(next(run_dir.glob("*/select-best/tuning/tuning_results.json")).read_text())
+    tuning = json.loads((run_dir / "select-best" / "tuning" / "tuning_results.json").read_text())
     assert [trial["config"]["learning_rate"] for trial in tuning["trials"]] == [3e-3, 1e-5]  # the better one first
     assert Registry("s3://bucket/registry", "tiny-sentiment").versions() == [1]
     # The best trial's own model is released (imported by URI), not a copy that select_best wrote.
-    assert not list(run_dir.glob("*/select-best/model"))
+    assert not (run_dir / "select-best" / "model").exists()
     with Registry("s3://bucket/registry", "tiny-sentiment").fetch(1) as (_, _, manifest):
         assert manifest["lineage"]["training"]["learning_rate"] == 3e-3
     assert {
@@ -116,11 +118,11 @@ def test_docker_runner_mounts_local_storage_and_refuses_an_input_its_user_cannot
 
 def write_finished_run(run_dir, test_macro_f1: float) -> None:
     """The two reports `make run` reads at the end, as evaluate and export write them; no register."""
-    evaluation = run_dir / "pipeline" / "evaluate" / "evaluation"
+    evaluation = run_dir / "evaluate" / "evaluation"
     evaluation.mkdir(parents=True)
     scores = {"accuracy": 0.6, "macro_f1": test_macro_f1}
     (evaluation / "metrics.json").write_text(json.dumps({"test": scores, "baseline_majority_class": {"accuracy": 0.5, "macro_f1": 0.2}}))
-    onnx = run_dir / "pipeline" / "export" / "onnx"
+    onnx = run_dir / "export" / "onnx"
     onnx.mkdir(parents=True)
     (onnx / "export_report.json").write_text(
         json.dumps({"parity": {"max_abs_logit_diff": 1e-6, "argmax_agreement": 1.0, "rows": 9}, "models": {}})
@@ -145,3 +147,72 @@ def test_the_report_says_why_register_did_not_run_from_the_numbers(minimum, stat
     assert report(tmp_path, {}, {"min_macro_f1": minimum}) == status
     captured = capsys.readouterr()
     assert line in captured.out + captured.err
+    saved = (tmp_path / "summary.txt").read_text()
+    assert line in saved and f"run folder: {tmp_path}" in saved  # the summary, kept in the run folder
+    assert captured.out.strip().splitlines()[-1] == f"this summary is saved as {tmp_path / 'summary.txt'}"
+
+
+def test_a_user_error_stops_the_run_at_once_and_is_its_last_line(sample_source, tmp_path):
+    """A stage that exits with status 2 (a user's mistake) is not retried: the same mistake would fail again."""
+    parameters = {"source_uri": str(sample_source), "text_column": "review_text", "model_name": "m", "registry_uri": str(tmp_path / "registry"),
+                  "checkpoint_root": str(tmp_path / "checkpoints")}  # fmt: skip
+    config = write_config(tmp_path / "config.yaml", parameters, tmp_path / "runs")
+    result = run_module("pipelines.local_run", "--config", str(config), timeout=900)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    stage_error = [line.strip() for line in result.stdout.splitlines() if "no column 'review_text'" in line]
+    assert len(stage_error) == 1, result.stdout  # one attempt
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"error: the local run stopped: stage preprocess failed: {stage_error[0].removeprefix('error: ')}"
+    assert "UserWarning" not in result.stderr  # kfp.local's warning about resources, which a local run leaves out by design
+    [run_dir] = (tmp_path / "runs").iterdir()
+    assert [path.name for path in run_dir.iterdir()] == ["preprocess"]  # <run folder>/<task>, no second timestamp
+
+
+def test_a_stage_style_flag_gets_the_key_value_spelling():
+    result = run_module("pipelines.local_run", "--config", "configs/default.yaml", "epochs=2", "--learning_rate", "3e-5")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --learning_rate: overrides are key=value, not flags: write learning_rate=3e-5 (--help lists the keys)"
+    ]
+
+
+def test_help_lists_every_config_key_with_its_default_help_and_the_configs_value(tmp_path):
+    from pipelines.parameters import pipeline_parameters
+
+    config = write_config(tmp_path / "config.yaml", {"epochs": 7}, tmp_path / "runs")
+    result = run_module("pipelines.local_run", "--config", str(config), "--help")
+    assert result.returncode == 0, result.stderr
+    declared, help_texts = pipeline_parameters()
+    for parameter in declared:
+        assert f"\n  {parameter.name} (" in result.stdout
+        assert " ".join(help_texts[parameter.name].split()[:4]) in result.stdout
+    [epochs] = [parameter for parameter in declared if parameter.name == "epochs"]
+    assert f"  epochs (int, default {epochs.default}; {config}: 7)\n      {help_texts['epochs']}" in result.stdout
+    assert "  kubeflow.cpu_resources.memory_limit=8Gi\n" in result.stdout and "  local.run_root=runs\n" in result.stdout
+
+
+def test_a_missing_required_parameter_is_one_line(tmp_path):
+    config = write_config(tmp_path / "config.yaml", {"source_uri": "data/sample/drugscom"}, tmp_path / "runs")
+    result = run_module("pipelines.local_run", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: parameters.registry_uri: required, and the config does not set it"
+        " (Registry root (local folder or s3:// prefix); versions go to <registry>/<model_name>/<version>/);"
+        " set it there or add registry_uri=..."
+    ]
+
+
+def test_make_clean_keeps_the_registry(tmp_path):
+    """The registry holds the registered models; run folders, checkpoints and build outputs can go."""
+    import shutil
+    import subprocess
+
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    kept = tmp_path / "runs" / "registry" / "tiny-sentiment" / "1"
+    removed = [tmp_path / "runs" / "20260101-120000" / "train", tmp_path / "runs" / "20260101-120000-1", tmp_path / "runs" / "checkpoints" / "x",
+               tmp_path / "build"]  # fmt: skip
+    for folder in [kept, *removed]:
+        folder.mkdir(parents=True)
+    subprocess.run(["make", "clean"], cwd=tmp_path, check=True, capture_output=True)
+    assert kept.is_dir()
+    assert not [folder for folder in removed if folder.exists()]
