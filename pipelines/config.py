@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import re
 import textwrap
 import typing
 from dataclasses import dataclass, field
@@ -123,6 +124,20 @@ def require_remote_storage(parameters: dict, why: str) -> None:
         raise UserError(f"parameters.base_model: {base_model!r} is a local folder, and {why}; upload it to s3:// or use a hub id")
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as people write numbers: PyYAML follows YAML 1.1, where `3e-5` (no dot) is text, so
+    `learning_rate=3e-5` and `[1e-5, 2e-5]` were refused as "expected float"; YAML 1.2 reads them as floats."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 SECTIONS = {"kubeflow": KubeflowSettings, "submit": SubmitSettings, "local": LocalSettings, "sweep": SweepSettings}
 
 
@@ -134,7 +149,7 @@ def pipeline_parameter_types() -> dict[str, Any]:
 
 def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = read_yaml(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise UserError(f"{path}: no such config file") from None
     except yaml.YAMLError as error:
@@ -159,7 +174,7 @@ class OverrideText(str):
 
     def parsed(self) -> Any:
         try:
-            return yaml.safe_load(self) if self else ""
+            return read_yaml(self) if self else ""
         except yaml.YAMLError:
             return str(self)
 

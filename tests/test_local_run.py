@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from components.lib.registry import Registry
+from pipelines.config import load_config
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REPO, run_module, upload_folder
 
 
@@ -216,3 +217,11 @@ def test_make_clean_keeps_the_registry(tmp_path):
     subprocess.run(["make", "clean"], cwd=tmp_path, check=True, capture_output=True)
     assert kept.is_dir()
     assert not [folder for folder in removed if folder.exists()]
+
+
+def test_numbers_written_without_a_dot_are_numbers():
+    """YAML 1.1 (PyYAML) reads `3e-5` as text: the README's `learning_rate=3e-5` was refused as "expected float"."""
+    config = load_config("configs/default.yaml", ["learning_rate=3e-5", "sweep.space={learning_rate: [1e-5, 2E-5]}", "model_name=1e5x"])
+    assert config.parameters["learning_rate"] == 3e-5
+    assert config.sweep.space == {"learning_rate": [1e-5, 2e-5]}
+    assert config.parameters["model_name"] == "1e5x"
