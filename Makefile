@@ -11,6 +11,7 @@ REGISTRY ?=
 TAG ?=
 COMPONENT ?=
 DRY_RUN ?=
+SCHEDULE ?=
 IMAGE ?=
 NETWORK ?=
 IMAGES ?= cpu cuda
@@ -61,8 +62,9 @@ lint: setup compile ## ruff, yamllint, structural checks of the compiled YAML, m
 golden-update: setup ## refresh the golden compiled YAML in tests/golden/ after an intended change
 	env -u REGISTRY -u TAG $(PYTHON) -m pipelines.compile --config tests/golden/config.yaml --output tests/golden/pipeline.yaml
 
-pipeline-submit: setup compile ## compile, then submit a run to Kubeflow (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN override; PIPELINE=sweep)
-	$(PYTHON) -m pipelines.submit --config $(CONFIG) --pipeline $(PIPELINE) --package build/$(if $(filter sweep,$(PIPELINE)),sweep,pipeline).yaml $(ARGS)
+pipeline-submit: setup compile ## compile, upload a pipeline version, submit a run (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN; PIPELINE=sweep; DRY_RUN=1; SCHEDULE="0 3 * * *")
+	$(PYTHON) -m pipelines.submit --config $(CONFIG) --pipeline $(PIPELINE) --package build/$(if $(filter sweep,$(PIPELINE)),sweep,pipeline).yaml \
+		$(if $(DRY_RUN),--dry-run) $(if $(SCHEDULE),--schedule "$(SCHEDULE)") $(ARGS)
 
 sweep: setup ## run the hyperparameter sweep locally (the config's sweep section), best trial released
 	$(PYTHON) -m pipelines.local_run --config $(CONFIG) --pipeline sweep $(ARGS)
