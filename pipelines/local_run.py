@@ -38,7 +38,7 @@ from pathlib import Path
 
 from components.lib import storage
 from components.lib.cli import configure_logging
-from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
+from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
 from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, describe_keys, load_config, require_parameters
@@ -48,7 +48,6 @@ from pipelines.sweep import expand_sweep
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNNERS = ("host", "docker")
 SUMMARY_NAME = "summary.txt"
-STAGE_ERROR_PREFIX = "error: "  # how a stage prints its UserError (components/lib/cli.py)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,8 +264,8 @@ def stream(lines: Iterable[str]) -> str:
     error_line = ""
     for line in lines:
         print(line, end="")
-        if line.startswith(STAGE_ERROR_PREFIX):
-            error_line = line.removeprefix(STAGE_ERROR_PREFIX).strip()
+        if line.startswith(USER_ERROR_PREFIX):
+            error_line = line.removeprefix(USER_ERROR_PREFIX).strip()
     return error_line
 
 

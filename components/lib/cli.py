@@ -33,7 +33,7 @@ import fire
 import fire.docstrings
 
 from components.lib.artifacts import MANIFEST, is_committed
-from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
+from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
 
 EXECUTOR_INPUT_FLAG = "executor_input"
 OUTPUT_FLAG = "output_uri"
@@ -83,7 +83,7 @@ def run_stage(stage_fn: Callable[..., StageResult | None] | dict[str, Callable[.
         check_flags(argv, component, module)
         fire.Fire(component, name=module)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{USER_ERROR_PREFIX}{error}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
 
 

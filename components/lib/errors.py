@@ -6,6 +6,7 @@ code and keeps its traceback.
 """
 
 USER_ERROR_EXIT_CODE = 2
+USER_ERROR_PREFIX = "error: "  # the start of that line; pipelines/local_run.py finds a stage's error by it
 
 
 class UserError(Exception):
