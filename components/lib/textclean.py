@@ -63,7 +63,7 @@ class TextCleaning:
         """The settings a model's lineage records; the defaults, with a warning, for a model from before they were recorded."""
         recorded = lineage.get(LINEAGE_KEY)
         if recorded is None:
-            log.warning("%s: its lineage records no text cleaning (made before it was recorded); cleaning with no URL or mention masks", where)
+            log.warning("%s: its lineage records no text cleaning (it predates that); cleaning without URL or mention masks", where)
             return cls()
         known = {field.name for field in fields(cls)}
         if not isinstance(recorded, dict) or set(recorded) - known:
