@@ -43,7 +43,7 @@ def tweet_release(tmp_path_factory, tiny_model) -> dict:
     write_parquet(root / "source" / "test.parquet", tweets(45, seed=6))
     preprocess(input_uri=str(root / "source"), output_uri=str(root / "data"), mask_urls=True, mask_mentions=True)
     tokenize(data_uri=str(root / "data"), output_uri=str(root / "tokens"), base_model=str(tiny_model), max_length=32)
-    train(data_uri=str(root / "tokens"), output_uri=str(root / "model"), base_model=str(tiny_model), **train_flags(epochs=1))
+    train(data_uri=str(root / "tokens"), output_uri=str(root / "model"), base_model=str(tiny_model), **train_flags(epochs=4, batch_size=4))
     evaluate(model_uri=str(root / "model"), data_uri=str(root / "tokens"), output_uri=str(root / "evaluation"))
     export(model_uri=str(root / "model"), data_uri=str(root / "tokens"), output_uri=str(root / "onnx"), quantize_int8=False, latency_runs=1)
     return {
