@@ -45,7 +45,7 @@ from components.lib.contract import CLEAN_SCHEMA, REJECTS_FILE, REJECTS_SCHEMA, 
 from components.lib.errors import UserError
 from components.lib.labels import LabelMapper, write_labels
 from components.lib.readers import Source, SourceBatch, encoding_hint, open_source, read_source
-from components.lib.textclean import clean_text
+from components.lib.textclean import TextCleaning, clean_text
 
 log = logging.getLogger("components.preprocess")  # not __main__: our INFO lines show under python -m
 
@@ -112,7 +112,7 @@ def preprocess(
     mapper = LabelMapper.from_flags(label_names, rating_buckets)
     fingerprint = source_fingerprint(input_uri, expected_source_fingerprint)
     cleaning = Cleaning(encoding, mask_urls, mask_mentions, max_chars)
-    lineage = {"source_uri": input_uri, "source_fingerprint": fingerprint}
+    lineage = {"source_uri": input_uri, "source_fingerprint": fingerprint, **TextCleaning(mask_urls, mask_mentions).lineage()}
     with (
         open_source(input_uri) as source,
         tempfile.TemporaryDirectory(prefix="preprocess-") as scratch,

@@ -1,13 +1,19 @@
-"""Batched inference of a PyTorch classifier over a tokenized split."""
+"""Batched inference of a classifier: over a tokenized split, and over raw texts cleaned as in training."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from components.lib.batching import TokenizedSplit, sorted_batches
+from components.lib.labels import read_labels
+from components.lib.modeling import load_classifier, load_tokenizer
+from components.lib.textclean import TextCleaning
 
 
 def predict_logits(
@@ -33,3 +39,46 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exponent = np.exp(shifted)
     return exponent / exponent.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class TextClassifier:
+    """Raw texts in, class probabilities out: each text cleaned as the training data was, then
+    tokenized with the model's own tokenizer, which truncates as in training."""
+
+    labels: list[str]
+    cleaning: TextCleaning
+    encoder: object  # the tokenizers.Tokenizer saved with the model, set to pad nothing
+    pad_id: int
+    logits: Callable[[TokenizedSplit, int], np.ndarray]  # (split, batch size) -> logits in row order
+
+    def encode(self, texts: list[str]) -> TokenizedSplit:
+        encodings = self.encoder.encode_batch_fast([self.cleaning.clean(text) for text in texts])
+        return TokenizedSplit.from_token_lists([encoding.ids for encoding in encodings], np.zeros(len(texts), dtype=np.int64))
+
+    def probabilities(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return softmax(self.logits(self.encode(texts), batch_size))
+
+
+def text_classifier(folder: Path, manifest: dict, where: str, logits: Callable[[TokenizedSplit, int, int], np.ndarray]) -> TextClassifier:
+    """A TextClassifier for a model folder; `logits(split, batch_size, pad_id)` runs the model."""
+    tokenizer = load_tokenizer(where, str(folder))
+    encoder = tokenizer.backend_tokenizer
+    encoder.no_padding()
+    pad_id = tokenizer.pad_token_id or 0
+    return TextClassifier(
+        labels=read_labels(folder),
+        cleaning=TextCleaning.from_lineage(manifest.get("lineage", {}), where),
+        encoder=encoder,
+        pad_id=pad_id,
+        logits=lambda split, batch_size: logits(split, batch_size, pad_id),
+    )
+
+
+def torch_text_classifier(folder: Path, manifest: dict, where: str) -> TextClassifier:
+    """The PyTorch model that train writes, as a TextClassifier (on the GPU if there is one)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_classifier(where, str(folder), read_labels(folder)).to(device)
+    return text_classifier(
+        folder, manifest, where, lambda split, batch_size, pad_id: predict_logits(model, split, batch_size, device, pad_id)
+    )

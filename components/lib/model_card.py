@@ -6,7 +6,18 @@ the ONNX variants. Nothing from the environment, so no credential can reach it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from components.lib.textclean import (
+    CONTROL_CHARACTERS,
+    MENTION_MASK,
+    MENTION_PATTERN,
+    URL_MASK,
+    URL_PATTERN,
+    WHITESPACE_PATTERN,
+    TextCleaning,
+)
 
 SHOWN_TRAINING_FLAGS = (
     "epochs",
@@ -49,6 +60,7 @@ def build_model_card(
         for label, entry in test["per_class"].items()
     )
     rows = {split: entry.get("rows") for split, entry in data_stats.get("splits", {}).items()}
+    cleaning = TextCleaning.from_lineage(lineage, f"model {name} v{version}")
     return f"""# {name} v{version}
 
 A {len(labels)}-class text classifier ({", ".join(labels)}), fine-tuned from `{lineage.get("base_model", "?")}`
@@ -100,17 +112,62 @@ at step {train_summary.get("best", {}).get("step")}, on {train_summary.get("devi
 | source data | {lineage.get("source_uri", "?")} |
 | source fingerprint (sha256) | {lineage.get("source_fingerprint", "?")} |
 | base model | {lineage.get("base_model", "?")} |
+| text cleaning (preprocess) | mask_urls={cleaning.mask_urls}, mask_mentions={cleaning.mask_mentions} |
 | code version | {code_version.get("package")} {code_version.get("git_commit", "")} |
 
 ## Use
+Clean each text as the training data was, tokenize it with the tokenizer here, run the model, and
+turn its logits into probabilities over the classes of labels.json (`pip install numpy onnxruntime tokenizers`;
+run in this folder; `python -m components.predict` does the same for a whole file):
 ```python
-import numpy as np, onnxruntime, tokenizers
-tokenizer = tokenizers.Tokenizer.from_file("tokenizer.json")
-session = onnxruntime.InferenceSession("model.onnx")
-encoding = tokenizer.encode("The side effects were mild and it worked.")
-logits = session.run(["logits"], {{"input_ids": np.array([encoding.ids]), "attention_mask": np.array([encoding.attention_mask])}})[0]
+{usage_snippet(cleaning)}
 ```
 """
+
+
+def usage_snippet(cleaning: TextCleaning) -> str:
+    """Python that classifies a text with this folder alone, cleaning it exactly as textclean.clean_text
+    did in training; written from textclean's own patterns, and tested against components.predict."""
+    masks = ""
+    if cleaning.mask_urls:
+        masks += f"\n    text = {pattern_source(URL_PATTERN)}.sub({URL_MASK!r}, text)"
+    if cleaning.mask_mentions:
+        masks += f"\n    text = {pattern_source(MENTION_PATTERN)}.sub({MENTION_MASK!r}, text)"
+    removed = "".join(chr(code) for code in sorted(CONTROL_CHARACTERS))
+    return f'''import html, json, re, unicodedata
+
+import numpy as np, onnxruntime, tokenizers
+
+LABELS = json.load(open("labels.json"))["labels"]
+tokenizer = tokenizers.Tokenizer.from_file("tokenizer.json")  # truncates as in training
+session = onnxruntime.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+
+
+def clean(text):
+    """The cleaning of the training data (mask_urls={cleaning.mask_urls}, mask_mentions={cleaning.mask_mentions})."""
+    text = html.unescape(html.unescape(text))
+    text = unicodedata.normalize("NFKC", text).translate(str.maketrans("", "", {removed!r})){masks}
+    return {pattern_source(WHITESPACE_PATTERN)}.sub(" ", text).strip()
+
+
+def classify(text):
+    """{{label: probability}} for one text."""
+    encoding = tokenizer.encode(clean(text))
+    feeds = {{"input_ids": np.array([encoding.ids], dtype=np.int64), "attention_mask": np.array([encoding.attention_mask], dtype=np.int64)}}
+    logits = session.run(["logits"], feeds)[0][0]
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    return dict(zip(LABELS, probabilities.tolist()))
+
+
+scores = classify("The side effects were mild and it worked.")
+print(max(scores, key=scores.get), scores)'''
+
+
+def pattern_source(pattern: re.Pattern) -> str:
+    """`re.compile(...)` source text for a compiled pattern, with its flags by name."""
+    flags = re.RegexFlag(pattern.flags & ~re.UNICODE)
+    return f"re.compile({pattern.pattern!r}, {flags!r})" if flags else f"re.compile({pattern.pattern!r})"
 
 
 def files_table(export_report: dict[str, Any]) -> str:

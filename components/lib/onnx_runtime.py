@@ -1,4 +1,4 @@
-"""onnxruntime sessions on CPU: logits over a tokenized split, and latency."""
+"""onnxruntime sessions on CPU: logits over a tokenized split, a classifier of raw texts, and latency."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from components.lib.batching import TokenizedSplit, sorted_batches
+from components.lib.inference import TextClassifier, text_classifier
 
 
 def cpu_session(path: Path, threads: int = 0):
@@ -33,6 +34,12 @@ def session_logits(session, split: TokenizedSplit, batch_size: int, pad_id: int)
             logits = np.zeros((len(split), output.shape[1]), dtype=np.float32)
         logits[rows] = output
     return logits
+
+
+def onnx_text_classifier(folder: Path, manifest: dict, where: str, model_file: str) -> TextClassifier:
+    """An exported model folder (or a registry version) as a TextClassifier, cleaning texts as its training did."""
+    session = cpu_session(folder / model_file)
+    return text_classifier(folder, manifest, where, lambda split, batch_size, pad_id: session_logits(session, split, batch_size, pad_id))
 
 
 def latency_ms(run_batch, batches: list[dict], warmup: int = 3) -> dict[str, float]:

@@ -219,6 +219,8 @@ def locate_files(uri: str, notes: list[str]) -> dict[str, str]:
 def read_source(source: Source, text_column: str, label_column: str, delimiter: str, encoding: str) -> Iterator[SourceBatch | SourceReject]:
     """Every record of `source`, in a fixed order: files by name, records in file order.
 
+    An empty `label_column` reads unlabelled data (components.predict): every label is None.
+
     CSV and TSV texts come out as bytes, decoded later (with `SourceBatch.encoding`) row by row,
     so one undecodable row is quarantined rather than failing the file; JSON lines are decoded here.
     """
@@ -233,6 +235,11 @@ def read_source(source: Source, text_column: str, label_column: str, delimiter: 
             yield from read_parquet(item, text_column, label_column)
         else:
             yield from read_json(item, text_column, label_column, encoding, whole_array=item.format == "json")
+
+
+def wanted_columns(text_column: str, label_column: str) -> list[tuple[str, str]]:
+    """(column, flag) of each column to read: the label column only if one is named."""
+    return [(text_column, "text_column")] + ([(label_column, "label_column")] if label_column else [])
 
 
 def missing_column_error(item: SourceFile, column: str, flag: str, present: list[str]) -> UserError:
@@ -379,18 +386,19 @@ def read_delimited(
         return "skip"
 
     header = read_csv_header(item, delimiter, layout)
-    for column, flag in ((text_column, "text_column"), (label_column, "label_column")):
+    for column, flag in wanted_columns(text_column, label_column):
         if column not in header:
             raise missing_column_error(item, column, flag, header)
-    text_field, label_field = f"f{header.index(text_column)}", f"f{header.index(label_column)}"
+    fields = [f"f{header.index(column)}" for column, _ in wanted_columns(text_column, label_column)]
+    text_field = fields[0]
     try:
         reader = pacsv.open_csv(
             open_text(item, layout),
             read_options=pacsv.ReadOptions(block_size=1 << 22, autogenerate_column_names=True),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid_row),
             convert_options=pacsv.ConvertOptions(
-                include_columns=[text_field, label_field],
-                column_types={text_field: pa.binary(), label_field: pa.binary()},
+                include_columns=fields,
+                column_types=dict.fromkeys(fields, pa.binary()),
             ),
         )
         header_pending = True
@@ -406,7 +414,7 @@ def read_delimited(
                 item.split,
                 positions,
                 batch.column(text_field).to_pylist(),
-                batch.column(label_field).to_pylist(),
+                batch.column(fields[-1]).to_pylist() if label_column else [None] * batch.num_rows,
                 layout.encoding,
             )
     except READ_ERRORS as error:
@@ -488,7 +496,7 @@ def enumerate_lines(stream) -> Iterator[tuple[int, bytes]]:
 
 
 def check_record_columns(item: SourceFile, record: dict, text_column: str, label_column: str) -> None:
-    for column, flag in ((text_column, "text_column"), (label_column, "label_column")):
+    for column, flag in wanted_columns(text_column, label_column):
         if column not in record:
             raise missing_column_error(item, column, flag, list(record))
 
@@ -613,19 +621,21 @@ def read_parquet(item: SourceFile, text_column: str, label_column: str) -> Itera
     except READ_ERRORS as error:
         raise UserError(f"{item.uri}: not a readable Parquet file: {first_line(error)}") from None
     schema = parquet.schema_arrow
-    for column, flag in ((text_column, "text_column"), (label_column, "label_column")):
+    for column, flag in wanted_columns(text_column, label_column):
         if column not in schema.names:
             raise missing_column_error(item, column, flag, schema.names)
     text_type = schema.field(text_column).type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type) or pa.types.is_binary(text_type)):
         raise UserError(f"{item.uri}: column {text_column!r} has type {text_type}; the text column must hold strings")
-    label_type = schema.field(label_column).type
+    label_type = schema.field(label_column).type if label_column else pa.string()
     if pa.types.is_nested(label_type) or pa.types.is_binary(label_type):
         raise UserError(f"{item.uri}: column {label_column!r} has type {label_type}; labels must be strings or numbers")
     rows_read = 0
     try:
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[text_column, label_column]):
-            labels = [None if value is None else format_label(value) for value in batch.column(label_column).to_pylist()]
+        columns = [column for column, _ in wanted_columns(text_column, label_column)]
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            raw_labels = batch.column(label_column).to_pylist() if label_column else [None] * batch.num_rows
+            labels = [None if value is None else format_label(value) for value in raw_labels]
             positions = [f"row {rows_read + index + 1}" for index in range(batch.num_rows)]
             rows_read += batch.num_rows
             yield SourceBatch(item.name, item.split, positions, batch.column(text_column).to_pylist(), labels)
@@ -662,17 +672,17 @@ def read_hf_dataset(hf_id: str, text_column: str, label_column: str) -> Iterator
         if split is None:
             continue
         source = f"hf://{hf_id}/{split_name}"
-        for column, flag in ((text_column, "text_column"), (label_column, "label_column")):
+        for column, flag in wanted_columns(text_column, label_column):
             if column not in dataset.column_names:
                 shown = ", ".join(dataset.column_names)
                 raise UserError(f"{source}: no column {column!r} (columns: {shown}); pass --{flag} with the right name")
-        class_names = getattr(dataset.features[label_column], "names", None)
+        class_names = getattr(dataset.features[label_column], "names", None) if label_column else None
         rows_read = 0
         for table in dataset.data.to_batches(max_chunksize=BATCH_ROWS):
             texts = table.column(text_column).to_pylist()
             labels = [
                 None if value is None else class_names[value] if class_names else format_label(value)
-                for value in table.column(label_column).to_pylist()
+                for value in (table.column(label_column).to_pylist() if label_column else [None] * len(texts))
             ]
             positions = [f"row {rows_read + index + 1}" for index in range(len(texts))]
             rows_read += len(texts)
