@@ -50,7 +50,9 @@ def test_the_whole_pipeline_runs_locally_registers_a_model_and_leaks_no_secret(s
     assert (run_dir / "summary.txt").read_text() in summary  # kept, as printed
     assert "Dataset(" not in result.stdout and "UserWarning" not in result.stderr  # kfp.local's dumps and warnings left out
     assert metrics["test"]["macro_f1"] > metrics["baseline_majority_class"]["macro_f1"]
-    assert list(tmp_path.glob("checkpoints/*/step-*/MANIFEST.json"))  # the run's checkpoints, under its run id
+    # train checkpointed under <checkpoint_root>/<run id> and, the model committed, removed them
+    assert f"removed the checkpoints of this finished run from {tmp_path / 'checkpoints'}/" in result.stdout + result.stderr
+    assert not list(tmp_path.glob("checkpoints/*/step-*"))
 
     # Known fake credentials were in the environment of every stage: none may appear in any output.
     written = [path for path in tmp_path.rglob("*") if path.is_file() and path.name != "config.yaml"]
@@ -76,7 +78,8 @@ def test_the_quality_gate_skips_register(sample_source, tiny_model, tmp_path):
 def test_a_sweep_runs_locally_with_the_store_on_s3(s3, sample_source, tiny_model, tmp_path):
     source = upload_folder(s3, sample_source, "bucket", "raw")
     parameters = {**common_parameters(tiny_model), "source_uri": source, "registry_uri": "s3://bucket/registry",
-                  "checkpoint_root": "s3://bucket/checkpoints", "quantize_int8": False}  # fmt: skip
+                  "checkpoint_root": "s3://bucket/checkpoints", "quantize_int8": False,
+                  "keep_checkpoints_after_training": True}  # kept, to see where each trial checkpointed  # fmt: skip
     sweep = {"method": "grid", "space": {"learning_rate": [3e-3, 1e-5]}}
     config = write_config(tmp_path / "config.yaml", parameters, tmp_path / "runs", sweep)
     result = run_module("pipelines.local_run", "--config", str(config), "--pipeline", "sweep", timeout=900)

@@ -176,7 +176,8 @@ def test_a_local_listing_skips_what_another_writer_removes_meanwhile(tmp_path):
         writer.join()
 
 
-def test_every_stage_runs_alone_from_s3_uris(s3, sample_source, tiny_model, tmp_path):
+def test_every_stage_runs_alone_from_s3_uris(s3, sample_source, tiny_model, tmp_path, caplog):
+    caplog.set_level("INFO")
     from components.evaluate import evaluate
     from components.export import export
     from components.preprocess import preprocess
@@ -195,7 +196,10 @@ def test_every_stage_runs_alone_from_s3_uris(s3, sample_source, tiny_model, tmp_
     result = register(export_uri="s3://bucket/run/onnx", evaluation_uri="s3://bucket/run/evaluation", model_uri="s3://bucket/run/model",
                       data_uri="s3://bucket/run/tokens", registry_uri="s3://bucket/registry", model_name="tiny", output_uri="s3://bucket/run/registration")  # fmt: skip
     assert result.summary["registered"] and result.summary["uri"] == "s3://bucket/registry/tiny/1"
-    assert storage.exists("s3://bucket/registry/tiny/1/model.onnx") and storage.exists("s3://bucket/checkpoints/run-1/best/MANIFEST.json")
+    assert storage.exists("s3://bucket/registry/tiny/1/model.onnx")
+    # train checkpointed on S3, then removed the checkpoints once the model was committed
+    assert "removed the checkpoints of this finished run from s3://bucket/checkpoints/run-1 (best, step-00000030, step-00000040)" in caplog.text
+    assert not storage.list_files("s3://bucket/checkpoints/run-1")
     assert json.loads(storage.read_text("s3://bucket/registry/tiny/aliases/latest.json"))["version"] == 1
     manifest = json.loads(storage.read_text("s3://bucket/registry/tiny/1/MANIFEST.json"))
     assert manifest["lineage"]["source_uri"] == source and manifest["lineage"]["base_model"] == base
