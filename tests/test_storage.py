@@ -198,7 +198,10 @@ def test_every_stage_runs_alone_from_s3_uris(s3, sample_source, tiny_model, tmp_
     assert result.summary["registered"] and result.summary["uri"] == "s3://bucket/registry/tiny/1"
     assert storage.exists("s3://bucket/registry/tiny/1/model.onnx")
     # train checkpointed on S3, then removed the checkpoints once the model was committed
-    assert "removed the checkpoints of this finished run from s3://bucket/checkpoints/run-1 (best, step-00000030, step-00000040)" in caplog.text
+    assert (
+        "removed the checkpoints of this finished run from s3://bucket/checkpoints/run-1 (best, step-00000030, step-00000040)"
+        in caplog.text
+    )
     assert not storage.list_files("s3://bucket/checkpoints/run-1")
     assert json.loads(storage.read_text("s3://bucket/registry/tiny/aliases/latest.json"))["version"] == 1
     manifest = json.loads(storage.read_text("s3://bucket/registry/tiny/1/MANIFEST.json"))
