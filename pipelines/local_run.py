@@ -100,10 +100,10 @@ def run(config: RunConfig, variant: str = "training", runner: str = "host") -> i
     if variant == "sweep":
         parameters["sweep_configs"] = expand_sweep(config.sweep, parameters)
     compiled = compile_pipeline(config.kubeflow, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
-    run_dir = new_run_folder(Path(config.local.run_root).resolve())
-    print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
     if runner == "docker":
         DockerMounts.share(parameters)
+    run_dir = new_run_folder(Path(config.local.run_root).resolve())
+    print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
     timings = execute(compiled, parameters, run_dir, runner)
     return report(run_dir, timings, parameters)
 
@@ -175,9 +175,6 @@ def docker_runner():
     """kfp.local.DockerRunner with the containers set up as component-run sets them up."""
     from kfp import local
 
-    # kfp.local makes the task folders from this process; as root they must stay writable for the
-    # image's user in group 0 (component_run.container_user).
-    os.umask(0o002)
     tmpfs_path, _, tmpfs_options = TMPFS.partition(":")
     environment = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
     return local.DockerRunner(
@@ -194,6 +191,9 @@ class DockerMounts:
 
     @classmethod
     def share(cls, parameters: dict) -> None:
+        # The run folder and kfp.local's task folders are made from this process; as root they must
+        # stay writable for the image's user in group 0 (component_run.container_user).
+        os.umask(0o002)
         for name in (*STORAGE_PARAMETERS, "base_model"):
             value = parameters.get(name, "")
             if not value or value.startswith(REMOTE_SCHEMES) or (name == "base_model" and not Path(value).exists()):

@@ -163,7 +163,9 @@ def test_the_compiled_pipeline_runs_in_containers_and_registers_a_model(cpu_imag
     for stage in ("preprocess", "tokenize", "train", "evaluate", "export", "register"):
         assert f"{stage} " in stage_times
     assert f"registered: tiny-sentiment version 1 at {registry_root}" in summary
-    assert list((shared_folder / "checkpoints").glob("*/step-*/MANIFEST.json"))
+    # train checkpointed in the mounted folder, then removed the checkpoints once its model was committed
+    assert f"removed the checkpoints of this finished run from {shared_folder / 'checkpoints'}/" in result.stdout + result.stderr
+    assert not list((shared_folder / "checkpoints").glob("*/step-*"))
     registry = Registry(str(registry_root), "tiny-sentiment")
     assert registry.read_alias("latest") == 1
     with registry.fetch("latest") as (version, folder, manifest):  # every sha256 checked on the way
