@@ -116,8 +116,8 @@ def majority_class_macro_f1(data: Path) -> dict[str, float]:
     frequent label: the score a classifier stuck at the majority class gets."""
     import numpy as np
 
-    from components.lib.labels import read_labels
-    from components.lib.metrics import classification_metrics
+    from components.lib.data.labels import read_labels
+    from components.lib.reporting.metrics import classification_metrics
 
     labels = read_labels(data)
     train = np.asarray(pq.read_table(data / "train.parquet", columns=["label"]).column("label").to_pylist())

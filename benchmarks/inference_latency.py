@@ -47,12 +47,12 @@ def main() -> int:
     parser.add_argument("--workdir", default=str(REPO / "build" / "bench"))
     workdir = Path(parser.parse_args().workdir)
 
-    from components.lib.batching import TokenizedSplit
-    from components.lib.inference import predict_logits
-    from components.lib.labels import read_labels
-    from components.lib.metrics import classification_metrics
-    from components.lib.modeling import load_classifier
-    from components.lib.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
+    from components.lib.data.batching import TokenizedSplit
+    from components.lib.data.labels import read_labels
+    from components.lib.modelling.inference import predict_logits
+    from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
+    from components.lib.modelling.sources import load_classifier
+    from components.lib.reporting.metrics import classification_metrics
 
     tokens = prepare_datasets(workdir)["first_sentences"]["tokens"]
     model_dir, onnx_dir = fine_tuned(workdir, tokens)

@@ -36,10 +36,10 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     rows = parser.parse_args().rows
 
-    from components.lib.artifacts import commit
-    from components.lib.contract import CLEAN_SCHEMA
-    from components.lib.labels import write_labels
-    from components.lib.modeling import bundled_model_path, load_tokenizer
+    from components.lib.data.contract import CLEAN_SCHEMA
+    from components.lib.data.labels import write_labels
+    from components.lib.modelling.sources import bundled_model_path, load_tokenizer
+    from components.lib.storage.artifacts import commit
     from components.tokenize import prepare_encoder, tokenize, tokenize_split
 
     corpus = texts(rows)

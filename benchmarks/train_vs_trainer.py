@@ -70,11 +70,11 @@ CONFIGURATIONS = {
 def run_ours(tokens: Path, epochs: int, seed: int) -> dict:
     import torch
 
-    from components.lib.batching import TokenizedSplit
-    from components.lib.inference import predict_logits
-    from components.lib.labels import read_labels
-    from components.lib.metrics import classification_metrics
-    from components.lib.modeling import load_classifier
+    from components.lib.data.batching import TokenizedSplit
+    from components.lib.data.labels import read_labels
+    from components.lib.modelling.inference import predict_logits
+    from components.lib.modelling.sources import load_classifier
+    from components.lib.reporting.metrics import classification_metrics
     from components.train import train
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -112,9 +112,9 @@ def run_trainer(data: Path, max_length: int, padding: int, epochs: int, max_step
     )
     from transformers.utils import logging
 
-    from components.lib.labels import read_labels
-    from components.lib.metrics import classification_metrics
-    from components.lib.modeling import bundled_model_path
+    from components.lib.data.labels import read_labels
+    from components.lib.modelling.sources import bundled_model_path
+    from components.lib.reporting.metrics import classification_metrics
 
     logging.set_verbosity_error()
     source = str(bundled_model_path("all-MiniLM-L6-v2"))

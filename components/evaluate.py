@@ -21,17 +21,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from components.lib.artifacts import staged_input, staged_output
-from components.lib.batching import TokenizedSplit
 from components.lib.cli import StageResult, run_stage
-from components.lib.contract import TOKENIZED_SCHEMA, read_split
+from components.lib.data.batching import TokenizedSplit
+from components.lib.data.contract import TOKENIZED_SCHEMA, read_split
+from components.lib.data.labels import read_labels
 from components.lib.errors import UserError
-from components.lib.inference import mean_cross_entropy, predict_logits, softmax
-from components.lib.labels import read_labels
-from components.lib.metrics import classification_metrics, headline, precision_recall_curve
-from components.lib.modeling import load_classifier, load_tokenizer
-from components.lib.plots import confidence_histogram_png, confusion_matrix_png, precision_recall_png, training_curves_png
-from components.lib.report import evaluation_html
+from components.lib.modelling.inference import mean_cross_entropy, predict_logits, softmax
+from components.lib.modelling.sources import load_classifier, load_tokenizer
+from components.lib.reporting.metrics import classification_metrics, headline, precision_recall_curve
+from components.lib.reporting.plots import confidence_histogram_png, confusion_matrix_png, precision_recall_png, training_curves_png
+from components.lib.reporting.report import evaluation_html
+from components.lib.storage.artifacts import staged_input, staged_output
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.parquet"

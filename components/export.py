@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from components.lib.artifacts import staged_input, staged_output
-from components.lib.batching import TokenizedSplit
 from components.lib.cli import StageResult, run_stage
+from components.lib.data.batching import TokenizedSplit
+from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
-from components.lib.inference import predict_logits
-from components.lib.labels import LABELS_FILE, read_labels
-from components.lib.metrics import classification_metrics, headline
-from components.lib.modeling import load_classifier, load_tokenizer
-from components.lib.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
+from components.lib.modelling.inference import predict_logits
+from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
+from components.lib.modelling.sources import load_classifier, load_tokenizer
+from components.lib.reporting.metrics import classification_metrics, headline
+from components.lib.storage.artifacts import staged_input, staged_output
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"

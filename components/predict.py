@@ -23,13 +23,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from components.export import FP32_FILE
-from components.lib.artifacts import staged_input, staged_output
 from components.lib.cli import StageResult, run_stage
+from components.lib.data.readers import Source, SourceBatch, SourceReject, open_source, read_source
 from components.lib.errors import UserError
-from components.lib.inference import TextClassifier, torch_text_classifier
-from components.lib.onnx_runtime import onnx_text_classifier
-from components.lib.readers import Source, SourceBatch, SourceReject, open_source, read_source
-from components.lib.registry import Registry
+from components.lib.modelling.inference import TextClassifier, torch_text_classifier
+from components.lib.modelling.onnx_runtime import onnx_text_classifier
+from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.registry import Registry
 
 PREDICTIONS_FILE = "predictions.parquet"
 TORCH_WEIGHTS_FILE = "model.safetensors"

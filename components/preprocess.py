@@ -39,13 +39,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.lib import storage
-from components.lib.artifacts import staged_output
 from components.lib.cli import StageResult, run_stage
-from components.lib.contract import CLEAN_SCHEMA, REJECTS_FILE, REJECTS_SCHEMA, SPLITS, STATS_FILE, split_file
+from components.lib.data.contract import CLEAN_SCHEMA, REJECTS_FILE, REJECTS_SCHEMA, SPLITS, STATS_FILE, split_file
+from components.lib.data.labels import LabelMapper, write_labels
+from components.lib.data.readers import Source, SourceBatch, encoding_hint, open_source, read_source
+from components.lib.data.textclean import TextCleaning, clean_text
 from components.lib.errors import UserError
-from components.lib.labels import LabelMapper, write_labels
-from components.lib.readers import Source, SourceBatch, encoding_hint, open_source, read_source
-from components.lib.textclean import TextCleaning, clean_text
+from components.lib.storage.artifacts import staged_output
 
 log = logging.getLogger("components.preprocess")  # not __main__: our INFO lines show under python -m
 

@@ -25,17 +25,17 @@ import subprocess
 from pathlib import Path
 
 import components
-from components.lib.artifacts import staged_input, staged_output
-from components.lib.batching import TokenizedSplit
 from components.lib.cli import StageResult, run_stage
-from components.lib.contract import STATS_FILE, TOKENIZED_SCHEMA, read_split, split_file
+from components.lib.data.batching import TokenizedSplit
+from components.lib.data.contract import STATS_FILE, TOKENIZED_SCHEMA, read_split, split_file
+from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
-from components.lib.labels import LABELS_FILE, read_labels
-from components.lib.metrics import HIGHER_IS_BETTER, classification_metrics, headline
-from components.lib.model_card import build_model_card
-from components.lib.modeling import load_tokenizer
-from components.lib.onnx_runtime import cpu_session, session_logits
-from components.lib.registry import LATEST, PRODUCTION, Registry
+from components.lib.modelling.onnx_runtime import cpu_session, session_logits
+from components.lib.modelling.sources import load_tokenizer
+from components.lib.reporting.metrics import HIGHER_IS_BETTER, classification_metrics, headline
+from components.lib.reporting.model_card import build_model_card
+from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.registry import LATEST, PRODUCTION, Registry
 
 log = logging.getLogger("components.register")
 DECISION_FILE = "registration.json"

@@ -16,11 +16,11 @@ import shutil
 from pathlib import Path
 
 from components.lib import storage
-from components.lib.artifacts import MANIFEST, manifest_text
 from components.lib.cli import StageResult, run_stage
 from components.lib.errors import UserError
-from components.lib.registry import PRODUCTION, Registry, model_names
-from components.lib.safe_paths import contained
+from components.lib.storage.artifacts import MANIFEST, manifest_text
+from components.lib.storage.registry import PRODUCTION, Registry, model_names
+from components.lib.storage.safe_paths import contained
 
 
 def list_versions(*, registry_uri: str, model_name: str, as_json: bool = False) -> StageResult | None:

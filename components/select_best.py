@@ -15,10 +15,10 @@ from __future__ import annotations
 import csv
 import json
 
-from components.lib.artifacts import read_manifest, staged_input, staged_output
 from components.lib.cli import StageResult, run_stage
 from components.lib.errors import UserError
-from components.lib.metrics import HIGHER_IS_BETTER
+from components.lib.reporting.metrics import HIGHER_IS_BETTER
+from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
 
 RESULTS_JSON = "tuning_results.json"
 RESULTS_CSV = "tuning_results.csv"

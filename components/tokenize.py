@@ -19,9 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.lib.artifacts import staged_input, staged_output
 from components.lib.cli import StageResult, run_stage
-from components.lib.contract import (
+from components.lib.data.contract import (
     CLEAN_SCHEMA,
     SPLITS,
     STATS_FILE,
@@ -31,9 +30,10 @@ from components.lib.contract import (
     require_output_of,
     split_file,
 )
+from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
-from components.lib.labels import LABELS_FILE, read_labels
-from components.lib.modeling import load_tokenizer, local_model_source, model_max_positions
+from components.lib.modelling.sources import load_tokenizer, local_model_source, model_max_positions
+from components.lib.storage.artifacts import staged_input, staged_output
 
 log = logging.getLogger("components.tokenize")
 

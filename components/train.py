@@ -10,7 +10,7 @@ The device is chosen automatically: CUDA if present, else CPU. With `--checkpoin
 run-stable local or s3:// prefix) it checkpoints every N steps and on SIGTERM, and a restart with
 the same URI resumes exactly where it stopped. The output is a Hugging Face model folder
 (safetensors) with the tokenizer, labels.json, training_history.json and train_summary.json.
-See components/lib/trainer.py for the loop itself.
+See components/lib/training/trainer.py for the loop itself.
 """
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ from pathlib import Path
 
 import torch
 
-from components.lib import checkpoint, storage
-from components.lib.artifacts import staged_input, staged_output
-from components.lib.batching import TokenizedSplit
+from components.lib import storage
 from components.lib.cli import StageResult, run_stage
-from components.lib.contract import TOKENIZER_DIR, require_output_of
-from components.lib.distributed import Distributed
+from components.lib.data.batching import TokenizedSplit
+from components.lib.data.contract import TOKENIZER_DIR, require_output_of
+from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
-from components.lib.labels import LABELS_FILE, read_labels
-from components.lib.modeling import load_classifier, load_tokenizer, local_model_source
-from components.lib.reporters import Reporters, parse_report_to
-from components.lib.trainer import FineTuner, TrainConfig, sample_training_rows, seed_everything
+from components.lib.modelling.sources import load_classifier, load_tokenizer, local_model_source
+from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.training import checkpoint
+from components.lib.training.distributed import Distributed
+from components.lib.training.reporters import Reporters, parse_report_to
+from components.lib.training.trainer import FineTuner, TrainConfig, sample_training_rows, seed_everything
 
 log = logging.getLogger("components.train")
 SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$")

@@ -564,7 +564,8 @@ def test_access_denied_halfway_through_an_s3_folder_is_one_line_naming_the_key(s
 def test_folder_markers_are_skipped_even_where_a_listing_returns_them(monkeypatch):
     """readers does not rely on storage.list_files dropping markers: a listing that keeps them
     (as S3's own does) gives the same files, and the markers are noted, not read."""
-    from components.lib import readers, storage
+    from components.lib import storage
+    from components.lib.data import readers
 
     listing = {"": 0, "shards/": 0, "shards/reviews.csv": 10, "_SUCCESS": 0}
     monkeypatch.setattr(storage, "list_files", lambda uri: listing)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from components.lib.artifacts import read_manifest, staged_output
+from components.lib.storage.artifacts import read_manifest, staged_output
 from pipelines.stages import STAGES
 from tests.conftest import run_module
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from components.lib.registry import Registry
+from components.lib.storage.registry import Registry
 from pipelines.pipeline import IMAGE_USER_ID
 from tests.conftest import REPO, upload_folder
 

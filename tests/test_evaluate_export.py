@@ -14,9 +14,9 @@ from sklearn.metrics import average_precision_score, confusion_matrix, precision
 from components import export as export_stage
 from components.evaluate import evaluate
 from components.export import export
-from components.lib import plots
 from components.lib.errors import UserError
-from components.lib.metrics import classification_metrics, precision_recall_curve
+from components.lib.reporting import plots
+from components.lib.reporting.metrics import classification_metrics, precision_recall_curve
 from components.train import train
 from tests.conftest import LABELS, run_module, train_flags
 

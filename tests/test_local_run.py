@@ -10,7 +10,7 @@ import os
 import pytest
 import yaml
 
-from components.lib.registry import Registry
+from components.lib.storage.registry import Registry
 from pipelines.config import load_config
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REPO, run_module, upload_folder
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from components.lib.artifacts import MANIFEST, commit, read_manifest, staged_input
 from components.lib.errors import UserError
-from components.lib.modeling import local_model_source
+from components.lib.modelling.sources import local_model_source
+from components.lib.storage.artifacts import MANIFEST, commit, read_manifest, staged_input
 from tests.conftest import run_module
 
 ESCAPING = "../escaped.txt"

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.export import FP32_FILE
-from components.lib.artifacts import read_manifest
-from components.lib.inference import torch_text_classifier
-from components.lib.onnx_runtime import onnx_text_classifier
-from components.lib.textclean import TextCleaning
+from components.lib.data.textclean import TextCleaning
+from components.lib.modelling.inference import torch_text_classifier
+from components.lib.modelling.onnx_runtime import onnx_text_classifier
+from components.lib.storage.artifacts import read_manifest
 from components.predict import PREDICTIONS_FILE, predict
 from components.register import MODEL_CARD_FILE
 from tests.conftest import run_module

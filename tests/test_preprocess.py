@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from components.lib.data.labels import LabelMapper, parse_rating_buckets
+from components.lib.data.readers import split_from_name
+from components.lib.data.textclean import clean_text
 from components.lib.errors import UserError
-from components.lib.labels import LabelMapper, parse_rating_buckets
-from components.lib.readers import split_from_name
-from components.lib.textclean import clean_text
 from components.preprocess import preprocess
 from tests.conftest import LABELS, labelled_rows, run_module, write_parquet
 

@@ -11,8 +11,8 @@ from transformers import AutoTokenizer
 from components import register
 from components.evaluate import evaluate
 from components.export import export
-from components.lib.artifacts import commit
-from components.lib.labels import LABELS_FILE
+from components.lib.data.labels import LABELS_FILE
+from components.lib.storage.artifacts import commit
 from components.preprocess import preprocess
 from components.tokenize import tokenize
 from components.train import train

@@ -10,9 +10,9 @@ import pytest
 from components.evaluate import evaluate
 from components.export import export
 from components.lib import storage
-from components.lib.artifacts import staged_input, staged_output
 from components.lib.errors import UserError
-from components.lib.registry import CLAIM, Registry
+from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.registry import CLAIM, Registry
 from components.register import register
 from components.train import train
 from tests.conftest import run_module, train_flags
@@ -93,7 +93,7 @@ def test_the_gate_compares_with_production_on_the_same_test_split(release, tmp_p
     worse = dict(release, evaluation_uri=str(tmp_path / "worse-evaluation"))
     shutil.copytree(release["evaluation_uri"], worse["evaluation_uri"])
     better_metrics["test"]["macro_f1"] -= 0.2
-    from components.lib.artifacts import commit
+    from components.lib.storage.artifacts import commit
 
     (tmp_path / "worse-evaluation" / "metrics.json").write_text(json.dumps(better_metrics))
     commit(tmp_path / "worse-evaluation", worse["evaluation_uri"])

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from components.lib.artifacts import staged_output
+from components.lib.storage.artifacts import staged_output
 from tests.conftest import run_module
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from components.lib import checkpoint
+from components.lib.training import checkpoint
 from tests.conftest import REPO, run_module
 from tests.test_train import max_difference, weights
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.lib import storage
-from components.lib.artifacts import MANIFEST, staged_input, staged_output
 from components.lib.errors import UserError
+from components.lib.storage.artifacts import MANIFEST, staged_input, staged_output
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, run_module, upload_folder
 from tests.fault_proxy import FaultProxy
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from components.lib import checkpoint
-from components.lib.batching import TokenizedSplit, plan_epoch
-from components.lib.distributed import Distributed
+from components.lib.data.batching import TokenizedSplit, plan_epoch
 from components.lib.errors import UserError
-from components.lib.optim import parameter_groups
-from components.lib.reporters import Reporters
-from components.lib.trainer import FineTuner, TrainConfig
+from components.lib.training import checkpoint
+from components.lib.training.distributed import Distributed
+from components.lib.training.optim import parameter_groups
+from components.lib.training.reporters import Reporters
+from components.lib.training.trainer import FineTuner, TrainConfig
 from components.train import train
 from tests.conftest import train_flags
 
@@ -63,9 +63,9 @@ def test_output_is_a_hugging_face_folder_with_tokenizer_labels_and_history(train
 
 def test_the_saved_weights_are_the_best_evaluation(trained, prepared_data):
     out, _ = trained
-    from components.lib.inference import predict_logits
-    from components.lib.metrics import classification_metrics
-    from components.lib.modeling import load_classifier
+    from components.lib.modelling.inference import predict_logits
+    from components.lib.modelling.sources import load_classifier
+    from components.lib.reporting.metrics import classification_metrics
 
     history = json.loads((out / "training_history.json").read_text())
     best = max(history["evaluations"], key=lambda entry: entry["validation"]["macro_f1"])
@@ -138,7 +138,7 @@ def test_frozen_encoder_does_not_change_for_its_epochs(prepared_data, tiny_model
 
 
 def make_tuner(prepared_data, tiny_model, tmp_path, **overrides) -> FineTuner:
-    from components.lib.modeling import load_classifier
+    from components.lib.modelling.sources import load_classifier
 
     flags = {**TRAIN_DEFAULTS, **overrides}
     config = TrainConfig(**flags)

@@ -32,8 +32,8 @@ from typing import Any
 import fire
 import fire.docstrings
 
-from components.lib.artifacts import MANIFEST, is_committed
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
+from components.lib.storage.artifacts import MANIFEST, is_committed
 
 EXECUTOR_INPUT_FLAG = "executor_input"
 OUTPUT_FLAG = "output_uri"

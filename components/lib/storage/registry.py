@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from components.lib import storage
-from components.lib.artifacts import MANIFEST, read_manifest, staged_input
 from components.lib.errors import UserError
+from components.lib.storage.artifacts import MANIFEST, read_manifest, staged_input
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")

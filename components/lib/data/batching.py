@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from components.lib.contract import TOKENIZED_SCHEMA, read_split
+from components.lib.data.contract import TOKENIZED_SCHEMA, read_split
 
 # Length grouping sorts rows by length inside windows of this many batches, then shuffles the
 # batches: padding shrinks, and the order stays random at the scale that matters.

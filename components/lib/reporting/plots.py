@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.lib.metrics import precision_recall_curve
+from components.lib.reporting.metrics import precision_recall_curve
 
 MARKERS_UP_TO = 40  # points in a series; above this, markers would hide the line
 CLASS_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

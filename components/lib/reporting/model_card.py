@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from components.lib.textclean import (
+from components.lib.data.textclean import (
     CONTROL_CHARACTERS,
     MENTION_MASK,
     MENTION_PATTERN,

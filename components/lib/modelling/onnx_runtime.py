@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from components.lib.batching import TokenizedSplit, sorted_batches
-from components.lib.inference import TextClassifier, text_classifier
+from components.lib.data.batching import TokenizedSplit, sorted_batches
+from components.lib.modelling.inference import TextClassifier, text_classifier
 
 
 def cpu_session(path: Path, threads: int = 0):

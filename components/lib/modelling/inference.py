@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from components.lib.batching import TokenizedSplit, sorted_batches
-from components.lib.labels import read_labels
-from components.lib.modeling import load_classifier, load_tokenizer
-from components.lib.textclean import TextCleaning
+from components.lib.data.batching import TokenizedSplit, sorted_batches
+from components.lib.data.labels import read_labels
+from components.lib.data.textclean import TextCleaning
+from components.lib.modelling.sources import load_classifier, load_tokenizer
 
 
 def predict_logits(

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from components.lib import storage
-from components.lib.artifacts import MANIFEST, read_manifest, staged_input, staged_output
 from components.lib.errors import UserError
+from components.lib.storage.artifacts import MANIFEST, read_manifest, staged_input, staged_output
 
 STEP_PATTERN = re.compile(r"^step-(\d{8})/" + re.escape(MANIFEST) + "$")
 BEST_DIR = "best"

@@ -33,14 +33,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from components.lib import checkpoint
-from components.lib.batching import TokenizedSplit, plan_epoch, shard
-from components.lib.distributed import Distributed
+from components.lib.data.batching import TokenizedSplit, plan_epoch, shard
 from components.lib.errors import UserError
-from components.lib.inference import mean_cross_entropy, predict_logits
-from components.lib.metrics import HIGHER_IS_BETTER, classification_metrics, headline, is_improvement
-from components.lib.optim import build_scheduler, parameter_groups, warmup_steps
-from components.lib.reporters import Reporters
+from components.lib.modelling.inference import mean_cross_entropy, predict_logits
+from components.lib.reporting.metrics import HIGHER_IS_BETTER, classification_metrics, headline, is_improvement
+from components.lib.training import checkpoint
+from components.lib.training.distributed import Distributed
+from components.lib.training.optim import build_scheduler, parameter_groups, warmup_steps
+from components.lib.training.reporters import Reporters
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SIGTERM_EXIT_CODE = 143

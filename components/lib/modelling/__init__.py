@@ -1,0 +1,1 @@
+"""Models: where base models come from, loading them safely, and running them (PyTorch and ONNX)."""

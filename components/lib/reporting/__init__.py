@@ -1,0 +1,1 @@
+"""What people read: metrics, pictures, the HTML report and the model card."""
