@@ -49,16 +49,16 @@ def main() -> int:
 
     from components.lib.data.batching import TokenizedSplit
     from components.lib.data.labels import read_labels
+    from components.lib.modelling.families import load_model
     from components.lib.modelling.inference import predict_logits
     from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
-    from components.lib.modelling.sources import load_classifier
     from components.lib.reporting.metrics import classification_metrics
 
     tokens = prepare_datasets(workdir)["first_sentences"]["tokens"]
     model_dir, onnx_dir = fine_tuned(workdir, tokens)
     labels = read_labels(model_dir)
     test = TokenizedSplit.load(tokens, "test")
-    model = load_classifier(str(model_dir), str(model_dir), labels).eval()
+    model = load_model(model_dir, str(model_dir)).eval()
     sessions = {"onnxruntime fp32": cpu_session(onnx_dir / "model.onnx"), "onnxruntime INT8": cpu_session(onnx_dir / "model.int8.onnx")}
 
     def eager(batch):

@@ -72,8 +72,8 @@ def run_ours(tokens: Path, epochs: int, seed: int) -> dict:
 
     from components.lib.data.batching import TokenizedSplit
     from components.lib.data.labels import read_labels
+    from components.lib.modelling.families import load_model
     from components.lib.modelling.inference import predict_logits
-    from components.lib.modelling.sources import load_classifier
     from components.lib.reporting.metrics import classification_metrics
     from components.train import train
 
@@ -86,7 +86,7 @@ def run_ours(tokens: Path, epochs: int, seed: int) -> dict:
         history = json.loads(Path(f"{scratch}/model/training_history.json").read_text())
         labels = read_labels(tokens)
         test = TokenizedSplit.load(tokens, "test")
-        logits = predict_logits(load_classifier(f"{scratch}/model", f"{scratch}/model", labels), test, 64, torch.device("cpu"), 0)
+        logits = predict_logits(load_model(Path(f"{scratch}/model"), f"{scratch}/model"), test, 64, torch.device("cpu"), 0)
     return {
         "samples_per_second": summary["training_samples_per_second"],
         "validation_macro_f1": round(history["epochs"][-1]["validation"]["macro_f1"], 4),

@@ -23,19 +23,16 @@ import torch
 
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
-from components.lib.data.contract import TOKENIZED_SCHEMA, read_split
+from components.lib.data.contract import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE, TOKENIZED_SCHEMA, read_split
 from components.lib.data.labels import read_labels
 from components.lib.errors import UserError
+from components.lib.modelling.families import load_model
 from components.lib.modelling.inference import mean_cross_entropy, predict_logits, softmax
-from components.lib.modelling.sources import load_classifier, load_tokenizer
+from components.lib.modelling.sources import load_tokenizer
 from components.lib.reporting.metrics import classification_metrics, headline, precision_recall_curve
 from components.lib.reporting.plots import confidence_histogram_png, confusion_matrix_png, precision_recall_png, training_curves_png
 from components.lib.reporting.report import evaluation_html
 from components.lib.storage.artifacts import staged_input, staged_output
-
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.parquet"
-REPORT_FILE = "report.html"
 
 
 def evaluate(
@@ -64,7 +61,7 @@ def evaluate(
                 f"{model_uri}: the model's labels {read_labels(model_dir)} differ from the data's {label_names};"
                 " evaluate it on data from the same preprocess run"
             )
-        model = load_classifier(model_uri, str(model_dir), label_names)
+        model = load_model(model_dir, model_uri)
         pad_id = load_tokenizer(model_uri, str(model_dir)).pad_token_id or 0
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         test = TokenizedSplit.load(data_dir, "test")
@@ -74,7 +71,7 @@ def evaluate(
         majority = int(np.bincount(TokenizedSplit.load(data_dir, "train").labels, minlength=len(label_names)).argmax())
         baseline = classification_metrics(test.labels, np.full(len(test), majority), label_names)
         baseline["predicts"] = label_names[majority]
-        history = json.loads((model_dir / "training_history.json").read_text()) if (model_dir / "training_history.json").is_file() else {}
+        history = json.loads((model_dir / HISTORY_FILE).read_text()) if (model_dir / HISTORY_FILE).is_file() else {}
         probabilities = softmax(logits)
         add_average_precision(metrics, test.labels, probabilities, label_names)
         with staged_output(output_uri, extra={"lineage": model_manifest.get("lineage", {})}) as out:

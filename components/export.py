@@ -7,8 +7,10 @@ Writes `model.onnx` with dynamic batch and sequence axes (TorchScript exporter, 
   difference exceeds `--parity_atol` or the argmax agreement falls below `--min_argmax_agreement`;
 - INT8: onnxruntime's quantization pre-processing, then dynamic quantization of the weights to
   `model.int8.onnx`, kept only if its test macro-F1 is within `--int8_max_f1_drop` of fp32;
-- both scored on the whole test split, and their onnxruntime CPU latency at batch 1 and 32.
-The tokenizer, labels.json and config.json go alongside, so the folder is all serving needs.
+- both scored on the whole test split, and their onnxruntime CPU latency at batch 1 and 32;
+- TorchScript (`torch.jit.trace`) beside them, for PyTorch serving, under the same parity check.
+The tokenizer, labels.json and the model's config go alongside, so the folder is all serving needs.
+Only transformers are fused; every model family exports through the same checks.
 """
 
 from __future__ import annotations
@@ -25,18 +27,18 @@ import torch
 
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
+from components.lib.data.contract import EXPORT_REPORT_FILE, MODEL_TYPE_FILE, ONNX_FP32_FILE, ONNX_INT8_FILE, TORCHSCRIPT_FILE
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
+from components.lib.modelling.classifier import TextClassifierModel
+from components.lib.modelling.families import load_model
 from components.lib.modelling.inference import predict_logits
 from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
-from components.lib.modelling.sources import load_classifier, load_tokenizer
+from components.lib.modelling.sources import load_tokenizer
 from components.lib.reporting.metrics import classification_metrics, headline
 from components.lib.storage.artifacts import staged_input, staged_output
 
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-REPORT_FILE = "export_report.json"
-SERVING_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", LABELS_FILE)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 OPSET = 17
 log = logging.getLogger("components.export")
 
@@ -47,6 +49,7 @@ def export(
     data_uri: str,
     output_uri: str,
     quantize_int8: bool = True,
+    torchscript: bool = True,
     fuse_for_onnxruntime: bool = True,
     int8_max_f1_drop: float = 0.02,
     parity_rows: int = 256,
@@ -63,7 +66,8 @@ def export(
       data_uri: Folder (local or s3://) written by tokenize; its test split is used for the checks.
       output_uri: Folder (local or s3://) for the ONNX files, tokenizer, labels and export_report.json.
       quantize_int8: Also write an INT8 (dynamic quantization) model.
-      fuse_for_onnxruntime: Fuse attention, LayerNorm and GELU into onnxruntime's faster own operators; false: standard ONNX only.
+      torchscript: Also write a TorchScript model (model.torchscript.pt), checked against PyTorch like the ONNX one.
+      fuse_for_onnxruntime: Transformers: fuse attention, LayerNorm and GELU into onnxruntime's own faster operators; false: plain ONNX.
       int8_max_f1_drop: Keep the INT8 model only if its test macro-F1 is at most this far below fp32.
       parity_rows: Test rows used for the PyTorch/onnxruntime parity check.
       parity_atol: Largest absolute logit difference allowed between PyTorch and onnxruntime.
@@ -76,8 +80,7 @@ def export(
         label_names = read_labels(model_dir)
         if read_labels(data_dir) != label_names:
             raise UserError(f"{data_uri}: its labels differ from the model's {label_names}; use data from the same preprocess run")
-        # Eager attention exports as plain MatMul/Softmax, the pattern onnxruntime's fusion recognises.
-        model = load_classifier(model_uri, str(model_dir), label_names, attn_implementation="eager").eval()
+        model = load_model(model_dir, model_uri, for_export=True).eval()
         pad_id = load_tokenizer(model_uri, str(model_dir)).pad_token_id or 0
         test = TokenizedSplit.load(data_dir, "test")
         with (
@@ -85,35 +88,46 @@ def export(
             tempfile.TemporaryDirectory(prefix="export-") as scratch,
         ):
             export_onnx(model, test, pad_id, Path(scratch) / "exported.onnx")
-            fused = (
-                fuse_transformer_operators(Path(scratch) / "exported.onnx", out / FP32_FILE, model.config) if fuse_for_onnxruntime else {}
-            )
+            fused = model.fuse_onnx_operators(Path(scratch) / "exported.onnx", out / ONNX_FP32_FILE) if fuse_for_onnxruntime else {}
             if not fused:
-                if fuse_for_onnxruntime:
-                    log.warning("onnxruntime's transformer optimizer fused nothing in this model; shipping the plain export")
-                shutil.copyfile(Path(scratch) / "exported.onnx", out / FP32_FILE)
-            fp32 = cpu_session(out / FP32_FILE)
-            parity = check_parity(
-                model, fp32, test.subset(np.arange(min(parity_rows, len(test)))), pad_id, parity_atol, min_argmax_agreement
-            )
+                shutil.copyfile(Path(scratch) / "exported.onnx", out / ONNX_FP32_FILE)
+            fp32 = cpu_session(out / ONNX_FP32_FILE)
+            sample = test.subset(np.arange(min(parity_rows, len(test))))
+            reference = predict_logits(model, sample, 32, torch.device("cpu"), pad_id)
+            onnx_logits = session_logits(fp32, sample, 32, pad_id)
+            parity = check_parity("ONNX", reference, onnx_logits, parity_atol, min_argmax_agreement)
             report = {
                 "opset": OPSET,
                 "onnxruntime_fused_operators": fused,
                 "parity": parity,
-                "models": {"fp32": score(FP32_FILE, fp32, test, pad_id, label_names, batch_size, latency_runs)},
+                "models": {"fp32": score(ONNX_FP32_FILE, fp32, test, pad_id, label_names, batch_size, latency_runs)},
             }
             if quantize_int8:
-                quantize(out / FP32_FILE, out / INT8_FILE, Path(scratch))
+                quantize(out / ONNX_FP32_FILE, out / ONNX_INT8_FILE, Path(scratch))
                 report.update(
                     judge_int8(
-                        out / INT8_FILE, report["models"]["fp32"], test, pad_id, label_names, batch_size, latency_runs, int8_max_f1_drop
+                        out / ONNX_INT8_FILE,
+                        report["models"]["fp32"],
+                        test,
+                        pad_id,
+                        label_names,
+                        batch_size,
+                        latency_runs,
+                        int8_max_f1_drop,
                     )
                 )
                 report["models"]["int8"] = report.pop("int8")
-            for name in SERVING_FILES:
+            if torchscript:
+                export_torchscript(model, test, pad_id, out / TORCHSCRIPT_FILE)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export; still the portable format
+                    scripted = torch.jit.load(str(out / TORCHSCRIPT_FILE))
+                traced_logits = predict_logits(scripted, sample, 32, torch.device("cpu"), pad_id)
+                report["torchscript_parity"] = check_parity("TorchScript", reference, traced_logits, parity_atol, min_argmax_agreement)
+            for name in (*TOKENIZER_FILES, LABELS_FILE, MODEL_TYPE_FILE, model.config_file):
                 if (model_dir / name).is_file():
                     shutil.copyfile(model_dir / name, out / name)
-            (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+            (out / EXPORT_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return StageResult(
         summary={
             "stage": "export",
@@ -131,18 +145,7 @@ def export(
     )
 
 
-class LogitsOnly(torch.nn.Module):
-    """(input_ids, attention_mask) -> logits: the plain signature ONNX serving wants."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-
-def export_onnx(model: torch.nn.Module, test: TokenizedSplit, pad_id: int, path: Path) -> None:
+def export_onnx(model: TextClassifierModel, test: TokenizedSplit, pad_id: int, path: Path) -> None:
     """TorchScript exporter, pinned: it needs no onnxscript, and the parity check below guards it.
 
     Its tracer warns about Python-side branches in the attention code; they are constant for
@@ -154,9 +157,9 @@ def export_onnx(model: torch.nn.Module, test: TokenizedSplit, pad_id: int, path:
         export_traced(model, example, path)
 
 
-def export_traced(model: torch.nn.Module, example: dict, path: Path) -> None:
+def export_traced(model: TextClassifierModel, example: dict, path: Path) -> None:
     torch.onnx.export(
-        LogitsOnly(model).eval(),
+        model.eval(),
         (example["input_ids"], example["attention_mask"]),
         str(path),
         input_names=["input_ids", "attention_mask"],
@@ -167,30 +170,22 @@ def export_traced(model: torch.nn.Module, example: dict, path: Path) -> None:
     )
 
 
-def fuse_transformer_operators(source: Path, target: Path, config) -> dict[str, int]:
-    """onnxruntime's transformer optimizer: attention, SkipLayerNorm, BiasGelu and the embedding
-    LayerNorm become single com.microsoft operators. Empty if nothing fused (the caller then ships
-    the plain export); the parity check afterwards judges the result either way."""
-    from onnxruntime.transformers import optimizer
-
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", 0)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", 0)
-    with warnings.catch_warnings():
+def export_torchscript(model: TextClassifierModel, test: TokenizedSplit, pad_id: int, path: Path) -> None:
+    """torch.jit.trace, with the tracer's warnings silenced as for ONNX: the parity check judges the result.
+    Traced over a padded batch of two rows, so the graph keeps the attention mask's effect."""
+    example = test.collate(np.arange(min(2, len(test))), pad_id)
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        optimized = optimizer.optimize_model(str(source), model_type="bert", num_heads=heads, hidden_size=hidden)
-    fused = {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
-    if fused:
-        optimized.save_model_to_file(str(target))
-    return fused
+        traced = torch.jit.trace(model.eval(), (example["input_ids"], example["attention_mask"]))
+    traced.save(str(path))
 
 
-def check_parity(model, session, sample: TokenizedSplit, pad_id: int, atol: float, min_agreement: float) -> dict:
-    torch_logits = predict_logits(model, sample, 32, torch.device("cpu"), pad_id)
-    onnx_logits = session_logits(session, sample, 32, pad_id)
-    difference = float(np.abs(torch_logits - onnx_logits).max())
-    agreement = float((torch_logits.argmax(axis=1) == onnx_logits.argmax(axis=1)).mean())
+def check_parity(exported: str, torch_logits: np.ndarray, exported_logits: np.ndarray, atol: float, min_agreement: float) -> dict:
+    """PyTorch's logits against the exported model's on the same test rows; refuses an unfaithful export."""
+    difference = float(np.abs(torch_logits - exported_logits).max())
+    agreement = float((torch_logits.argmax(axis=1) == exported_logits.argmax(axis=1)).mean())
     parity = {
-        "rows": len(sample),
+        "rows": len(torch_logits),
         "max_abs_logit_diff": difference,
         "argmax_agreement": agreement,
         "atol": atol,
@@ -198,7 +193,7 @@ def check_parity(model, session, sample: TokenizedSplit, pad_id: int, atol: floa
     }
     if difference > atol or agreement < min_agreement:
         raise UserError(
-            f"ONNX parity check failed on {len(sample)} test rows: largest logit difference {difference:.2e}"
+            f"{exported} parity check failed on {len(torch_logits)} test rows: largest logit difference {difference:.2e}"
             f" (allowed {atol:.0e}), argmax agreement {agreement:.3f} (needed {min_agreement}); the export is not faithful"
         )
     return parity

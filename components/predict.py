@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from components.export import FP32_FILE
 from components.lib.cli import StageResult, run_stage
+from components.lib.data.contract import MODEL_WEIGHTS_FILE, ONNX_FP32_FILE, PREDICTIONS_FILE
 from components.lib.data.readers import Source, SourceBatch, SourceReject, open_source, read_source
 from components.lib.errors import UserError
 from components.lib.modelling.inference import TextClassifier, torch_text_classifier
@@ -31,8 +31,6 @@ from components.lib.modelling.onnx_runtime import onnx_text_classifier
 from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.storage.registry import Registry
 
-PREDICTIONS_FILE = "predictions.parquet"
-TORCH_WEIGHTS_FILE = "model.safetensors"
 log = logging.getLogger("components.predict")
 
 
@@ -99,11 +97,13 @@ def model_folder(model_uri: str, registry_uri: str, model_name: str, version: st
 
 
 def load_predictor(folder: Path, manifest: dict, where: str) -> TextClassifier:
-    if (folder / FP32_FILE).is_file():
-        return onnx_text_classifier(folder, manifest, where, FP32_FILE)
-    if (folder / TORCH_WEIGHTS_FILE).is_file():
+    if (folder / ONNX_FP32_FILE).is_file():
+        return onnx_text_classifier(folder, manifest, where, ONNX_FP32_FILE)
+    if (folder / MODEL_WEIGHTS_FILE).is_file():
         return torch_text_classifier(folder, manifest, where)
-    raise UserError(f"{where}: holds neither {FP32_FILE} (export's output) nor {TORCH_WEIGHTS_FILE} (train's output); pass a model folder")
+    raise UserError(
+        f"{where}: holds neither {ONNX_FP32_FILE} (export's output) nor {MODEL_WEIGHTS_FILE} (train's output); pass a model folder"
+    )
 
 
 def write_predictions(

@@ -27,7 +27,18 @@ from pathlib import Path
 import components
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
-from components.lib.data.contract import STATS_FILE, TOKENIZED_SCHEMA, read_split, split_file
+from components.lib.data.contract import (
+    DECISION_FILE,
+    EXPORT_REPORT_FILE,
+    METRICS_FILE,
+    ONNX_FP32_FILE,
+    STATS_FILE,
+    TOKENIZED_SCHEMA,
+    TRAIN_SUMMARY_FILE,
+    TRAINING_ARGS_FILE,
+    read_split,
+    split_file,
+)
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
 from components.lib.modelling.onnx_runtime import cpu_session, session_logits
@@ -38,9 +49,8 @@ from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.storage.registry import LATEST, PRODUCTION, Registry
 
 log = logging.getLogger("components.register")
-DECISION_FILE = "registration.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
-TRAINING_FILES = ["training_args.json", "train_summary.json"]
+TRAINING_FILES = [TRAINING_ARGS_FILE, TRAIN_SUMMARY_FILE]
 # The majority-class baseline answers the most common training label whatever the text. A model must
 # beat it in accuracy AND macro-F1. Macro-F1 alone is too easy: the baseline scores at most 1/classes
 # there however skewed the data, so a model that errs more often than not reading the text at all
@@ -95,8 +105,8 @@ def register(
     registry = Registry(registry_uri, model_name)
     if gate_metric not in HIGHER_IS_BETTER or not HIGHER_IS_BETTER[gate_metric]:
         raise UserError(f"--gate_metric: {gate_metric!r} is not one of {', '.join(name for name, up in HIGHER_IS_BETTER.items() if up)}")
-    with staged_input(evaluation_uri, only=["metrics.json"]) as (evaluation_dir, _):
-        metrics = json.loads((evaluation_dir / "metrics.json").read_text())
+    with staged_input(evaluation_uri, only=[METRICS_FILE]) as (evaluation_dir, _):
+        metrics = json.loads((evaluation_dir / METRICS_FILE).read_text())
     candidate = metrics["test"][gate_metric]
     warning = small_test_split_warning(metrics["test"])
     if warning:
@@ -195,16 +205,16 @@ def score_version(version_dir: Path, data_dir: Path, metric: str) -> float:
     test_table = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "label"])
     token_lists = [encoding.ids for encoding in encoder.encode_batch_fast(test_table.column("text").to_pylist())]
     test = TokenizedSplit.from_token_lists(token_lists, test_table.column("label").to_numpy())
-    logits = session_logits(cpu_session(version_dir / "model.onnx"), test, 64, tokenizer.pad_token_id or 0)
+    logits = session_logits(cpu_session(version_dir / ONNX_FP32_FILE), test, 64, tokenizer.pad_token_id or 0)
     return classification_metrics(test.labels, logits.argmax(axis=1), labels)[metric]
 
 
 def publish(registry: Registry, export_uri: str, model_uri: str, data_dir: Path, data_manifest: dict, metrics: dict) -> int:
     """Claim a version number, write the version folder, commit it, move `latest`."""
     with staged_input(export_uri) as (export_dir, export_manifest), staged_input(model_uri, only=TRAINING_FILES) as (model_dir, _):
-        training = json.loads((model_dir / "training_args.json").read_text())
-        train_summary = json.loads((model_dir / "train_summary.json").read_text())
-        export_report = json.loads((export_dir / "export_report.json").read_text())
+        training = json.loads((model_dir / TRAINING_ARGS_FILE).read_text())
+        train_summary = json.loads((model_dir / TRAIN_SUMMARY_FILE).read_text())
+        export_report = json.loads((export_dir / EXPORT_REPORT_FILE).read_text())
         lineage = {
             **data_manifest.get("lineage", {}),
             **export_manifest.get("lineage", {}),
@@ -216,7 +226,7 @@ def publish(registry: Registry, export_uri: str, model_uri: str, data_dir: Path,
         with staged_output(registry.version_uri(version), extra=extra) as out:
             for name in export_manifest["files"]:
                 shutil.copyfile(export_dir / name, out / name)
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
             data_stats = json.loads((data_dir / STATS_FILE).read_text()) if (data_dir / STATS_FILE).is_file() else {}
             card = build_model_card(
                 registry.model_name,

@@ -16,12 +16,10 @@ import csv
 import json
 
 from components.lib.cli import StageResult, run_stage
+from components.lib.data.contract import TRAIN_SUMMARY_FILE, TRAINING_ARGS_FILE, TUNING_RESULTS_FILE
 from components.lib.errors import UserError
 from components.lib.reporting.metrics import HIGHER_IS_BETTER
 from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
-
-RESULTS_JSON = "tuning_results.json"
-RESULTS_CSV = "tuning_results.csv"
 
 
 def select_best(*, model_uris: list, tuning_uri: str, executor_input: str = "") -> StageResult:
@@ -45,8 +43,10 @@ def select_best(*, model_uris: list, tuning_uri: str, executor_input: str = "") 
     best = ranked[0]
     read_manifest(best["model_uri"])  # committed, or one line; every later reader verifies its files
     with staged_output(tuning_uri) as out:
-        (out / RESULTS_JSON).write_text(json.dumps({"metric": metric, "best_trial": best["trial"], "trials": ranked}, indent=2) + "\n")
-        write_csv(out / RESULTS_CSV, ranked)
+        (out / TUNING_RESULTS_FILE).write_text(
+            json.dumps({"metric": metric, "best_trial": best["trial"], "trials": ranked}, indent=2) + "\n"
+        )
+        write_csv((out / TUNING_RESULTS_FILE).with_suffix(".csv"), ranked)
     return StageResult(
         summary={"stage": "select_best", "metric": metric, "best_trial": best["trial"], "best_value": best["value"], "trials": len(trials)},
         artifact_metadata={"tuning": {"trials": len(trials), "metric": metric, "best_trial": best["trial"]}},
@@ -55,9 +55,9 @@ def select_best(*, model_uris: list, tuning_uri: str, executor_input: str = "") 
 
 
 def describe_trial(index: int, uri: str) -> dict:
-    with staged_input(uri, only=["train_summary.json", "training_args.json"]) as (folder, _):
-        summary = json.loads((folder / "train_summary.json").read_text())
-        arguments = json.loads((folder / "training_args.json").read_text())
+    with staged_input(uri, only=[TRAIN_SUMMARY_FILE, TRAINING_ARGS_FILE]) as (folder, _):
+        summary = json.loads((folder / TRAIN_SUMMARY_FILE).read_text())
+        arguments = json.loads((folder / TRAINING_ARGS_FILE).read_text())
     return {
         "trial": index,
         "metric": summary["best"]["metric"],

@@ -1,4 +1,4 @@
-"""train: fine-tune a transformer sequence classifier on the tokenized train split.
+"""train: fine-tune a text classifier (a transformer by default, or a CNN) on the tokenized train split.
 
     python -m components.train --data_uri runs/x/tokens --output_uri runs/x/model \\
         --base_model bundled://all-MiniLM-L6-v2
@@ -8,9 +8,10 @@
 
 The device is chosen automatically: CUDA if present, else CPU. With `--checkpoint_uri` (a
 run-stable local or s3:// prefix) it checkpoints every N steps and on SIGTERM, and a restart with
-the same URI resumes exactly where it stopped. The output is a Hugging Face model folder
-(safetensors) with the tokenizer, labels.json, training_history.json and train_summary.json.
-See components/lib/training/trainer.py for the loop itself.
+the same URI resumes exactly where it stopped. The output is a model folder (safetensors; a
+Hugging Face folder for transformers) with the tokenizer, labels.json, model_type.json,
+training_history.json and train_summary.json. See components/lib/training/trainer.py for the loop,
+and components/lib/modelling/ for the model families.
 """
 
 from __future__ import annotations
@@ -30,10 +31,18 @@ import torch
 from components.lib import storage
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
-from components.lib.data.contract import TOKENIZER_DIR, require_output_of
+from components.lib.data.contract import (
+    HISTORY_FILE,
+    TOKENIZER_DIR,
+    TRAIN_SUMMARY_FILE,
+    TRAINING_ARGS_FILE,
+    require_output_of,
+)
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
-from components.lib.modelling.sources import load_classifier, load_tokenizer, local_model_source
+from components.lib.modelling.classifier import ModelRequest
+from components.lib.modelling.families import family
+from components.lib.modelling.sources import load_tokenizer, local_model_source
 from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.training import checkpoint
 from components.lib.training.distributed import Distributed
@@ -42,9 +51,6 @@ from components.lib.training.trainer import FineTuner, TrainConfig, sample_train
 
 log = logging.getLogger("components.train")
 SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$")
-HISTORY_FILE = "training_history.json"
-SUMMARY_FILE = "train_summary.json"
-ARGS_FILE = "training_args.json"
 
 
 def train(
@@ -52,6 +58,8 @@ def train(
     data_uri: str,
     output_uri: str,
     base_model: str = "bundled://all-MiniLM-L6-v2",
+    model_type: str = "transformer",
+    cnn_pretrained_embeddings: bool = False,
     checkpoint_uri: str = "",
     run_id: str = "",
     trial: str = "",
@@ -93,12 +101,14 @@ def train(
     trust_remote_code: bool = False,
     executor_input: str = "",
 ) -> StageResult | None:
-    """Fine-tune AutoModelForSequenceClassification from the base model; keep the best weights.
+    """Train a classifier of the chosen family on the base model's token ids; keep the best weights.
 
     Args:
       data_uri: Folder (local or s3://) written by tokenize.
       output_uri: Folder (local or s3://) for the fine-tuned model.
       base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2; as given to tokenize.
+      model_type: transformer (fine-tune the base model) or cnn (a Kim-style CNN over the base model's token ids; try --learning_rate 1e-3).
+      cnn_pretrained_embeddings: cnn: start from the base model's input embeddings instead of random 128-wide ones.
       checkpoint_uri: Run-stable folder (local or s3://) for checkpoints; a restart with the same URI resumes. Empty: none.
       run_id: Sub-folder of checkpoint_uri for this run; Kubeflow passes its run id, so a retried task finds its checkpoints.
       trial: Sub-folder of run_id for one trial of a sweep; empty outside sweeps.
@@ -143,6 +153,7 @@ def train(
     flags = locals()
     config = TrainConfig(**{field.name: flags[field.name] for field in fields(TrainConfig)})
     config.check()
+    model_family = family(model_type)
     require_output_of("tokenize", data_uri, "--data_uri")
     reporters_wanted = parse_report_to(report_to)
     check_visible_gpus(expected_gpus)
@@ -158,7 +169,8 @@ def train(
         label_names = read_labels(data_dir)
         tokenizer = load_tokenizer(str(data_dir / TOKENIZER_DIR), str(data_dir / TOKENIZER_DIR))
         seed_everything(seed)
-        model = load_classifier(base_model, source, label_names, trust_remote_code)
+        request = ModelRequest(base_model, source, label_names, len(tokenizer), trust_remote_code, cnn_pretrained_embeddings)
+        model = model_family.create(request)
         identity = checkpoint.identity(model, label_names, base_model, {**config.resume_relevant(), "world_size": distributed.world_size})
         work = Path(scratch)
         reporters = Reporters(reporters_wanted if distributed.is_main else [], work / "logs", asdict(config))
@@ -183,14 +195,21 @@ def train(
             distributed.close()
             return None
         best = tuner.load_best_weights()
-        lineage = {**data_manifest.get("lineage", {}), "base_model": base_model, **({"run_id": run_id} if run_id else {})}
+        lineage = {
+            **data_manifest.get("lineage", {}),
+            "base_model": base_model,
+            "model_type": model_type,
+            **({"run_id": run_id} if run_id else {}),
+        }
         with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": metric_for_best}) as out:
-            model.save_pretrained(out)
+            model.save(out)
             shutil.copytree(data_dir / TOKENIZER_DIR, out, dirs_exist_ok=True)
             shutil.copyfile(data_dir / LABELS_FILE, out / LABELS_FILE)
             (out / HISTORY_FILE).write_text(json.dumps(tuner.progress.history, indent=1) + "\n")
-            (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-            (out / ARGS_FILE).write_text(json.dumps({"base_model": base_model, **asdict(config)}, indent=2) + "\n")
+            (out / TRAIN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            (out / TRAINING_ARGS_FILE).write_text(
+                json.dumps({"base_model": base_model, "model_type": model_type, **asdict(config)}, indent=2) + "\n"
+            )
             if (work / "logs").is_dir():
                 shutil.copytree(work / "logs", out / "logs")
     distributed.close()
@@ -205,7 +224,9 @@ def train(
             "steps": summary["global_steps"],
             "samples_per_second": summary["training_samples_per_second"],
         },
-        artifact_metadata={"model": {"base_model": base_model, "best_validation": best_summary, "labels": label_names}},
+        artifact_metadata={
+            "model": {"base_model": base_model, "model_type": model_type, "best_validation": best_summary, "labels": label_names}
+        },
         parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},
         artifact_uri_parameters={"model_uri": "model"},
     )

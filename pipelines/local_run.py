@@ -38,6 +38,7 @@ from pathlib import Path
 
 from components.lib import storage
 from components.lib.cli import configure_logging
+from components.lib.data.contract import DECISION_FILE, EXPORT_REPORT_FILE, METRICS_FILE, TUNING_RESULTS_FILE
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
@@ -440,10 +441,10 @@ def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
 
 def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) -> tuple[list[str], str]:
     """The summary's lines, from the reports the stages wrote, and what went wrong with the gate ("" if nothing)."""
-    evaluation = json.loads((run_dir / "evaluate" / "evaluation" / "metrics.json").read_text())
-    export = json.loads((run_dir / "export" / "onnx" / "export_report.json").read_text())
+    evaluation = json.loads((run_dir / "evaluate" / "evaluation" / METRICS_FILE).read_text())
+    export = json.loads((run_dir / "export" / "onnx" / EXPORT_REPORT_FILE).read_text())
     lines = ["stage wall time (s): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items())]
-    tuning = run_dir / "select-best" / "tuning" / "tuning_results.json"
+    tuning = run_dir / "select-best" / "tuning" / TUNING_RESULTS_FILE
     if tuning.exists():
         results = json.loads(tuning.read_text())
         ranking = ", ".join(f"trial {trial['trial']}: {trial['value']:.4f}" for trial in results["trials"])
@@ -465,7 +466,7 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
             f" batch 32 p50 {latency['batch_32']['p50_ms']} ms"
         )
     problem = ""
-    decision_file = run_dir / "register" / "registration" / "registration.json"
+    decision_file = run_dir / "register" / "registration" / DECISION_FILE
     if not decision_file.exists():  # register did not run: the quality gate held it back, or should not have
         minimum = gate_minimum(parameters)
         if test["macro_f1"] >= minimum:

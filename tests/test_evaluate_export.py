@@ -15,6 +15,7 @@ from components import export as export_stage
 from components.evaluate import evaluate
 from components.export import export
 from components.lib.errors import UserError
+from components.lib.modelling import huggingface
 from components.lib.reporting import plots
 from components.lib.reporting.metrics import classification_metrics, precision_recall_curve
 from components.train import train
@@ -205,7 +206,11 @@ def test_int8_that_loses_too_much_is_dropped_and_says_so(model, prepared_data, t
 
 
 def test_an_export_onnxruntime_cannot_fuse_ships_the_plain_graph_and_says_so(model, prepared_data, tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(export_stage, "fuse_transformer_operators", lambda source, target, config: {})
+    class FusesNothing:
+        def get_fused_operator_statistics(self):
+            return {"Attention": 0}
+
+    monkeypatch.setattr(huggingface, "optimize_for_onnxruntime", lambda source, config: FusesNothing())
     export(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "onnx"), latency_runs=1, quantize_int8=False)
     report = json.loads((tmp_path / "onnx" / "export_report.json").read_text())
     assert report["onnxruntime_fused_operators"] == {} and (tmp_path / "onnx" / "model.onnx").is_file()

@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from components.export import FP32_FILE
+from components.lib.data.contract import ONNX_FP32_FILE as FP32_FILE
 from components.lib.data.textclean import TextCleaning
 from components.lib.modelling.inference import torch_text_classifier
 from components.lib.modelling.onnx_runtime import onnx_text_classifier

@@ -63,13 +63,13 @@ def test_output_is_a_hugging_face_folder_with_tokenizer_labels_and_history(train
 
 def test_the_saved_weights_are_the_best_evaluation(trained, prepared_data):
     out, _ = trained
+    from components.lib.modelling.families import load_model
     from components.lib.modelling.inference import predict_logits
-    from components.lib.modelling.sources import load_classifier
     from components.lib.reporting.metrics import classification_metrics
 
     history = json.loads((out / "training_history.json").read_text())
     best = max(history["evaluations"], key=lambda entry: entry["validation"]["macro_f1"])
-    model = load_classifier(str(out), str(out), ["negative", "neutral", "positive"])
+    model = load_model(out, str(out))
     validation = TokenizedSplit.load(prepared_data[1], "validation")
     predicted = predict_logits(model, validation, 64, torch.device("cpu"), 0).argmax(axis=1)
     assert classification_metrics(validation.labels, predicted, ["negative", "neutral", "positive"])["macro_f1"] == pytest.approx(
@@ -138,12 +138,14 @@ def test_frozen_encoder_does_not_change_for_its_epochs(prepared_data, tiny_model
 
 
 def make_tuner(prepared_data, tiny_model, tmp_path, **overrides) -> FineTuner:
-    from components.lib.modelling.sources import load_classifier
+    from components.lib.modelling.classifier import ModelRequest
+    from components.lib.modelling.huggingface import HuggingFaceClassifier
 
     flags = {**TRAIN_DEFAULTS, **overrides}
     config = TrainConfig(**flags)
     torch.manual_seed(0)
-    model = load_classifier(str(tiny_model), str(tiny_model), ["negative", "neutral", "positive"])
+    labels = ["negative", "neutral", "positive"]
+    model = HuggingFaceClassifier.create(ModelRequest(str(tiny_model), str(tiny_model), labels, vocab_size=0))
     tokens = prepared_data[1]
     return FineTuner(config, model, ["negative", "neutral", "positive"], TokenizedSplit.load(tokens, "train"), TokenizedSplit.load(tokens, "validation"),
                      0, tmp_path, "", {}, Reporters([], tmp_path, {}), Distributed())  # fmt: skip
@@ -164,13 +166,13 @@ def test_no_weight_decay_on_biases_and_layer_norms_and_layerwise_lr_decay(prepar
     groups = parameter_groups(tuner.model, 1.0, 0.01, 0.5)
     names = {id(parameter): name for name, parameter in tuner.model.named_parameters()}
     by_name = {names[id(parameter)]: group for group in groups for parameter in group["params"]}
-    assert by_name["bert.encoder.layer.0.attention.self.query.bias"]["weight_decay"] == 0.0
-    assert by_name["bert.embeddings.LayerNorm.weight"]["weight_decay"] == 0.0
-    assert by_name["bert.encoder.layer.0.attention.self.query.weight"]["weight_decay"] == 0.01
-    assert by_name["classifier.weight"]["lr"] == 1.0
-    assert by_name["bert.encoder.layer.1.output.dense.weight"]["lr"] == 0.5
-    assert by_name["bert.encoder.layer.0.output.dense.weight"]["lr"] == 0.25
-    assert by_name["bert.embeddings.word_embeddings.weight"]["lr"] == 0.125
+    assert by_name["network.bert.encoder.layer.0.attention.self.query.bias"]["weight_decay"] == 0.0
+    assert by_name["network.bert.embeddings.LayerNorm.weight"]["weight_decay"] == 0.0
+    assert by_name["network.bert.encoder.layer.0.attention.self.query.weight"]["weight_decay"] == 0.01
+    assert by_name["network.classifier.weight"]["lr"] == 1.0
+    assert by_name["network.bert.encoder.layer.1.output.dense.weight"]["lr"] == 0.5
+    assert by_name["network.bert.encoder.layer.0.output.dense.weight"]["lr"] == 0.25
+    assert by_name["network.bert.embeddings.word_embeddings.weight"]["lr"] == 0.125
     assert sum(len(group["params"]) for group in groups) == len(list(tuner.model.parameters()))
 
 
@@ -191,7 +193,7 @@ def test_class_weights_are_balanced_and_label_smoothing_enters_the_loss(prepared
     tuner.model.eval()  # no dropout, so the loss can be recomputed
     tuner.train_model = tuner.model
     with torch.no_grad():
-        logits = tuner.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = tuner.model(batch["input_ids"], batch["attention_mask"])
     expected = torch.nn.functional.cross_entropy(logits, batch["labels"], weight=tuner.loss_weights, label_smoothing=0.2, reduction="sum")
     plain = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
     loss = tuner.forward_backward(batch, 8)

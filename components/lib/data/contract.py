@@ -1,4 +1,4 @@
-"""The data contract between stages: file names and Parquet schemas.
+"""The contract between stages: the files each stage's output folder holds, and the Parquet schemas.
 
 preprocess writes `<split>.parquet` with `CLEAN_SCHEMA`; tokenize writes `<split>.parquet` with
 `TOKENIZED_SCHEMA` and the tokenizer files under `tokenizer/`. Both folders carry `labels.json`.
@@ -21,6 +21,25 @@ STAGE_ORDER = ("preprocess", "tokenize")  # the stages whose output folders `pro
 STATS_FILE = "stats.json"
 REJECTS_FILE = "rejects.parquet"
 TOKENIZER_DIR = "tokenizer"
+
+# train's model folder, besides the family's own weights and config (modelling/classifier.py)
+MODEL_TYPE_FILE = "model_type.json"
+MODEL_WEIGHTS_FILE = "model.safetensors"  # the name Hugging Face's save_pretrained uses; every family keeps to it
+HISTORY_FILE = "training_history.json"
+TRAIN_SUMMARY_FILE = "train_summary.json"
+TRAINING_ARGS_FILE = "training_args.json"
+# evaluate's folder
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.parquet"
+REPORT_FILE = "report.html"
+# export's folder
+ONNX_FP32_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+EXPORT_REPORT_FILE = "export_report.json"
+# register's decision, and select_best's ranking of a sweep's trials
+DECISION_FILE = "registration.json"
+TUNING_RESULTS_FILE = "tuning_results.json"
 
 CLEAN_SCHEMA = pa.schema(
     [

@@ -13,21 +13,31 @@ import torch
 from components.lib.data.batching import TokenizedSplit, sorted_batches
 from components.lib.data.labels import read_labels
 from components.lib.data.textclean import TextCleaning
-from components.lib.modelling.sources import load_classifier, load_tokenizer
+from components.lib.modelling.classifier import TextClassifierModel
+from components.lib.modelling.families import load_model
+from components.lib.modelling.sources import load_tokenizer
 
 
 def predict_logits(
-    model, split: TokenizedSplit, batch_size: int, device: torch.device, pad_id: int, autocast=contextlib.nullcontext
+    model: TextClassifierModel | torch.jit.ScriptModule,
+    split: TokenizedSplit,
+    batch_size: int,
+    device: torch.device,
+    pad_id: int,
+    autocast=contextlib.nullcontext,
 ) -> np.ndarray:
-    """Logits for every row of `split`, in row order; rows are batched by length to pad little."""
+    """Logits for every row of `split`, in row order; rows are batched by length to pad little.
+    `model` is any module from (input_ids, attention_mask) to logits: a model family's, or its TorchScript."""
     model.eval()
-    logits = np.zeros((len(split), model.config.num_labels), dtype=np.float32)
+    logits = np.zeros((len(split), 0), dtype=np.float32)
     with torch.inference_mode():
         for rows in sorted_batches(split.lengths, batch_size):
             batch = split.collate(rows, pad_id)
             with autocast():
-                output = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-            logits[rows] = output.logits.float().cpu().numpy()
+                output = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            if not logits.shape[1]:
+                logits = np.zeros((len(split), output.shape[1]), dtype=np.float32)
+            logits[rows] = output.float().cpu().numpy()
     return logits
 
 
@@ -78,7 +88,7 @@ def text_classifier(folder: Path, manifest: dict, where: str, logits: Callable[[
 def torch_text_classifier(folder: Path, manifest: dict, where: str) -> TextClassifier:
     """The PyTorch model that train writes, as a TextClassifier (on the GPU if there is one)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_classifier(where, str(folder), read_labels(folder)).to(device)
+    model = load_model(folder, where).to(device)
     return text_classifier(
         folder, manifest, where, lambda split, batch_size, pad_id: predict_logits(model, split, batch_size, device, pad_id)
     )

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 
 import torch
 
 from components.lib.errors import UserError
+from components.lib.modelling.classifier import TextClassifierModel
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "constant_with_warmup")
 log = logging.getLogger("components.train")
-LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.")
 
 
 def no_decay(name: str, parameter: torch.nn.Parameter) -> bool:
@@ -21,28 +20,17 @@ def no_decay(name: str, parameter: torch.nn.Parameter) -> bool:
     return parameter.ndim < 2 or lowered.endswith(".bias") or "layernorm" in lowered or "layer_norm" in lowered
 
 
-def layer_depth(name: str, num_layers: int) -> int:
-    """0 for embeddings, i + 1 for transformer layer i, num_layers + 1 for the head and pooler."""
-    match = LAYER_PATTERN.search(name)
-    if match:
-        return int(match.group(1)) + 1
-    if "embeddings" in name:
-        return 0
-    return num_layers + 1
-
-
-def parameter_groups(model: torch.nn.Module, learning_rate: float, weight_decay: float, layerwise_lr_decay: float) -> list[dict]:
+def parameter_groups(model: TextClassifierModel, learning_rate: float, weight_decay: float, layerwise_lr_decay: float) -> list[dict]:
     """AdamW groups: decay or not, and with layer-wise decay, a learning rate per depth.
 
     With decay d < 1, the head trains at `learning_rate` and each layer below at d times the
-    layer above, so the embeddings move least (as in ELECTRA and ULMFiT).
+    layer above, so the embeddings move least (as in ELECTRA and ULMFiT). The model family says
+    which layer a parameter belongs to.
     """
-    named = [(name, parameter) for name, parameter in model.named_parameters()]
-    depths = [int(match.group(1)) for name, _ in named if (match := LAYER_PATTERN.search(name))]
-    num_layers = max(depths) + 1 if depths else 0
     groups: dict[tuple[float, float], list] = defaultdict(list)
-    for name, parameter in named:
-        scale = layerwise_lr_decay ** (num_layers + 1 - layer_depth(name, num_layers))
+    for name, parameter in model.named_parameters():
+        depth, num_layers = model.layer_depth(name)
+        scale = layerwise_lr_decay ** (num_layers + 1 - depth)
         decay = 0.0 if no_decay(name, parameter) else weight_decay
         groups[(scale, decay)].append(parameter)
     return [

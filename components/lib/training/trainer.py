@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from components.lib.data.batching import TokenizedSplit, plan_epoch, shard
 from components.lib.errors import UserError
+from components.lib.modelling.classifier import TextClassifierModel
 from components.lib.modelling.inference import mean_cross_entropy, predict_logits
 from components.lib.reporting.metrics import HIGHER_IS_BETTER, classification_metrics, headline, is_improvement
 from components.lib.training import checkpoint
@@ -196,7 +197,7 @@ class FineTuner:
     def __init__(
         self,
         config: TrainConfig,
-        model: torch.nn.Module,
+        model: TextClassifierModel,
         label_names: list[str],
         train: TokenizedSplit,
         validation: TokenizedSplit,
@@ -278,7 +279,7 @@ class FineTuner:
         """Freeze or unfreeze the encoder, and rebuild the DDP/compile wrappers if that changed."""
         if frozen == self.frozen:
             return
-        for parameter in self.model.base_model.parameters():
+        for parameter in self.model.encoder_parameters():
             parameter.requires_grad_(not frozen)
         self.frozen = frozen
         self.train_model = self.dist.wrap(self.model)
@@ -290,7 +291,7 @@ class FineTuner:
         """What this run is about to do, in the spirit of the Hugging Face Trainer's banner."""
         config, dist = self.config, self.dist
         parameters = count_parameters(self.model)
-        head_only = parameters - count_parameters(self.model.base_model)
+        head_only = parameters - sum(parameter.numel() for parameter in self.model.encoder_parameters())
         lines = [
             "***** Running training *****",
             f"  training rows = {len(self.train_split)}, validation rows = {len(self.validation)}",
@@ -392,7 +393,7 @@ class FineTuner:
     def forward_backward(self, batch: dict[str, torch.Tensor], step_rows: int) -> float:
         batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
         with self.autocast():
-            logits = self.train_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = self.train_model(batch["input_ids"], batch["attention_mask"])
         loss_sum = torch.nn.functional.cross_entropy(
             logits.float(),
             batch["labels"],
