@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from components.lib.cli import StageResult, run_stage
-from components.lib.data.contract import MODEL_WEIGHTS_FILE, ONNX_FP32_FILE, PREDICTIONS_FILE
+from components.lib.data.contract import PREDICTIONS_FILE
 from components.lib.data.readers import Source, SourceBatch, SourceReject, open_source, read_source
 from components.lib.errors import UserError
-from components.lib.modelling.inference import TextClassifier, torch_text_classifier
-from components.lib.modelling.onnx_runtime import onnx_text_classifier
+from components.lib.modelling.inference import TextClassifier
+from components.lib.modelling.predictors import load_text_classifier
 from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.storage.registry import Registry
 
@@ -64,7 +64,7 @@ def predict(
     if batch_size < 1:
         raise UserError(f"--batch_size: must be positive, got {batch_size}")
     with model_folder(model_uri, registry_uri, model_name, version) as (folder, manifest, where):
-        classifier = load_predictor(folder, manifest, where)
+        classifier = load_text_classifier(folder, manifest, where)
         with (
             open_source(input_uri) as source,
             staged_output(output_uri, extra={"model": where, "lineage": manifest.get("lineage", {})}) as out,
@@ -94,16 +94,6 @@ def model_folder(model_uri: str, registry_uri: str, model_name: str, version: st
         raise UserError("--registry_uri needs --model_name (python -m components.registry models lists them)")
     with Registry(registry_uri, model_name).fetch(version) as (number, folder, manifest):
         yield folder, manifest, f"{model_name} version {number} in {registry_uri}"
-
-
-def load_predictor(folder: Path, manifest: dict, where: str) -> TextClassifier:
-    if (folder / ONNX_FP32_FILE).is_file():
-        return onnx_text_classifier(folder, manifest, where, ONNX_FP32_FILE)
-    if (folder / MODEL_WEIGHTS_FILE).is_file():
-        return torch_text_classifier(folder, manifest, where)
-    raise UserError(
-        f"{where}: holds neither {ONNX_FP32_FILE} (export's output) nor {MODEL_WEIGHTS_FILE} (train's output); pass a model folder"
-    )
 
 
 def write_predictions(

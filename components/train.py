@@ -16,6 +16,7 @@ and components/lib/modelling/ for the model families.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,9 +24,11 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from components.lib import storage
@@ -33,15 +36,18 @@ from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
     HISTORY_FILE,
+    TOKENIZED_SCHEMA,
     TOKENIZER_DIR,
     TRAIN_SUMMARY_FILE,
     TRAINING_ARGS_FILE,
+    read_split,
     require_output_of,
 )
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
 from components.lib.modelling.classifier import ModelRequest
 from components.lib.modelling.families import family
+from components.lib.modelling.predictors import load_text_classifier
 from components.lib.modelling.sources import load_tokenizer, local_model_source
 from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.training import checkpoint
@@ -50,6 +56,7 @@ from components.lib.training.reporters import Reporters, parse_report_to
 from components.lib.training.trainer import FineTuner, TrainConfig, sample_training_rows, seed_everything
 
 log = logging.getLogger("components.train")
+TEACHER_BATCH_SIZE = 64
 SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$")
 
 
@@ -84,6 +91,9 @@ def train(
     layerwise_lr_decay: float = 1.0,
     class_weights: str = "balanced",
     label_smoothing: float = 0.0,
+    teacher_uri: str = "",
+    distill_temperature: float = 4.0,
+    distill_alpha: float = 0.7,
     compile: bool = False,
     compile_backend: str = "inductor",
     num_workers: int = 0,
@@ -133,6 +143,9 @@ def train(
       layerwise_lr_decay: Multiply the learning rate by this for each layer further from the head (1 = off).
       class_weights: balanced (inversely proportional to class frequency in train; macro-F1 weighs every class alike), or none.
       label_smoothing: Label smoothing of the cross-entropy loss, in [0, 1).
+      teacher_uri: Distil from this model: train's or export's output, or a registered version's folder (local or s3://); empty: none.
+      distill_temperature: Softens the teacher's and the student's logits in the distillation loss.
+      distill_alpha: Weight of the teacher's soft targets in the loss; 1 - alpha weighs the gold labels.
       compile: Compile the model with torch.compile.
       compile_backend: torch.compile backend (inductor; eager and aot_eager are for debugging).
       num_workers: DataLoader worker processes that pad batches in parallel; 0 pads in the training process.
@@ -171,14 +184,15 @@ def train(
         seed_everything(seed)
         request = ModelRequest(base_model, source, label_names, len(tokenizer), trust_remote_code, cnn_pretrained_embeddings)
         model = model_family.create(request)
-        identity = checkpoint.identity(model, label_names, base_model, {**config.resume_relevant(), "world_size": distributed.world_size})
+        flags_to_match = {**config.resume_relevant(), "world_size": distributed.world_size, "teacher_uri": teacher_uri}
+        identity = checkpoint.identity(model, label_names, base_model, flags_to_match)
         work = Path(scratch)
         reporters = Reporters(reporters_wanted if distributed.is_main else [], work / "logs", asdict(config))
         tuner = FineTuner(
             config,
             model,
             label_names,
-            sample_training_rows(TokenizedSplit.load(data_dir, "train"), max_train_samples, seed),
+            sample_training_rows(training_split(data_dir, teacher_uri, label_names), max_train_samples, seed),
             TokenizedSplit.load(data_dir, "validation"),
             tokenizer.pad_token_id or 0,
             work,
@@ -199,6 +213,7 @@ def train(
             **data_manifest.get("lineage", {}),
             "base_model": base_model,
             "model_type": model_type,
+            **({"teacher": teacher_uri} if teacher_uri else {}),
             **({"run_id": run_id} if run_id else {}),
         }
         with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": metric_for_best}) as out:
@@ -230,6 +245,24 @@ def train(
         parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},
         artifact_uri_parameters={"model_uri": "model"},
     )
+
+
+def training_split(data_dir: Path, teacher_uri: str, label_names: list[str]) -> TokenizedSplit:
+    """The training split; with a teacher, its logits for every row, computed once here rather than once
+    per epoch. The teacher reads the texts with its own tokenizer, so it need not share the student's."""
+    split = TokenizedSplit.load(data_dir, "train")
+    if not teacher_uri:
+        return split
+    started = time.perf_counter()
+    with staged_input(teacher_uri) as (folder, manifest):
+        teacher = load_text_classifier(folder, manifest, teacher_uri)
+        if teacher.labels != label_names:
+            raise UserError(f"--teacher_uri {teacher_uri}: the teacher's labels {teacher.labels} differ from the data's {label_names}")
+        texts = read_split(data_dir, "train", TOKENIZED_SCHEMA, columns=["text"]).column("text").to_pylist()
+        log.info("distillation: computing the teacher's logits for %d training rows, once (teacher: %s)", len(texts), teacher_uri)
+        logits = teacher.logits(teacher.encode(texts), TEACHER_BATCH_SIZE)
+    log.info("distillation: the teacher's logits took %.1f s", time.perf_counter() - started)
+    return dataclasses.replace(split, teacher_logits=logits.astype(np.float32))
 
 
 def remove_checkpoints(checkpoint_uri: str) -> None:

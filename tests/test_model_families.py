@@ -115,3 +115,78 @@ def test_an_unknown_model_type_is_refused_before_any_work(prepared_data, tmp_pat
     with pytest.raises(UserError, match=r"--model_type: 'rnn' is not a model type; known: cnn, transformer"):
         train(data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "m"), base_model=str(tiny_model), model_type="rnn", **train_flags())
     assert not (tmp_path / "m").exists()
+
+
+def test_the_distillation_loss_is_hintons():
+    """alpha x T^2 x KL(teacher || student) at temperature T, plus (1 - alpha) x the gold loss."""
+    from components.lib.training.trainer import distillation_loss_sum
+
+    student, teacher = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]]), torch.tensor([[0.0, 2.0, 0.0], [1.0, -1.0, 3.0]])
+    gold = torch.tensor(7.0)
+    soft_student, soft_teacher = torch.softmax(student / 4, dim=1), torch.softmax(teacher / 4, dim=1)
+    kl = float((soft_teacher * (soft_teacher.log() - soft_student.log())).sum())
+    assert float(distillation_loss_sum(student, teacher, gold, 4.0, 1.0)) == pytest.approx(16 * kl, rel=1e-5)
+    assert float(distillation_loss_sum(student, teacher, gold, 4.0, 0.0)) == pytest.approx(7.0)
+    assert float(distillation_loss_sum(student, teacher, gold, 2.0, 0.7)) == pytest.approx(
+        0.7 * 4 * float((torch.softmax(teacher / 2, 1) * (torch.log_softmax(teacher / 2, 1) - torch.log_softmax(student / 2, 1))).sum())
+        + 0.3 * 7.0,
+        rel=1e-5,
+    )
+
+
+@pytest.fixture(scope="module")
+def contrary_teacher(tmp_path_factory, sample_source, tiny_model) -> Path:
+    """A CNN taught that negative texts are positive and positive ones negative."""
+    from components.preprocess import preprocess
+    from components.tokenize import tokenize
+    from tests.conftest import write_parquet
+
+    root = tmp_path_factory.mktemp("contrary")
+    swap = {"negative": "positive", "positive": "negative", "neutral": "neutral"}
+    for name in ("train", "test"):
+        rows = pq_rows(sample_source / f"{name}.parquet")
+        write_parquet(root / "source" / f"{name}.parquet", [{**row, "label": swap[row["label"]]} for row in rows])
+    preprocess(input_uri=str(root / "source"), output_uri=str(root / "data"))
+    tokenize(data_uri=str(root / "data"), output_uri=str(root / "tokens"), base_model=str(tiny_model), max_length=32)
+    train(data_uri=str(root / "tokens"), output_uri=str(root / "teacher"), base_model=str(tiny_model), model_type="cnn",
+          **train_flags(epochs=4, learning_rate=1e-2))  # fmt: skip
+    return root / "teacher"
+
+
+def pq_rows(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def test_a_student_with_only_soft_targets_learns_its_teacher_not_the_gold_labels(
+    contrary_teacher, prepared_data, tiny_model, tmp_path, monkeypatch
+):
+    """distill_alpha 1: the gold labels weigh nothing, so the student must side with its contrary
+    teacher; and the teacher reads each training row once, not once per epoch."""
+    from components import train as train_stage
+
+    rows_read = []
+    real_loader = train_stage.load_text_classifier
+
+    def counting_loader(*args):
+        teacher = real_loader(*args)
+        real_logits = teacher.logits
+        teacher.logits = lambda split, batch_size: rows_read.append(len(split)) or real_logits(split, batch_size)
+        return teacher
+
+    monkeypatch.setattr(train_stage, "load_text_classifier", counting_loader)
+    tokens = str(prepared_data[1])
+    train(data_uri=tokens, output_uri=str(tmp_path / "student"), base_model=str(tiny_model), model_type="cnn", teacher_uri=str(contrary_teacher),
+          distill_alpha=1.0, distill_temperature=2.0, **train_flags(epochs=4, learning_rate=1e-2))  # fmt: skip
+    assert rows_read == [len(TokenizedSplit.load(prepared_data[1], "train"))]
+    test = TokenizedSplit.load(prepared_data[1], "test")
+    student = load_model(tmp_path / "student", "student").eval()
+    teacher = load_model(contrary_teacher, "teacher").eval()
+    batch = test.collate(np.arange(len(test)), 0)
+    with torch.no_grad():
+        by_student = student(batch["input_ids"], batch["attention_mask"]).argmax(1).numpy()
+        by_teacher = teacher(batch["input_ids"], batch["attention_mask"]).argmax(1).numpy()
+    assert (by_student == by_teacher).mean() > 0.8 and (by_student == test.labels).mean() < 0.5
+    lineage = json.loads((tmp_path / "student" / "MANIFEST.json").read_text())["lineage"]
+    assert lineage["teacher"] == str(contrary_teacher) and lineage["model_type"] == "cnn"

@@ -27,6 +27,7 @@ class TokenizedSplit:
     offsets: np.ndarray
     lengths: np.ndarray
     labels: np.ndarray
+    teacher_logits: np.ndarray | None = None  # a distillation teacher's logits, one row per row, when there is one
 
     @classmethod
     def load(cls, folder: Path, split: str) -> TokenizedSplit:
@@ -50,7 +51,8 @@ class TokenizedSplit:
         return cls(flat, offsets, lengths, np.asarray(labels, dtype=np.int64))
 
     def subset(self, rows: np.ndarray) -> TokenizedSplit:
-        return TokenizedSplit(self.token_ids, self.offsets[rows], self.lengths[rows], self.labels[rows])
+        teacher = None if self.teacher_logits is None else self.teacher_logits[rows]
+        return TokenizedSplit(self.token_ids, self.offsets[rows], self.lengths[rows], self.labels[rows], teacher)
 
     def collate(self, rows: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
         """Pad the given rows to the longest among them."""
@@ -60,11 +62,14 @@ class TokenizedSplit:
             start = self.offsets[row]
             input_ids[slot, : self.lengths[row]] = self.token_ids[start : start + self.lengths[row]]
         attention_mask = (np.arange(width)[None, :] < self.lengths[rows][:, None]).astype(np.int64)
-        return {
+        batch = {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
             "labels": torch.from_numpy(self.labels[rows]),
         }
+        if self.teacher_logits is not None:
+            batch["teacher_logits"] = torch.from_numpy(self.teacher_logits[rows])
+        return batch
 
 
 def plan_epoch(lengths: np.ndarray, global_batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[np.ndarray]:

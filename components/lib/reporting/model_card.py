@@ -63,8 +63,7 @@ def build_model_card(
     cleaning = TextCleaning.from_lineage(lineage, f"model {name} v{version}")
     return f"""# {name} v{version}
 
-A {len(labels)}-class text classifier ({", ".join(labels)}), fine-tuned from `{lineage.get("base_model", "?")}`
-and exported to ONNX.
+A {len(labels)}-class text classifier ({", ".join(labels)}): {origin(lineage)}, exported to ONNX.
 
 ## Intended use
 Sentiment (or other single-label) classification of short English texts similar to the training
@@ -112,6 +111,8 @@ at step {train_summary.get("best", {}).get("step")}, on {train_summary.get("devi
 | source data | {lineage.get("source_uri", "?")} |
 | source fingerprint (sha256) | {lineage.get("source_fingerprint", "?")} |
 | base model | {lineage.get("base_model", "?")} |
+| model type | {lineage.get("model_type", "transformer")} |
+| distilled from (teacher) | {lineage.get("teacher") or "no teacher"} |
 | text cleaning (preprocess) | mask_urls={cleaning.mask_urls}, mask_mentions={cleaning.mask_mentions} |
 | code version | {code_version.get("package")} {code_version.get("git_commit", "")} |
 
@@ -187,3 +188,10 @@ def files_table(export_report: dict[str, Any]) -> str:
             f" batch-1 latency p50 {int8['latency']['batch_1']['p50_ms']} ms on CPU |"
         )
     return "\n".join(lines)
+
+
+def origin(lineage: dict) -> str:
+    """How the model came to be, in a few words: its family, its base model, and its teacher if any."""
+    base = f"`{lineage.get('base_model', '?')}`"
+    made = f"a CNN over the token ids of {base}" if lineage.get("model_type") == "cnn" else f"fine-tuned from {base}"
+    return made + (f", distilled from `{lineage['teacher']}`" if lineage.get("teacher") else "")

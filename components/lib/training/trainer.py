@@ -73,6 +73,8 @@ class TrainConfig:
     layerwise_lr_decay: float
     class_weights: str
     label_smoothing: float
+    distill_temperature: float
+    distill_alpha: float
     compile: bool
     compile_backend: str
     num_workers: int
@@ -113,6 +115,10 @@ class TrainConfig:
             raise UserError(f"--layerwise_lr_decay: must be in (0, 1], got {self.layerwise_lr_decay}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise UserError(f"--warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.distill_temperature <= 0:
+            raise UserError(f"--distill_temperature: must be positive, got {self.distill_temperature}")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise UserError(f"--distill_alpha: must be in [0, 1], got {self.distill_alpha}")
         if self.learning_rate <= 0:
             raise UserError(f"--learning_rate: must be positive, got {self.learning_rate}")
 
@@ -401,6 +407,10 @@ class FineTuner:
             label_smoothing=self.config.label_smoothing,
             reduction="sum",
         )
+        if "teacher_logits" in batch:
+            loss_sum = distillation_loss_sum(
+                logits.float(), batch["teacher_logits"], loss_sum, self.config.distill_temperature, self.config.distill_alpha
+            )
         # DDP averages gradients over processes, so scale by world size to get the sum over rows.
         self.scaler.scale(loss_sum * self.dist.world_size / step_rows).backward()
         self.samples_seen += len(batch["labels"])
@@ -560,6 +570,18 @@ class FineTuner:
         if self.device.type == "cuda":
             summary["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         return summary
+
+
+def distillation_loss_sum(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, gold_loss_sum: torch.Tensor, temperature: float, alpha: float
+) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al. 2015), summed over rows: alpha x T^2 x KL(teacher || student),
+    both softened by temperature T, plus (1 - alpha) x the loss on the gold labels. T^2 keeps the soft
+    term's gradients on the same scale as the gold term's whatever T is (section 2 of the paper)."""
+    student = torch.nn.functional.log_softmax(student_logits / temperature, dim=-1)
+    teacher = torch.nn.functional.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    soft = torch.nn.functional.kl_div(student, teacher, log_target=True, reduction="sum")
+    return alpha * temperature**2 * soft + (1 - alpha) * gold_loss_sum
 
 
 def count_parameters(module: torch.nn.Module) -> int:
