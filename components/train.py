@@ -99,6 +99,10 @@ def train(
     num_workers: int = 0,
     pin_memory: bool = True,
     group_by_length: bool = True,
+    curriculum: str = "none",
+    curriculum_epochs: int = 1,
+    curriculum_start: float = 0.2,
+    curriculum_pacing: str = "root",
     max_steps: int = 0,
     checkpoint_every_steps: int = 0,
     keep_checkpoints: int = 2,
@@ -151,6 +155,10 @@ def train(
       num_workers: DataLoader worker processes that pad batches in parallel; 0 pads in the training process.
       pin_memory: Pin batches in page-locked memory for faster copies to the GPU (ignored on CPU).
       group_by_length: Batch rows of similar length together (less padding); the order stays seeded.
+      curriculum: length: short texts first, the pool widening to all rows over --curriculum_epochs (Platanios et al. 2019); none: off.
+      curriculum_epochs: Epochs over which the curriculum's pool grows to every row; plain epochs follow.
+      curriculum_start: Share of the rows (the shortest) in the pool at the first step, in (0, 1].
+      curriculum_pacing: How the pool grows: root (fast at first, as in the paper) or linear.
       max_steps: Stop after this many optimizer steps; 0 = run all epochs.
       checkpoint_every_steps: Checkpoint every N optimizer steps (needs checkpoint_uri); SIGTERM always checkpoints.
       keep_checkpoints: How many step checkpoints to keep.

@@ -99,3 +99,34 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Batches of rows of similar length, for inference, where order does not matter."""
     order = np.argsort(-lengths, kind="stable")
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+PACINGS = ("root", "linear")
+
+
+def competence(step: int, total_steps: int, start: float, pacing: str) -> float:
+    """The share of rows, easiest first, that a curriculum may draw from at `step` (Platanios et al.
+    2019, "Competence-based Curriculum Learning for Neural Machine Translation", section 3):
+    root: sqrt(t (1 - c0^2) / T + c0^2); linear: t (1 - c0) / T + c0; both reach 1 at T."""
+    progress = min(step / total_steps, 1.0) if total_steps else 1.0
+    if pacing == "root":
+        return min(1.0, (progress * (1 - start**2) + start**2) ** 0.5)
+    return min(1.0, progress * (1 - start) + start)
+
+
+def curriculum_epoch(
+    lengths: np.ndarray, global_batch_size: int, seed: int, epoch: int, curriculum_epochs: int, start: float, pacing: str
+) -> list[np.ndarray]:
+    """One epoch of a short-to-long curriculum: as many batches as a plain epoch, each drawn (seeded,
+    without replacement inside the batch) from the shortest competence(t) share of the rows. As in the
+    paper, a row may come more than once, or not at all, while the curriculum lasts; after
+    `curriculum_epochs` epochs the trainer goes back to plain epochs, where every row comes once."""
+    rng = np.random.default_rng([seed, epoch, 1])  # a stream of its own, apart from plan_epoch's
+    easiest_first = np.argsort(lengths, kind="stable")
+    per_epoch = -(-len(lengths) // global_batch_size)
+    batches = []
+    for index in range(per_epoch):
+        share = competence(epoch * per_epoch + index, curriculum_epochs * per_epoch, start, pacing)
+        pool = easiest_first[: max(global_batch_size, int(np.ceil(share * len(lengths))))]
+        batches.append(rng.choice(pool, size=min(global_batch_size, len(pool)), replace=False))
+    return batches

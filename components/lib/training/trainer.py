@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from components.lib.data.batching import TokenizedSplit, plan_epoch, shard
+from components.lib.data.batching import PACINGS, TokenizedSplit, curriculum_epoch, plan_epoch, shard
 from components.lib.errors import UserError
 from components.lib.modelling.classifier import TextClassifierModel
 from components.lib.modelling.inference import mean_cross_entropy, predict_logits
@@ -44,6 +44,7 @@ from components.lib.training.optim import build_scheduler, parameter_groups, war
 from components.lib.training.reporters import Reporters
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CURRICULA = ("none", "length")
 SIGTERM_EXIT_CODE = 143
 log = logging.getLogger("components.train")
 
@@ -80,6 +81,10 @@ class TrainConfig:
     num_workers: int
     pin_memory: bool
     group_by_length: bool
+    curriculum: str
+    curriculum_epochs: int
+    curriculum_start: float
+    curriculum_pacing: str
     max_steps: int
     checkpoint_every_steps: int
     keep_checkpoints: int
@@ -100,6 +105,7 @@ class TrainConfig:
             "freeze_encoder_epochs",
             "num_workers",
             "max_train_samples",
+            "curriculum_epochs",
         ):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name}: must not be negative, got {getattr(self, name)}")
@@ -115,6 +121,12 @@ class TrainConfig:
             raise UserError(f"--layerwise_lr_decay: must be in (0, 1], got {self.layerwise_lr_decay}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise UserError(f"--warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.curriculum not in CURRICULA:
+            raise UserError(f"--curriculum: {self.curriculum!r} is not one of {', '.join(CURRICULA)}")
+        if self.curriculum_pacing not in PACINGS:
+            raise UserError(f"--curriculum_pacing: {self.curriculum_pacing!r} is not one of {', '.join(PACINGS)}")
+        if not 0.0 < self.curriculum_start <= 1.0:
+            raise UserError(f"--curriculum_start: must be in (0, 1], got {self.curriculum_start}")
         if self.distill_temperature <= 0:
             raise UserError(f"--distill_temperature: must be positive, got {self.distill_temperature}")
         if not 0.0 <= self.distill_alpha <= 1.0:
@@ -257,7 +269,12 @@ class FineTuner:
         return torch.tensor(weights, dtype=torch.float32)
 
     def plan(self, epoch: int) -> list[np.ndarray]:
-        batches = plan_epoch(self.train_split.lengths, self.global_batch_size, self.config.seed, epoch, self.config.group_by_length)
+        config = self.config
+        if config.curriculum == "length" and epoch < config.curriculum_epochs:
+            batches = curriculum_epoch(self.train_split.lengths, self.global_batch_size, config.seed, epoch,
+                                       config.curriculum_epochs, config.curriculum_start, config.curriculum_pacing)  # fmt: skip
+        else:
+            batches = plan_epoch(self.train_split.lengths, self.global_batch_size, config.seed, epoch, config.group_by_length)
         # Every process needs at least one row of each batch; a last batch smaller than the
         # number of processes is dropped (only ever under torchrun).
         return [batch for batch in batches if len(batch) >= self.dist.world_size]
