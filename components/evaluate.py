@@ -12,6 +12,7 @@ matrix, precision-recall curves, a confidence histogram and the training curves 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -23,7 +24,15 @@ import torch
 
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
-from components.lib.data.contract import HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE, TOKENIZED_SCHEMA, read_split
+from components.lib.data.contract import (
+    HISTORY_FILE,
+    LR_RANGE_TEST_PICTURE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    REPORT_FILE,
+    TOKENIZED_SCHEMA,
+    read_split,
+)
 from components.lib.data.labels import read_labels
 from components.lib.errors import UserError
 from components.lib.modelling.families import load_model
@@ -80,6 +89,8 @@ def evaluate(
             result = {"test": metrics, "baseline_majority_class": baseline, "model_uri": model_uri, "data_uri": data_uri}
             (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
             pictures = draw_pictures(out, metrics, history, test.labels, probabilities, label_names)
+            if (model_dir / LR_RANGE_TEST_PICTURE).is_file():  # train ran the learning-rate range test
+                pictures.append(Path(shutil.copyfile(model_dir / LR_RANGE_TEST_PICTURE, out / LR_RANGE_TEST_PICTURE)))
             lineage = model_manifest.get("lineage", {})
             heading = {
                 "base model": lineage.get("base_model", "?"),

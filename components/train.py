@@ -36,6 +36,8 @@ from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
     HISTORY_FILE,
+    LR_RANGE_TEST_FILE,
+    LR_RANGE_TEST_PICTURE,
     TOKENIZED_SCHEMA,
     TOKENIZER_DIR,
     TRAIN_SUMMARY_FILE,
@@ -49,9 +51,11 @@ from components.lib.modelling.classifier import ModelRequest
 from components.lib.modelling.families import family
 from components.lib.modelling.predictors import load_text_classifier
 from components.lib.modelling.sources import load_tokenizer, local_model_source
+from components.lib.reporting.plots import lr_range_test_png
 from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.training import checkpoint
 from components.lib.training.distributed import Distributed
+from components.lib.training.lr_finder import RangeTest, lr_range_test
 from components.lib.training.reporters import Reporters, parse_report_to
 from components.lib.training.trainer import FineTuner, TrainConfig, sample_training_rows, seed_everything
 
@@ -109,6 +113,7 @@ def train(
     keep_checkpoints_after_training: bool = False,
     logging_steps: int = 10,
     max_train_samples: int = 0,
+    lr_finder_steps: int = 0,
     report_to: str = "tensorboard",
     processes: int = 1,
     expected_gpus: str = "",
@@ -164,6 +169,7 @@ def train(
       keep_checkpoints: How many step checkpoints to keep.
       keep_checkpoints_after_training: Keep the checkpoints once the model is committed; by default they are removed (used only to resume).
       logging_steps: Log the training loss (the mean over the last N steps) every N optimizer steps.
+      lr_finder_steps: Run a learning-rate range test of this many steps first (Smith 2017) and train at its suggestion; 0: off.
       max_train_samples: Train on this many rows of the training split (a sample drawn with --seed), for smoke tests; 0 = all.
       report_to: Comma-separated reporters: tensorboard, mlflow, wandb, or none.
       processes: Training processes on this node, one per GPU, under torchrun (DDP); 0 = one per visible GPU; 1 = plain.
@@ -209,6 +215,7 @@ def train(
             reporters,
             distributed,
         )
+        range_test = find_learning_rate(tuner, lr_finder_steps, learning_rate) if lr_finder_steps else None
         resumed = tuner.resume()
         summary = tuner.train()
         reporters.close()
@@ -233,6 +240,9 @@ def train(
             (out / TRAINING_ARGS_FILE).write_text(
                 json.dumps({"base_model": base_model, "model_type": model_type, **asdict(config)}, indent=2) + "\n"
             )
+            if range_test:
+                (out / LR_RANGE_TEST_FILE).write_text(json.dumps(range_test.to_dict(), indent=1) + "\n")
+                lr_range_test_png(range_test.learning_rates, range_test.losses, range_test.suggestion, out / LR_RANGE_TEST_PICTURE)
             if (work / "logs").is_dir():
                 shutil.copytree(work / "logs", out / "logs")
     distributed.close()
@@ -271,6 +281,14 @@ def training_split(data_dir: Path, teacher_uri: str, label_names: list[str]) -> 
         logits = teacher.logits(teacher.encode(texts), TEACHER_BATCH_SIZE)
     log.info("distillation: the teacher's logits took %.1f s", time.perf_counter() - started)
     return dataclasses.replace(split, teacher_logits=logits.astype(np.float32))
+
+
+def find_learning_rate(tuner: FineTuner, steps: int, asked: float) -> RangeTest:
+    range_test = lr_range_test(tuner, steps)
+    log.warning("--lr_finder_steps %d: training at the range test's suggestion %.2e, not --learning_rate %s (lowest loss at %.2e; %s)",
+                steps, range_test.suggestion, asked, range_test.lowest_loss_at, range_test.stopped_because)  # fmt: skip
+    tuner.use_learning_rate(range_test.suggestion)
+    return range_test
 
 
 def remove_checkpoints(checkpoint_uri: str) -> None:

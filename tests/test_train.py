@@ -157,7 +157,7 @@ TRAIN_DEFAULTS = {
     "metric_for_best": "macro_f1", "early_stopping_patience": 0, "early_stopping_min_delta": 0.0, "freeze_encoder_epochs": 0, "layerwise_lr_decay": 1.0,
     "class_weights": "none", "label_smoothing": 0.0, "distill_temperature": 4.0, "distill_alpha": 0.7, "compile": False, "compile_backend": "inductor", "num_workers": 0, "pin_memory": True,
     "group_by_length": True, "curriculum": "none", "curriculum_epochs": 1, "curriculum_start": 0.2, "curriculum_pacing": "root", "max_steps": 0, "checkpoint_every_steps": 0, "keep_checkpoints": 2, "logging_steps": 1,
-    "max_train_samples": 0,
+    "max_train_samples": 0, "lr_finder_steps": 0,
 }  # fmt: skip
 
 

@@ -28,6 +28,8 @@ MODEL_WEIGHTS_FILE = "model.safetensors"  # the name Hugging Face's save_pretrai
 HISTORY_FILE = "training_history.json"
 TRAIN_SUMMARY_FILE = "train_summary.json"
 TRAINING_ARGS_FILE = "training_args.json"
+LR_RANGE_TEST_FILE = "lr_range_test.json"
+LR_RANGE_TEST_PICTURE = "lr_range_test.png"
 # evaluate's folder
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.parquet"

@@ -166,3 +166,17 @@ def style(axes, title: str, ylabel: str, last_step: int, from_zero: bool = False
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=9, loc="best")
+
+
+def lr_range_test_png(learning_rates: list[float], losses: list[float], suggestion: float, path: Path) -> None:
+    """The range test's smoothed loss against the learning rate (log scale), with the suggestion marked."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(6, 4))
+    draw(axes, learning_rates, losses, "smoothed training loss")
+    axes.axvline(suggestion, color="tab:green", linestyle="--", label=f"suggested {suggestion:.2e}")
+    axes.set_xscale("log")
+    axes.set_xlabel("learning rate")
+    axes.set_ylabel("loss")
+    axes.set_title("learning-rate range test")
+    axes.legend()
+    save(figure, path)

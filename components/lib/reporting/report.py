@@ -13,6 +13,8 @@ CAPTIONS = {
     "confidence": "How sure the model was of the class it predicted: wrong predictions with high confidence deserve a look.",
     "training_curves": "Training: the loss (training loss is the mean over each logged interval), validation scores, "
     "the learning rate and validation F1 per class, by optimizer step.",
+    "lr_range_test": "The learning-rate range test before training: the smoothed loss as the rate grew; training used the "
+    "suggested rate, a tenth of where the loss was lowest.",
 }
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}

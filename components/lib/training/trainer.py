@@ -19,6 +19,7 @@ splitting a batch over k processes, computes the same update as one k-times-larg
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -90,6 +91,7 @@ class TrainConfig:
     keep_checkpoints: int
     logging_steps: int
     max_train_samples: int
+    lr_finder_steps: int
 
     def check(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "keep_checkpoints", "logging_steps")
@@ -106,6 +108,7 @@ class TrainConfig:
             "num_workers",
             "max_train_samples",
             "curriculum_epochs",
+            "lr_finder_steps",
         ):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name}: must not be negative, got {getattr(self, name)}")
@@ -245,13 +248,7 @@ class FineTuner:
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
-        self.optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, config.learning_rate, config.weight_decay, config.layerwise_lr_decay),
-            lr=config.learning_rate,
-            fused=True,  # one kernel over all parameters, on CPU as on GPU: a quarter of foreach's step time here
-        )
-        warmup = warmup_steps(self.total_steps, config.warmup_steps, config.warmup_ratio)
-        self.scheduler = build_scheduler(self.optimizer, config.scheduler, self.total_steps, warmup, config.num_cycles)
+        self.optimizer, self.scheduler = self.optimizer_and_schedule()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.loss_weights = self.class_weights().to(self.device) if config.class_weights == "balanced" else None
         self.progress = Progress()
@@ -263,6 +260,21 @@ class FineTuner:
         self.seconds_not_training = 0.0  # evaluation and checkpoints, left out of the training throughput
 
     # ----- setup -------------------------------------------------------------------------
+    def optimizer_and_schedule(self):
+        config = self.config
+        optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, config.learning_rate, config.weight_decay, config.layerwise_lr_decay),
+            lr=config.learning_rate,
+            fused=True,  # one kernel over all parameters, on CPU as on GPU: a quarter of foreach's step time here
+        )
+        warmup = warmup_steps(self.total_steps, config.warmup_steps, config.warmup_ratio)
+        return optimizer, build_scheduler(optimizer, config.scheduler, self.total_steps, warmup, config.num_cycles)
+
+    def use_learning_rate(self, learning_rate: float) -> None:
+        """Train at `learning_rate` instead of --learning_rate (the range test's suggestion)."""
+        self.config = dataclasses.replace(self.config, learning_rate=learning_rate)
+        self.optimizer, self.scheduler = self.optimizer_and_schedule()
+
     def class_weights(self) -> torch.Tensor:
         counts = np.bincount(self.train_split.labels, minlength=len(self.label_names)).astype(float)
         weights = np.divide(counts.sum(), len(counts) * counts, out=np.zeros_like(counts), where=counts > 0)
