@@ -25,7 +25,7 @@ PIPELINE ?= training
 export REGISTRY TAG
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep test compile lint golden-update pipeline-submit component-run images container-test bench clean
+.PHONY: help setup run sweep kfold test compile lint golden-update pipeline-submit component-run images container-test bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,26 +48,29 @@ test: setup ## compile, lint, golden YAML, submit stub, component dry-runs, then
 	$(PYTHON) -m pytest -q tests/test_golden.py tests/test_submit.py tests/test_component_run.py
 	$(PYTHON) -m pytest -q --ignore=tests/test_golden.py --ignore=tests/test_submit.py --ignore=tests/test_component_run.py $(ARGS)
 
-compile: setup ## compile the pipelines to build/pipeline.yaml and build/sweep.yaml
+compile: setup ## compile the pipelines to build/pipeline.yaml, build/sweep.yaml and build/kfold.yaml
 	$(PYTHON) -m pipelines.compile --config $(CONFIG) $(ARGS)
 
 lint: setup compile ## ruff, yamllint, structural checks of the compiled YAML, manifests schema check, hadolint
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
-	$(PYTHON) -m yamllint -c .yamllint.yaml build/pipeline.yaml build/sweep.yaml configs manifests
-	$(PYTHON) -m pipelines.lint build/pipeline.yaml build/sweep.yaml
+	$(PYTHON) -m yamllint -c .yamllint.yaml build/pipeline.yaml build/sweep.yaml build/kfold.yaml configs manifests
+	$(PYTHON) -m pipelines.lint build/pipeline.yaml build/sweep.yaml build/kfold.yaml
 	$(PYTHON) -m pipelines.manifests_check manifests
 	$(VENV)/bin/hadolint images/cpu.Dockerfile images/cuda.Dockerfile
 
 golden-update: setup ## refresh the golden compiled YAML in tests/golden/ after an intended change
 	env -u REGISTRY -u TAG $(PYTHON) -m pipelines.compile --config tests/golden/config.yaml --output tests/golden/pipeline.yaml
 
-pipeline-submit: setup compile ## compile, upload a pipeline version, submit a run (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN; PIPELINE=sweep; DRY_RUN=1; SCHEDULE="0 3 * * *")
-	$(PYTHON) -m pipelines.submit --config $(CONFIG) --pipeline $(PIPELINE) --package build/$(if $(filter sweep,$(PIPELINE)),sweep,pipeline).yaml \
+pipeline-submit: setup compile ## compile, upload a pipeline version, submit a run (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN; PIPELINE=sweep or kfold; DRY_RUN=1; SCHEDULE="0 3 * * *")
+	$(PYTHON) -m pipelines.submit --config $(CONFIG) --pipeline $(PIPELINE) --package build/$(if $(filter training,$(PIPELINE)),pipeline,$(PIPELINE)).yaml \
 		$(if $(DRY_RUN),--dry-run) $(if $(SCHEDULE),--schedule "$(SCHEDULE)") $(ARGS)
 
 sweep: setup ## run the hyperparameter sweep locally (the config's sweep section), best trial released
 	$(PYTHON) -m pipelines.local_run --config $(CONFIG) --pipeline sweep $(ARGS)
+
+kfold: setup ## K-fold cross-validation locally (the config's kfold section), with significance tests between configurations
+	$(PYTHON) -m pipelines.local_run --config $(CONFIG) --pipeline kfold $(ARGS)
 
 component-run: setup ## run one stage in its image: make component-run COMPONENT=train ARGS="--data_uri ..." [DRY_RUN=1] [IMAGE=...] [NETWORK=host]
 	$(PYTHON) -m pipelines.component_run --config $(CONFIG) --component "$(COMPONENT)" $(if $(DRY_RUN),--dry-run) \

@@ -30,6 +30,7 @@ from components.lib.data.contract import (
     require_output_of,
     split_file,
 )
+from components.lib.data.folds import check_fold_flags, write_fold
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
 from components.lib.modelling.sources import load_tokenizer, local_model_source, model_max_positions
@@ -45,6 +46,9 @@ def tokenize(
     base_model: str = "bundled://all-MiniLM-L6-v2",
     max_length: int = 256,
     batch_size: int = 4096,
+    num_folds: int = 0,
+    fold: int = 0,
+    fold_seed: int = 0,
     trust_remote_code: bool = False,
     executor_input: str = "",
 ) -> StageResult:
@@ -56,6 +60,9 @@ def tokenize(
       base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2.
       max_length: Longest token sequence kept; longer texts are truncated. Capped at the model's limit.
       batch_size: Rows tokenized per record batch; bounds memory.
+      num_folds: K-fold cross-validation: pool train and validation, cut them into this many stratified folds; 0: keep the splits.
+      fold: With num_folds: this fold (0..K-1) is the validation split, the others the train split; test is untouched.
+      fold_seed: Seed of the folds' shuffle.
       trust_remote_code: Allow code shipped with a hub model to run. Off unless you trust its author.
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
@@ -63,6 +70,7 @@ def tokenize(
         raise UserError(f"--max_length: must be at least 8, got {max_length}")
     if batch_size < 1:
         raise UserError(f"--batch_size: must be positive, got {batch_size}")
+    check_fold_flags(num_folds, fold)
     require_output_of("preprocess", data_uri, "--data_uri")
     with staged_input(data_uri) as (data_dir, data_manifest), local_model_source(base_model) as source:
         label_names = read_labels(data_dir)
@@ -74,9 +82,15 @@ def tokenize(
         if effective_length < max_length:
             log.warning("--max_length %d is above what %s takes; using %d, the model's limit", max_length, base_model, effective_length)
         encoder = prepare_encoder(tokenizer, effective_length)
-        lineage = {**data_manifest.get("lineage", {}), "base_model": base_model, "max_length": effective_length}
+        folds = {"folds": {"num_folds": num_folds, "fold": fold, "seed": fold_seed}} if num_folds else {}
+        lineage = {**data_manifest.get("lineage", {}), "base_model": base_model, "max_length": effective_length, **folds}
         with staged_output(output_uri, extra={"lineage": lineage}) as out:
             split_stats = {split: tokenize_split(data_dir, out, split, encoder, effective_length, batch_size) for split in SPLITS}
+            if num_folds:
+                for split, rows in write_fold(out, num_folds, fold, fold_seed).items():
+                    split_stats[split] = {"rows": rows, "fold": f"{fold} of {num_folds}"}
+                log.info("fold %d of %d: %d train rows, %d validation rows (the held-out fold)",
+                         fold, num_folds, split_stats["train"]["rows"], split_stats["validation"]["rows"])  # fmt: skip
             tokenizer.model_max_length = effective_length
             tokenizer.save_pretrained(out / TOKENIZER_DIR)
             shutil.copyfile(data_dir / LABELS_FILE, out / LABELS_FILE)
@@ -86,6 +100,7 @@ def tokenize(
                 "requested_max_length": max_length,
                 "labels": label_names,
                 "splits": split_stats,
+                **folds,
             }
             (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
     rows = {split: entry["rows"] for split, entry in split_stats.items()}

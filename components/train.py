@@ -229,6 +229,7 @@ def train(
             "base_model": base_model,
             "model_type": model_type,
             **({"teacher": teacher_uri} if teacher_uri else {}),
+            **({"trial": trial} if trial else {}),
             **({"run_id": run_id} if run_id else {}),
         }
         with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": metric_for_best}) as out:

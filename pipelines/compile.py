@@ -1,4 +1,4 @@
-"""`make compile`: write the pipelines' compiled IR YAML: build/pipeline.yaml and build/sweep.yaml.
+"""`make compile`: write the pipelines' compiled IR YAML: build/pipeline.yaml, build/sweep.yaml and build/kfold.yaml.
 
     python -m pipelines.compile --config configs/default.yaml [--output build/pipeline.yaml] [section.key=value ...]
 
@@ -20,7 +20,7 @@ from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.config import KubeflowSettings, load_config
 
 DEFAULT_OUTPUT = Path("build/pipeline.yaml")
-OUTPUT_NAMES = {"training": "pipeline.yaml", "sweep": "sweep.yaml"}
+OUTPUT_NAMES = {"training": "pipeline.yaml", "sweep": "sweep.yaml", "kfold": "kfold.yaml"}
 
 
 def with_image_environment(settings: KubeflowSettings) -> KubeflowSettings:
@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compile the pipeline to KFP IR YAML.")
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument(
-        "--output", default=str(DEFAULT_OUTPUT), help="the training pipeline's YAML; the sweep's goes beside it as sweep.yaml"
+        "--output",
+        default=str(DEFAULT_OUTPUT),
+        help="the training pipeline's YAML; sweep.yaml and kfold.yaml go beside it",
     )
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
     arguments = parser.parse_args(argv)

@@ -100,12 +100,22 @@ class SweepSettings:
 
 
 @dataclass
+class KfoldSettings:
+    """K-fold cross-validation (pipelines/kfold.py): named configurations, each trained on every fold."""
+
+    folds: int = 5
+    seed: int = 0
+    configurations: dict = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     parameters: dict[str, Any]
     kubeflow: KubeflowSettings
     submit: SubmitSettings
     local: LocalSettings
     sweep: SweepSettings
+    kfold: KfoldSettings
 
 
 # Parameters that name storage: a local path there is seen only by processes on this machine.
@@ -138,7 +148,7 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-SECTIONS = {"kubeflow": KubeflowSettings, "submit": SubmitSettings, "local": LocalSettings, "sweep": SweepSettings}
+SECTIONS = {"kubeflow": KubeflowSettings, "submit": SubmitSettings, "local": LocalSettings, "sweep": SweepSettings, "kfold": KfoldSettings}
 
 
 def pipeline_parameter_types() -> dict[str, Any]:

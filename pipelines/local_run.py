@@ -38,13 +38,13 @@ from pathlib import Path
 
 from components.lib import storage
 from components.lib.cli import configure_logging
-from components.lib.data.contract import DECISION_FILE, EXPORT_REPORT_FILE, METRICS_FILE, TUNING_RESULTS_FILE
+from components.lib.data.contract import DECISION_FILE, EXPORT_REPORT_FILE, KFOLD_RESULTS_FILE, METRICS_FILE, TUNING_RESULTS_FILE
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
 from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, describe_keys, load_config, require_parameters
+from pipelines.fan_out import with_items
 from pipelines.parameters import pipeline_parameters
-from pipelines.sweep import expand_sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNNERS = ("host", "docker")
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", default="configs/default.yaml", help="the run configuration (YAML)")
     parser.add_argument(
-        "--pipeline", choices=sorted(OUTPUT_NAMES), default="training", help="training, or sweep (the config's sweep section)"
+        "--pipeline", choices=sorted(OUTPUT_NAMES), default="training", help="training, sweep or kfold (the config's section of that name)"
     )
     parser.add_argument("--runner", choices=RUNNERS, default="host", help="host: tasks as subprocesses here; docker: each in its image")
     parser.add_argument("overrides", nargs="*", help="key=value to override a parameter, or section.key=value (listed below)")
@@ -98,15 +98,14 @@ def refuse_flags(unknown: list[str], argv: list[str]) -> None:
 
 def run(config: RunConfig, variant: str = "training", runner: str = "host") -> int:
     parameters = local_parameters(config.parameters)
-    if variant == "sweep":
-        parameters["sweep_configs"] = expand_sweep(config.sweep, parameters)
+    parameters = with_items(config, variant, parameters)
     compiled = compile_pipeline(config.kubeflow, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
     if runner == "docker":
         DockerMounts.share(parameters)
     run_dir = new_run_folder(Path(config.local.run_root).resolve())
     print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
     timings = execute(compiled, parameters, run_dir, runner)
-    return report(run_dir, timings, parameters)
+    return report(run_dir, timings, parameters, variant)
 
 
 def new_run_folder(run_root: Path) -> Path:
@@ -425,9 +424,9 @@ def resolve_named_task_outputs() -> None:
     io.IOStore.get_parent_input = get_parent_input
 
 
-def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
+def report(run_dir: Path, timings: dict[str, float], parameters: dict, variant: str = "training") -> int:
     """Print the end-of-run summary, and keep it in the run folder; 1 if the quality gate misbehaved."""
-    lines, problem = summary_lines(run_dir, timings, parameters)
+    lines, problem = kfold_summary_lines(run_dir, timings) if variant == "kfold" else summary_lines(run_dir, timings, parameters)
     saved = run_dir / SUMMARY_NAME
     saved.write_text("\n".join([*lines, *([f"error: {problem}"] if problem else [])]) + "\n")
     print("\n=== local run finished ===")
@@ -437,6 +436,23 @@ def report(run_dir: Path, timings: dict[str, float], parameters: dict) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def kfold_summary_lines(run_dir: Path, timings: dict[str, float]) -> tuple[list[str], str]:
+    """Each configuration's held-out and test macro-F1 over the folds, and the tests between the first two."""
+    results_file = run_dir / "kfold-report" / "kfold" / KFOLD_RESULTS_FILE
+    results = json.loads(results_file.read_text())
+    lines = ["stage wall time (s): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items())]
+    for name, entry in results["configurations"].items():
+        held_out, test = entry["held_out_macro_f1"], entry["test_macro_f1"]
+        lines.append(f"{name}: held-out macro-F1 {held_out['mean']:.4f} +- {held_out['std']:.4f} over {len(held_out['folds'])} folds,"
+                     f" test macro-F1 {test['mean']:.4f} +- {test['std']:.4f}")  # fmt: skip
+    comparison = results["comparison"]
+    if comparison:
+        tests = "; ".join(f"{test['test']} p = {test['p_value']:.4g}" for test in comparison["tests"] if test["p_value"] is not None)
+        lines.append(f"{comparison['first']} against {comparison['second']}: {tests}")
+    lines.append(f"results: {results_file}")
+    return lines, ""
 
 
 def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) -> tuple[list[str], str]:

@@ -16,7 +16,7 @@ from pipelines.stages import STAGES, stage_function
 
 FILLED_BY_THE_DAG = {
     "preprocess": {"output_uri"},
-    "tokenize": {"data_uri", "output_uri", "batch_size"},
+    "tokenize": {"data_uri", "output_uri", "batch_size", "num_folds", "fold", "fold_seed"},
     "train": {"data_uri", "output_uri", "checkpoint_uri", "run_id", "trial", "processes", "expected_gpus"},
     "evaluate": {"model_uri", "data_uri", "output_uri", "report_path", "batch_size"},
     "export": {"model_uri", "data_uri", "output_uri", "parity_rows", "min_argmax_agreement", "latency_runs", "batch_size"},

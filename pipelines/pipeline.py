@@ -28,6 +28,7 @@ from pipelines.stages import make_components
 
 PIPELINE_NAME = "textclf-training"
 SWEEP_PIPELINE_NAME = "textclf-sweep"
+KFOLD_PIPELINE_NAME = "textclf-kfold"
 IMAGE_USER_ID = 10001  # the non-root user of images/*.Dockerfile
 S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 ACTIVE_BUILD: contextvars.ContextVar = contextvars.ContextVar("active_build")
@@ -36,7 +37,7 @@ ACTIVE_BUILD: contextvars.ContextVar = contextvars.ContextVar("active_build")
 # The training flags a sweep may vary; every trial config carries all of them (see pipelines/sweep.py).
 SWEEPABLE = (
     "learning_rate", "batch_size", "epochs", "weight_decay", "warmup_ratio", "scheduler", "seed", "label_smoothing",
-    "layerwise_lr_decay", "class_weights", "grad_accum_steps", "freeze_encoder_epochs", "early_stopping_patience",
+    "layerwise_lr_decay", "class_weights", "grad_accum_steps", "freeze_encoder_epochs", "early_stopping_patience", "model_type",
 )  # fmt: skip
 
 
@@ -96,6 +97,21 @@ def wire_sweep(build: "PipelineBuild", given: dict) -> None:
     build.place_on_cpu([preprocess, tokenize, select, *released], given)
 
 
+def wire_kfold(build: "PipelineBuild", given: dict) -> None:
+    """Every (configuration, fold) item tokenized, trained and evaluated in parallel; one report of them all."""
+    ops = build.components
+    preprocess = ops["preprocess"](**arguments_for("preprocess", given))
+    with dsl.ParallelFor(given["kfold_configs"], parallelism=build.settings.sweep_parallelism, name="folds") as item:
+        tokenize = ops["tokenize"](data=preprocess.outputs["dataset"], num_folds=item.num_folds, fold=item.fold,
+                                   fold_seed=item.fold_seed, **arguments_for("tokenize", given))  # fmt: skip
+        train = train_task(build, given, tokenize, item.trial_id, {name: getattr(item, name) for name in SWEEPABLE})
+        evaluate = ops["evaluate"](
+            model=train.outputs["model"], tokenized=tokenize.outputs["tokenized"], batch_size=given["eval_batch_size"]
+        )
+    report = ops["kfold_report"](evaluation_uris=dsl.Collected(evaluate.outputs["evaluation_uri"]))
+    build.place_on_cpu([preprocess, tokenize, evaluate, report], given)
+
+
 class PipelineBuild:
     """The compile-time half: components for these images, and the Kubernetes placement of tasks."""
 
@@ -148,9 +164,10 @@ class PipelineBuild:
 def pipeline_function(variant: str):
     """The pipeline function KFP compiles: the derived parameters (pipelines/parameters.py), then wiring."""
     parameters, help_texts = pipeline_parameters()
-    if variant == "sweep":
-        parameters.insert(0, inspect.Parameter("sweep_configs", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=list))
-        help_texts = {"sweep_configs": "Trial configurations, expanded from the config's sweep section (pipelines/sweep.py).", **help_texts}
+    if variant in ITEM_PARAMETERS:
+        name, text = ITEM_PARAMETERS[variant]
+        parameters.insert(0, inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=list))
+        help_texts = {name: text, **help_texts}
     names = [parameter.name for parameter in parameters]
     name, summary, wire = PIPELINES[variant]
 
@@ -166,11 +183,17 @@ def pipeline_function(variant: str):
 PIPELINES = {
     "training": (PIPELINE_NAME, "Fine-tune, evaluate, export and register a transformer text classifier.", wire_training),
     "sweep": (SWEEP_PIPELINE_NAME, "Sweep training configurations in parallel; evaluate, export and register only the best.", wire_sweep),
+    "kfold": (KFOLD_PIPELINE_NAME, "K-fold cross-validation of named configurations, with significance tests between them.", wire_kfold),
+}
+# The list parameter of a variant that fans out: its name and help (the items come from the config's section of that name).
+ITEM_PARAMETERS = {
+    "sweep": ("sweep_configs", "Trial configurations, expanded from the config's sweep section (pipelines/sweep.py)."),
+    "kfold": ("kfold_configs", "One item per configuration and fold, expanded from the config's kfold section (pipelines/kfold.py)."),
 }
 
 
 def build_pipeline(settings: KubeflowSettings, variant: str = "training"):
-    """The compiled-to-be pipeline (`training` or `sweep`) for these compile-time settings."""
+    """The compiled-to-be pipeline (`training`, `sweep` or `kfold`) for these compile-time settings."""
     token = ACTIVE_BUILD.set(PipelineBuild(settings))
     try:
         return dsl.pipeline(name=PIPELINES[variant][0], pipeline_root=settings.pipeline_root)(pipeline_function(variant))

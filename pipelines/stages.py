@@ -67,6 +67,7 @@ INTERFACES = {
     "export": StageInterface(
         (reads("model_uri", "model", dsl.Model), reads("data_uri", "tokenized", dsl.Dataset), writes("output_uri", "onnx", dsl.Model))
     ),
+    "kfold_report": StageInterface((writes("report_uri", "kfold", dsl.Artifact),)),
     "select_best": StageInterface(
         (writes("tuning_uri", "tuning", dsl.Artifact),), {"best_value": float, "best_trial": int, "model_uri": str}
     ),

@@ -48,8 +48,9 @@ import yaml
 from components.lib import storage
 from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
+from pipelines.compile import OUTPUT_NAMES
 from pipelines.config import RunConfig, load_config, require_remote_storage
-from pipelines.sweep import expand_sweep
+from pipelines.fan_out import with_items
 
 TOKEN_FILES = ("/var/run/secrets/kubeflow/pipelines/token", "/var/run/secrets/kubernetes.io/serviceaccount/token")
 CONNECT_TIMEOUT_S = 5
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Submit the compiled pipeline to Kubeflow Pipelines.")
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--package", default="build/pipeline.yaml", help="compiled pipeline YAML (make compile)")
-    parser.add_argument("--pipeline", choices=["training", "sweep"], default="training", help="sweep: also send the config's trial configs")
+    parser.add_argument(
+        "--pipeline", choices=sorted(OUTPUT_NAMES), default="training", help="sweep, kfold: also send the items of that config section"
+    )
     parser.add_argument("--dry-run", action="store_true", help="send nothing; print what would be submitted")
     parser.add_argument("--schedule", default="", metavar="CRON", help='create a recurring run, e.g. "0 3 * * *" (daily at 03:00)')
     parser.add_argument("--max-concurrency", type=int, default=1, help="a recurring run's most runs at a time (1-10)")
@@ -176,8 +179,7 @@ def run_parameters(config: RunConfig, variant: str, uncached_because: str = "", 
     """The run's parameters, and whether preprocess may be cached: only with the fingerprint in its key."""
     parameters = dict(config.parameters)
     require_remote_storage(parameters, "cluster tasks cannot read it")
-    if variant == "sweep":
-        parameters["sweep_configs"] = expand_sweep(config.sweep, parameters)
+    parameters = with_items(config, variant, parameters)
     source = parameters.get("source_uri", "")
     if not source or source.startswith("hf://"):
         return parameters, True

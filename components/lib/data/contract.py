@@ -42,6 +42,9 @@ EXPORT_REPORT_FILE = "export_report.json"
 # register's decision, and select_best's ranking of a sweep's trials
 DECISION_FILE = "registration.json"
 TUNING_RESULTS_FILE = "tuning_results.json"
+# kfold_report's folder
+KFOLD_RESULTS_FILE = "kfold_results.json"
+KFOLD_PICTURE = "kfold_scores.png"
 
 CLEAN_SCHEMA = pa.schema(
     [

@@ -180,3 +180,17 @@ def lr_range_test_png(learning_rates: list[float], losses: list[float], suggesti
     axes.set_title("learning-rate range test")
     axes.legend()
     save(figure, path)
+
+
+def fold_scores_png(scores: dict[str, list[float]], path: Path) -> None:
+    """Each configuration's held-out macro-F1, one point per fold, with its mean as a bar."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(max(4, 1.6 * len(scores)), 4))
+    for position, values in enumerate(scores.values()):
+        axes.bar(position, np.mean(values), color="tab:blue", alpha=0.3, width=0.6)
+        axes.scatter(np.full(len(values), position) + np.linspace(-0.15, 0.15, len(values)), values, color="tab:blue", zorder=3)
+    axes.set_xticks(range(len(scores)), list(scores))
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("held-out fold macro-F1")
+    axes.set_title("K-fold cross-validation: one point per fold, the bar is the mean")
+    save(figure, path)

@@ -1,0 +1,47 @@
+"""Is one configuration really better than another? Two tests, from scipy.stats.
+
+- a paired t-test over the folds of a K-fold run (both configurations saw the same folds);
+- McNemar's test on one test split: only the rows where exactly one model is right count. Exact
+  (binomial) below 25 such rows, else the chi-square version with continuity correction
+  (Edwards 1948), as is usual.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+EXACT_BELOW = 25
+
+
+def paired_t_test(first: list[float], second: list[float]) -> dict:
+    """Two-sided paired t-test of first - second; n - 1 degrees of freedom."""
+    differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
+    if len(differences) < 2:
+        return {"test": "paired t-test", "folds": len(differences), "p_value": None, "note": "needs two folds or more"}
+    if np.all(differences == differences[0]):  # no spread: t is infinite, or undefined when every difference is 0
+        p_value = 1.0 if differences[0] == 0 else 0.0
+        statistic = 0.0 if differences[0] == 0 else math.copysign(math.inf, differences[0])
+    else:
+        result = stats.ttest_rel(first, second)
+        statistic, p_value = float(result.statistic), float(result.pvalue)
+    return {"test": "paired t-test", "folds": len(differences), "mean_difference": float(differences.mean()),
+            "t": statistic, "p_value": p_value}  # fmt: skip
+
+
+def mcnemar(gold: np.ndarray, first: np.ndarray, second: np.ndarray) -> dict:
+    """McNemar's test of two models' predictions on the same rows."""
+    first_right, second_right = first == gold, second == gold
+    only_first, only_second = int((first_right & ~second_right).sum()), int((~first_right & second_right).sum())
+    discordant = only_first + only_second
+    if discordant == 0:
+        p_value, version = 1.0, "exact binomial"
+    elif discordant < EXACT_BELOW:
+        p_value, version = float(stats.binomtest(only_first, discordant, 0.5).pvalue), "exact binomial"
+    else:
+        statistic = (abs(only_first - only_second) - 1) ** 2 / discordant
+        p_value, version = float(stats.chi2.sf(statistic, df=1)), "chi-square with continuity correction"
+    return {"test": f"McNemar ({version})", "rows": len(gold), "only_first_right": only_first, "only_second_right": only_second,
+            "p_value": p_value}  # fmt: skip

@@ -1,0 +1,29 @@
+"""The significance tests against values worked out by hand or from tables."""
+
+import math
+
+import numpy as np
+import pytest
+
+from components.lib.reporting.significance import mcnemar, paired_t_test
+
+
+def test_the_paired_t_test_matches_the_table():
+    """Differences 1, 2, 3, 4, 5: mean 3, sd sqrt(2.5), t = 3 / (sqrt(2.5) / sqrt(5)) = 4.243, 4 dof -> p = 0.0132."""
+    result = paired_t_test([2, 4, 6, 8, 10], [1, 2, 3, 4, 5])
+    assert result["t"] == pytest.approx(4.2426, abs=1e-4) and result["p_value"] == pytest.approx(0.01324, abs=1e-4)
+    assert paired_t_test([0.8, 0.7, 0.9], [0.8, 0.7, 0.9])["p_value"] == 1.0
+
+
+def test_mcnemar_is_exact_for_few_disagreements_and_chi_square_for_many():
+    gold = np.zeros(100, dtype=int)
+    first, second = gold.copy(), gold.copy()
+    second[:10] = 1  # only the first model is right on 10 rows
+    first[10:12] = 1  # only the second on 2
+    exact = mcnemar(gold, first, second)
+    assert exact["test"] == "McNemar (exact binomial)" and exact["p_value"] == pytest.approx(0.03857, abs=1e-5)
+    second[:30] = 1  # rows 10 and 11 now wrong for both: 28 against 0, (|28 - 0| - 1)^2 / 28 = 26.04, 1 dof
+    many = mcnemar(gold, first, second)
+    assert many["test"] == "McNemar (chi-square with continuity correction)"
+    assert many["p_value"] == pytest.approx(math.erfc(math.sqrt(27**2 / 28 / 2)), rel=1e-9) == pytest.approx(3.35e-7, rel=0.01)
+    assert mcnemar(gold, first, first)["p_value"] == 1.0
