@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from components.lib import storage
 from components.lib.cli import StageResult, run_stage
+from components.lib.data.augment import augment_train_split
 from components.lib.data.contract import CLEAN_SCHEMA, REJECTS_FILE, REJECTS_SCHEMA, SPLITS, STATS_FILE, split_file
 from components.lib.data.labels import LabelMapper, write_labels
 from components.lib.data.readers import Source, SourceBatch, encoding_hint, open_source, read_source
@@ -80,6 +81,8 @@ def preprocess(
     seed: int = 42,
     allow_missing_classes: bool = False,
     max_reject_share: float = 0.1,
+    augment_factor: int = 0,
+    augment_alpha: float = 0.1,
     expected_source_fingerprint: str = "",
     executor_input: str = "",
 ) -> StageResult:
@@ -103,12 +106,15 @@ def preprocess(
       seed: Seed of the stratified split.
       allow_missing_classes: Accept a validation or test split that lacks a class instead of failing.
       max_reject_share: Fail above this share of rejected rows, duplicates aside (1: never); 0.1 lets a few through, not a broken file.
+      augment_factor: EDA augmentation (Wei and Zou 2019) of the train split only: this many new versions of each row; 0: none.
+      augment_alpha: Share of a text's words each augmentation changes (synonyms from WordNet, insertions, swaps, deletions).
       expected_source_fingerprint: Fail if the source's content fingerprint differs (set by the pipeline; pins the cache key to the data).
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     check_ratios(validation_ratio, test_ratio)
     check_max_reject_share(max_reject_share)
     check_encoding(encoding)
+    check_augmentation(augment_factor, augment_alpha)
     mapper = LabelMapper.from_flags(label_names, rating_buckets)
     fingerprint = source_fingerprint(input_uri, expected_source_fingerprint)
     cleaning = Cleaning(encoding, mask_urls, mask_mentions, max_chars)
@@ -140,6 +146,10 @@ def preprocess(
         rejects.close()
         stats = build_stats(candidates, keep, splits, counts, rejects, label_names_found, lineage, use_sources)
         stats["label_rule"] = rule
+        if augment_factor:  # after the split, so no copy of a validation or test text is trained on
+            stats["augmentation"] = augment_train_split(out, augment_factor, augment_alpha, seed)
+            stats["splits"]["train"]["rows_augmented"] = stats["augmentation"]["rows_added"]
+            notes.append(augmentation_note(stats["augmentation"]))
         check_outcome(stats, label_names_found, input_uri, allow_missing_classes, carve, max_reject_share)
         if stats["rows_rejected"]:
             notes.append(rejects_note(stats, input_uri))
@@ -157,6 +167,19 @@ def preprocess(
             | {"labels": label_names_found, "source_fingerprint": fingerprint}
         },
     )
+
+
+def check_augmentation(factor: int, alpha: float) -> None:
+    if factor < 0:
+        raise UserError(f"--augment_factor: must not be negative, got {factor}")
+    if factor and not 0.0 < alpha <= 0.5:
+        raise UserError(f"--augment_alpha: must be in (0, 0.5], got {alpha}")
+
+
+def augmentation_note(augmentation: dict) -> str:
+    operations = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in augmentation["operations"].items())
+    return (f"augmented the train split (--augment_factor {augmentation['factor']}, --augment_alpha {augmentation['alpha']}):"
+            f" {augmentation['rows_added']} rows added to {augmentation['rows_before']}; {operations}")  # fmt: skip
 
 
 def check_ratios(validation_ratio: float, test_ratio: float) -> None:
