@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import gpu_train, inference_latency, memory_scaling, tokenize_speed, train_vs_trainer
+from benchmarks import gpu_train, inference_latency, memory_scaling, model_families, tokenize_speed, train_vs_trainer
 from benchmarks.common import DATASETS, REPO, markdown_table, run_json
 from benchmarks.train_vs_trainer import MAJORITY_MARGIN, OURS
 
@@ -27,6 +27,23 @@ RESULTS = REPO / "benchmarks" / "RESULTS.md"
 README = REPO / "README.md"
 README_START = "<!-- benchmark targets: written by benchmarks/run_all.py from benchmarks/RESULTS.md; do not edit by hand -->"
 README_END = "<!-- end of benchmark targets -->"
+
+
+# Each benchmark's key in results.json: its module and arguments (QUICK_ARGUMENTS replace them with --quick).
+BENCHMARKS = {
+    "train": ("benchmarks.train_vs_trainer",),
+    "tokenize": ("benchmarks.tokenize_speed", "--rows", "200000"),
+    "inference": ("benchmarks.inference_latency",),
+    "memory": ("benchmarks.memory_scaling", "--sizes", "100000,1000000"),
+    "gpu": ("benchmarks.gpu_train",),
+    "families": ("benchmarks.model_families",),
+}
+QUICK_ARGUMENTS = {
+    "train": ["--quick"],
+    "tokenize": ["--rows", "20000"],
+    "memory": ["--sizes", "10000,100000"],
+    "families": ["--cnn_epochs", "2"],
+}
 
 
 def targets(results: dict) -> list[list]:
@@ -120,21 +137,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, to check that the scripts run")
     parser.add_argument("--render", action="store_true", help="write RESULTS.md and README.md again from build/bench/results.json")
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run this benchmark alone; keep the others' figures from results.json")
     arguments = parser.parse_args()
     quick = arguments.quick
     saved = REPO / "build" / "bench" / ("results-quick.json" if quick else "results.json")
     saved.parent.mkdir(parents=True, exist_ok=True)
-    if arguments.render:
+    if arguments.render or arguments.only:
         results = json.loads(saved.read_text())
     else:
         results = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        for key, module, *args in (
-            ("train", "benchmarks.train_vs_trainer", *(["--quick"] if quick else [])),
-            ("tokenize", "benchmarks.tokenize_speed", "--rows", "20000" if quick else "200000"),
-            ("inference", "benchmarks.inference_latency"),
-            ("memory", "benchmarks.memory_scaling", "--sizes", "10000,100000" if quick else "100000,1000000"),
-            ("gpu", "benchmarks.gpu_train"),
-        ):
+    if not arguments.render:
+        for key in [arguments.only] if arguments.only else BENCHMARKS:
+            module, *args = BENCHMARKS[key]
+            if quick:
+                args = QUICK_ARGUMENTS.get(key, args)
             started = time.perf_counter()
             results[key] = run_json(module, *args)
             results.setdefault("wall_seconds", {})[key] = round(time.perf_counter() - started)
@@ -158,6 +174,12 @@ def main() -> int:
         "## 3. Inference: PyTorch eager, onnxruntime fp32, onnxruntime INT8\n\n" + inference_latency.markdown(results["inference"]),
         "## 4. Peak memory of preprocess and tokenize as the data grows\n\n" + memory_scaling.markdown(results["memory"]),
         "## 5. Training on a GPU (bf16)\n\n" + gpu_train.markdown(results["gpu"]),
+        "## 6. Model families: MiniLM, a CNN, distillation, augmentation\n\n"
+        + (
+            model_families.markdown(results["families"])
+            if "families" in results
+            else "Not run yet: `python -m benchmarks.run_all --only families`."
+        ),
     ]
     destination = REPO / "build" / "bench" / "RESULTS-quick.md" if quick else RESULTS
     destination.parent.mkdir(parents=True, exist_ok=True)
