@@ -15,9 +15,12 @@ import os
 import sys
 from pathlib import Path
 
+from kfp import compiler
+
 from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.config import KubeflowSettings, load_config
+from pipelines.pipeline import build_pipeline
 
 DEFAULT_OUTPUT = Path("build/pipeline.yaml")
 OUTPUT_NAMES = {"training": "pipeline.yaml", "sweep": "sweep.yaml", "kfold": "kfold.yaml"}
@@ -32,10 +35,6 @@ def with_image_environment(settings: KubeflowSettings) -> KubeflowSettings:
 
 
 def compile_pipeline(settings: KubeflowSettings, output: Path, variant: str = "training") -> Path:
-    from kfp import compiler
-
-    from pipelines.pipeline import build_pipeline
-
     settings = with_image_environment(settings)
     if settings.image_tag in ("", "latest"):
         raise UserError(f"image tag {settings.image_tag!r}: pin a version (TAG=0.1.0), never latest")

@@ -27,6 +27,7 @@ import yaml
 
 from components.lib import storage
 from components.lib.errors import UserError
+from pipelines.parameters import pipeline_parameters
 
 
 @dataclass
@@ -152,9 +153,7 @@ SECTIONS = {"kubeflow": KubeflowSettings, "submit": SubmitSettings, "local": Loc
 
 
 def pipeline_parameter_types() -> dict[str, Any]:
-    from pipelines.pipeline import pipeline_parameter_types as declared
-
-    return declared("training")
+    return {parameter.name: parameter.annotation for parameter in pipeline_parameters()[0]}
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
@@ -251,8 +250,6 @@ def build_section(path: str, section: str, defaults: Any, values: dict) -> Any:
 
 def require_parameters(parameters: dict) -> None:
     """Refuse, in one line, a config that leaves out a parameter with no default."""
-    from pipelines.parameters import pipeline_parameters
-
     declared, help_texts = pipeline_parameters()
     for parameter in declared:
         if parameter.default is inspect.Parameter.empty and parameter.name not in parameters:
@@ -265,8 +262,6 @@ def require_parameters(parameters: dict) -> None:
 def describe_keys(config_parameters: dict | None = None, config_path: str = "") -> str:
     """Every config key with its type, default and help text, as `--help` lists them; a value
     the config at `config_path` gives a parameter is shown beside the default."""
-    from pipelines.parameters import pipeline_parameters
-
     declared, help_texts = pipeline_parameters()
     lines = ["parameters (key=value): the stages' flags, with their help from the stages' docstrings"]
     for parameter in declared:

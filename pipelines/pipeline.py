@@ -199,7 +199,3 @@ def build_pipeline(settings: KubeflowSettings, variant: str = "training"):
         return dsl.pipeline(name=PIPELINES[variant][0], pipeline_root=settings.pipeline_root)(pipeline_function(variant))
     finally:
         ACTIVE_BUILD.reset(token)
-
-
-def pipeline_parameter_types(variant: str = "training") -> dict:
-    return {name: parameter.annotation for name, parameter in inspect.signature(pipeline_function(variant)).parameters.items()}
