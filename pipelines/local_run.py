@@ -40,6 +40,7 @@ from components.lib import storage
 from components.lib.cli import configure_logging
 from components.lib.data.contract import DECISION_FILE, EXPORT_REPORT_FILE, KFOLD_RESULTS_FILE, METRICS_FILE, TUNING_RESULTS_FILE
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
+from pipelines import gate
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
 from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, describe_keys, load_config, require_parameters
@@ -484,15 +485,16 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
     problem = ""
     decision_file = run_dir / "register" / "registration" / DECISION_FILE
     if not decision_file.exists():  # register did not run: the quality gate held it back, or should not have
-        minimum = gate_minimum(parameters)
-        if test["macro_f1"] >= minimum:
+        minimum = gate.minimum(parameters, pipeline_parameters()[0])
+        if test[gate.METRIC] >= minimum:
             problem = (
-                f"register did not run, yet test macro-F1 {test['macro_f1']:.4f} meets min_macro_f1 {minimum}:"
+                f"register did not run, yet test {gate.LABEL} {test[gate.METRIC]:.4f} meets {gate.PARAMETER} {minimum}:"
                 f" the quality gate did not evaluate as it should (run folder: {run_dir})"
             )
         else:
             lines.append(
-                f"not registered: test macro-F1 {test['macro_f1']:.4f} is below min_macro_f1 {minimum} (the pipeline's quality gate)"
+                f"not registered: test {gate.LABEL} {test[gate.METRIC]:.4f} is below {gate.PARAMETER} {minimum}"
+                " (the pipeline's quality gate)"
             )
     else:
         decision = json.loads(decision_file.read_text())
@@ -502,13 +504,6 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
             lines.append(f"not registered: {decision['refused']}")
     lines.append(f"run folder: {run_dir}")
     return lines, problem
-
-
-def gate_minimum(parameters: dict) -> float:
-    """The min_macro_f1 the run's gate compared with: the config's, else the pipeline's default."""
-    if "min_macro_f1" in parameters:
-        return float(parameters["min_macro_f1"])
-    return float(next(parameter.default for parameter in pipeline_parameters()[0] if parameter.name == "min_macro_f1"))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import inspect
 import docstring_parser
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
+from pipelines import gate
 from pipelines.stages import STAGES, stage_function
 
 FILLED_BY_THE_DAG = {
@@ -26,7 +27,7 @@ RENAMED = {
     ("preprocess", "input_uri"): "source_uri",
     ("preprocess", "expected_source_fingerprint"): "source_fingerprint",
     ("preprocess", "seed"): "split_seed",
-    ("register", "gate_min"): "min_macro_f1",
+    ("register", gate.REGISTER_FLAG): gate.PARAMETER,
 }
 CLUSTER_DEFAULTS = {"num_workers": 2, "checkpoint_every_steps": 200}
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}

@@ -14,7 +14,7 @@ On the cluster:
   train and register are not cached; every task retries with backoff;
 - checkpoints go to `<checkpoint_root>/<run id>`, outside the artifact graph, so a retried
   train task resumes from them;
-- register runs only if the test macro-F1 reaches `min_macro_f1`.
+- register runs only if the test macro-F1 reaches `min_macro_f1` (pipelines/gate.py).
 """
 
 import contextvars
@@ -22,6 +22,7 @@ import inspect
 
 from kfp import dsl, kubernetes
 
+from pipelines import gate
 from pipelines.config import KubeflowSettings
 from pipelines.parameters import arguments_for, docstring, pipeline_parameters
 from pipelines.stages import make_components
@@ -65,10 +66,10 @@ def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize
     evaluate = ops["evaluate"](model=model, tokenized=tokenize.outputs["tokenized"], batch_size=given["eval_batch_size"])
     export = ops["export"](model=model, tokenized=tokenize.outputs["tokenized"], **arguments_for("export", given))
     export.after(evaluate)
-    with dsl.If(evaluate.outputs["macro_f1"] >= given["min_macro_f1"], name="quality-gate"):
+    with dsl.If(evaluate.outputs[gate.METRIC] >= given[gate.PARAMETER], name="quality-gate"):
         register = ops["register"](
             onnx=export.outputs["onnx"], evaluation_uri=evaluate.outputs["evaluation_uri"], model_uri=model_uri,
-            data_uri=tokenize.outputs["tokenized_uri"], gate_metric="macro_f1", **arguments_for("register", given),
+            data_uri=tokenize.outputs["tokenized_uri"], gate_metric=gate.METRIC, **arguments_for("register", given),
         )  # fmt: skip
     register.set_caching_options(enable_caching=build.settings.cache_register)
     for task in after:

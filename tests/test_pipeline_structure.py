@@ -256,3 +256,15 @@ def test_register_takes_only_the_onnx_export_as_an_artifact(compiled):
     register = spec["components"]["comp-register"]["inputDefinitions"]
     assert set(register["artifacts"]) == {"onnx"}
     assert {"model_uri", "evaluation_uri", "data_uri"} <= set(register["parameters"])
+
+
+def test_the_gate_is_declared_once(tmp_path, monkeypatch):
+    """Changing pipelines/gate.py changes the DAG's condition and the metric register is told to check, together."""
+    from pipelines import gate
+
+    monkeypatch.setattr(gate, "METRIC", "accuracy")
+    spec = next(yaml.safe_load_all(compile_pipeline(KubeflowSettings(), tmp_path / "pipeline.yaml").read_text()))
+    condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
+    assert "evaluate-accuracy" in condition and "evaluate-macro_f1" not in condition and gate.PARAMETER in condition
+    register = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register"]
+    assert register["inputs"]["parameters"]["gate_metric"]["runtimeValue"]["constant"] == "accuracy"
