@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,8 @@ from components.lib.training import checkpoint
 from components.lib.training.distributed import Distributed
 from components.lib.training.lr_finder import RangeTest, lr_range_test
 from components.lib.training.reporters import Reporters, parse_report_to
-from components.lib.training.trainer import FineTuner, TrainConfig, sample_training_rows, seed_everything
+from components.lib.training.settings import TrainConfig, takes_settings
+from components.lib.training.trainer import FineTuner, sample_training_rows, seed_everything
 
 log = logging.getLogger("components.train")
 TEACHER_BATCH_SIZE = 64
@@ -69,118 +70,39 @@ def train(
     data_uri: str,
     output_uri: str,
     base_model: str = "bundled://all-MiniLM-L6-v2",
-    model_type: str = "transformer",
-    cnn_pretrained_embeddings: bool = False,
     checkpoint_uri: str = "",
     run_id: str = "",
     trial: str = "",
-    epochs: int = 4,
-    batch_size: int = 16,
-    eval_batch_size: int = 64,
-    learning_rate: float = 1e-4,
-    weight_decay: float = 0.01,
-    scheduler: str = "linear",
-    warmup_steps: int = 0,
-    warmup_ratio: float = 0.1,
-    num_cycles: float = 0.0,
-    max_grad_norm: float = 1.0,
-    grad_accum_steps: int = 1,
-    precision: str = "auto",
-    seed: int = 42,
-    eval_every_steps: int = 0,
-    metric_for_best: str = "macro_f1",
-    early_stopping_patience: int = 0,
-    early_stopping_min_delta: float = 0.0,
-    freeze_encoder_epochs: int = 0,
-    layerwise_lr_decay: float = 1.0,
-    class_weights: str = "balanced",
-    label_smoothing: float = 0.0,
-    teacher_uri: str = "",
-    distill_temperature: float = 4.0,
-    distill_alpha: float = 0.7,
-    compile: bool = False,
-    compile_backend: str = "inductor",
-    num_workers: int = 0,
-    pin_memory: bool = True,
-    group_by_length: bool = True,
-    curriculum: str = "none",
-    curriculum_epochs: int = 1,
-    curriculum_start: float = 0.2,
-    curriculum_pacing: str = "root",
-    max_steps: int = 0,
-    checkpoint_every_steps: int = 0,
-    keep_checkpoints: int = 2,
     keep_checkpoints_after_training: bool = False,
-    logging_steps: int = 10,
-    max_train_samples: int = 0,
-    lr_finder_steps: int = 0,
     report_to: str = "tensorboard",
     processes: int = 1,
     expected_gpus: str = "",
     trust_remote_code: bool = False,
     executor_input: str = "",
+    **settings,
 ) -> StageResult | None:
     """Train a classifier of the chosen family on the base model's token ids; keep the best weights.
+
+    The training settings (model_type, epochs, learning_rate, ...) are declared once, in
+    components/lib/training/settings.py; `takes_settings` (at the end of this file) makes them its flags.
 
     Args:
       data_uri: Folder (local or s3://) written by tokenize.
       output_uri: Folder (local or s3://) for the fine-tuned model.
       base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2; as given to tokenize.
-      model_type: transformer (fine-tune the base model) or cnn (a Kim-style CNN over the base model's token ids; try --learning_rate 1e-3).
-      cnn_pretrained_embeddings: cnn: start from the base model's input embeddings instead of random 128-wide ones.
       checkpoint_uri: Run-stable folder (local or s3://) for checkpoints; a restart with the same URI resumes. Empty: none.
       run_id: Sub-folder of checkpoint_uri for this run; Kubeflow passes its run id, so a retried task finds its checkpoints.
       trial: Sub-folder of run_id for one trial of a sweep; empty outside sweeps.
-      epochs: Passes over the training split.
-      batch_size: Rows per batch on each device (the global batch is this times the number of processes).
-      eval_batch_size: Rows per batch when evaluating.
-      learning_rate: Peak learning rate of AdamW (reached after warmup); 1e-4 suits small encoders (MiniLM); try 2e-5 to 5e-5 for BERT-base.
-      weight_decay: AdamW weight decay; biases and LayerNorm weights get none.
-      scheduler: Learning-rate schedule: linear, cosine, cosine_with_restarts or constant_with_warmup.
-      warmup_steps: Warmup length in optimizer steps; above 0 it overrides warmup_ratio.
-      warmup_ratio: Warmup length as a share of all optimizer steps.
-      num_cycles: cosine: waves over the run (0 = 0.5, a half wave); cosine_with_restarts: restarts (0 = 1).
-      max_grad_norm: Clip the gradient norm to this; 0 turns clipping off.
-      grad_accum_steps: Micro-batches accumulated per optimizer step.
-      precision: auto (bf16 on GPUs that have it, else fp16 with loss scaling; fp32 on CPU), fp32, bf16 or fp16.
-      seed: Seed of the data order, the head's initialisation and dropout.
-      eval_every_steps: Evaluate on validation every N optimizer steps; 0 = at the end of each epoch.
-      metric_for_best: Validation metric that picks the best weights and drives early stopping: macro_f1, accuracy, weighted_f1, loss, ...
-      early_stopping_patience: Stop after this many evaluations without improvement; 0 = never.
-      early_stopping_min_delta: Smallest change of the metric that counts as an improvement.
-      freeze_encoder_epochs: Train only the classification head for the first N epochs.
-      layerwise_lr_decay: Multiply the learning rate by this for each layer further from the head (1 = off).
-      class_weights: balanced (inversely proportional to class frequency in train; macro-F1 weighs every class alike), or none.
-      label_smoothing: Label smoothing of the cross-entropy loss, in [0, 1).
-      teacher_uri: Distil from this model: train's or export's output, or a registered version's folder (local or s3://); empty: none.
-      distill_temperature: Softens the teacher's and the student's logits in the distillation loss.
-      distill_alpha: Weight of the teacher's soft targets in the loss; 1 - alpha weighs the gold labels.
-      compile: Compile the model with torch.compile.
-      compile_backend: torch.compile backend (inductor; eager and aot_eager are for debugging).
-      num_workers: DataLoader worker processes that pad batches in parallel; 0 pads in the training process.
-      pin_memory: Pin batches in page-locked memory for faster copies to the GPU (ignored on CPU).
-      group_by_length: Batch rows of similar length together (less padding); the order stays seeded.
-      curriculum: length: short texts first, the pool widening to all rows over --curriculum_epochs (Platanios et al. 2019); none: off.
-      curriculum_epochs: Epochs over which the curriculum's pool grows to every row; plain epochs follow.
-      curriculum_start: Share of the rows (the shortest) in the pool at the first step, in (0, 1].
-      curriculum_pacing: How the pool grows: root (fast at first, as in the paper) or linear.
-      max_steps: Stop after this many optimizer steps; 0 = run all epochs.
-      checkpoint_every_steps: Checkpoint every N optimizer steps (needs checkpoint_uri); SIGTERM always checkpoints.
-      keep_checkpoints: How many step checkpoints to keep.
       keep_checkpoints_after_training: Keep the checkpoints once the model is committed; by default they are removed (used only to resume).
-      logging_steps: Log the training loss (the mean over the last N steps) every N optimizer steps.
-      lr_finder_steps: Run a learning-rate range test of this many steps first (Smith 2017) and train at its suggestion; 0: off.
-      max_train_samples: Train on this many rows of the training split (a sample drawn with --seed), for smoke tests; 0 = all.
       report_to: Comma-separated reporters: tensorboard, mlflow, wandb, or none.
       processes: Training processes on this node, one per GPU, under torchrun (DDP); 0 = one per visible GPU; 1 = plain.
       expected_gpus: GPUs this task asked the cluster for; fewer visible ones stop the stage at once. Empty: no check.
       trust_remote_code: Allow code shipped with a hub model to run. Off unless you trust its author.
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
-    flags = locals()
-    config = TrainConfig(**{field.name: flags[field.name] for field in fields(TrainConfig)})
+    config = TrainConfig(**settings)
     config.check()
-    model_family = family(model_type)
+    model_family = family(config.model_type)
     require_output_of("tokenize", data_uri, "--data_uri")
     reporters_wanted = parse_report_to(report_to)
     check_visible_gpus(expected_gpus)
@@ -195,10 +117,10 @@ def train(
     ):
         label_names = read_labels(data_dir)
         tokenizer = load_tokenizer(str(data_dir / TOKENIZER_DIR), str(data_dir / TOKENIZER_DIR))
-        seed_everything(seed)
-        request = ModelRequest(base_model, source, label_names, len(tokenizer), trust_remote_code, cnn_pretrained_embeddings)
+        seed_everything(config.seed)
+        request = ModelRequest(base_model, source, label_names, len(tokenizer), trust_remote_code, config.cnn_pretrained_embeddings)
         model = model_family.create(request)
-        flags_to_match = {**config.resume_relevant(), "world_size": distributed.world_size, "teacher_uri": teacher_uri}
+        flags_to_match = {**config.resume_relevant(), "world_size": distributed.world_size}
         identity = checkpoint.identity(model, label_names, base_model, flags_to_match)
         work = Path(scratch)
         reporters = Reporters(reporters_wanted if distributed.is_main else [], work / "logs", asdict(config))
@@ -206,7 +128,7 @@ def train(
             config,
             model,
             label_names,
-            sample_training_rows(training_split(data_dir, teacher_uri, label_names), max_train_samples, seed),
+            sample_training_rows(training_split(data_dir, config.teacher_uri, label_names), config.max_train_samples, config.seed),
             TokenizedSplit.load(data_dir, "validation"),
             tokenizer.pad_token_id or 0,
             work,
@@ -215,7 +137,7 @@ def train(
             reporters,
             distributed,
         )
-        range_test = find_learning_rate(tuner, lr_finder_steps, learning_rate) if lr_finder_steps else None
+        range_test = find_learning_rate(tuner, config.lr_finder_steps, config.learning_rate) if config.lr_finder_steps else None
         resumed = tuner.resume()
         summary = tuner.train()
         reporters.close()
@@ -227,20 +149,18 @@ def train(
         lineage = {
             **data_manifest.get("lineage", {}),
             "base_model": base_model,
-            "model_type": model_type,
-            **({"teacher": teacher_uri} if teacher_uri else {}),
+            "model_type": config.model_type,
+            **({"teacher": config.teacher_uri} if config.teacher_uri else {}),
             **({"trial": trial} if trial else {}),
             **({"run_id": run_id} if run_id else {}),
         }
-        with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": metric_for_best}) as out:
+        with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": config.metric_for_best}) as out:
             model.save(out)
             shutil.copytree(data_dir / TOKENIZER_DIR, out, dirs_exist_ok=True)
             shutil.copyfile(data_dir / LABELS_FILE, out / LABELS_FILE)
             (out / HISTORY_FILE).write_text(json.dumps(tuner.progress.history, indent=1) + "\n")
             (out / TRAIN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-            (out / TRAINING_ARGS_FILE).write_text(
-                json.dumps({"base_model": base_model, "model_type": model_type, **asdict(config)}, indent=2) + "\n"
-            )
+            (out / TRAINING_ARGS_FILE).write_text(json.dumps({"base_model": base_model, **asdict(config)}, indent=2) + "\n")
             if range_test:
                 (out / LR_RANGE_TEST_FILE).write_text(json.dumps(range_test.to_dict(), indent=1) + "\n")
                 lr_range_test_png(range_test.learning_rates, range_test.losses, range_test.suggestion, out / LR_RANGE_TEST_PICTURE)
@@ -249,7 +169,7 @@ def train(
     distributed.close()
     if checkpoint_uri and not keep_checkpoints_after_training:
         remove_checkpoints(checkpoint_uri)
-    best_summary = {"metric": metric_for_best, "value": summary["best"]["value"], "step": summary["best"]["step"]}
+    best_summary = {"metric": config.metric_for_best, "value": summary["best"]["value"], "step": summary["best"]["step"]}
     return StageResult(
         summary={
             "stage": "train",
@@ -259,7 +179,7 @@ def train(
             "samples_per_second": summary["training_samples_per_second"],
         },
         artifact_metadata={
-            "model": {"base_model": base_model, "model_type": model_type, "best_validation": best_summary, "labels": label_names}
+            "model": {"base_model": base_model, "model_type": config.model_type, "best_validation": best_summary, "labels": label_names}
         },
         parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},
         artifact_uri_parameters={"model_uri": "model"},
@@ -347,6 +267,8 @@ def relaunch_under_torchrun(processes: int) -> None:
     ]
     os.execv(sys.executable, command)  # noqa: S606 - replaces this process with torchrun; argv is our own
 
+
+takes_settings(train)
 
 if __name__ == "__main__":
     run_stage(train)

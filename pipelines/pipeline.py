@@ -22,6 +22,7 @@ import inspect
 
 from kfp import dsl, kubernetes
 
+from components.lib.training.settings import SWEEPABLE
 from pipelines import gate
 from pipelines.config import KubeflowSettings
 from pipelines.parameters import arguments_for, docstring, pipeline_parameters
@@ -33,13 +34,6 @@ KFOLD_PIPELINE_NAME = "textclf-kfold"
 IMAGE_USER_ID = 10001  # the non-root user of images/*.Dockerfile
 S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 ACTIVE_BUILD: contextvars.ContextVar = contextvars.ContextVar("active_build")
-
-
-# The training flags a sweep may vary; every trial config carries all of them (see pipelines/sweep.py).
-SWEEPABLE = (
-    "learning_rate", "batch_size", "epochs", "weight_decay", "warmup_ratio", "scheduler", "seed", "label_smoothing",
-    "layerwise_lr_decay", "class_weights", "grad_accum_steps", "freeze_encoder_epochs", "early_stopping_patience", "model_type",
-)  # fmt: skip
 
 
 def wire_data(build: "PipelineBuild", given: dict):

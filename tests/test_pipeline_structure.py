@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
-from components.lib.training.trainer import TrainConfig
+from components.lib.training.settings import TrainConfig
 from pipelines import lint
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.config import KubeflowSettings

@@ -15,7 +15,8 @@ from components.lib.training import checkpoint
 from components.lib.training.distributed import Distributed
 from components.lib.training.optim import parameter_groups
 from components.lib.training.reporters import Reporters
-from components.lib.training.trainer import FineTuner, TrainConfig
+from components.lib.training.settings import SETTINGS, TrainConfig
+from components.lib.training.trainer import FineTuner
 from components.train import train
 from tests.conftest import train_flags
 
@@ -151,14 +152,12 @@ def make_tuner(prepared_data, tiny_model, tmp_path, **overrides) -> FineTuner:
                      0, tmp_path, "", {}, Reporters([], tmp_path, {}), Distributed())  # fmt: skip
 
 
+# The settings' own defaults, made fast and deterministic for the tiny model.
 TRAIN_DEFAULTS = {
-    "epochs": 1, "batch_size": 8, "eval_batch_size": 64, "learning_rate": 1e-3, "weight_decay": 0.01, "scheduler": "linear", "warmup_steps": 0,
-    "warmup_ratio": 0.0, "num_cycles": 0.0, "max_grad_norm": 1.0, "grad_accum_steps": 1, "precision": "fp32", "seed": 1, "eval_every_steps": 0,
-    "metric_for_best": "macro_f1", "early_stopping_patience": 0, "early_stopping_min_delta": 0.0, "freeze_encoder_epochs": 0, "layerwise_lr_decay": 1.0,
-    "class_weights": "none", "label_smoothing": 0.0, "distill_temperature": 4.0, "distill_alpha": 0.7, "compile": False, "compile_backend": "inductor", "num_workers": 0, "pin_memory": True,
-    "group_by_length": True, "curriculum": "none", "curriculum_epochs": 1, "curriculum_start": 0.2, "curriculum_pacing": "root", "max_steps": 0, "checkpoint_every_steps": 0, "keep_checkpoints": 2, "logging_steps": 1,
-    "max_train_samples": 0, "lr_finder_steps": 0,
-}  # fmt: skip
+    **{spec.name: spec.default for spec in SETTINGS},
+    **{"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.0, "precision": "fp32", "seed": 1},
+    **{"class_weights": "none", "logging_steps": 1},
+}
 
 
 def test_no_weight_decay_on_biases_and_layer_norms_and_layerwise_lr_decay(prepared_data, tiny_model, tmp_path):
@@ -400,3 +399,26 @@ def test_a_sweep_trial_checkpoints_under_its_run_and_trial(prepared_data, tiny_m
     train(data_uri=str(tokens), output_uri=str(tmp_path / "model"), base_model=str(tiny_model), checkpoint_uri=str(tmp_path / "ckpt"),
           run_id="run-2", trial="trial-0", checkpoint_every_steps=5, keep_checkpoints_after_training=True, **train_flags(epochs=1))  # fmt: skip
     assert list((tmp_path / "ckpt" / "run-2" / "trial-0").glob("step-*/MANIFEST.json"))
+
+
+def test_each_setting_is_declared_once_and_reaches_the_flags_the_help_and_the_pipeline():
+    """components/lib/training/settings.py is the one table: train's signature, its --help, TrainConfig,
+    the pipeline parameters, the sweep and the model card all come from it."""
+    import inspect
+
+    import docstring_parser
+
+    from components.lib.reporting.model_card import ON_MODEL_CARD
+    from pipelines.parameters import pipeline_parameters
+    from pipelines.pipeline import SWEEPABLE
+
+    signature = inspect.signature(train).parameters
+    described = {item.arg_name: item.description for item in docstring_parser.parse(train.__doc__).params}
+    parameters = {parameter.name: parameter for parameter in pipeline_parameters()[0]}
+    for spec in SETTINGS:
+        assert signature[spec.name].default == spec.default and described[spec.name] == spec.metadata["help"], spec.name
+        assert inspect.get_annotations(train, eval_str=True)[spec.name] in (int, float, str, bool), spec.name
+        assert spec.name in parameters, spec.name
+    assert set(SWEEPABLE) == {spec.name for spec in SETTINGS if spec.metadata["sweepable"]}
+    assert set(ON_MODEL_CARD) == {spec.name for spec in SETTINGS if spec.metadata["card"]}
+    assert list(signature)[-1] == "executor_input"

@@ -18,27 +18,7 @@ from components.lib.data.textclean import (
     WHITESPACE_PATTERN,
     TextCleaning,
 )
-
-SHOWN_TRAINING_FLAGS = (
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "scheduler",
-    "warmup_ratio",
-    "warmup_steps",
-    "max_grad_norm",
-    "grad_accum_steps",
-    "precision",
-    "seed",
-    "metric_for_best",
-    "early_stopping_patience",
-    "layerwise_lr_decay",
-    "class_weights",
-    "label_smoothing",
-    "freeze_encoder_epochs",
-    "group_by_length",
-)
+from components.lib.training.settings import ON_MODEL_CARD
 
 
 def build_model_card(
@@ -54,7 +34,7 @@ def build_model_card(
     code_version: dict,
 ) -> str:
     test, baseline = metrics["test"], metrics["baseline_majority_class"]
-    flags = "\n".join(f"| {key} | {training[key]} |" for key in SHOWN_TRAINING_FLAGS if key in training)
+    flags = "\n".join(f"| {key} | {training[key]} |" for key in ON_MODEL_CARD if key in training)
     per_class = "\n".join(
         f"| {label} | {entry['precision']:.3f} | {entry['recall']:.3f} | {entry['f1']:.3f} | {entry['support']} |"
         for label, entry in test["per_class"].items()

@@ -34,124 +34,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from components.lib.data.batching import PACINGS, TokenizedSplit, curriculum_epoch, plan_epoch, shard
+from components.lib.data.batching import TokenizedSplit, curriculum_epoch, plan_epoch, shard
 from components.lib.errors import UserError
 from components.lib.modelling.classifier import TextClassifierModel
 from components.lib.modelling.inference import mean_cross_entropy, predict_logits
-from components.lib.reporting.metrics import HIGHER_IS_BETTER, classification_metrics, headline, is_improvement
+from components.lib.reporting.metrics import classification_metrics, headline, is_improvement
 from components.lib.training import checkpoint
 from components.lib.training.distributed import Distributed
 from components.lib.training.optim import build_scheduler, parameter_groups, warmup_steps
 from components.lib.training.reporters import Reporters
+from components.lib.training.settings import TrainConfig
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-CURRICULA = ("none", "length")
 SIGTERM_EXIT_CODE = 143
 log = logging.getLogger("components.train")
-
-
-@dataclass
-class TrainConfig:
-    """The training flags of `components/train.py`, whose signature holds their defaults and help."""
-
-    epochs: int
-    batch_size: int
-    eval_batch_size: int
-    learning_rate: float
-    weight_decay: float
-    scheduler: str
-    warmup_steps: int
-    warmup_ratio: float
-    num_cycles: float
-    max_grad_norm: float
-    grad_accum_steps: int
-    precision: str
-    seed: int
-    eval_every_steps: int
-    metric_for_best: str
-    early_stopping_patience: int
-    early_stopping_min_delta: float
-    freeze_encoder_epochs: int
-    layerwise_lr_decay: float
-    class_weights: str
-    label_smoothing: float
-    distill_temperature: float
-    distill_alpha: float
-    compile: bool
-    compile_backend: str
-    num_workers: int
-    pin_memory: bool
-    group_by_length: bool
-    curriculum: str
-    curriculum_epochs: int
-    curriculum_start: float
-    curriculum_pacing: str
-    max_steps: int
-    checkpoint_every_steps: int
-    keep_checkpoints: int
-    logging_steps: int
-    max_train_samples: int
-    lr_finder_steps: int
-
-    def check(self) -> None:
-        positive = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "keep_checkpoints", "logging_steps")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name}: must be at least 1, got {getattr(self, name)}")
-        for name in (
-            "max_steps",
-            "eval_every_steps",
-            "checkpoint_every_steps",
-            "warmup_steps",
-            "early_stopping_patience",
-            "freeze_encoder_epochs",
-            "num_workers",
-            "max_train_samples",
-            "curriculum_epochs",
-            "lr_finder_steps",
-        ):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name}: must not be negative, got {getattr(self, name)}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"--precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.metric_for_best not in HIGHER_IS_BETTER:
-            raise UserError(f"--metric_for_best: {self.metric_for_best!r} is not one of {', '.join(HIGHER_IS_BETTER)}")
-        if self.class_weights not in ("none", "balanced"):
-            raise UserError(f"--class_weights: {self.class_weights!r} is not none or balanced")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise UserError(f"--label_smoothing: must be in [0, 1), got {self.label_smoothing}")
-        if not 0.0 < self.layerwise_lr_decay <= 1.0:
-            raise UserError(f"--layerwise_lr_decay: must be in (0, 1], got {self.layerwise_lr_decay}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise UserError(f"--warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-        if self.curriculum not in CURRICULA:
-            raise UserError(f"--curriculum: {self.curriculum!r} is not one of {', '.join(CURRICULA)}")
-        if self.curriculum_pacing not in PACINGS:
-            raise UserError(f"--curriculum_pacing: {self.curriculum_pacing!r} is not one of {', '.join(PACINGS)}")
-        if not 0.0 < self.curriculum_start <= 1.0:
-            raise UserError(f"--curriculum_start: must be in (0, 1], got {self.curriculum_start}")
-        if self.distill_temperature <= 0:
-            raise UserError(f"--distill_temperature: must be positive, got {self.distill_temperature}")
-        if not 0.0 <= self.distill_alpha <= 1.0:
-            raise UserError(f"--distill_alpha: must be in [0, 1], got {self.distill_alpha}")
-        if self.learning_rate <= 0:
-            raise UserError(f"--learning_rate: must be positive, got {self.learning_rate}")
-
-    def resume_relevant(self) -> dict[str, Any]:
-        """The flags a checkpoint must share with the run that resumes it."""
-        settled = asdict(self)
-        for name in (
-            "eval_batch_size",
-            "num_workers",
-            "pin_memory",
-            "checkpoint_every_steps",
-            "keep_checkpoints",
-            "logging_steps",
-            "compile",
-            "compile_backend",
-        ):
-            settled.pop(name)
-        return settled
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
