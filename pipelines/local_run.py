@@ -43,8 +43,8 @@ from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserE
 from pipelines import gate
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
-from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, describe_keys, load_config, require_parameters
-from pipelines.fan_out import with_items
+from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, describe_keys, load_config
+from pipelines.fan_out import resolved_parameters
 from pipelines.parameters import pipeline_parameters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -98,8 +98,7 @@ def refuse_flags(unknown: list[str], argv: list[str]) -> None:
 
 
 def run(config: RunConfig, variant: str = "training", runner: str = "host") -> int:
-    parameters = local_parameters(config.parameters)
-    parameters = with_items(config, variant, parameters)
+    parameters = local_parameters(resolved_parameters(config, variant))
     compiled = compile_pipeline(config.kubeflow, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
     if runner == "docker":
         DockerMounts.share(parameters)
@@ -123,7 +122,6 @@ def new_run_folder(run_root: Path) -> Path:
 
 def local_parameters(parameters: dict) -> dict:
     """Make local paths absolute and fingerprint the source, as pipeline-submit does."""
-    require_parameters(parameters)
     resolved = dict(parameters)
     for name in STORAGE_PARAMETERS:
         value = resolved.get(name, "")

@@ -50,7 +50,7 @@ from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.compile import OUTPUT_NAMES
 from pipelines.config import RunConfig, load_config, require_remote_storage
-from pipelines.fan_out import with_items
+from pipelines.fan_out import resolved_parameters
 
 TOKEN_FILES = ("/var/run/secrets/kubeflow/pipelines/token", "/var/run/secrets/kubernetes.io/serviceaccount/token")
 CONNECT_TIMEOUT_S = 5
@@ -177,9 +177,8 @@ def find_token() -> str | None:
 
 def run_parameters(config: RunConfig, variant: str, uncached_because: str = "", dry_run: bool = False) -> tuple[dict, bool]:
     """The run's parameters, and whether preprocess may be cached: only with the fingerprint in its key."""
-    parameters = dict(config.parameters)
+    parameters = resolved_parameters(config, variant)
     require_remote_storage(parameters, "cluster tasks cannot read it")
-    parameters = with_items(config, variant, parameters)
     source = parameters.get("source_uri", "")
     if not source or source.startswith("hf://"):
         return parameters, True

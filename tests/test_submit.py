@@ -272,3 +272,19 @@ def test_make_pipeline_submit_compiles_then_submits(stub, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "run id: " in result.stdout and stub.runs
+
+
+def test_submit_and_the_local_run_read_a_config_one_way(tmp_path):
+    """Both resolve parameters through pipelines/fan_out.py: a missing required parameter is refused by
+    each with the same line, before any work (submit used to send it on to the server)."""
+    from components.lib.errors import UserError
+    from pipelines import local_run
+    from pipelines import submit as submit_module
+    from pipelines.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("parameters: {source_uri: s3://bucket/data, model_name: m}\nkfold: {folds: 2, configurations: {a: {}, b: {seed: 1}}}\n")
+    config = load_config(str(path))
+    for resolve in (lambda: submit_module.run_parameters(config, "kfold", dry_run=True), lambda: local_run.run(config, "kfold")):
+        with pytest.raises(UserError, match=r"^parameters.registry_uri: required, and the config does not set it"):
+            resolve()
