@@ -25,12 +25,16 @@ import torch
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
+    CONFIDENCE_PICTURE,
+    CONFUSION_MATRIX_PICTURE,
     HISTORY_FILE,
     LR_RANGE_TEST_PICTURE,
     METRICS_FILE,
+    PRECISION_RECALL_PICTURE,
     PREDICTIONS_FILE,
     REPORT_FILE,
     TOKENIZED_SCHEMA,
+    TRAINING_CURVES_PICTURE,
     read_split,
 )
 from components.lib.data.labels import read_labels
@@ -146,13 +150,13 @@ def draw_pictures(
 ) -> list[Path]:
     """The report's pictures, saved beside it; the training curves only if the model kept its history."""
     matrix = metrics["confusion_matrix"]["rows_gold_columns_predicted"]
-    confusion_matrix_png(matrix, label_names, out / "confusion_matrix.png", "test confusion matrix")
-    precision_recall_png(gold, probabilities, label_names, out / "precision_recall.png")
+    confusion_matrix_png(matrix, label_names, out / CONFUSION_MATRIX_PICTURE, "test confusion matrix")
+    precision_recall_png(gold, probabilities, label_names, out / PRECISION_RECALL_PICTURE)
     correct = probabilities.argmax(axis=1) == gold
-    confidence_histogram_png(probabilities.max(axis=1), correct, len(label_names), out / "confidence.png")
-    pictures = [out / "confusion_matrix.png", out / "precision_recall.png", out / "confidence.png"]
-    if training_curves_png(history, out / "training_curves.png", "macro_f1"):
-        pictures.append(out / "training_curves.png")
+    confidence_histogram_png(probabilities.max(axis=1), correct, len(label_names), out / CONFIDENCE_PICTURE)
+    pictures = [out / CONFUSION_MATRIX_PICTURE, out / PRECISION_RECALL_PICTURE, out / CONFIDENCE_PICTURE]
+    if training_curves_png(history, out / TRAINING_CURVES_PICTURE, "macro_f1"):
+        pictures.append(out / TRAINING_CURVES_PICTURE)
     return pictures
 
 

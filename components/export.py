@@ -27,7 +27,14 @@ import torch
 
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
-from components.lib.data.contract import EXPORT_REPORT_FILE, MODEL_TYPE_FILE, ONNX_FP32_FILE, ONNX_INT8_FILE, TORCHSCRIPT_FILE
+from components.lib.data.contract import (
+    EXPORT_REPORT_FILE,
+    MODEL_TYPE_FILE,
+    ONNX_FP32_FILE,
+    ONNX_INT8_FILE,
+    TOKENIZER_FILES,
+    TORCHSCRIPT_FILE,
+)
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
 from components.lib.modelling.classifier import TextClassifierModel
@@ -38,7 +45,6 @@ from components.lib.modelling.sources import load_tokenizer
 from components.lib.reporting.metrics import classification_metrics, headline
 from components.lib.storage.artifacts import staged_input, staged_output
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 OPSET = 17
 log = logging.getLogger("components.export")
 
@@ -87,10 +93,11 @@ def export(
             staged_output(output_uri, extra={"lineage": model_manifest.get("lineage", {})}) as out,
             tempfile.TemporaryDirectory(prefix="export-") as scratch,
         ):
-            export_onnx(model, test, pad_id, Path(scratch) / "exported.onnx")
-            fused = model.fuse_onnx_operators(Path(scratch) / "exported.onnx", out / ONNX_FP32_FILE) if fuse_for_onnxruntime else {}
+            exported = Path(scratch) / "exported.onnx"
+            export_onnx(model, test, pad_id, exported)
+            fused = model.fuse_onnx_operators(exported, out / ONNX_FP32_FILE) if fuse_for_onnxruntime else {}
             if not fused:
-                shutil.copyfile(Path(scratch) / "exported.onnx", out / ONNX_FP32_FILE)
+                shutil.copyfile(exported, out / ONNX_FP32_FILE)
             fp32 = cpu_session(out / ONNX_FP32_FILE)
             sample = test.subset(np.arange(min(parity_rows, len(test))))
             reference = predict_logits(model, sample, 32, torch.device("cpu"), pad_id)

@@ -31,6 +31,7 @@ from components.lib.data.contract import (
     DECISION_FILE,
     EXPORT_REPORT_FILE,
     METRICS_FILE,
+    MODEL_CARD_FILE,
     ONNX_FP32_FILE,
     STATS_FILE,
     TOKENIZED_SCHEMA,
@@ -49,7 +50,6 @@ from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.storage.registry import LATEST, PRODUCTION, Registry
 
 log = logging.getLogger("components.register")
-MODEL_CARD_FILE = "MODEL_CARD.md"
 TRAINING_FILES = [TRAINING_ARGS_FILE, TRAIN_SUMMARY_FILE]
 # The majority-class baseline answers the most common training label whatever the text. A model must
 # beat it in accuracy AND macro-F1. Macro-F1 alone is too easy: the baseline scores at most 1/classes

@@ -10,13 +10,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from components.lib.data.contract import MODEL_CARD_FILE
 from components.lib.data.contract import ONNX_FP32_FILE as FP32_FILE
 from components.lib.data.textclean import TextCleaning
 from components.lib.modelling.inference import torch_text_classifier
 from components.lib.modelling.onnx_runtime import onnx_text_classifier
 from components.lib.storage.artifacts import read_manifest
 from components.predict import PREDICTIONS_FILE, predict
-from components.register import MODEL_CARD_FILE
 from tests.conftest import run_module
 from tests.test_register import register_release, tweet_release  # noqa: F401 (a fixture)
 

@@ -21,6 +21,9 @@ STAGE_ORDER = ("preprocess", "tokenize")  # the stages whose output folders `pro
 STATS_FILE = "stats.json"
 REJECTS_FILE = "rejects.parquet"
 TOKENIZER_DIR = "tokenizer"
+TOKENIZER_FILE = "tokenizer.json"  # the fast tokenizer itself; serving needs only this one
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+TOKENIZER_FILES = (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, "special_tokens_map.json", "vocab.txt")
 
 # train's model folder, besides the family's own weights and config (modelling/classifier.py)
 MODEL_TYPE_FILE = "model_type.json"
@@ -34,13 +37,18 @@ LR_RANGE_TEST_PICTURE = "lr_range_test.png"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.parquet"
 REPORT_FILE = "report.html"
+CONFUSION_MATRIX_PICTURE = "confusion_matrix.png"
+PRECISION_RECALL_PICTURE = "precision_recall.png"
+CONFIDENCE_PICTURE = "confidence.png"
+TRAINING_CURVES_PICTURE = "training_curves.png"
 # export's folder
 ONNX_FP32_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 EXPORT_REPORT_FILE = "export_report.json"
-# register's decision, and select_best's ranking of a sweep's trials
+# register's decision and the card it writes into a registry version, and select_best's ranking of a sweep's trials
 DECISION_FILE = "registration.json"
+MODEL_CARD_FILE = "MODEL_CARD.md"
 TUNING_RESULTS_FILE = "tuning_results.json"
 # kfold_report's folder
 KFOLD_RESULTS_FILE = "kfold_results.json"

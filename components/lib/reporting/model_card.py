@@ -9,6 +9,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from components.lib.data.contract import (
+    METRICS_FILE,
+    ONNX_FP32_FILE,
+    ONNX_INT8_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+)
+from components.lib.data.labels import LABELS_FILE
 from components.lib.data.textclean import (
     CONTROL_CHARACTERS,
     MENTION_MASK,
@@ -18,6 +26,7 @@ from components.lib.data.textclean import (
     WHITESPACE_PATTERN,
     TextCleaning,
 )
+from components.lib.storage.artifacts import MANIFEST
 from components.lib.training.settings import ON_MODEL_CARD
 
 
@@ -61,10 +70,10 @@ with the highest probability.
 | file | what |
 |---|---|
 {files_table(export_report)}
-| tokenizer.json, tokenizer_config.json | the tokenizer used in training (truncates at {lineage.get("max_length", "?")} tokens) |
-| labels.json | class names in output order |
-| metrics.json | full test metrics, with the majority-class baseline |
-| MANIFEST.json | sha256 of every file, and the lineage |
+| {TOKENIZER_FILE}, {TOKENIZER_CONFIG_FILE} | the tokenizer used in training (truncates at {lineage.get("max_length", "?")} tokens) |
+| {LABELS_FILE} | class names in output order |
+| {METRICS_FILE} | full test metrics, with the majority-class baseline |
+| {MANIFEST} | sha256 of every file, and the lineage |
 
 ## Test scores
 | metric | model | majority-class baseline |
@@ -98,7 +107,7 @@ at step {train_summary.get("best", {}).get("step")}, on {train_summary.get("devi
 
 ## Use
 Clean each text as the training data was, tokenize it with the tokenizer here, run the model, and
-turn its logits into probabilities over the classes of labels.json (`pip install numpy onnxruntime tokenizers`;
+turn its logits into probabilities over the classes of {LABELS_FILE} (`pip install numpy onnxruntime tokenizers`;
 run in this folder; `python -m components.predict` does the same for a whole file):
 ```python
 {usage_snippet(cleaning)}
@@ -119,9 +128,9 @@ def usage_snippet(cleaning: TextCleaning) -> str:
 
 import numpy as np, onnxruntime, tokenizers
 
-LABELS = json.load(open("labels.json"))["labels"]
-tokenizer = tokenizers.Tokenizer.from_file("tokenizer.json")  # truncates as in training
-session = onnxruntime.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+LABELS = json.load(open("{LABELS_FILE}"))["labels"]
+tokenizer = tokenizers.Tokenizer.from_file("{TOKENIZER_FILE}")  # truncates as in training
+session = onnxruntime.InferenceSession("{ONNX_FP32_FILE}", providers=["CPUExecutionProvider"])
 
 
 def clean(text):
@@ -157,13 +166,13 @@ def files_table(export_report: dict[str, Any]) -> str:
     fp32 = models.get("fp32")
     if fp32:
         lines.append(
-            f"| model.onnx | fp32 ONNX (opset {export_report.get('opset')}): test macro F1 {fp32['test']['macro_f1']:.4f},"
+            f"| {ONNX_FP32_FILE} | fp32 ONNX (opset {export_report.get('opset')}): test macro F1 {fp32['test']['macro_f1']:.4f},"
             f" batch-1 latency p50 {fp32['latency']['batch_1']['p50_ms']} ms on CPU |"
         )
     int8 = models.get("int8")
     if int8 and int8.get("file"):
         lines.append(
-            f"| model.int8.onnx | INT8 weights (dynamic quantization): test macro F1 {int8['test']['macro_f1']:.4f}"
+            f"| {ONNX_INT8_FILE} | INT8 weights (dynamic quantization): test macro F1 {int8['test']['macro_f1']:.4f}"
             f" ({-export_report.get('int8_macro_f1_drop', 0):+.4f} against fp32),"
             f" batch-1 latency p50 {int8['latency']['batch_1']['p50_ms']} ms on CPU |"
         )

@@ -23,12 +23,12 @@ from typing import Any
 import torch
 
 from components.lib import storage
+from components.lib.data.contract import MODEL_WEIGHTS_FILE
 from components.lib.errors import UserError
 from components.lib.storage.artifacts import MANIFEST, read_manifest, staged_input, staged_output
 
 STEP_PATTERN = re.compile(r"^step-(\d{8})/" + re.escape(MANIFEST) + "$")
 BEST_DIR = "best"
-WEIGHTS_FILE = "model.safetensors"
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "state.json"
 
@@ -75,7 +75,7 @@ def save(root_uri: str, step: int, model: torch.nn.Module, trainer_state: dict[s
 
     uri = storage.join(root_uri, f"step-{step:08d}")
     with staged_output(uri, extra={"step": step}) as folder:
-        save_model(model, str(folder / WEIGHTS_FILE))
+        save_model(model, str(folder / MODEL_WEIGHTS_FILE))
         torch.save({**trainer_state, "rng": rng_states()}, folder / TRAINER_FILE)
         (folder / STATE_FILE).write_text(json.dumps(state, indent=1))
     for old_step in committed_steps(root_uri)[:-keep]:
@@ -121,7 +121,7 @@ def load_latest(root_uri: str, model: torch.nn.Module, expected_identity: dict[s
                 f"{uri}: cannot resume from this checkpoint: {mismatch}; use a new --checkpoint_uri or the flags it was made with"
             )
         try:
-            load_model(model, str(folder / WEIGHTS_FILE), strict=True)
+            load_model(model, str(folder / MODEL_WEIGHTS_FILE), strict=True)
         except (RuntimeError, ValueError) as error:
             raise UserError(f"{uri}: the checkpoint's weights do not fit this model ({str(error).splitlines()[0][:160]})") from None
         trainer_state = torch.load(folder / TRAINER_FILE, weights_only=True, map_location="cpu")
@@ -132,7 +132,7 @@ def save_best(root_uri: str, model: torch.nn.Module, step: int, metric: str, val
     from safetensors.torch import save_model
 
     with staged_output(storage.join(root_uri, BEST_DIR), extra={"step": step, "metric": metric, "value": value}) as folder:
-        save_model(model, str(folder / WEIGHTS_FILE))
+        save_model(model, str(folder / MODEL_WEIGHTS_FILE))
 
 
 def load_best(root_uri: str, model: torch.nn.Module) -> dict[str, Any]:
@@ -141,5 +141,5 @@ def load_best(root_uri: str, model: torch.nn.Module) -> dict[str, Any]:
     uri = storage.join(root_uri, BEST_DIR)
     manifest = read_manifest(uri)
     with staged_input(uri) as (folder, _):
-        load_model(model, str(folder / WEIGHTS_FILE), strict=True)
+        load_model(model, str(folder / MODEL_WEIGHTS_FILE), strict=True)
     return manifest
