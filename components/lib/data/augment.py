@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterable
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -61,7 +62,7 @@ def check_augmentation(factor: int, alpha: float) -> None:
         raise UserError(f"--augment_alpha: the share of words each operation changes must be in (0, {MAX_ALPHA}], got {alpha}")
 
 
-def augment_rows(texts: list[str], labels: list, factor: int, alpha: float, seed: int) -> AugmentedRows:
+def augment_rows(texts: Iterable[str], labels: list, factor: int, alpha: float, seed: int) -> AugmentedRows:
     """`factor` EDA copies of each text, with its label; counts has each operation's copies and the dropped ones."""
     check_augmentation(factor, alpha)
     augmented = AugmentedRows([], [], [], Counter(dict.fromkeys((*OPERATIONS, UNCHANGED_DROPPED), 0)))
@@ -199,9 +200,8 @@ def augment_train_split(folder: Path, factor: int, alpha: float, seed: int) -> d
     table = read_split(folder, "train", CLEAN_SCHEMA)
     texts = table.column("text").to_pylist()
     wordnet()  # a missing package fails here, before any work
-    added = augment_rows(
-        list(tqdm(texts, desc="augment", unit="row", mininterval=1.0)), table.column("label").to_pylist(), factor, alpha, seed
-    )
+    progress = tqdm(texts, desc="augment", unit="row", mininterval=1.0)  # iterated by the work itself, so the bar is honest
+    added = augment_rows(progress, table.column("label").to_pylist(), factor, alpha, seed)
     sources = table.column("source_row").to_pylist()
     copies = pa.table(
         {"text": added.texts, "label": added.labels, "source_row": [f"{sources[row]} (augmented)" for row in added.origins]},
