@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import shutil
+import tarfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks import vader_tweets
 from benchmarks.gpu_train import non_embedding_parameters, train_flops_per_token
 from benchmarks.run_all import README_END, README_START, targets
 
@@ -79,3 +87,43 @@ def test_readme_quotes_the_targets_of_results_md_exactly():
     outside = readme.replace(block, "")
     for row in table_rows(section)[2:]:
         assert row.split(" | ")[0].lstrip("| ") not in outside, "a target quoted outside the generated block may drift"
+
+
+def fake_sdist(tmp_path: Path, ground_truth: str) -> Path:
+    """A vaderSentiment sdist laid out like the real one, holding `ground_truth` as the tweets file."""
+    inner = tmp_path / "inner.tar.gz"
+    with tarfile.open(inner, "w:gz") as archive:
+        data = ground_truth.encode()
+        member = tarfile.TarInfo(vader_tweets.TWEETS_FILE)
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+    sdist = tmp_path / vader_tweets.SDIST
+    with tarfile.open(sdist, "w:gz") as archive:
+        archive.add(inner, arcname=vader_tweets.INNER_ARCHIVE)
+    return sdist
+
+
+def serve_from_pip(monkeypatch, sdist: Path) -> None:
+    """pip download, as the fetcher calls it, copies `sdist` into the folder named after -d."""
+
+    def download(command, check):
+        shutil.copy(sdist, Path(command[command.index("-d") + 1]) / vader_tweets.SDIST)
+
+    monkeypatch.setattr(vader_tweets.subprocess, "run", download)
+
+
+def test_vader_tweets_round_mean_ratings_to_the_scale_and_keep_every_tweet(tmp_path, monkeypatch):
+    sdist = fake_sdist(tmp_path, "1\t2.7\tSo lucky.\r\n2\t0.49\tMeh &amp; meh\r\n3\t-0.5\tBad day\r\n4\t-0.49\tok\r\n5\t0.5\tfine\r\n")
+    serve_from_pip(monkeypatch, sdist)
+    monkeypatch.setattr(vader_tweets, "SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
+    table = pq.read_table(vader_tweets.fetch_tweets(tmp_path / "out")).to_pydict()
+    assert table[vader_tweets.TEXT_COLUMN] == ["So lucky.", "Meh &amp; meh", "Bad day", "ok", "fine"]
+    assert table[vader_tweets.LABEL_COLUMN] == ["positive", "neutral", "negative", "neutral", "positive"]
+
+
+def test_vader_tweets_refuse_a_changed_sdist_and_a_malformed_line(tmp_path, monkeypatch):
+    serve_from_pip(monkeypatch, fake_sdist(tmp_path, "1\t2.7\tSo lucky.\n"))
+    with pytest.raises(RuntimeError, match="sha256 .* refusing a changed package"):
+        vader_tweets.fetch_tweets(tmp_path / "out")
+    with pytest.raises(ValueError, match="line 2: 2 tab-separated fields, expected 3"):
+        vader_tweets.tweets_table(b"1\t2.7\tSo lucky.\n2\tno rating\n")

