@@ -6,7 +6,10 @@ Writes metrics.json (loss, accuracy, macro and weighted precision/recall/F1, per
 average precision, confusion matrix, and the same for the majority-class baseline),
 predictions.parquet (text, the source file and row it came from, gold, predicted, confidence and
 one probability column per class, for error analysis), and report.html with the confusion
-matrix, precision-recall curves, a confidence histogram and the training curves as pictures.
+matrix, precision-recall curves, a confidence histogram, the reliability diagram before and after
+train's temperature scaling, and the training curves as pictures. Probabilities are calibrated with
+the model's temperature (calibration.json); metrics.json has the expected calibration error before and
+after it on the test split.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from components.lib.data.contract import (
     METRICS_FILE,
     PRECISION_RECALL_PICTURE,
     PREDICTIONS_FILE,
+    RELIABILITY_PICTURE,
     REPORT_FILE,
     TOKENIZED_SCHEMA,
     TRAINING_CURVES_PICTURE,
@@ -39,11 +43,18 @@ from components.lib.data.contract import (
 )
 from components.lib.data.labels import read_labels
 from components.lib.errors import UserError
+from components.lib.modelling.calibration import calibration_summary, read_temperature, reliability_bins, softmax
 from components.lib.modelling.families import load_model
-from components.lib.modelling.inference import mean_cross_entropy, predict_logits, softmax
+from components.lib.modelling.inference import mean_cross_entropy, predict_logits
 from components.lib.modelling.sources import load_tokenizer
 from components.lib.reporting.metrics import classification_metrics, headline, precision_recall_curve
-from components.lib.reporting.plots import confidence_histogram_png, confusion_matrix_png, precision_recall_png, training_curves_png
+from components.lib.reporting.plots import (
+    confidence_histogram_png,
+    confusion_matrix_png,
+    precision_recall_png,
+    reliability_png,
+    training_curves_png,
+)
 from components.lib.reporting.report import evaluation_html
 from components.lib.storage.artifacts import staged_input, staged_output
 
@@ -85,7 +96,9 @@ def evaluate(
         baseline = classification_metrics(test.labels, np.full(len(test), majority), label_names)
         baseline["predicts"] = label_names[majority]
         history = json.loads((model_dir / HISTORY_FILE).read_text()) if (model_dir / HISTORY_FILE).is_file() else {}
-        probabilities = softmax(logits)
+        temperature = read_temperature(model_dir, model_uri)
+        probabilities = softmax(logits, temperature)
+        metrics["calibration"] = calibration_summary(logits, test.labels, temperature)
         add_average_precision(metrics, test.labels, probabilities, label_names)
         with staged_output(output_uri, extra={"lineage": model_manifest.get("lineage", {})}) as out:
             rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
@@ -93,6 +106,8 @@ def evaluate(
             result = {"test": metrics, "baseline_majority_class": baseline, "model_uri": model_uri, "data_uri": data_uri}
             (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
             pictures = draw_pictures(out, metrics, history, test.labels, probabilities, label_names)
+            if metrics["calibration"]["rows"]:
+                pictures.append(draw_reliability(out, logits, test.labels, metrics["calibration"]))
             if (model_dir / LR_RANGE_TEST_PICTURE).is_file():  # train ran the learning-rate range test
                 pictures.append(Path(shutil.copyfile(model_dir / LR_RANGE_TEST_PICTURE, out / LR_RANGE_TEST_PICTURE)))
             lineage = model_manifest.get("lineage", {})
@@ -102,6 +117,7 @@ def evaluate(
                 "run": lineage.get("run_id") or "not recorded (train ran without --run_id)",
                 "trained": readable_time(model_manifest.get("committed_at", "?")),
                 "evaluated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                "calibration": calibration_line(metrics["calibration"]),
             }
             context = {"data": data_uri, "test rows": len(test), "baseline predicts": baseline["predicts"], **lineage}
             report = evaluation_html(
@@ -120,6 +136,7 @@ def evaluate(
                 "loss": round(metrics["loss"], 6),
                 "baseline_macro_f1": round(baseline["macro_f1"], 4),
                 "baseline_accuracy": round(baseline["accuracy"], 4),
+                **{key: round(value, 6) for key, value in metrics["calibration"].items() if key.startswith("ece_")},
             },
             "confusion_matrix": kfp_confusion_matrix(metrics, label_names),
         },
@@ -130,6 +147,15 @@ def evaluate(
             "evaluation_uri": output_uri,
         },
         artifact_uri_parameters={"evaluation_uri": "evaluation"},
+    )
+
+
+def calibration_line(calibration: dict) -> str:
+    if not calibration["rows"]:
+        return f"temperature {calibration['temperature']:.3f} (no test rows to measure it on)"
+    return (
+        f"temperature {calibration['temperature']:.3f}; test expected calibration error"
+        f" {calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after"
     )
 
 
@@ -158,6 +184,13 @@ def draw_pictures(
     if training_curves_png(history, out / TRAINING_CURVES_PICTURE, "macro_f1"):
         pictures.append(out / TRAINING_CURVES_PICTURE)
     return pictures
+
+
+def draw_reliability(out: Path, logits: np.ndarray, gold: np.ndarray, calibration: dict) -> Path:
+    temperature = calibration["temperature"]
+    before, after = reliability_bins(softmax(logits), gold), reliability_bins(softmax(logits, temperature), gold)
+    reliability_png(before, after, temperature, (calibration["ece_before"], calibration["ece_after"]), out / RELIABILITY_PICTURE)
+    return out / RELIABILITY_PICTURE
 
 
 def write_predictions(path, rows: pa.Table, gold: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> pa.Table:

@@ -28,6 +28,7 @@ import torch
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
+    CALIBRATION_FILE,
     EXPORT_REPORT_FILE,
     MODEL_TYPE_FILE,
     ONNX_FP32_FILE,
@@ -131,7 +132,7 @@ def export(
                     scripted = torch.jit.load(str(out / TORCHSCRIPT_FILE))
                 traced_logits = predict_logits(scripted, sample, 32, torch.device("cpu"), pad_id)
                 report["torchscript_parity"] = check_parity("TorchScript", reference, traced_logits, parity_atol, min_argmax_agreement)
-            for name in (*TOKENIZER_FILES, LABELS_FILE, MODEL_TYPE_FILE, model.config_file):
+            for name in (*TOKENIZER_FILES, LABELS_FILE, MODEL_TYPE_FILE, CALIBRATION_FILE, model.config_file):
                 if (model_dir / name).is_file():
                     shutil.copyfile(model_dir / name, out / name)
             (out / EXPORT_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")

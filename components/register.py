@@ -28,6 +28,7 @@ import components
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
+    CALIBRATION_FILE,
     DECISION_FILE,
     EXPORT_REPORT_FILE,
     METRICS_FILE,
@@ -239,6 +240,7 @@ def publish(registry: Registry, export_uri: str, model_uri: str, data_dir: Path,
                 export_report,
                 data_stats,
                 lineage["code_version"],
+                calibrated=CALIBRATION_FILE in export_manifest["files"],
             )
             (out / MODEL_CARD_FILE).write_text(card)
             if not (out / LABELS_FILE).is_file():

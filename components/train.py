@@ -47,6 +47,7 @@ from components.lib.data.contract import (
 )
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
+from components.lib.modelling.calibration import fit_calibration, write_calibration
 from components.lib.modelling.classifier import ModelRequest
 from components.lib.modelling.families import family
 from components.lib.modelling.predictors import load_text_classifier
@@ -146,6 +147,7 @@ def train(
             distributed.close()
             return None
         best = tuner.load_best_weights()
+        summary["calibration"] = calibrate(tuner)
         lineage = {
             **data_manifest.get("lineage", {}),
             "base_model": base_model,
@@ -156,6 +158,7 @@ def train(
         }
         with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": config.metric_for_best}) as out:
             model.save(out)
+            write_calibration(out, summary["calibration"])
             shutil.copytree(data_dir / TOKENIZER_DIR, out, dirs_exist_ok=True)
             shutil.copyfile(data_dir / LABELS_FILE, out / LABELS_FILE)
             (out / HISTORY_FILE).write_text(json.dumps(tuner.progress.history, indent=1) + "\n")
@@ -184,6 +187,19 @@ def train(
         parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},
         artifact_uri_parameters={"model_uri": "model"},
     )
+
+
+def calibrate(tuner: FineTuner) -> dict:
+    """The temperature for calibrated probabilities, fitted on the validation split with the best weights."""
+    calibration = fit_calibration(tuner.validation_logits(), tuner.validation.labels)
+    if calibration["rows"]:
+        log.info(
+            "calibrated on %d validation rows: temperature %.3f, expected calibration error %.4f -> %.4f",
+            calibration["rows"], calibration["temperature"], calibration["ece_before"], calibration["ece_after"],
+        )  # fmt: skip
+    if "note" in calibration:
+        log.warning("calibration: %s", calibration["note"])
+    return calibration
 
 
 def training_split(data_dir: Path, teacher_uri: str, label_names: list[str]) -> TokenizedSplit:

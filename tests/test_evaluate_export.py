@@ -113,8 +113,8 @@ def test_the_report_shows_the_pictures_and_names_the_model_run_and_dates(evaluat
     out, _ = evaluation
     report = (out / "report.html").read_text()
     assert report == (out / "evaluation" / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 4 and "majority-class baseline" in report
-    for picture in ("confusion_matrix", "precision_recall", "confidence", "training_curves"):
+    assert report.count("data:image/png;base64,") == 5 and "majority-class baseline" in report
+    for picture in ("confusion_matrix", "precision_recall", "confidence", "reliability", "training_curves"):
         assert (out / "evaluation" / f"{picture}.png").read_bytes()[:4] == b"\x89PNG"
         assert f'alt="{picture}"' in report
     trained = json.loads((model / "MANIFEST.json").read_text())["committed_at"].replace("T", " ").replace("Z", " UTC")

@@ -33,6 +33,7 @@ TRAIN_SUMMARY_FILE = "train_summary.json"
 TRAINING_ARGS_FILE = "training_args.json"
 LR_RANGE_TEST_FILE = "lr_range_test.json"
 LR_RANGE_TEST_PICTURE = "lr_range_test.png"
+CALIBRATION_FILE = "calibration.json"  # the temperature fitted on validation; export and register carry it
 # evaluate's folder
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.parquet"
@@ -41,6 +42,7 @@ CONFUSION_MATRIX_PICTURE = "confusion_matrix.png"
 PRECISION_RECALL_PICTURE = "precision_recall.png"
 CONFIDENCE_PICTURE = "confidence.png"
 TRAINING_CURVES_PICTURE = "training_curves.png"
+RELIABILITY_PICTURE = "reliability.png"
 # export's folder
 ONNX_FP32_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"

@@ -13,6 +13,7 @@ import torch
 from components.lib.data.batching import TokenizedSplit, sorted_batches
 from components.lib.data.labels import read_labels
 from components.lib.data.textclean import TextCleaning
+from components.lib.modelling.calibration import read_temperature, softmax
 from components.lib.modelling.classifier import TextClassifierModel
 from components.lib.modelling.families import load_model
 from components.lib.modelling.sources import load_tokenizer
@@ -45,12 +46,6 @@ def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item())
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exponent = np.exp(shifted)
-    return exponent / exponent.sum(axis=1, keepdims=True)
-
-
 @dataclass
 class TextClassifier:
     """Raw texts in, class probabilities out: each text cleaned as the training data was, then
@@ -61,13 +56,14 @@ class TextClassifier:
     encoder: object  # the tokenizers.Tokenizer saved with the model, set to pad nothing
     pad_id: int
     logits: Callable[[TokenizedSplit, int], np.ndarray]  # (split, batch size) -> logits in row order
+    temperature: float  # train's calibration: probabilities are softmax(logits / temperature)
 
     def encode(self, texts: list[str]) -> TokenizedSplit:
         encodings = self.encoder.encode_batch_fast([self.cleaning.clean(text) for text in texts])
         return TokenizedSplit.from_token_lists([encoding.ids for encoding in encodings], np.zeros(len(texts), dtype=np.int64))
 
     def probabilities(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return softmax(self.logits(self.encode(texts), batch_size))
+        return softmax(self.logits(self.encode(texts), batch_size), self.temperature)
 
 
 def text_classifier(folder: Path, manifest: dict, where: str, logits: Callable[[TokenizedSplit, int, int], np.ndarray]) -> TextClassifier:
@@ -82,6 +78,7 @@ def text_classifier(folder: Path, manifest: dict, where: str, logits: Callable[[
         encoder=encoder,
         pad_id=pad_id,
         logits=lambda split, batch_size: logits(split, batch_size, pad_id),
+        temperature=read_temperature(folder, where),
     )
 
 

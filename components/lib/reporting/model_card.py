@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from components.lib.data.contract import (
+    CALIBRATION_FILE,
     METRICS_FILE,
     ONNX_FP32_FILE,
     ONNX_INT8_FILE,
@@ -41,7 +42,9 @@ def build_model_card(
     export_report: dict,
     data_stats: dict,
     code_version: dict,
+    calibrated: bool,
 ) -> str:
+    """`calibrated`: the version holds CALIBRATION_FILE (models trained before calibration existed do not)."""
     test, baseline = metrics["test"], metrics["baseline_majority_class"]
     flags = "\n".join(f"| {key} | {training[key]} |" for key in ON_MODEL_CARD if key in training)
     per_class = "\n".join(
@@ -50,6 +53,11 @@ def build_model_card(
     )
     rows = {split: entry.get("rows") for split, entry in data_stats.get("splits", {}).items()}
     cleaning = TextCleaning.from_lineage(lineage, f"model {name} v{version}")
+    calibration_row = (
+        f"| {CALIBRATION_FILE} | the temperature T fitted on the validation split: probabilities are softmax(logits / T) |\n"
+        if calibrated
+        else ""
+    )
     return f"""# {name} v{version}
 
 A {len(labels)}-class text classifier ({", ".join(labels)}): {origin(lineage)}, exported to ONNX.
@@ -72,7 +80,7 @@ with the highest probability.
 {files_table(export_report)}
 | {TOKENIZER_FILE}, {TOKENIZER_CONFIG_FILE} | the tokenizer used in training (truncates at {lineage.get("max_length", "?")} tokens) |
 | {LABELS_FILE} | class names in output order |
-| {METRICS_FILE} | full test metrics, with the majority-class baseline |
+{calibration_row}| {METRICS_FILE} | full test metrics, with the majority-class baseline |
 | {MANIFEST} | sha256 of every file, and the lineage |
 
 ## Test scores
@@ -82,6 +90,7 @@ with the highest probability.
 | macro F1 | {test["macro_f1"]:.4f} | {baseline["macro_f1"]:.4f} |
 | weighted F1 | {test["weighted_f1"]:.4f} | {baseline["weighted_f1"]:.4f} |
 
+{calibration_lines(test.get("calibration", {}))}
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|
 {per_class}
@@ -110,12 +119,21 @@ Clean each text as the training data was, tokenize it with the tokenizer here, r
 turn its logits into probabilities over the classes of {LABELS_FILE} (`pip install numpy onnxruntime tokenizers`;
 run in this folder; `python -m components.predict` does the same for a whole file):
 ```python
-{usage_snippet(cleaning)}
+{usage_snippet(cleaning, calibrated)}
 ```
 """
 
 
-def usage_snippet(cleaning: TextCleaning) -> str:
+def calibration_lines(calibration: dict) -> str:
+    if not calibration.get("rows"):
+        return ""
+    return (
+        f"Probabilities are calibrated by temperature scaling (T = {calibration['temperature']:.3f}): expected calibration"
+        f" error on the test split {calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after.\n"
+    )
+
+
+def usage_snippet(cleaning: TextCleaning, calibrated: bool) -> str:
     """Python that classifies a text with this folder alone, cleaning it exactly as textclean.clean_text
     did in training; written from textclean's own patterns, and tested against components.predict."""
     masks = ""
@@ -124,6 +142,7 @@ def usage_snippet(cleaning: TextCleaning) -> str:
     if cleaning.mask_mentions:
         masks += f"\n    text = {pattern_source(MENTION_PATTERN)}.sub({MENTION_MASK!r}, text)"
     removed = "".join(chr(code) for code in sorted(CONTROL_CHARACTERS))
+    temperature = f'json.load(open("{CALIBRATION_FILE}"))["temperature"]  # calibrated probabilities' if calibrated else "1.0"
     return f'''import html, json, re, unicodedata
 
 import numpy as np, onnxruntime, tokenizers
@@ -131,6 +150,7 @@ import numpy as np, onnxruntime, tokenizers
 LABELS = json.load(open("{LABELS_FILE}"))["labels"]
 tokenizer = tokenizers.Tokenizer.from_file("{TOKENIZER_FILE}")  # truncates as in training
 session = onnxruntime.InferenceSession("{ONNX_FP32_FILE}", providers=["CPUExecutionProvider"])
+TEMPERATURE = {temperature}
 
 
 def clean(text):
@@ -144,7 +164,7 @@ def classify(text):
     """{{label: probability}} for one text."""
     encoding = tokenizer.encode(clean(text))
     feeds = {{"input_ids": np.array([encoding.ids], dtype=np.int64), "attention_mask": np.array([encoding.attention_mask], dtype=np.int64)}}
-    logits = session.run(["logits"], feeds)[0][0]
+    logits = session.run(["logits"], feeds)[0][0] / TEMPERATURE
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     return dict(zip(LABELS, probabilities.tolist()))

@@ -99,6 +99,29 @@ def confidence_histogram_png(confidence: np.ndarray, correct: np.ndarray, num_la
     save(figure, path)
 
 
+def reliability_png(before: list[dict], after: list[dict], temperature: float, ece: tuple[float, float], path: Path) -> None:
+    """Reliability diagrams before and after temperature scaling: in each confidence bin, the share of
+    right predictions against the mean confidence; a calibrated model stays on the diagonal."""
+    plt = pyplot()
+    figure, panels = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
+    titles = (f"as trained (T = 1), ECE {ece[0]:.3f}", f"temperature {temperature:.2f}, ECE {ece[1]:.3f}")
+    for axes, bins, title in zip(panels, (before, after), titles, strict=True):
+        lows = [entry["low"] for entry in bins]
+        widths = [entry["high"] - entry["low"] for entry in bins]
+        confidence, accuracy = [entry["confidence"] for entry in bins], [entry["accuracy"] for entry in bins]
+        axes.bar(lows, accuracy, width=widths, align="edge", edgecolor="black", alpha=0.7, label="accuracy")
+        axes.plot(confidence, accuracy, "o", color="tab:red", label="bin's mean confidence")
+        axes.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1.02)
+        axes.set_xlabel("confidence (probability of the predicted class)")
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+    panels[0].set_ylabel("accuracy in the bin (test)")
+    panels[0].legend(loc="upper left")
+    save(figure, path)
+
+
 def training_curves_png(history: dict, path: Path, metric: str) -> bool:
     """Loss, validation scores, learning rate and per-class validation F1 over the optimizer steps; False if no data."""
     steps, evaluations = history.get("steps", []), history.get("evaluations", [])

@@ -407,8 +407,11 @@ class FineTuner:
         progress.epoch_loss_sum, progress.epoch_loss_steps = 0.0, 0
 
     # ----- evaluation, best weights, early stopping -------------------------------------
+    def validation_logits(self) -> np.ndarray:
+        return predict_logits(self.model, self.validation, self.config.eval_batch_size, self.device, self.pad_id, self.autocast)
+
     def evaluate(self) -> dict[str, Any]:
-        logits = predict_logits(self.model, self.validation, self.config.eval_batch_size, self.device, self.pad_id, self.autocast)
+        logits = self.validation_logits()
         metrics = classification_metrics(self.validation.labels, logits.argmax(axis=1), self.label_names)
         metrics["loss"] = mean_cross_entropy(logits, self.validation.labels)
         return metrics
