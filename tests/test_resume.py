@@ -2,6 +2,7 @@
 exactly the weights and history of a run that was never interrupted (CPU: difference 0)."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -85,6 +86,21 @@ def test_sigterm_checkpoints_the_step_it_stopped_at_and_resumes_to_identical_wei
     stopped_at = int(re.search(r"SIGTERM: checkpointed step (\d+);", stderr).group(1))
     assert stopped_at >= 15 and checkpoint.committed_steps(str(checkpoints)) == [stopped_at]
     assert_resumes_to_the_uninterrupted_run(command, tmp_path / "model", uninterrupted)
+
+
+def test_sigterm_without_a_checkpoint_uri_saves_nothing_and_writes_nowhere(prepared_data, tiny_model, tmp_path):
+    """Run from tmp_path, so that a checkpoint written to a relative path would land there."""
+    out, log = tmp_path / "model", tmp_path / "stdout.txt"
+    command = ["--data_uri", str(prepared_data[1]), "--output_uri", str(out), "--base_model", str(tiny_model), *FLAGS]
+    with log.open("w") as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "components.train", *command], cwd=tmp_path, stdout=stdout,
+                                   stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+        wait_until(process, lambda: "validation" in log.read_text())
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert re.search(r"SIGTERM at step \d+ without --checkpoint_uri: nothing saved, a retry starts over", stderr)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["stdout.txt"]
 
 
 def test_sigkill_resumes_from_the_last_periodic_checkpoint_to_identical_weights(uninterrupted, prepared_data, tiny_model, tmp_path):

@@ -102,7 +102,7 @@ class TrainConfig:
                                       within=(0, 1, "(]"))  # fmt: skip
     curriculum_pacing: str = setting("root", "How the pool grows: root (fast at first, as in the paper) or linear.", choices=PACINGS)
     max_steps: int = setting(0, "Stop after this many optimizer steps; 0 = run all epochs.", within=NOT_NEGATIVE)
-    checkpoint_every_steps: int = setting(0, "Checkpoint every N optimizer steps (needs checkpoint_uri); SIGTERM always checkpoints.",
+    checkpoint_every_steps: int = setting(0, "Checkpoint every N optimizer steps; SIGTERM checkpoints too. Both need checkpoint_uri.",
                                           resume=False, within=NOT_NEGATIVE)  # fmt: skip
     keep_checkpoints: int = setting(2, "How many step checkpoints to keep.", resume=False, within=AT_LEAST_ONE)
     logging_steps: int = setting(10, "Log the training loss (the mean over the last N steps) every N optimizer steps.", resume=False,

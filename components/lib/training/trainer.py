@@ -299,12 +299,7 @@ class FineTuner:
             self.progress.next_micro_batch = position
             self.after_step(step_loss, epoch + position / len(batches), bar)
             if self.dist.any(stop.requested):
-                self.save_checkpoint()
-                if self.dist.is_main:
-                    log.warning("SIGTERM: checkpointed step %d; exiting with status %d so that the task is retried",
-                                self.progress.global_step, SIGTERM_EXIT_CODE)  # fmt: skip
-                self.dist.close()
-                raise SystemExit(SIGTERM_EXIT_CODE)
+                self.stop_for_a_retry()
 
     def loader(self, local_batches: list[np.ndarray], epoch: int) -> torch.utils.data.DataLoader:
         """Collate planned batches, in worker processes if asked. The loader gets its own seeded
@@ -452,6 +447,18 @@ class FineTuner:
         self.dist.barrier()
 
     # ----- checkpoints -------------------------------------------------------------------
+    def stop_for_a_retry(self) -> None:
+        """SIGTERM: checkpoint the step reached (when there is somewhere to put it) and exit for a retry."""
+        if self.checkpoint_uri:
+            self.save_checkpoint()
+            message = "SIGTERM: checkpointed step %d; exiting with status %d so that the task is retried"
+        else:
+            message = "SIGTERM at step %d without --checkpoint_uri: nothing saved, a retry starts over; exiting with status %d"
+        if self.dist.is_main:
+            log.warning(message, self.progress.global_step, SIGTERM_EXIT_CODE)
+        self.dist.close()
+        raise SystemExit(SIGTERM_EXIT_CODE)
+
     def save_checkpoint(self) -> None:
         started = time.perf_counter()
         if self.dist.is_main:
