@@ -1,6 +1,7 @@
 """Benchmark 6: the model families side by side on two real datasets: test macro-F1, training time and
 batch-1 latency of a fine-tuned MiniLM, a CNN, the CNN distilled from that MiniLM, and the CNN on
-EDA-augmented training data.
+EDA-augmented training data; and, for each, the expected calibration error on test before and after
+the temperature that train fits on validation.
 
     python -m benchmarks.model_families [--cnn_epochs 10] [--seed 42] [--datasets reviews,vader_tweets]
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from benchmarks import vader_tweets
 from benchmarks.common import BASE_MODEL, SAMPLE, machine, markdown_table
+from components.lib.data.contract import EXPORT_REPORT_FILE, METRICS_FILE, TRAIN_SUMMARY_FILE
 
 # Each dataset: what it is, and how preprocess and tokenize read it (the source is found at run time).
 DATASETS = {
@@ -88,11 +90,14 @@ def measure(label: str, work: Path, data: str, name: str, flags: dict, seed: int
     train(data_uri=tokens, output_uri=str(folder / "model"), base_model=BASE_MODEL, report_to="none", seed=seed, **flags)
     evaluate(model_uri=str(folder / "model"), data_uri=tokens, output_uri=str(folder / "evaluation"))
     export(model_uri=str(folder / "model"), data_uri=tokens, output_uri=str(folder / "onnx"), quantize_int8=False, torchscript=False)
-    test = json.loads((folder / "evaluation" / "metrics.json").read_text())["test"]
-    summary = json.loads((folder / "model" / "train_summary.json").read_text())
-    latency = json.loads((folder / "onnx" / "export_report.json").read_text())["models"]["fp32"]["latency"]["batch_1"]
+    test = json.loads((folder / "evaluation" / METRICS_FILE).read_text())["test"]
+    summary = json.loads((folder / "model" / TRAIN_SUMMARY_FILE).read_text())
+    latency = json.loads((folder / "onnx" / EXPORT_REPORT_FILE).read_text())["models"]["fp32"]["latency"]["batch_1"]
+    calibration = test["calibration"]
     return {"model": label, "test_macro_f1": round(test["macro_f1"], 4), "test_accuracy": round(test["accuracy"], 4),
-            "train_seconds": summary["seconds_this_process"], "batch_1_p50_ms": latency["p50_ms"]}  # fmt: skip
+            "train_seconds": summary["seconds_this_process"], "batch_1_p50_ms": latency["p50_ms"],
+            "temperature": round(calibration["temperature"], 3), "test_ece_before": round(calibration["ece_before"], 4),
+            "test_ece_after": round(calibration["ece_after"], 4)}  # fmt: skip
 
 
 def markdown(result: dict) -> str:
@@ -102,13 +107,16 @@ def markdown(result: dict) -> str:
     ]
     for dataset in result["datasets"].values():
         rows = [
-            [row["model"], row["test_macro_f1"], row["test_accuracy"], row["train_seconds"], row["batch_1_p50_ms"]]
+            [row["model"], row["test_macro_f1"], row["test_accuracy"], row["train_seconds"], row["batch_1_p50_ms"], row["temperature"],
+             f"{row['test_ece_before']:.4f} -> {row['test_ece_after']:.4f}"]
             for row in dataset["rows"]
-        ]
-        header = ["model", "test macro-F1", "test accuracy", "train s", "batch-1 p50 ms (onnxruntime fp32)"]
+        ]  # fmt: skip
+        header = ["model", "test macro-F1", "test accuracy", "train s", "batch-1 p50 ms (onnxruntime fp32)", "temperature",
+                  "test ECE before -> after"]  # fmt: skip
         augmentation = dataset["augmentation"]
+        splits = ", ".join(f"{split} {count}" for split, count in dataset["split_rows"].items())
         sections.append(
-            f"**{dataset['name']}**, at {dataset['max_length']} tokens; splits {dataset['split_rows']}; majority-class"
+            f"**{dataset['name']}**, at {dataset['max_length']} tokens; splits {splits}; majority-class"
             f" macro-F1 {dataset['majority_class_macro_f1']}; augmentation added {augmentation['rows_added']} rows to"
             f" {augmentation['rows_before']}.\n\n{markdown_table(header, rows)}"
         )
