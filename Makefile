@@ -22,10 +22,12 @@ TORCH_WHEELS ?=
 # The Python base that images/container_engine.sh makes with debootstrap where no registry answers.
 ENGINE_BASE_IMAGE := localhost/textclf-base:bookworm
 PIPELINE ?= training
+PORT ?= 8080
+VERSION ?= latest
 export REGISTRY TAG
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep kfold test compile lint golden-update pipeline-submit component-run images container-test bench clean
+.PHONY: help setup run sweep kfold test compile lint golden-update pipeline-submit component-run images container-test bench serve clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -35,7 +37,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	# torch first and alone: pinned to 2.13.0, which is the CPU build on a machine without CUDA
 	$(PYTHON) -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[pipelines,dev]'
+	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[pipelines,serve,dev]'
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv and install the pinned dependencies
@@ -71,6 +73,9 @@ sweep: setup ## run the hyperparameter sweep locally (the config's sweep section
 
 kfold: setup ## K-fold cross-validation locally (the config's kfold section), with significance tests between configurations
 	$(PYTHON) -m pipelines.local_run --config $(CONFIG) --pipeline kfold $(ARGS)
+
+serve: setup ## serve the local run's latest registered model over HTTP, KServe's V1 and V2 protocols (PORT=8080, VERSION=production)
+	$(PYTHON) -m pipelines.serve_local --config $(CONFIG) --port $(PORT) --version $(VERSION) $(ARGS)
 
 component-run: setup ## run one stage in its image: make component-run COMPONENT=train ARGS="--data_uri ..." [DRY_RUN=1] [IMAGE=...] [NETWORK=host]
 	$(PYTHON) -m pipelines.component_run --config $(CONFIG) --component "$(COMPONENT)" $(if $(DRY_RUN),--dry-run) \

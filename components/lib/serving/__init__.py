@@ -1,0 +1,1 @@
+"""A model behind KServe's REST protocols: request parsing and answers, micro-batching, the kserve.Model."""

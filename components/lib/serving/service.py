@@ -1,0 +1,76 @@
+"""A TextClassifier as a kserve.Model: V1 and V2 requests in, labels and calibrated probabilities out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kserve
+import numpy as np
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferRequest
+from prometheus_client import Counter, Histogram
+
+from components.lib.modelling.inference import TextClassifier
+from components.lib.serving.batching import MicroBatcher
+from components.lib.serving.protocol import RequestLimits, predicted_labels, v1_response, v1_texts, v2_metadata, v2_response, v2_texts
+
+# Beside KServe's own request_*_seconds histograms on GET /metrics.
+PREDICTIONS = Counter("textclf_predictions", "Texts classified, by predicted label", ["model_name", "label"])
+REFUSED = Counter("textclf_refused_requests", "Requests answered 400 for a mistake in the request", ["model_name"])
+MODEL_CALL_TEXTS = Histogram("textclf_model_call_texts", "Texts per model call (more than one request's when micro-batched)",
+                             ["model_name"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))  # fmt: skip
+
+
+class OneLineRefusals(logging.Filter):
+    """KServe logs each request it refuses with a traceback (kserve/errors.py, invalid_input_handler);
+    a client's mistake is not the server's error, so it gets one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], InvalidInput):
+            record.msg, record.args, record.exc_info = "refused a request: %s", (record.exc_info[1],), None
+        return True
+
+
+class TextClassifierService(kserve.Model):
+    def __init__(self, name: str, version: str, classifier: TextClassifier, limits: RequestLimits, batching: tuple[int, float] | None):
+        super().__init__(name)
+        self.version = version
+        self.classifier = classifier
+        self.limits = limits
+        self.batch_size = batching[0] if batching else limits.max_instances
+        self.batcher = MicroBatcher(self.infer, *batching) if batching else None
+
+    def load(self) -> bool:
+        self.ready = True  # the classifier is loaded before the server starts
+        return self.ready
+
+    def infer(self, texts: list[str]) -> np.ndarray:
+        MODEL_CALL_TEXTS.labels(self.name).observe(len(texts))
+        return self.classifier.probabilities(texts, self.batch_size)
+
+    async def classify(self, texts: list[str]) -> np.ndarray:
+        if self.batcher:
+            return await self.batcher.submit(texts)
+        return await asyncio.get_running_loop().run_in_executor(None, self.infer, texts)
+
+    async def predict(self, payload, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None):
+        v2 = isinstance(payload, InferRequest)
+        try:
+            self.limits.check_size(headers)
+            texts = v2_texts(payload, self.limits) if v2 else v1_texts(payload, self.limits)
+        except InvalidInput:
+            REFUSED.labels(self.name).inc()
+            raise
+        probabilities = await self.classify(texts)
+        for label in predicted_labels(self.classifier.labels, probabilities):
+            PREDICTIONS.labels(self.name, label).inc()
+        if v2:
+            return v2_response(payload, self.name, self.version, self.classifier.labels, probabilities)
+        return v1_response(self.classifier.labels, probabilities)
+
+    def get_input_types(self) -> list[dict]:
+        return v2_metadata(self.classifier.labels)[0]
+
+    def get_output_types(self) -> list[dict]:
+        return v2_metadata(self.classifier.labels)[1]

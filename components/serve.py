@@ -1,0 +1,126 @@
+"""serve: a registered model behind an HTTP endpoint, as a KServe predictor.
+
+    python -m components.serve --registry_uri runs/registry --model_name drug-review-sentiment [--version production] [--port 8080]
+    curl -s localhost:8080/v1/models/drug-review-sentiment:predict -d '{"instances": ["It works and no side effects."]}'
+
+Loads one registry version (local or s3://, every file checked against its sha256 manifest), with
+the tokenizer, labels, text cleaning and calibration temperature it was registered with, on
+onnxruntime: the INT8 model when the version has one, else fp32 (`--precision fp32` asks for fp32).
+It answers KServe's V1 protocol (POST /v1/models/<name>:predict) and the Open Inference Protocol
+(POST /v2/models/<name>/infer), with readiness (GET /v1/models/<name>, /v2/health/ready), liveness
+(GET /, /v2/health/live) and Prometheus metrics (GET /metrics). A mistake in a request (wrong JSON,
+an empty text, too many texts, a body over the limit) is answered 400 with one line; requests that
+arrive together are classified in one model call (micro-batching, `--max_batch_size 0` turns it off).
+In a KServe InferenceService this is the custom predictor's command; it listens on 8080 as KServe expects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import sys
+import warnings
+
+from components.lib.cli import run_stage
+from components.lib.data.contract import ONNX_FP32_FILE, ONNX_INT8_FILE
+from components.lib.errors import UserError
+from components.lib.modelling.onnx_runtime import onnx_text_classifier
+from components.lib.storage.registry import Registry
+
+log = logging.getLogger("components.serve")
+PRECISIONS = {"int8": ONNX_INT8_FILE, "fp32": ONNX_FP32_FILE}
+
+
+def serve(
+    *,
+    registry_uri: str,
+    model_name: str,
+    version: str = "latest",
+    precision: str = "int8",
+    port: int = 8080,
+    max_batch_size: int = 32,
+    max_batch_wait_ms: float = 5.0,
+    max_instances: int = 64,
+    max_text_chars: int = 10_000,
+    max_request_bytes: int = 4_194_304,
+) -> None:
+    """Serve a registered model over HTTP (KServe V1 and V2 protocols) until SIGTERM or Ctrl-C.
+
+    Args:
+      registry_uri: Registry root (local folder or s3:// prefix) holding --model_name.
+      model_name: Registered model name; also the name in the request URLs.
+      version: A version number or an alias (latest, production, ...).
+      precision: int8 (the quantized model, when the version has one) or fp32.
+      port: HTTP port (KServe's default, 8080).
+      max_batch_size: Most texts the micro-batcher puts in one model call; 0 turns micro-batching off.
+      max_batch_wait_ms: How long the micro-batcher waits after a request for others to join it.
+      max_instances: Most texts in one request.
+      max_text_chars: Most characters in one text.
+      max_request_bytes: Largest request body in bytes (by its Content-Length header).
+    """
+    check_flags(precision, port, max_batch_size, max_batch_wait_ms, (max_instances, max_text_chars, max_request_bytes))
+    check_port_free(port)
+    registry = Registry(registry_uri, model_name)
+    with registry.fetch(version) as (number, folder, manifest):
+        model_file = model_file_for(precision, folder, model_name, number)
+        where = f"{model_name} version {number} in {registry_uri}"
+        classifier = onnx_text_classifier(folder, manifest, where, model_file)
+        log.info("serving %s (%s) on port %d; try:\n  curl -s localhost:%d/v1/models/%s:predict -H 'Content-Type: application/json' "
+                 "-d '{\"instances\": [\"It works and no side effects.\"]}'", where, model_file, port, port, model_name)  # fmt: skip
+        kserve = import_kserve()
+        from components.lib.serving.protocol import RequestLimits
+        from components.lib.serving.service import OneLineRefusals, TextClassifierService
+
+        limits = RequestLimits(max_instances, max_text_chars, max_request_bytes)
+        batching = (max_batch_size, max_batch_wait_ms) if max_batch_size else None
+        service = TextClassifierService(model_name, str(number), classifier, limits, batching)
+        service.load()
+        logging.getLogger("kserve").addFilter(OneLineRefusals())
+        # kserve's V1 handler returns FastAPI's ORJSONResponse, which FastAPI now warns about on every request.
+        warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+        kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([service])
+
+
+def check_flags(precision: str, port: int, max_batch_size: int, max_batch_wait_ms: float, limits: tuple[int, int, int]) -> None:
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if not 0 < port < 65536:
+        raise UserError(f"--port: {port} is not a TCP port")
+    if max_batch_size < 0 or max_batch_wait_ms < 0:
+        raise UserError("--max_batch_size and --max_batch_wait_ms must not be negative")
+    if min(limits) < 1:
+        raise UserError("--max_instances, --max_text_chars and --max_request_bytes must be at least 1")
+
+
+def check_port_free(port: int) -> None:
+    """Refused before the model loads, rather than by uvicorn after it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))  # noqa: S104 (where the server will listen: every interface, as in a pod)
+        except OSError as error:
+            raise UserError(f"--port {port}: cannot listen there ({error.strerror}); pass another, e.g. PORT=8081 for make serve") from None
+
+
+def model_file_for(precision: str, folder, model_name: str, number: int) -> str:
+    if precision == "int8" and not (folder / ONNX_INT8_FILE).is_file():
+        log.warning("%s version %d has no %s (export ran without INT8): serving %s", model_name, number, ONNX_INT8_FILE, ONNX_FP32_FILE)
+        return ONNX_FP32_FILE
+    return PRECISIONS[precision]
+
+
+def import_kserve():
+    """kserve parses sys.argv when imported (kserve/model_server.py: `parser.parse_known_args()`), and
+    would take this stage's --model_name and any --help for its own: it gets a bare argv instead."""
+    try:
+        with contextlib.ExitStack() as restore:
+            argv, sys.argv = sys.argv, sys.argv[:1]
+            restore.callback(setattr, sys, "argv", argv)
+            import kserve
+    except ImportError as error:
+        raise UserError(f"serving needs the kserve package, which is not installed: pip install -e '.[serve]' ({error})") from None
+    return kserve
+
+
+if __name__ == "__main__":
+    run_stage(serve)

@@ -1,0 +1,296 @@
+"""serve: a registered version behind KServe's V1 and V2 protocols, as a real HTTP server on a free
+loopback port; and the micro-batcher on its own."""
+
+import asyncio
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.export import export
+from components.lib.data.contract import CALIBRATION_FILE, ONNX_FP32_FILE, ONNX_INT8_FILE
+from components.lib.data.labels import read_labels
+from components.lib.modelling.onnx_runtime import onnx_text_classifier
+from components.lib.serving.batching import MicroBatcher
+from components.lib.storage.artifacts import read_manifest
+from tests.conftest import REPO, run_module
+from tests.test_register import register_release, tweet_release  # noqa: F401 (a fixture)
+
+MODEL = "tweets"
+TEXTS = ["awful nausea, never again", "fine, nothing special", "great relief, thank you @alice"]
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def registry(tweet_release, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixture)
+    """A registry whose version 1 has the INT8 model beside fp32 (tweet_release exports without INT8)."""
+    root = tmp_path_factory.mktemp("serve")
+    export(model_uri=tweet_release["model_uri"], data_uri=tweet_release["data_uri"], output_uri=str(root / "onnx"), latency_runs=1)
+    register_release({**tweet_release, "export_uri": str(root / "onnx")}, root, require_beat_baseline=False)
+    return root / "registry"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_command(registry: Path, port: int, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "components.serve", "--registry_uri", str(registry), "--model_name", MODEL, "--port", str(port), *flags]
+
+
+def request(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict | str]:
+    call = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(call, timeout=30) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+class Server:
+    def __init__(self, registry: Path, *flags: str, command=serve_command):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(command(registry, self.port, *flags), cwd=REPO, stderr=subprocess.PIPE, text=True)
+        self.wait_until_ready()
+
+    def wait_until_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.communicate()[1][-3000:]
+            try:
+                if request(f"{self.url}/v2/health/ready")[1] == {"ready": True}:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the server did not become ready in time")
+
+    def post(self, path: str, payload, headers=JSON_HEADERS) -> tuple[int, dict | str]:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        return request(f"{self.url}{path}", body, headers)
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=60)
+        assert self.process.returncode == 0, stderr[-3000:]
+        return stderr
+
+
+@pytest.fixture(scope="module")
+def server(registry):
+    running = Server(registry)
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+
+
+def expected_probabilities(registry: Path, model_file: str) -> np.ndarray:
+    folder = registry / MODEL / "1"
+    return onnx_text_classifier(folder, read_manifest(str(folder)), MODEL, model_file).probabilities(TEXTS, batch_size=8)
+
+
+def test_v1_answers_labels_and_the_calibrated_probabilities_of_the_int8_model(server, registry):
+    status, answer = server.post(f"/v1/models/{MODEL}:predict", {"instances": TEXTS})
+    assert status == 200, answer
+    expected = expected_probabilities(registry, ONNX_INT8_FILE)
+    labels = read_labels(registry / MODEL / "1")
+    served = np.array([[prediction["probabilities"][label] for label in labels] for prediction in answer["predictions"]])
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    assert [prediction["label"] for prediction in answer["predictions"]] == [labels[index] for index in expected.argmax(axis=1)]
+    temperature = json.loads((registry / MODEL / "1" / CALIBRATION_FILE).read_text())["temperature"]
+    assert abs(temperature - 1) > 1e-3  # so that serving without the temperature would not pass
+
+
+def test_v2_answers_the_same_with_the_label_order_and_version(server, registry):
+    request_body = {"id": "r-1", "inputs": [{"name": "text", "shape": [len(TEXTS)], "datatype": "BYTES", "data": TEXTS}]}
+    status, answer = server.post(f"/v2/models/{MODEL}/infer", request_body)
+    assert status == 200, answer
+    assert answer["model_name"] == MODEL and answer["model_version"] == "1" and answer["id"] == "r-1"
+    outputs = {output["name"]: output for output in answer["outputs"]}
+    labels = answer["parameters"]["labels"].split(",")
+    probabilities = np.array(outputs["probabilities"]["data"]).reshape(outputs["probabilities"]["shape"])
+    np.testing.assert_allclose(probabilities, expected_probabilities(registry, ONNX_INT8_FILE), atol=1e-6)
+    assert outputs["label"]["data"] == [labels[index] for index in probabilities.argmax(axis=1)]
+    del request_body["id"]  # then the server names the response itself
+    status, answer = server.post(f"/v2/models/{MODEL}/infer", request_body)
+    assert status == 200 and len(answer["id"]) == 36, answer
+
+
+def test_a_body_sent_without_a_json_content_type_is_still_read(server):
+    status, answer = server.post(f"/v1/models/{MODEL}:predict", {"instances": TEXTS[:1]}, headers={})
+    assert status == 200 and len(answer["predictions"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "message"),
+    [
+        ("v1", b'{"instances": ["unfinished"', "Unrecognized request format"),
+        ("v1", {"texts": ["a"]}, 'expected a JSON object {"instances": ["text", ...]}'),
+        ("v1", {"instances": []}, "instances: expected a non-empty list of texts"),
+        ("v1", {"instances": ["fine", "  "]}, "instances[1]: empty text"),
+        ("v1", {"instances": ["fine", 7]}, "instances[1]: expected a text (a JSON string), got int"),
+        ("v1", {"instances": ["x"] * 65}, "instances: 65 texts in one request, over the limit of 64"),
+        ("v1", {"instances": ["y" * 10_001]}, "instances[0]: 10,001 characters, over the limit of 10,000"),
+        ("v2", {"inputs": [{"name": "words", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}, 'expected an input named "text"'),
+        ("v2", {"inputs": [{"name": "text", "shape": [1], "datatype": "INT32", "data": [1]}]}, "datatype must be BYTES, got INT32"),
+    ],
+)
+def test_a_bad_request_gets_400_and_one_line(server, path, payload, message):
+    url = f"/v1/models/{MODEL}:predict" if path == "v1" else f"/v2/models/{MODEL}/infer"
+    status, answer = server.post(url, payload)
+    assert status == 400, answer
+    assert message in answer["error"] and "\n" not in answer["error"] and "Traceback" not in answer["error"]
+
+
+def test_a_body_over_the_size_limit_is_refused(server):
+    status, answer = server.post(f"/v1/models/{MODEL}:predict", {"instances": ["fine"], "padding": "z" * 4_200_000})
+    assert status == 400 and "bytes is over the limit of 4,194,304" in answer["error"]
+
+
+def test_an_unknown_model_gets_404(server):
+    status, answer = server.post("/v1/models/nobody:predict", {"instances": ["a"]})
+    assert status == 404 and "nobody" in answer["error"]
+
+
+def test_readiness_liveness_metadata_and_metrics(server, registry):
+    assert request(f"{server.url}/v1/models/{MODEL}") == (200, {"name": MODEL, "ready": True})
+    assert request(f"{server.url}/")[1] == {"status": "alive"}
+    assert request(f"{server.url}/v2/health/live")[1] == {"live": True}
+    metadata = request(f"{server.url}/v2/models/{MODEL}")[1]
+    assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    server.post(f"/v1/models/{MODEL}:predict", {"instances": TEXTS})
+    server.post(f"/v1/models/{MODEL}:predict", {"instances": [""]})
+    metrics = request(f"{server.url}/metrics")[1]
+    labels = read_labels(registry / MODEL / "1")
+    predicted = sum(float(value) for value in re.findall(r'textclf_predictions_total\{[^}]*model_name="tweets"[^}]*\} (\S+)', metrics))
+    assert predicted >= len(TEXTS) and any(f'label="{label}"' in metrics for label in labels)
+    assert float(re.search(r'textclf_refused_requests_total\{model_name="tweets"\} (\S+)', metrics).group(1)) >= 1
+    assert 'request_predict_seconds_count{model_name="tweets"}' in metrics
+
+
+def test_concurrent_requests_share_model_calls_and_each_gets_its_own_answer(registry):
+    running = Server(registry, "--max_batch_wait_ms", "200", "--precision", "fp32")
+    try:
+        texts = [TEXTS[index % len(TEXTS)] for index in range(12)]
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda text: running.post(f"/v1/models/{MODEL}:predict", {"instances": [text]}), texts))
+        expected = expected_probabilities(registry, ONNX_FP32_FILE)
+        labels = read_labels(registry / MODEL / "1")
+        for text, (status, answer) in zip(texts, answers):
+            assert status == 200
+            served = [answer["predictions"][0]["probabilities"][label] for label in labels]
+            np.testing.assert_allclose(served, expected[TEXTS.index(text)], atol=1e-6)
+        metrics = request(f"{running.url}/metrics")[1]
+        calls = float(re.search(r'textclf_model_call_texts_count\{model_name="tweets"\} (\S+)', metrics).group(1))
+        assert calls < len(texts)
+    finally:
+        stderr = running.stop()
+    assert f"({ONNX_FP32_FILE})" in stderr and "Traceback" not in stderr
+
+
+def test_the_server_log_has_one_line_per_refused_request_and_no_traceback(registry):
+    running = Server(registry)
+    running.post(f"/v1/models/{MODEL}:predict", {"instances": [""]})
+    running.post(f"/v1/models/{MODEL}:predict", b"{")
+    stderr = running.stop()
+    assert stderr.count("refused a request:") == 2 and "Traceback" not in stderr
+    assert f"({ONNX_INT8_FILE})" in stderr  # INT8 is the default when the version has it
+
+
+def test_a_version_without_int8_is_served_in_fp32_with_a_warning(registry, tmp_path):
+    copy = tmp_path / "registry"
+    shutil.copytree(registry, copy)
+    version = copy / MODEL / "1"
+    (version / ONNX_INT8_FILE).unlink()
+    manifest = json.loads((version / "MANIFEST.json").read_text())
+    del manifest["files"][ONNX_INT8_FILE]
+    (version / "MANIFEST.json").write_text(json.dumps(manifest))
+    stderr = Server(copy).stop()
+    assert f"has no {ONNX_INT8_FILE} (export ran without INT8): serving {ONNX_FP32_FILE}" in stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model_name", "nobody"], "nobody"),
+        (["--precision", "int4"], "--precision: 'int4' is not one of int8, fp32"),
+        (["--max_instances", "0"], "--max_instances, --max_text_chars and --max_request_bytes must be at least 1"),
+    ],
+)
+def test_bad_flags_are_refused_with_one_line(registry, flags, message):
+    result = run_module("components.serve", *serve_command(registry, free_port(), *flags)[3:])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_refused_before_the_model_loads(registry):
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_module("components.serve", *serve_command(registry, port)[3:])
+    assert result.returncode == 2
+    assert f"--port {port}: cannot listen there" in result.stderr.strip().splitlines()[-1]
+
+
+def make_serve_command(registry: Path, port: int) -> list[str]:
+    """What `make serve PORT=...` runs, with the config's registry and model name pointed at the test's."""
+    return [sys.executable, "-m", "pipelines.serve_local", "--port", str(port), f"registry_uri={registry}", f"model_name={MODEL}"]
+
+
+def test_make_serve_answers_the_readmes_curl(registry):
+    readme = (REPO / "README.md").read_text()
+    curl = re.search(r"curl -s localhost:8080/v1/models/drug-review-sentiment:predict -H '(.+?)' \\\n\s+-d '(.+?)'", readme)
+    header, body = curl.group(1).split(": "), curl.group(2)
+    running = Server(registry, command=make_serve_command)
+    try:
+        status, answer = running.post(f"/v1/models/{MODEL}:predict", body.encode(), headers=dict([header]))
+    finally:
+        running.stop()
+    assert status == 200 and len(answer["predictions"]) == len(json.loads(body)["instances"])
+
+
+def test_the_micro_batcher_joins_waiting_requests_and_keeps_each_answer_apart():
+    calls = []
+
+    def infer(texts):
+        calls.append(list(texts))
+        return np.array([[float(len(text))] for text in texts])
+
+    async def scenario():
+        batcher = MicroBatcher(infer, max_texts=4, max_wait_ms=100)
+        requests = asyncio.gather(batcher.submit(["a"]), batcher.submit(["bb", "ccc"]), batcher.submit(["dddd", "eeeee"]))
+        return await asyncio.wait_for(requests, timeout=10)  # a request the batcher lost would wait for ever
+
+    first, second, third = asyncio.run(scenario())
+    assert calls == [["a", "bb", "ccc"], ["dddd", "eeeee"]]  # the third did not fit under 4 texts: it opens the next call
+    assert first.tolist() == [[1.0]] and second.tolist() == [[2.0], [3.0]] and third.tolist() == [[4.0], [5.0]]
+
+
+def test_the_micro_batcher_hands_a_model_error_to_every_request_of_the_call():
+    def infer(texts):
+        raise RuntimeError("model failed")
+
+    async def scenario():
+        batcher = MicroBatcher(infer, max_texts=8, max_wait_ms=50)
+        return await asyncio.wait_for(asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]), return_exceptions=True), timeout=10)
+
+    assert [str(error) for error in asyncio.run(scenario())] == ["model failed", "model failed"]
