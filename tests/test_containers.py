@@ -14,14 +14,17 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from components.lib.storage.registry import Registry
+from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, container_user
 from pipelines.pipeline import IMAGE_USER_ID
 from tests.conftest import REPO, upload_folder
 
@@ -100,6 +103,53 @@ def component_run(stage: str, mount: Path, **flags) -> subprocess.CompletedProce
     return result
 
 
+def serve_in_container(registry_uri: str, model_name: str) -> None:
+    """components.serve in the CPU image, as a KServe predictor would run it: a registered version
+    from S3, a V1 request answered over HTTP, then SIGTERM (docker stop) ends it cleanly."""
+    port = free_port()
+    environment = [word for name in PASSED_ENVIRONMENT if name in os.environ for word in ("-e", name)]
+    command = ["docker", "run", "-d", "--user", container_user(), "--read-only", "--tmpfs", TMPFS, "--network", "host", *environment,
+               CPU_IMAGE, "python3", "-m", "components.serve", "--registry_uri", registry_uri, "--model_name", model_name,
+               "--port", str(port)]  # fmt: skip
+    started = time.monotonic()
+    container = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v2/health/ready", container)
+        record("serve ready in its container", time.monotonic() - started)
+        body = json.dumps({"instances": ["awful nausea", "works well"]}).encode()
+        call = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/{model_name}:predict", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(call, timeout=30) as response:
+            predictions = json.loads(response.read())["predictions"]
+        assert len(predictions) == 2 and all(abs(sum(row["probabilities"].values()) - 1) < 1e-5 for row in predictions)
+        subprocess.run(["docker", "stop", "-t", "30", container], capture_output=True, check=True)
+        status = subprocess.run(["docker", "wait", container], capture_output=True, text=True, check=True).stdout.strip()
+        logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stderr
+        assert status == "0" and "Traceback" not in logs, logs[-3000:]
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, container: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", container], capture_output=True, text=True)
+            if running.stdout.strip() != "true":
+                logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
+                raise AssertionError(f"the serving container stopped:\n{logs.stdout[-2000:]}\n{logs.stderr[-3000:]}") from None
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {timeout:.0f} s")
+
+
 def test_every_stage_runs_in_its_image_read_only_and_not_as_root(cpu_image, s3, sample_source, tiny_model, shared_folder):
     source = upload_folder(s3, sample_source, "bucket", "source")
     base_model = upload_folder(s3, tiny_model, "bucket", "tiny-bert")
@@ -118,6 +168,7 @@ def test_every_stage_runs_in_its_image_read_only_and_not_as_root(cpu_image, s3, 
                                model_name="tiny-sentiment", output_uri=f"{run}/registration")  # fmt: skip
     assert '"registered": true' in registered.stdout, registered.stdout[-2000:]
     assert Registry("s3://bucket/registry", "tiny-sentiment").read_alias("latest") == 1
+    serve_in_container("s3://bucket/registry", "tiny-sentiment")
     written = [path for path in shared_folder.rglob("*") if path.is_file()]
     assert (shared_folder / "report.html").is_file() and any(path.name == "MANIFEST.json" for path in written)
     owner = IMAGE_USER_ID if os.getuid() == 0 else os.getuid()  # pipelines/component_run.py, container_user
