@@ -19,7 +19,16 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import gpu_train, inference_latency, memory_scaling, model_families, tokenize_speed, train_vs_trainer
+from benchmarks import (
+    gpu_train,
+    inference_latency,
+    kfold_learning_rates,
+    memory_scaling,
+    model_families,
+    serve_load,
+    tokenize_speed,
+    train_vs_trainer,
+)
 from benchmarks.common import DATASETS, REPO, markdown_table, run_json
 from benchmarks.train_vs_trainer import MAJORITY_MARGIN, OURS
 
@@ -37,12 +46,15 @@ BENCHMARKS = {
     "memory": ("benchmarks.memory_scaling", "--sizes", "100000,1000000"),
     "gpu": ("benchmarks.gpu_train",),
     "families": ("benchmarks.model_families",),
+    "kfold": ("benchmarks.kfold_learning_rates",),
+    "serve": ("benchmarks.serve_load",),
 }
 QUICK_ARGUMENTS = {
     "train": ["--quick"],
     "tokenize": ["--rows", "20000"],
     "memory": ["--sizes", "10000,100000"],
     "families": ["--cnn_epochs", "2"],
+    "serve": ["--requests", "40", "--seconds", "5"],
 }
 
 
@@ -133,6 +145,13 @@ def write_readme(block: str, readme: Path = README) -> None:
     readme.write_text(head + block + tail)
 
 
+def later_section(results: dict, key: str, title: str, render) -> str:
+    """A section added after the full run: run alone with --only, so it says when."""
+    if key not in results:
+        return f"## {title}\n\nNot run yet: `python -m benchmarks.run_all --only {key}`."
+    return f"## {title}\n\nFinished {results['finished'][key]} (`python -m benchmarks.run_all --only {key}`). {render(results[key])}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, to check that the scripts run")
@@ -154,6 +173,7 @@ def main() -> int:
             started = time.perf_counter()
             results[key] = run_json(module, *args)
             results.setdefault("wall_seconds", {})[key] = round(time.perf_counter() - started)
+            results.setdefault("finished", {})[key] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             saved.write_text(json.dumps(results))
             print(f"{key}: done in {results['wall_seconds'][key]} s", file=sys.stderr, flush=True)
     started = results["started"]
@@ -174,12 +194,9 @@ def main() -> int:
         "## 3. Inference: PyTorch eager, onnxruntime fp32, onnxruntime INT8\n\n" + inference_latency.markdown(results["inference"]),
         "## 4. Peak memory of preprocess and tokenize as the data grows\n\n" + memory_scaling.markdown(results["memory"]),
         "## 5. Training on a GPU (bf16)\n\n" + gpu_train.markdown(results["gpu"]),
-        "## 6. Model families: MiniLM, a CNN, distillation, augmentation\n\n"
-        + (
-            model_families.markdown(results["families"])
-            if "families" in results
-            else "Not run yet: `python -m benchmarks.run_all --only families`."
-        ),
+        later_section(results, "families", "6. Model families: MiniLM, a CNN, distillation, augmentation", model_families.markdown),
+        later_section(results, "kfold", "7. K-fold cross-validation: MiniLM at two learning rates", kfold_learning_rates.markdown),
+        later_section(results, "serve", "8. The model server under load (loopback)", serve_load.markdown),
     ]
     destination = REPO / "build" / "bench" / "RESULTS-quick.md" if quick else RESULTS
     destination.parent.mkdir(parents=True, exist_ok=True)
