@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from components.lib.data.contract import MODEL_CARD_FILE
+from components.lib.data.contract import CALIBRATION_FILE, MODEL_CARD_FILE
 from components.lib.data.contract import ONNX_FP32_FILE as FP32_FILE
 from components.lib.data.textclean import TextCleaning
 from components.lib.modelling.inference import torch_text_classifier
 from components.lib.modelling.onnx_runtime import onnx_text_classifier
-from components.lib.storage.artifacts import read_manifest
+from components.lib.storage.artifacts import commit, read_manifest
 from components.predict import PREDICTIONS_FILE, predict
 from tests.conftest import run_module
 from tests.test_register import register_release, tweet_release  # noqa: F401 (a fixture)
@@ -40,13 +41,20 @@ def onnx_probabilities(folder: Path, texts: list[str], lineage: dict | None = No
     return onnx_text_classifier(folder, manifest, str(folder), FP32_FILE).probabilities(texts, batch_size=2)
 
 
-def test_the_model_cards_snippet_runs_and_agrees_with_the_projects_predictor(version_folder, monkeypatch, capsys):
+def run_the_cards_snippet(version_folder: Path, monkeypatch, capsys) -> dict:
+    """The namespace of the model card's snippet, run in the version's folder as a user would."""
     card = (version_folder / MODEL_CARD_FILE).read_text()
     snippet = re.search(r"```python\n(.*?)```", card, re.DOTALL).group(1)
     monkeypatch.chdir(version_folder)
     namespace: dict = {}
     exec(compile(snippet, "MODEL_CARD.md", "exec"), namespace)
     assert re.match(r"(negative|neutral|positive) \{", capsys.readouterr().out)
+    return namespace
+
+
+def test_the_model_cards_snippet_runs_and_agrees_with_the_projects_predictor(version_folder, monkeypatch, capsys):
+    card = (version_folder / MODEL_CARD_FILE).read_text()
+    namespace = run_the_cards_snippet(version_folder, monkeypatch, capsys)
     expected = onnx_probabilities(version_folder, TRICKY_TEXTS)
     labels = json.loads((version_folder / "labels.json").read_text())["labels"]
     cleaning = TextCleaning(mask_urls=True, mask_mentions=True)
@@ -56,6 +64,22 @@ def test_the_model_cards_snippet_runs_and_agrees_with_the_projects_predictor(ver
         assert list(scores) == labels
         np.testing.assert_allclose(list(scores.values()), probabilities, atol=1e-5, err_msg=text)
     assert "mask_urls=True, mask_mentions=True" in card
+
+
+def test_a_version_without_calibration_gets_a_card_and_snippet_at_temperature_one(tweet_release, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """A model exported before calibration existed has no calibration.json: the card says nothing of
+    a temperature, and its snippet still agrees with the predictor, which reads 1.0."""
+    export_copy = tmp_path / "onnx"
+    shutil.copytree(tweet_release["export_uri"], export_copy)
+    (export_copy / CALIBRATION_FILE).unlink()
+    commit(export_copy, str(export_copy))
+    result = register_release({**tweet_release, "export_uri": str(export_copy)}, tmp_path, require_beat_baseline=False)
+    version = Path(result.summary["uri"])
+    card = (version / MODEL_CARD_FILE).read_text()
+    assert CALIBRATION_FILE not in card and "temperature scaling" not in card
+    namespace = run_the_cards_snippet(version, monkeypatch, capsys)
+    scores = [list(namespace["classify"](text).values()) for text in TRICKY_TEXTS]
+    np.testing.assert_allclose(scores, onnx_probabilities(version, TRICKY_TEXTS), atol=1e-5)
 
 
 def token_ids(predictor, texts: list[str]) -> list[list[int]]:

@@ -90,7 +90,7 @@ with the highest probability.
 | macro F1 | {test["macro_f1"]:.4f} | {baseline["macro_f1"]:.4f} |
 | weighted F1 | {test["weighted_f1"]:.4f} | {baseline["weighted_f1"]:.4f} |
 
-{calibration_lines(test.get("calibration", {}))}
+{calibration_lines(test.get("calibration", {}) if calibrated else {})}
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|
 {per_class}
