@@ -10,22 +10,23 @@ It answers KServe's V1 protocol (POST /v1/models/<name>:predict) and the Open In
 (POST /v2/models/<name>/infer), with readiness (GET /v1/models/<name>, /v2/health/ready), liveness
 (GET /, /v2/health/live) and Prometheus metrics (GET /metrics). A mistake in a request (wrong JSON,
 an empty text, too many texts, a body over the limit) is answered 400 with one line; requests that
-arrive together are classified in one model call (micro-batching, `--max_batch_size 0` turns it off).
+arrive together can share one model call (micro-batching, `--max_batch_size N`); it is off by default
+because on CPU it lost at every concurrency measured (benchmarks/RESULTS.md, section 8): a batch pads
+its texts to the longest, and onnxruntime already uses every core for one text.
 In a KServe InferenceService this is the custom predictor's command; it listens on 8080 as KServe expects.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
-import sys
 import warnings
 
 from components.lib.cli import run_stage
 from components.lib.data.contract import ONNX_FP32_FILE, ONNX_INT8_FILE
 from components.lib.errors import UserError
 from components.lib.modelling.onnx_runtime import onnx_text_classifier
+from components.lib.serving.sdk import KSERVE_HTTP_PORT, import_kserve
 from components.lib.storage.registry import Registry
 
 log = logging.getLogger("components.serve")
@@ -38,9 +39,9 @@ def serve(
     model_name: str,
     version: str = "latest",
     precision: str = "int8",
-    port: int = 8080,
-    max_batch_size: int = 32,
-    max_batch_wait_ms: float = 5.0,
+    port: int = KSERVE_HTTP_PORT,
+    max_batch_size: int = 0,
+    max_batch_wait_ms: float = 0.0,
     max_instances: int = 64,
     max_text_chars: int = 10_000,
     max_request_bytes: int = 4_194_304,
@@ -53,7 +54,7 @@ def serve(
       version: A version number or an alias (latest, production, ...).
       precision: int8 (the quantized model, when the version has one) or fp32.
       port: HTTP port (KServe's default, 8080).
-      max_batch_size: Most texts the micro-batcher puts in one model call; 0 turns micro-batching off.
+      max_batch_size: Most texts the micro-batcher puts in one model call; 0 (the default, faster on CPU) turns it off.
       max_batch_wait_ms: How long the micro-batcher waits after a request for others to join it.
       max_instances: Most texts in one request.
       max_text_chars: Most characters in one text.
@@ -107,19 +108,6 @@ def model_file_for(precision: str, folder, model_name: str, number: int) -> str:
         log.warning("%s version %d has no %s (export ran without INT8): serving %s", model_name, number, ONNX_INT8_FILE, ONNX_FP32_FILE)
         return ONNX_FP32_FILE
     return PRECISIONS[precision]
-
-
-def import_kserve():
-    """kserve parses sys.argv when imported (kserve/model_server.py: `parser.parse_known_args()`), and
-    would take this stage's --model_name and any --help for its own: it gets a bare argv instead."""
-    try:
-        with contextlib.ExitStack() as restore:
-            argv, sys.argv = sys.argv, sys.argv[:1]
-            restore.callback(setattr, sys, "argv", argv)
-            import kserve
-    except ImportError as error:
-        raise UserError(f"serving needs the kserve package, which is not installed: pip install -e '.[serve]' ({error})") from None
-    return kserve
 
 
 if __name__ == "__main__":

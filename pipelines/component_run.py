@@ -27,9 +27,9 @@ import sys
 from dataclasses import dataclass
 
 from components.lib.errors import UserError
+from components.lib.runtime import IMAGE_USER_ID
 from pipelines.compile import with_image_environment
 from pipelines.config import KubeflowSettings, load_config
-from pipelines.pipeline import IMAGE_USER_ID
 from pipelines.stages import INTERFACES, STAGES, stage_command
 
 PASSED_ENVIRONMENT = (

@@ -22,6 +22,7 @@ import inspect
 
 from kfp import dsl, kubernetes
 
+from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS
 from components.lib.training.settings import SWEEPABLE
 from pipelines import gate
 from pipelines.config import KubeflowSettings
@@ -31,8 +32,6 @@ from pipelines.stages import make_components
 PIPELINE_NAME = "textclf-training"
 SWEEP_PIPELINE_NAME = "textclf-sweep"
 KFOLD_PIPELINE_NAME = "textclf-kfold"
-IMAGE_USER_ID = 10001  # the non-root user of images/*.Dockerfile
-S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 ACTIVE_BUILD: contextvars.ContextVar = contextvars.ContextVar("active_build")
 
 
@@ -115,7 +114,7 @@ class PipelineBuild:
         self.components = make_components(settings.cpu_image, settings.cuda_image)
 
     def common(self, task, secret_name, resources, retry_window: str) -> None:
-        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=S3_SECRET_KEYS)
+        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={key: key for key in S3_CREDENTIAL_KEYS})
         if self.settings.s3_endpoint:
             task.set_env_variable("AWS_ENDPOINT_URL", self.settings.s3_endpoint)
         task.set_env_variable("AWS_REGION", self.settings.s3_region)

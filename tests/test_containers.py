@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from components.lib.runtime import IMAGE_USER_ID
 from components.lib.storage.registry import Registry
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, container_user
-from pipelines.pipeline import IMAGE_USER_ID
 from tests.conftest import REPO, upload_folder
 
 pytestmark = pytest.mark.container

@@ -187,7 +187,7 @@ def test_readiness_liveness_metadata_and_metrics(server, registry):
 
 
 def test_concurrent_requests_share_model_calls_and_each_gets_its_own_answer(registry):
-    running = Server(registry, "--max_batch_wait_ms", "200", "--precision", "fp32")
+    running = Server(registry, "--max_batch_size", "32", "--max_batch_wait_ms", "200", "--precision", "fp32")
     try:
         texts = [TEXTS[index % len(TEXTS)] for index in range(12)]
         with ThreadPoolExecutor(12) as pool:
