@@ -30,7 +30,7 @@ from components.lib.errors import UserError
 from components.lib.runtime import IMAGE_USER_ID
 from pipelines.compile import with_image_environment
 from pipelines.config import KubeflowSettings, load_config
-from pipelines.stages import INTERFACES, STAGES, stage_command
+from pipelines.stages import ALL_STAGES, INTERFACES, stage_command
 
 PASSED_ENVIRONMENT = (
     "AWS_ENDPOINT_URL",
@@ -165,7 +165,7 @@ def stage_image(stage: str, settings: KubeflowSettings) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one pipeline stage in its image with docker.")
-    parser.add_argument("--component", required=True, help=f"one of {', '.join(STAGES)}")
+    parser.add_argument("--component", required=True, help=f"one of {', '.join(ALL_STAGES)}")
     parser.add_argument("--config", default="configs/default.yaml", help="kubeflow.image_registry and image_tag name the images")
     parser.add_argument("--mount", default=os.environ.get("MOUNT", "."), help="local folder mounted at /workspace")
     parser.add_argument("--image", default="", help="run in this image instead of the stage's own")
@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the docker command instead of running it")
     parser.add_argument("stage_args", nargs=argparse.REMAINDER, help="the stage's own flags, after --")
     arguments = parser.parse_args(argv)
-    if arguments.component not in STAGES:
-        print(f"component-run: COMPONENT={arguments.component!r} is not a stage; choose one of {', '.join(STAGES)}", file=sys.stderr)
+    if arguments.component not in ALL_STAGES:
+        print(f"component-run: COMPONENT={arguments.component!r} is not a stage; choose one of {', '.join(ALL_STAGES)}", file=sys.stderr)
         return 2
     stage_args = arguments.stage_args[1:] if arguments.stage_args[:1] == ["--"] else arguments.stage_args
     stage_args = [part for chunk in stage_args for part in shlex.split(chunk)]

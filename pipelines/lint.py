@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from pipelines.pipeline import KFOLD_PIPELINE_NAME
-from pipelines.stages import STAGES
+from pipelines.stages import ALL_STAGES, OPTIONAL_STAGES, STAGES
 
 SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 TRAIN_RETRY_WINDOW_FLOOR_S = 86400  # Argo kills a retried attempt at first start + backoffMaxDuration
@@ -63,16 +63,17 @@ def load(path: Path) -> tuple[dict, dict]:
     return documents[0], platform
 
 
-def all_tasks(dag: dict, spec: dict, inherited: frozenset = frozenset(), gated: bool = False, groups: dict | None = None):
+def all_tasks(dag: dict, spec: dict, inherited: frozenset = frozenset(), gated: tuple = (), groups: dict | None = None):
     """Every leaf task, descending into sub-DAGs (conditions, loops), with the tasks it directly runs
-    after and whether a condition guards it. A task in a sub-DAG runs after whatever its sub-DAG
+    after and the conditions that guard it (empty: none). A task in a sub-DAG runs after whatever its sub-DAG
     runs after; `groups` collects, per sub-DAG task, the leaf tasks inside it."""
     groups = {} if groups is None else groups
     for name, task in dag.get("tasks", {}).items():
         component = spec["components"][task["componentRef"]["name"]]
         upstream = inherited | upstream_tasks(task)
         if "dag" in component:
-            inner = list(all_tasks(component["dag"], spec, frozenset(upstream), gated or "triggerPolicy" in task, groups))
+            conditions = gated + ((task["triggerPolicy"].get("condition", ""),) if "triggerPolicy" in task else ())
+            inner = list(all_tasks(component["dag"], spec, frozenset(upstream), conditions, groups))
             groups[name] = {leaf for leaf, *_ in inner}
             yield from inner
         else:
@@ -116,7 +117,7 @@ def check_pipeline(path: Path) -> list[str]:
     found = {name: (task, closure[name], gated) for name, (task, _, gated) in found.items()}
     executors = spec["deploymentSpec"]["executors"]
     stages = expected_stages(spec)
-    stage_tasks = {name: entry for name, entry in found.items() if stage_of(entry[0]) in STAGES}
+    stage_tasks = {name: entry for name, entry in found.items() if stage_of(entry[0]) in ALL_STAGES}
     missing = [stage for stage in stages if stage not in {stage_of(task) for task, _, _ in stage_tasks.values()}]
     if missing:
         return [f"{path}: stages missing: {', '.join(missing)}"]
@@ -142,6 +143,11 @@ def check_edges(path: Path, stage_tasks: dict, stages: tuple[str, ...]) -> list[
             problems.append(f"{path}: {name} does not run after {upstream_name}")
     if "register" in stages and not by_stage["register"][2]:
         problems.append(f"{path}: register is not behind the quality gate (dsl.If)")
+    for stage in OPTIONAL_STAGES:  # each behind the pipeline parameter of its name (pipeline.py, wire_deploy)
+        if stage in by_stage and "register" in by_stage:
+            name, upstream, conditions = by_stage[stage]
+            if by_stage["register"][0] not in upstream or not any(f"pipelinechannel--{stage}'" in text for text in conditions):
+                problems.append(f"{path}: {name} does not run after register behind a condition on the parameter {stage}")
     return problems
 
 
@@ -170,7 +176,7 @@ def check_task(path: Path, name: str, task: dict, executors: dict, platform: dic
     cached = task.get("cachingOptions", {}).get("enableCache", False)
     if stage in ("preprocess", "tokenize") and not cached:
         problems.append(f"{path}: {name} should be cached")
-    if stage in ("train", "register") and cached:
+    if stage in ("train", "register", *OPTIONAL_STAGES) and cached:
         problems.append(f"{path}: {name} should not be cached by default")
     if not task.get("retryPolicy", {}).get("maxRetryCount"):
         problems.append(f"{path}: {name} has no retry policy")

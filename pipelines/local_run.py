@@ -38,7 +38,14 @@ from pathlib import Path
 
 from components.lib import storage
 from components.lib.cli import configure_logging
-from components.lib.data.contract import DECISION_FILE, EXPORT_REPORT_FILE, KFOLD_RESULTS_FILE, METRICS_FILE, TUNING_RESULTS_FILE
+from components.lib.data.contract import (
+    DECISION_FILE,
+    DEPLOYMENT_FILE,
+    EXPORT_REPORT_FILE,
+    KFOLD_RESULTS_FILE,
+    METRICS_FILE,
+    TUNING_RESULTS_FILE,
+)
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
 from pipelines import gate
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
@@ -500,6 +507,12 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
             lines.append(f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}")
         else:
             lines.append(f"not registered: {decision['refused']}")
+    deployment = run_dir / "deploy" / "deployment" / DEPLOYMENT_FILE
+    if deployment.exists():
+        outcome = json.loads(deployment.read_text())
+        lines.append(
+            f"deploy: InferenceService {outcome['namespace']}/{outcome['service_name']} version {outcome['version']}: {outcome['action']}"
+        )
     lines.append(f"run folder: {run_dir}")
     return lines, problem
 

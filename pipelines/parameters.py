@@ -4,7 +4,7 @@ Every flag of a stage is a pipeline parameter, with the flag's name, type, defau
 except the flags the DAG fills itself (artifact paths, the run id, GPU count). A few are renamed
 where the pipeline reads better (`input_uri` is `source_uri`), a few defaults differ on a cluster
 (DataLoader workers, checkpoints), and a few parameters belong to the DAG alone (GPU placement, the
-S3 Secret). So a new stage flag becomes a pipeline parameter, and a config key, with no other edit.
+S3 Secret, whether to deploy). So a new stage flag becomes a pipeline parameter, and a config key, with no other edit.
 """
 
 import inspect
@@ -12,8 +12,9 @@ import inspect
 import docstring_parser
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
+from components.lib.runtime import S3_SECRET_NAME
 from pipelines import gate
-from pipelines.stages import STAGES, stage_function
+from pipelines.stages import ALL_STAGES, stage_function
 
 FILLED_BY_THE_DAG = {
     "preprocess": {"output_uri"},
@@ -22,7 +23,12 @@ FILLED_BY_THE_DAG = {
     "evaluate": {"model_uri", "data_uri", "output_uri", "report_path", "batch_size"},
     "export": {"model_uri", "data_uri", "output_uri", "parity_rows", "min_argmax_agreement", "latency_runs", "batch_size"},
     "register": {"export_uri", "evaluation_uri", "model_uri", "data_uri", "output_uri", "gate_metric"},
+    "deploy": {"version", "image", "output_uri", "s3_secret_name"},
 }
+# Flags of a stage that are pipeline parameters under a prefix: deploy's --namespace or --cpu would
+# read as the whole run's. Flags shared with another stage (the registry, the model name) keep theirs.
+PREFIXED = {"deploy": "serving_"}
+SHARED_FLAGS = {"registry_uri", "model_name"}
 RENAMED = {
     ("preprocess", "input_uri"): "source_uri",
     ("preprocess", "expected_source_fingerprint"): "source_fingerprint",
@@ -45,14 +51,25 @@ DAG_PARAMETERS = [
     ("gpu_count", str, "1", "GPUs for the train task (a whole number, as text); train starts one process per visible GPU."),
     ("gpu_node_selector", dict, GPU_NODE_SELECTOR, "Node selector of the train task."),
     ("gpu_toleration", dict, GPU_TOLERATION, "Toleration of the train task (a Kubernetes toleration object)."),
-    ("s3_secret_name", str, "textclf-s3", "Kubernetes Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for every task."),
+    (
+        "deploy",
+        bool,
+        False,
+        "After register, serve the new version on KServe (components/deploy.py): a canary beside the version that serves.",
+    ),
+    ("s3_secret_name", str, S3_SECRET_NAME, "Kubernetes Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for every task."),
 ]
 
 
 def exposed_flags(stage: str) -> dict[str, str]:
     """{flag: pipeline parameter name} for the flags of `stage` that are pipeline parameters."""
     hidden = FILLED_BY_THE_DAG.get(stage, set()) | {EXECUTOR_INPUT_FLAG}
-    return {flag: RENAMED.get((stage, flag), flag) for flag in inspect.signature(stage_function(stage)).parameters if flag not in hidden}
+    prefix = PREFIXED.get(stage, "")
+    return {
+        flag: RENAMED.get((stage, flag), flag if flag in SHARED_FLAGS else prefix + flag)
+        for flag in inspect.signature(stage_function(stage)).parameters
+        if flag not in hidden
+    }
 
 
 def arguments_for(stage: str, given: dict) -> dict:
@@ -64,7 +81,7 @@ def pipeline_parameters() -> tuple[list[inspect.Parameter], dict[str, str]]:
     """The parameters (required first) and their help texts, from the six stages and the DAG."""
     found: dict[str, inspect.Parameter] = {}
     help_texts: dict[str, str] = {}
-    for stage in STAGES:
+    for stage in ALL_STAGES:
         function = stage_function(stage)
         signature = inspect.signature(function)
         annotations = inspect.get_annotations(function, eval_str=True)

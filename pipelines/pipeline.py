@@ -14,7 +14,8 @@ On the cluster:
   train and register are not cached; every task retries with backoff;
 - checkpoints go to `<checkpoint_root>/<run id>`, outside the artifact graph, so a retried
   train task resumes from them;
-- register runs only if the test macro-F1 reaches `min_macro_f1` (pipelines/gate.py).
+- register runs only if the test macro-F1 reaches `min_macro_f1` (pipelines/gate.py);
+- deploy runs after it only with `deploy=true` and a registered version: a KServe InferenceService.
 """
 
 import contextvars
@@ -64,10 +65,21 @@ def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize
             onnx=export.outputs["onnx"], evaluation_uri=evaluate.outputs["evaluation_uri"], model_uri=model_uri,
             data_uri=tokenize.outputs["tokenized_uri"], gate_metric=gate.METRIC, **arguments_for("register", given),
         )  # fmt: skip
-    register.set_caching_options(enable_caching=build.settings.cache_register)
+        register.set_caching_options(enable_caching=build.settings.cache_register)
+        deploy = wire_deploy(build, given, register)
     for task in after:
         evaluate.after(task)
-    return [evaluate, export, register]
+    return [evaluate, export, register, deploy]
+
+
+def wire_deploy(build: "PipelineBuild", given: dict, register):
+    """deploy, when the pipeline parameter says so and register made a version; never cached (it changes the cluster)."""
+    with dsl.If(register.outputs["registered"] == True, name="registered"), dsl.If(given["deploy"] == True, name="deploy-enabled"):  # noqa: E712 (KFP conditions)
+        deploy = build.components["deploy"](
+            version=register.outputs["version"], image=build.settings.cpu_image, s3_secret_name=given["s3_secret_name"],
+            **arguments_for("deploy", given),
+        )  # fmt: skip
+    return deploy.set_caching_options(enable_caching=False)
 
 
 def wire_training(build: "PipelineBuild", given: dict) -> None:

@@ -20,6 +20,9 @@ from kfp import dsl
 from components.lib.cli import EXECUTOR_INPUT_FLAG
 
 STAGES = ("preprocess", "tokenize", "train", "evaluate", "export", "register")  # the DAG's six, in order
+# After register, and only when the pipeline parameter of the same name is true (off by default).
+OPTIONAL_STAGES = ("deploy",)
+ALL_STAGES = STAGES + OPTIONAL_STAGES
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ INTERFACES = {
     "register": StageInterface(
         (reads("export_uri", "onnx", dsl.Model), writes("output_uri", "registration", dsl.Artifact)), {"registered": bool, "version": str}
     ),
+    "deploy": StageInterface((writes("output_uri", "deployment", dsl.Artifact),), {"url": str}),
 }
 
 # Outputs that exist only as metadata for the KFP UI (the stage fills them through the executor

@@ -14,26 +14,17 @@ import threading
 import uuid
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.json_http import JsonHandler
 
 API = "/apis/v2beta1"
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     server: KfpStub
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args) -> None:
-        """Quiet: the tests read `server.requests` instead."""
-
-    def reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def handle_any(self) -> None:
         parts = urlsplit(self.path)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from components.lib.storage.artifacts import read_manifest, staged_output
-from pipelines.stages import STAGES
+from pipelines.stages import ALL_STAGES
 from tests.conftest import run_module
 
 
@@ -58,7 +58,7 @@ def test_help_shows_every_flag_with_its_full_default_and_help_text(help_word):
     assert "-d, --data_uri" not in result.stdout  # Fire offered short flags that are refused
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", ALL_STAGES)
 def test_every_stage_help_is_its_signature_and_docstring(stage):
     import inspect
 

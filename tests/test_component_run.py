@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from pipelines.stages import STAGES
+from pipelines.stages import ALL_STAGES, STAGES
 from tests.conftest import FAKE_SECRET_KEY, REPO, run_module
 
 
@@ -42,8 +42,8 @@ def test_the_command_kubeflow_runs_is_the_one_component_run_prints(tmp_path):
 
     compiled = next(yaml.safe_load_all(compile_pipeline(KubeflowSettings(), tmp_path / "pipeline.yaml", "training").read_text()))
     executors = compiled["deploymentSpec"]["executors"]
-    assert {name.removeprefix("exec-") for name in executors} == {stage.replace("_", "-") for stage in STAGES}
-    for stage in STAGES:
+    assert {name.removeprefix("exec-") for name in executors} == {stage.replace("_", "-") for stage in ALL_STAGES}
+    for stage in ALL_STAGES:
         kubeflow_command = executors[f"exec-{stage.replace('_', '-')}"]["container"]["command"]
         assert kubeflow_command == ["python3", "-m", f"components.{stage}"]
         printed = shlex.split(run_module("pipelines.component_run", "--component", stage, "--dry-run", "--", "--help").stdout)

@@ -36,14 +36,16 @@ PLANTED = {
 
 def test_the_whole_pipeline_runs_locally_registers_a_model_and_leaks_no_secret(sample_source, tiny_model, tmp_path):
     parameters = {**common_parameters(tiny_model), "source_uri": str(sample_source), "registry_uri": str(tmp_path / "registry"),
-                  "checkpoint_root": str(tmp_path / "checkpoints"), "min_macro_f1": 0.3}  # fmt: skip
+                  "checkpoint_root": str(tmp_path / "checkpoints"), "min_macro_f1": 0.3, "deploy": True}  # fmt: skip
     config = write_config(tmp_path / "config.yaml", parameters, tmp_path / "runs")
-    result = run_module("pipelines.local_run", "--config", str(config), env=PLANTED, timeout=900)
+    no_cluster = {"KUBECONFIG": str(tmp_path / "no-kubeconfig")}  # deploy renders its InferenceService and applies nothing
+    result = run_module("pipelines.local_run", "--config", str(config), env={**PLANTED, **no_cluster}, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = result.stdout[result.stdout.index("=== local run finished ===") :]
     for stage in ("preprocess", "tokenize", "train", "evaluate", "export", "register"):
         assert f"{stage} " in summary.splitlines()[1]
     assert "registered: tiny-sentiment version 1 at " in summary
+    assert "deploy: InferenceService default/tiny-sentiment version 1: rendered (no cluster configured" in summary
     assert Registry(str(tmp_path / "registry"), "tiny-sentiment").read_alias("latest") == 1
     [run_dir] = (tmp_path / "runs").iterdir()
     metrics = json.loads((run_dir / "evaluate" / "evaluation" / "metrics.json").read_text())  # <run folder>/<task>/<output>

@@ -13,7 +13,7 @@ from pipelines import lint
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.config import KubeflowSettings
 from pipelines.parameters import exposed_flags, pipeline_parameters
-from pipelines.stages import stage_function
+from pipelines.stages import ALL_STAGES, stage_function
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 
@@ -64,7 +64,7 @@ def test_every_training_control_is_a_train_flag_and_a_pipeline_parameter():
 def test_every_stage_flag_is_a_pipeline_parameter_unless_the_dag_fills_it(compiled):
     spec = next(yaml.safe_load_all(compiled.read_text()))
     declared = spec["root"]["inputDefinitions"]["parameters"]
-    for stage in ("preprocess", "tokenize", "train", "evaluate", "export", "register"):
+    for stage in ALL_STAGES:
         for flag, name in exposed_flags(stage).items():
             assert name in declared, f"{stage} --{flag}"
             assert declared[name].get("description"), f"{name} has no help text in the KFP UI"
@@ -113,14 +113,24 @@ def mutated(compiled: Path, tmp_path: Path, change) -> Path:
     return path
 
 
+def stage_task(docs, stage: str) -> dict:
+    spec = docs[0]
+    return next(task for _, task, _, _ in lint.all_tasks(spec["root"]["dag"], spec) if lint.stage_of(task) == stage)
+
+
+def drop_condition_on(docs, parameter: str) -> None:
+    for component in docs[0]["components"].values():
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            if f"pipelinechannel--{parameter}'" in task.get("triggerPolicy", {}).get("condition", ""):
+                del task["triggerPolicy"]
+
+
 def set_root_parameter_type(docs, name: str, kind: str) -> None:
     docs[0]["root"]["inputDefinitions"]["parameters"][name]["parameterType"] = kind
 
 
 def set_train_retry_window(docs, window: str) -> None:
-    spec = docs[0]
-    train = next(task for _, task, _, _ in lint.all_tasks(spec["root"]["dag"], spec) if lint.stage_of(task) == "train")
-    train["retryPolicy"]["backoffMaxDuration"] = window
+    stage_task(docs, "train")["retryPolicy"]["backoffMaxDuration"] = window
 
 
 def drop_tmp_mount(docs, executor: str) -> None:
@@ -185,6 +195,20 @@ def test_the_lint_holds_the_kfp_backends_contract(compiled, tmp_path, change, co
     ],
 )
 def test_the_lint_catches_what_it_checks(compiled, tmp_path, change, complaint):
+    problems = lint.check_pipeline(mutated(compiled, tmp_path, change))
+    assert any(complaint in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize(
+    "change, complaint",
+    [
+        (lambda docs: drop_condition_on(docs, "deploy"), "deploy does not run after register behind a condition on the parameter deploy"),
+        (lambda docs: stage_task(docs, "deploy").update(cachingOptions={"enableCache": True}), "deploy should not be cached"),
+        (lambda docs: docs[0]["deploymentSpec"]["executors"]["exec-deploy"]["container"].update(image="textclf-cpu"), "not pinned"),
+    ],
+)
+def test_the_lint_keeps_deploy_behind_its_parameter_and_off_the_cache(tmp_path, change, complaint):
+    compiled = compile_pipeline(KubeflowSettings(), tmp_path / "compiled" / "pipeline.yaml")
     problems = lint.check_pipeline(mutated(compiled, tmp_path, change))
     assert any(complaint in problem for problem in problems), problems
 

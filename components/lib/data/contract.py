@@ -52,6 +52,9 @@ EXPORT_REPORT_FILE = "export_report.json"
 DECISION_FILE = "registration.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 TUNING_RESULTS_FILE = "tuning_results.json"
+# deploy's folder: the InferenceService it rendered, and what it did with it
+INFERENCE_SERVICE_FILE = "inference_service.yaml"
+DEPLOYMENT_FILE = "deployment.json"
 # kfold_report's folder
 KFOLD_RESULTS_FILE = "kfold_results.json"
 KFOLD_PICTURE = "kfold_scores.png"

@@ -1,0 +1,279 @@
+"""deploy: a KServe InferenceService for a registry version, applied through a Kubernetes API.
+
+The API is a small server on loopback that answers the InferenceService endpoints the way the API
+server does (404 for a missing object, 409 for a stale resourceVersion, `dryRun=All` stores
+nothing) and plays the KServe controller: an object it stores is Ready after two reads. The real
+`kubernetes` client talks HTTP to it, configured by a kubeconfig file, as on a laptop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import yaml
+
+from components.deploy import deploy
+from components.lib.data.contract import DEPLOYMENT_FILE, INFERENCE_SERVICE_FILE
+from components.lib.errors import UserError
+from components.lib.serving.inference_service import REGISTRY_VERSION_ANNOTATION
+from components.lib.storage.artifacts import staged_output
+from components.lib.storage.registry import Registry
+from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
+from tests.json_http import JsonHandler
+
+MODEL = "drug-review-sentiment"
+IMAGE = "ghcr.io/textclf/textclf-cpu:0.1.0"
+PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
+READY_AFTER_READS = 2
+MAX_REQUESTS = 200  # the server stops by itself after this many
+
+
+class FakeKubernetes(ThreadingHTTPServer):
+    def __init__(self, refuse_with: int | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.objects: dict[tuple[str, str], dict] = {}
+        self.reads: dict[tuple[str, str], int] = {}
+        self.requests: list[tuple[str, str, dict]] = []
+        self.refuse_with = refuse_with
+        self.ready_after_reads = READY_AFTER_READS
+        self.failure = ""  # when set, the controller sees the spec but the service never gets Ready
+        self.lock = threading.Lock()
+
+    def writes(self) -> list[tuple[str, str, dict]]:
+        return [request for request in self.requests if request[0] != "GET"]
+
+
+class Handler(JsonHandler):
+    server: FakeKubernetes
+
+    def route(self) -> tuple[str, str | None, dict]:
+        url = urlparse(self.path)
+        namespace, _, rest = url.path.removeprefix(PREFIX).partition("/inferenceservices")
+        return namespace, rest.strip("/") or None, parse_qs(url.query)
+
+    def do_GET(self) -> None:
+        namespace, name, _ = self.route()
+        with self.server.lock:
+            self.server.requests.append(("GET", self.path, {}))
+            if self.server.refuse_with:
+                return self.reply(self.server.refuse_with, {"kind": "Status", "message": "refused by the test"})
+            stored = self.server.objects.get((namespace, name))
+            if stored is None:
+                return self.reply(404, {"kind": "Status", "reason": "NotFound", "message": f"{name} not found"})
+            self.server.reads[(namespace, name)] = self.server.reads.get((namespace, name), 0) + 1
+            if self.server.failure:
+                stored["status"] = {"observedGeneration": stored["metadata"]["generation"],
+                                    "conditions": [{"type": "Ready", "status": "False", "message": self.server.failure}]}  # fmt: skip
+            elif self.server.reads[(namespace, name)] >= self.server.ready_after_reads:  # the controller caught up
+                stored["status"] = {"observedGeneration": stored["metadata"]["generation"], "url": f"http://{name}.{namespace}.example.com",
+                                    "conditions": [{"type": "Ready", "status": "True"}]}  # fmt: skip
+            self.reply(200, stored)
+
+    def write(self, method: str) -> None:
+        namespace, name, query = self.route()
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.requests.append((method, self.path, body))
+            if self.server.refuse_with:
+                return self.reply(self.server.refuse_with, {"kind": "Status", "message": "refused by the test"})
+            key = (namespace, body["metadata"]["name"])
+            stored = self.server.objects.get(key)
+            if method == "PUT" and (stored is None or body["metadata"].get("resourceVersion") != stored["metadata"]["resourceVersion"]):
+                return self.reply(409, {"kind": "Status", "reason": "Conflict", "message": "the object has been modified"})
+            generation = stored["metadata"]["generation"] + 1 if stored else 1
+            body["metadata"].update(generation=generation, resourceVersion=str(100 + len(self.server.requests)), namespace=namespace)
+            # What the controller last reported: a replaced object keeps the old generation's Ready status until it catches up.
+            body["status"] = stored["status"] if stored else {"conditions": [{"type": "Ready", "status": "Unknown"}]}
+            if query.get("dryRun") != ["All"]:
+                self.server.objects[key] = body
+                self.server.reads[key] = 0
+            self.reply(200 if method == "PUT" else 201, body)
+
+    def do_POST(self) -> None:
+        self.write("POST")
+
+    def do_PUT(self) -> None:
+        self.write("PUT")
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    """A fake API server on loopback and a kubeconfig pointing at it, namespace team-a."""
+    server = FakeKubernetes()
+    thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(MAX_REQUESTS)], daemon=True)
+    thread.start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "users": [{"name": "someone", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "someone", "namespace": "team-a"}}],
+    }))  # fmt: skip
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr("components.deploy.POLL_SECONDS", 0.01)
+    yield server
+    server.server_close()
+
+
+def add_versions(root: str) -> str:
+    for version in (1, 2):
+        with staged_output(Registry(root, MODEL).version_uri(version)) as out:
+            (out / "model.onnx").write_bytes(b"onnx")
+    Registry(root, MODEL).move_alias("latest", 2)
+    return root
+
+
+@pytest.fixture
+def registry(s3) -> str:
+    """On S3 (the loopback server), where a predictor pod can read it; s3 plants fake keys in the environment."""
+    return add_versions("s3://bucket/registry")
+
+
+def deploy_version(registry: str, version: str, out: Path, **flags) -> dict:
+    deploy(registry_uri=registry, model_name=MODEL, version=version, image=IMAGE, output_uri=str(out), **flags)
+    return json.loads((out / DEPLOYMENT_FILE).read_text())
+
+
+def container_of(manifest: dict) -> dict:
+    return manifest["spec"]["predictor"]["containers"][0]
+
+
+def test_a_first_deploy_creates_the_service_with_all_traffic_and_waits_until_ready(cluster, registry, tmp_path):
+    outcome = deploy_version(registry, "1", tmp_path / "first")
+    (method, path, body), = cluster.writes()  # fmt: skip
+    assert method == "POST" and path == PREFIX + "team-a/inferenceservices"
+    assert body["metadata"]["name"] == MODEL and body["metadata"]["annotations"][REGISTRY_VERSION_ANNOTATION] == "1"
+    assert "canaryTrafficPercent" not in body["spec"]["predictor"]
+    container = container_of(body)
+    assert container["image"] == IMAGE and container["command"] == ["python3", "-m", "components.serve"]
+    assert container["args"][container["args"].index("--version") + 1] == "1"
+    assert outcome["action"] == "created; Ready" and outcome["url"] == f"http://{MODEL}.team-a.example.com"
+    assert yaml.safe_load((tmp_path / "first" / INFERENCE_SERVICE_FILE).read_text())["spec"] == body["spec"]
+
+
+def test_a_new_version_is_a_canary_beside_the_serving_one_and_100_promotes_it(cluster, registry, tmp_path):
+    deploy_version(registry, "1", tmp_path / "one")
+    outcome = deploy_version(registry, "latest", tmp_path / "two", canary_traffic_percent=20)
+    method, path, body = cluster.writes()[-1]
+    assert method == "PUT" and body["metadata"]["resourceVersion"]  # a replace of what the reader saw
+    reads_after = cluster.requests[cluster.requests.index(cluster.writes()[-1]) + 1 :]
+    assert len(reads_after) == READY_AFTER_READS  # still Ready from the last generation: it waited for this one
+    assert body["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert outcome["version"] == 2 and outcome["previous_version"] == 1 and outcome["canary_traffic_percent"] == 20
+    promoted = deploy_version(registry, "2", tmp_path / "promote", canary_traffic_percent=100)
+    assert "canaryTrafficPercent" not in cluster.writes()[-1][2]["spec"]["predictor"]
+    assert promoted["action"] == "updated; Ready"
+
+
+def test_deploying_what_already_runs_changes_nothing(cluster, registry, tmp_path):
+    deploy_version(registry, "1", tmp_path / "one")
+    writes = len(cluster.writes())
+    outcome = deploy_version(registry, "1", tmp_path / "again")
+    assert len(cluster.writes()) == writes and outcome["action"].startswith("unchanged")
+
+
+def test_a_dry_run_is_validated_by_the_server_and_stores_nothing(cluster, registry, tmp_path):
+    outcome = deploy_version(registry, "1", tmp_path / "dry", dry_run=True)
+    (method, path, _), = cluster.writes()  # fmt: skip
+    assert method == "POST" and path.endswith("?dryRun=All") and not cluster.objects
+    assert "dry run" in outcome["action"]
+
+
+def test_without_a_cluster_the_manifest_is_written_and_nothing_applied(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    outcome = deploy_version(registry, "2", tmp_path / "out", namespace="serving")
+    assert outcome["action"].startswith("rendered (no cluster configured")
+    manifest = yaml.safe_load((tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text())
+    assert manifest["kind"] == "InferenceService" and manifest["metadata"]["namespace"] == "serving"
+
+
+def test_the_manifest_takes_s3_keys_from_the_secret_and_holds_none(registry, tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == FAKE_SECRET_KEY  # planted by the s3 fixture
+    deploy_version(registry, "1", tmp_path / "out", s3_secret_name="team-s3")
+    text = (tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text() + (tmp_path / "out" / DEPLOYMENT_FILE).read_text()
+    logged = "".join(capfd.readouterr())
+    for secret in (FAKE_ACCESS_KEY, FAKE_SECRET_KEY):
+        assert secret not in text and secret not in logged
+    env = {entry["name"]: entry for entry in container_of(yaml.safe_load((tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text()))["env"]}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "team-s3", "key": key}
+    assert env["AWS_ENDPOINT_URL"]["value"] == os.environ["AWS_ENDPOINT_URL"] and env["AWS_REGION"]["value"] == "us-east-1"
+
+
+def test_a_local_registry_is_refused_for_a_cluster_and_warned_about_without_one(cluster, tmp_path, monkeypatch, caplog):
+    local = add_versions(str(tmp_path / "registry"))
+    with pytest.raises(UserError, match="a local folder; the predictor's pod cannot read it"):
+        deploy_version(local, "1", tmp_path / "out")
+    assert cluster.requests == []
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    deploy_version(local, "1", tmp_path / "out")
+    assert "is a local folder" in caplog.text and (tmp_path / "out" / INFERENCE_SERVICE_FILE).is_file()
+
+
+def test_the_predictor_is_a_valid_kubernetes_pod_spec(registry, tmp_path, monkeypatch):
+    """KServe's PredictorSpec inlines a PodSpec; its pod fields validate strictly against Kubernetes' schema."""
+    import kubernetes_validate
+
+    from pipelines.manifests_check import KUBERNETES_VERSION
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    deploy_version(registry, "1", tmp_path / "out")
+    predictor = yaml.safe_load((tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text())["spec"]["predictor"]
+    pod_fields = {key: predictor[key] for key in ("containers", "volumes", "securityContext")}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": pod_fields}
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_predictor_runs_as_the_images_user_on_a_read_only_root(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    deploy_version(registry, "1", tmp_path / "out")
+    manifest = yaml.safe_load((tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text())
+    predictor = manifest["spec"]["predictor"]
+    assert predictor["securityContext"] == {"runAsGroup": 10001, "runAsNonRoot": True, "runAsUser": 10001}
+    container = container_of(manifest)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and container["volumeMounts"] == [
+        {"mountPath": "/tmp", "name": "tmp"}
+    ]
+    assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{MODEL}"
+
+
+@pytest.mark.parametrize(
+    "status, complaint",
+    [(403, "may not read InferenceServices here; apply manifests/base"), (500, "refused to read it (500): refused by the test")],
+)
+def test_a_refusing_cluster_is_one_line(cluster, registry, tmp_path, status, complaint):
+    cluster.refuse_with = status
+    with pytest.raises(UserError, match=re.escape(complaint)):
+        deploy_version(registry, "1", tmp_path / "out")
+
+
+def test_a_service_that_never_gets_ready_is_a_clear_failure(cluster, registry, tmp_path):
+    cluster.failure = "Back-off pulling image"
+    with pytest.raises(UserError, match=f"InferenceService {MODEL} was not Ready after 1 s \\(Ready=False Back-off pulling image\\)"):
+        deploy_version(registry, "1", tmp_path / "out", ready_timeout_s=1)
+
+
+@pytest.mark.parametrize(
+    "flags, complaint",
+    [
+        ({"version": "7"}, "no committed version 7"),
+        ({"canary_traffic_percent": 0}, "--canary_traffic_percent: 0 is not in 1..100"),
+        ({"service_name": "Not_A_Label"}, "is not a DNS label"),
+        ({"min_replicas": 2, "max_replicas": 1}, "need 0 <= min <= max"),
+    ],
+)
+def test_bad_flags_are_refused_before_touching_the_cluster(cluster, registry, tmp_path, flags, complaint):
+    arguments = {"version": "1", **flags}
+    with pytest.raises(UserError, match=complaint):
+        deploy_version(registry, arguments.pop("version"), tmp_path / "out", **arguments)
+    assert cluster.requests == []
