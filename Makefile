@@ -4,6 +4,7 @@
 PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
+MLFLOW_SERVER_VENV := $(VENV)/mlflow-server
 CONFIG ?= configs/default.yaml
 ARGS ?=
 # Image registry and tag: empty means the config's kubeflow.image_registry / image_tag.
@@ -32,12 +33,15 @@ export REGISTRY TAG
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt tests/mlflow_server/constraints.txt
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	# torch first and alone: pinned to 2.13.0, which is the CPU build on a machine without CUDA
 	$(PYTHON) -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[pipelines,serve,dev]'
+	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[pipelines,serve,tracking,dev]'
+	# The MLflow server that tests/test_tracking.py starts, in an environment of its own (its pins clash with ours)
+	$(PYTHON_BOOTSTRAP) -m venv $(MLFLOW_SERVER_VENV)
+	$(MLFLOW_SERVER_VENV)/bin/python -m pip install --quiet -c tests/mlflow_server/constraints.txt mlflow==3.17.2
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv and install the pinned dependencies

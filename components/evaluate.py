@@ -38,6 +38,7 @@ from components.lib.data.contract import (
     RELIABILITY_PICTURE,
     REPORT_FILE,
     TOKENIZED_SCHEMA,
+    TRAIN_SUMMARY_FILE,
     TRAINING_CURVES_PICTURE,
     read_split,
 )
@@ -56,6 +57,7 @@ from components.lib.reporting.plots import (
     training_curves_png,
 )
 from components.lib.reporting.report import evaluation_html
+from components.lib.reporting.tracking import log_evaluation, mlflow_run_of
 from components.lib.storage.artifacts import staged_input, staged_output
 
 
@@ -127,6 +129,9 @@ def evaluate(
             if report_path:
                 Path(report_path).parent.mkdir(parents=True, exist_ok=True)
                 Path(report_path).write_text(report)
+            summary_file = model_dir / TRAIN_SUMMARY_FILE
+            tracked_in = mlflow_run_of(json.loads(summary_file.read_text())) if summary_file.is_file() else None
+            log_evaluation(tracked_in, metrics, [out / REPORT_FILE, out / METRICS_FILE, *pictures])
     scores = headline(metrics)
     return StageResult(
         summary={"stage": "evaluate", "output_uri": output_uri, "test": scores, "baseline": headline(baseline)},

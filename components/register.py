@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import components
@@ -47,6 +48,8 @@ from components.lib.modelling.onnx_runtime import cpu_session, session_logits
 from components.lib.modelling.sources import load_tokenizer
 from components.lib.reporting.metrics import HIGHER_IS_BETTER, classification_metrics, headline
 from components.lib.reporting.model_card import build_model_card
+from components.lib.reporting.tracking import mlflow_run_of
+from components.lib.reporting.tracking import register_version as register_in_mlflow
 from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.storage.registry import LATEST, PRODUCTION, Registry
 
@@ -245,7 +248,12 @@ def publish(registry: Registry, export_uri: str, model_uri: str, data_dir: Path,
             (out / MODEL_CARD_FILE).write_text(card)
             if not (out / LABELS_FILE).is_file():
                 raise UserError(f"{export_uri}: has no {LABELS_FILE}; export it again")
-    registry.move_alias(LATEST, version, only_forward=True)
+        registry.move_alias(LATEST, version, only_forward=True)
+        with tempfile.TemporaryDirectory(prefix="register-") as scratch:
+            card_file = Path(scratch) / MODEL_CARD_FILE
+            card_file.write_text(card)
+            files = [export_dir / name for name in export_manifest["files"]] + [card_file]
+            register_in_mlflow(mlflow_run_of(train_summary), registry.model_name, version, files, lineage)
     return version
 
 

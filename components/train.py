@@ -143,6 +143,7 @@ def train(
         summary = tuner.train()
         reporters.close()
         summary["resumed_from_checkpoint"] = resumed
+        summary["tracking"] = reporters.links
         if not distributed.is_main:
             distributed.close()
             return None

@@ -1,4 +1,4 @@
-# CPU image: preprocess, tokenize, evaluate, export, register (and train on CPU), and serve:
+# CPU image: preprocess, tokenize, evaluate, export, register, deploy (and train on CPU), and serve:
 # components.serve is the custom predictor of a KServe InferenceService (it listens on 8080).
 #   make images REGISTRY=... TAG=...   (see images/build.py)
 # Pinned base image, pinned dependencies (constraints.txt), a non-root user, no build tools or
@@ -20,11 +20,11 @@ ARG TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu"
 # hadolint ignore=SC2086,DL3013
 RUN touch README.md \
     && pip install ${TORCH_SOURCE} torch==2.13.0 \
-    && pip install -c constraints.txt '.[serve]'
+    && pip install -c constraints.txt '.[serve,tracking]'
 COPY README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
-RUN pip install --no-deps --force-reinstall -c constraints.txt '.[serve]' \
+RUN pip install --no-deps --force-reinstall -c constraints.txt '.[serve,tracking]' \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}

@@ -12,11 +12,11 @@ COPY constraints.txt pyproject.toml ./
 # The dependencies in a layer of their own, before the code (and README), as in cpu.Dockerfile.
 RUN touch README.md \
     && pip install torch==2.13.0 \
-    && pip install -c constraints.txt .
+    && pip install -c constraints.txt '.[tracking]'
 COPY README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
-RUN pip install --no-deps --force-reinstall -c constraints.txt . \
+RUN pip install --no-deps --force-reinstall -c constraints.txt '.[tracking]' \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}

@@ -60,6 +60,13 @@ class KubeflowSettings:
     retry_window: str = "3600s"
     train_retry_window: str = "259200s"
     train_image: str = ""  # the train task's image; empty: <image_registry>/textclf-cuda:<image_tag>
+    # For report_to=mlflow or wandb on the cluster: plain variables for every task (MLFLOW_TRACKING_URI,
+    # MLFLOW_EXPERIMENT_NAME, WANDB_PROJECT, ...), and a Secret whose keys, each the variable of that
+    # name, hold the credentials (MLFLOW_TRACKING_TOKEN, WANDB_API_KEY, ...); never a credential in
+    # tracking_env, which is written into the compiled YAML.
+    tracking_env: dict[str, str] = field(default_factory=dict)
+    tracking_secret_name: str = ""
+    tracking_secret_keys: list[str] = field(default_factory=list)
 
     @property
     def cpu_image(self) -> str:

@@ -20,9 +20,11 @@ On the cluster:
 
 import contextvars
 import inspect
+import re
 
 from kfp import dsl, kubernetes
 
+from components.lib.errors import UserError
 from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS
 from components.lib.training.settings import SWEEPABLE
 from pipelines import gate
@@ -34,6 +36,7 @@ PIPELINE_NAME = "textclf-training"
 SWEEP_PIPELINE_NAME = "textclf-sweep"
 KFOLD_PIPELINE_NAME = "textclf-kfold"
 ACTIVE_BUILD: contextvars.ContextVar = contextvars.ContextVar("active_build")
+CREDENTIAL_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
 
 
 def wire_data(build: "PipelineBuild", given: dict):
@@ -122,6 +125,7 @@ class PipelineBuild:
     """The compile-time half: components for these images, and the Kubernetes placement of tasks."""
 
     def __init__(self, settings: KubeflowSettings) -> None:
+        check_tracking_settings(settings)
         self.settings = settings
         self.components = make_components(settings.cpu_image, settings.cuda_image)
 
@@ -131,6 +135,11 @@ class PipelineBuild:
             task.set_env_variable("AWS_ENDPOINT_URL", self.settings.s3_endpoint)
         task.set_env_variable("AWS_REGION", self.settings.s3_region)
         task.set_env_variable("PYTHONUNBUFFERED", "1")
+        for name, value in sorted(self.settings.tracking_env.items()):
+            task.set_env_variable(name, str(value))
+        if self.settings.tracking_secret_name:
+            keys = {key: key for key in self.settings.tracking_secret_keys}
+            kubernetes.use_secret_as_env(task, secret_name=self.settings.tracking_secret_name, secret_key_to_env=keys)
         task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
         task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
         # The images' own user; the KFP compiler adds no privilege escalation and no capabilities.
@@ -165,6 +174,18 @@ class PipelineBuild:
         kubernetes.add_toleration_json(task, given["gpu_toleration"])
         kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=self.settings.shm_size)
         kubernetes.add_pod_label(task, "textclf.io/workload", "gpu-training")
+
+
+def check_tracking_settings(settings: KubeflowSettings) -> None:
+    """tracking_env is written into the compiled YAML: a credential there is refused, and keys need their Secret."""
+    for name in settings.tracking_env:
+        if CREDENTIAL_NAME.search(name):
+            raise UserError(
+                f"kubeflow.tracking_env.{name}: looks like a credential, and this goes into the compiled YAML;"
+                " put it in a Secret (kubeflow.tracking_secret_name) and name it in kubeflow.tracking_secret_keys"
+            )
+    if bool(settings.tracking_secret_name) != bool(settings.tracking_secret_keys):
+        raise UserError("kubeflow.tracking_secret_name and kubeflow.tracking_secret_keys go together: set both or neither")
 
 
 def pipeline_function(variant: str):

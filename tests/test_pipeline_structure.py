@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
+from components.lib.errors import UserError
 from components.lib.training.settings import TrainConfig
 from pipelines import lint
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
@@ -292,3 +293,33 @@ def test_the_gate_is_declared_once(tmp_path, monkeypatch):
     assert "evaluate-accuracy" in condition and "evaluate-macro_f1" not in condition and gate.PARAMETER in condition
     register = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register"]
     assert register["inputs"]["parameters"]["gate_metric"]["runtimeValue"]["constant"] == "accuracy"
+
+
+def test_tracking_settings_reach_every_task_and_credentials_only_from_a_secret(tmp_path):
+    settings = KubeflowSettings(
+        tracking_env={"MLFLOW_TRACKING_URI": "http://mlflow.mlflow:5000", "MLFLOW_EXPERIMENT_NAME": "textclf"},
+        tracking_secret_name="textclf-tracking",
+        tracking_secret_keys=["MLFLOW_TRACKING_TOKEN"],
+    )
+    compiled = compile_pipeline(settings, tmp_path / "pipeline.yaml")
+    docs = list(yaml.safe_load_all(compiled.read_text()))
+    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name, executor in executors(compiled).items():
+        env = {entry["name"]: entry["value"] for entry in executor["container"]["env"]}
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow:5000", name
+        secrets = {source.get("secretName"): source["keyToEnv"] for source in platform[name]["secretAsEnv"]}
+        assert secrets["textclf-tracking"] == [{"envVar": "MLFLOW_TRACKING_TOKEN", "secretKey": "MLFLOW_TRACKING_TOKEN"}], name
+    assert lint.check_pipeline(compiled) == []
+
+
+@pytest.mark.parametrize(
+    "settings, complaint",
+    [
+        ({"tracking_env": {"WANDB_API_KEY": "x"}}, "kubeflow.tracking_env.WANDB_API_KEY: looks like a credential"),
+        ({"tracking_env": {"MLFLOW_TRACKING_TOKEN": "x"}}, "kubeflow.tracking_env.MLFLOW_TRACKING_TOKEN: looks like a credential"),
+        ({"tracking_secret_name": "textclf-tracking"}, "tracking_secret_name and kubeflow.tracking_secret_keys go together"),
+    ],
+)
+def test_a_credential_in_the_tracking_environment_is_refused_at_compile_time(tmp_path, settings, complaint):
+    with pytest.raises(UserError, match=complaint):
+        compile_pipeline(KubeflowSettings(**settings), tmp_path / "pipeline.yaml")

@@ -1,8 +1,10 @@
 """Where training curves go besides training_history.json: TensorBoard, MLflow, Weights & Biases.
 
-MLflow and W&B are optional packages, configured by their own environment variables
-(`MLFLOW_TRACKING_URI`, `WANDB_API_KEY`, `WANDB_PROJECT`); asking for one that is not installed
-is a user error. Credentials are never logged or written here.
+MLflow and W&B are optional packages (`pip install -e '.[tracking]'`), configured by their own
+environment variables (`MLFLOW_TRACKING_URI`, `MLFLOW_EXPERIMENT_NAME`, `WANDB_API_KEY`,
+`WANDB_PROJECT`, `WANDB_MODE`); asking for one that is not installed is a user error. Credentials
+are never logged or written here. evaluate and register continue the MLflow run
+(components/lib/reporting/tracking.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.lib.errors import UserError
+from components.lib.reporting.tracking import MLFLOW_RUN_KEY
 
 REPORTERS = ("tensorboard", "mlflow", "wandb")
 
@@ -25,15 +28,15 @@ def parse_report_to(text: str) -> list[str]:
 class Reporters:
     def __init__(self, names: list[str], log_dir: Path, run_config: dict) -> None:
         self.sinks = []
+        self.links: dict[str, str] = {}  # where the run can be found again: train_summary.json's "tracking"
         for name in names:
             try:
                 self.sinks.append(self.open(name, log_dir, run_config))
             except ImportError:
-                package = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}[name]
+                package = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny", "wandb": "wandb"}[name]
                 raise UserError(f"--report_to {name}: the {package} package is not installed; pip install {package} or drop it") from None
 
-    @staticmethod
-    def open(name: str, log_dir: Path, run_config: dict):
+    def open(self, name: str, log_dir: Path, run_config: dict):
         if name == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
@@ -42,12 +45,14 @@ class Reporters:
         if name == "mlflow":
             import mlflow
 
-            mlflow.start_run()
+            run = mlflow.start_run()
+            self.links[MLFLOW_RUN_KEY] = run.info.run_id
             mlflow.log_params({key: str(value)[:250] for key, value in run_config.items()})
             return (lambda step, values: mlflow.log_metrics(values, step=step), mlflow.end_run)
         import wandb
 
         run = wandb.init(config=run_config)
+        self.links["wandb_run_id"] = run.id
         return (lambda step, values: run.log(values, step=step), run.finish)
 
     def log(self, step: int, values: dict[str, float]) -> None:
