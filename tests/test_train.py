@@ -288,7 +288,9 @@ def test_tensorboard_logs_are_written_and_a_missing_reporter_is_one_line(prepare
     run(prepared_data[1], tiny_model, tmp_path / "out", epochs=1, report_to="tensorboard")
     assert list((tmp_path / "out" / "logs").glob("events.out.tfevents.*"))
     monkeypatch.setitem(sys.modules, "mlflow", None)  # absent, whether or not this machine has it
-    with pytest.raises(UserError, match="--report_to mlflow: the mlflow-skinny package is not installed; pip install mlflow-skinny or drop it"):
+    with pytest.raises(
+        UserError, match="--report_to mlflow: the mlflow-skinny package is not installed; pip install mlflow-skinny or drop it"
+    ):
         run(prepared_data[1], tiny_model, tmp_path / "mlflow", epochs=1, report_to="mlflow")
 
 
