@@ -19,6 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks import vader_tweets
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample" / "drugscom"
 BASE_MODEL = "bundled://all-MiniLM-L6-v2"
@@ -28,15 +30,29 @@ FIRST_SENTENCE_CHARS = 280  # a tweet's limit: the first sentences are cut to tw
 DATASETS = {
     "first_sentences": "review first sentences (tweet length)",
     "reviews": "whole reviews",
+    "vader_tweets": "VADER tweets (vaderSentiment sdist)",
 }
 SENTENCE = re.compile(r"(.+?[.!?])(\s|$)")
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    names = (
+        [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        if cpuinfo.exists()
+        else []
+    )
+    return names[0] if names else platform.processor() or "unknown CPU"
 
 
 def machine() -> str:
     import torch
 
+    from components.lib.training.trainer import cpu_has_native_bf16
+
     cores = os.cpu_count()
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only, {cores} cores"
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only ({cpu_model()}, {bf16}), {cores} cores"
     return f"{platform.machine()}, {device}, Python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
 
 
@@ -59,8 +75,8 @@ def first_sentence(text: str) -> str:
 
 def prepare_datasets(workdir: Path) -> dict[str, dict[str, Path]]:
     """The bundled reviews as they are ("reviews", cut at 256 tokens), and the first sentence of each
-    review with the whole review's rating as its label ("first_sentences", cut at 128 tokens);
-    preprocessed and tokenized by the pipeline's own stages."""
+    review with the whole review's rating as its label ("first_sentences", cut at 128 tokens), and the
+    VADER tweets (benchmarks/vader_tweets.py, cut at 128 tokens); preprocessed and tokenized by the pipeline's own stages."""
     from components.preprocess import preprocess
     from components.tokenize import tokenize
 
@@ -70,11 +86,17 @@ def prepare_datasets(workdir: Path) -> dict[str, dict[str, Path]]:
         table = pq.read_table(SAMPLE / f"{split}.parquet", columns=["review", "rating"])
         texts = [first_sentence(text) for text in table.column("review").to_pylist()]
         pq.write_table(pa.table({"review": texts, "rating": table.column("rating")}), sentences_source / f"{split}.parquet")
+    reviews = {"text_column": "review", "label_column": "rating"}
+    sources = (
+        ("first_sentences", sentences_source, reviews, 128),
+        ("reviews", SAMPLE, reviews, 256),
+        ("vader_tweets", vader_tweets.fetch_tweets(workdir / "vader-source"), vader_tweets.PREPROCESS_OPTIONS, vader_tweets.MAX_LENGTH),
+    )
     datasets = {}
-    for name, source, max_length in (("first_sentences", sentences_source, 128), ("reviews", SAMPLE, 256)):
+    for name, source, reading, max_length in sources:
         data, tokens = workdir / name / "data", workdir / name / "tokens"
         if not (tokens / "MANIFEST.json").exists():
-            preprocess(input_uri=str(source), output_uri=str(data), text_column="review", label_column="rating")
+            preprocess(input_uri=str(source), output_uri=str(data), **reading)
             tokenize(data_uri=str(data), output_uri=str(tokens), base_model=BASE_MODEL, max_length=max_length)
         datasets[name] = {"data": data, "tokens": tokens, "max_length": max_length}
     return datasets

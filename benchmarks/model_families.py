@@ -24,14 +24,14 @@ from pathlib import Path
 
 from benchmarks import vader_tweets
 from benchmarks.common import BASE_MODEL, SAMPLE, machine, markdown_table
+from benchmarks.common import DATASETS as DATASETS_BY_KEY
 from components.lib.data.contract import EXPORT_REPORT_FILE, METRICS_FILE, TRAIN_SUMMARY_FILE
 
 # Each dataset: what it is, and how preprocess and tokenize read it (the source is found at run time).
 DATASETS = {
     "reviews": {"name": "bundled drug reviews", "text_column": "review", "label_column": "rating", "max_length": 256},
-    "vader_tweets": {"name": "VADER tweets (vaderSentiment sdist)", "text_column": vader_tweets.TEXT_COLUMN,
-                     "label_column": vader_tweets.LABEL_COLUMN, "max_length": 128, "mask_urls": True, "mask_mentions": True},
-}  # fmt: skip
+    "vader_tweets": {"name": DATASETS_BY_KEY["vader_tweets"], "max_length": vader_tweets.MAX_LENGTH, **vader_tweets.PREPROCESS_OPTIONS},
+}
 AUGMENT_FACTOR = 2
 
 

@@ -34,6 +34,9 @@ INNER_ARCHIVE = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.
 TWEETS_FILE = "hutto_ICWSM_2014/tweets_GroundTruth.txt"
 NEUTRAL_BELOW = 0.5  # |mean rating| under half a scale point rounds to the scale's 0
 TEXT_COLUMN, LABEL_COLUMN = "tweet", "sentiment"
+# How preprocess reads the tweets, and the token length they are cut at, wherever a benchmark trains on them.
+PREPROCESS_OPTIONS = {"text_column": TEXT_COLUMN, "label_column": LABEL_COLUMN, "mask_urls": True, "mask_mentions": True}
+MAX_LENGTH = 128
 
 
 def fetch_tweets(output: Path) -> Path:

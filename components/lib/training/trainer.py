@@ -49,8 +49,18 @@ SIGTERM_EXIT_CODE = 143
 log = logging.getLogger("components.train")
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: there oneDNN runs bf16 matmuls in hardware; elsewhere bf16 is emulated, and
+    training in it is many times slower than fp32. torch 2.13 has no public probe; these private ones
+    are what its own CPU dispatch consults (a torch without them reads as no native bf16)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """None means fp32. `auto`: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        log.warning("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); it is emulated, many times slower than fp32")
     if precision == "auto":
         if device.type != "cuda":
             return None
