@@ -195,7 +195,7 @@ def test_class_weights_are_balanced_and_label_smoothing_enters_the_loss(prepared
         logits = tuner.model(batch["input_ids"], batch["attention_mask"])
     expected = torch.nn.functional.cross_entropy(logits, batch["labels"], weight=tuner.loss_weights, label_smoothing=0.2, reduction="sum")
     plain = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
-    loss = tuner.forward_backward(batch, 8)
+    loss = float(tuner.forward_backward(batch, 8))
     assert loss == pytest.approx(float(expected), rel=1e-6)
     assert loss != pytest.approx(float(plain), rel=1e-6)
 
@@ -359,6 +359,32 @@ def test_the_logged_training_loss_is_the_mean_of_its_interval(prepared_data, tin
     assert [entry["step"] for entry in fifth] == [1, 5, 10, 12]  # the first step, each fifth, and the rest at the end
     expected = [every[0], np.mean(every[1:5]), np.mean(every[5:10]), np.mean(every[10:12])]
     assert [entry["loss"] for entry in fifth] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_host_reads_the_losses_only_when_a_sum_is_needed_not_every_step(prepared_data, tiny_model, tmp_path, monkeypatch):
+    """Reading a loss on the host waits for the GPU: the loop leaves them on the device until logging,
+    evaluation, a checkpoint or the end of an epoch needs a sum (the logged values: the test above)."""
+    settled = []
+    settle = FineTuner.settle_losses
+
+    def recording(tuner: FineTuner) -> None:
+        if tuner.unsettled_losses:
+            settled.append((tuner.progress.global_step, len(tuner.unsettled_losses)))
+        settle(tuner)
+
+    monkeypatch.setattr(FineTuner, "settle_losses", recording)
+    run(prepared_data[1], tiny_model, tmp_path / "fifth", epochs=1, max_steps=12, logging_steps=5)
+    assert settled == [(1, 1), (5, 4), (10, 5), (12, 2)]
+
+
+def test_settled_losses_are_each_steps_loss_sum_over_its_rows(prepared_data, tiny_model, tmp_path):
+    tuner = make_tuner(prepared_data, tiny_model, tmp_path)
+    tuner.unsettled_losses = [([torch.tensor(3.0), torch.tensor(5.0)], 4), ([torch.tensor(6.0)], 3)]  # two micro-batches, then one
+    tuner.settle_losses()
+    progress = tuner.progress
+    assert (progress.epoch_loss_sum, progress.epoch_loss_steps) == (2.0 + 2.0, 2)
+    assert (progress.logging_loss_sum, progress.interval_loss_sum) == (4.0, 4.0)
+    assert tuner.unsettled_losses == []
 
 
 def test_max_train_samples_trains_on_a_seeded_sample_and_says_so(prepared_data, tiny_model, tmp_path, caplog):

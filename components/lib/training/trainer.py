@@ -163,6 +163,7 @@ class FineTuner:
         self.tokens_seen = 0
         self.padded_tokens_seen = 0
         self.seconds_not_training = 0.0  # evaluation and checkpoints, left out of the training throughput
+        self.unsettled_losses: list[tuple[list[torch.Tensor], int]] = []  # (micro-batch loss sums, rows) of steps not yet in Progress
 
     # ----- setup -------------------------------------------------------------------------
     def optimizer_and_schedule(self):
@@ -295,19 +296,19 @@ class FineTuner:
         while position < len(batches) and not self.finished():
             group = batches[position : position + accum]
             step_rows = sum(len(batch) for batch in group)
-            step_loss = 0.0
+            micro_batch_losses = []
             self.train_model.train()
             for index in range(len(group)):
                 local_batch = next(loader_iterator)
                 is_last = index == len(group) - 1
                 sync = contextlib.nullcontext() if is_last or not self.dist.enabled else self.train_model.no_sync()
                 with sync:
-                    step_loss += self.forward_backward(local_batch, step_rows)
+                    micro_batch_losses.append(self.forward_backward(local_batch, step_rows))
             position += len(group)
             self.optimizer_step()
-            step_loss = self.dist.sum(step_loss) / step_rows
+            self.unsettled_losses.append((micro_batch_losses, step_rows))
             self.progress.next_micro_batch = position
-            self.after_step(step_loss, epoch + position / len(batches), bar)
+            self.after_step(epoch + position / len(batches), bar)
             if self.dist.any(stop.requested):
                 self.stop_for_a_retry()
 
@@ -325,7 +326,11 @@ class FineTuner:
             persistent_workers=False,
         )
 
-    def forward_backward(self, batch: dict[str, torch.Tensor], step_rows: int) -> float:
+    def forward_backward(self, batch: dict[str, torch.Tensor], step_rows: int) -> torch.Tensor:
+        """One micro-batch's backward pass; returns its loss sum, left on the device (see settle_losses)."""
+        self.samples_seen += len(batch["labels"])
+        self.tokens_seen += int(batch["attention_mask"].sum())  # counted on the host copy: no wait for the device
+        self.padded_tokens_seen += batch["input_ids"].numel()
         batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
         with self.autocast():
             logits = self.train_model(batch["input_ids"], batch["attention_mask"])
@@ -342,10 +347,7 @@ class FineTuner:
             )
         # DDP averages gradients over processes, so scale by world size to get the sum over rows.
         self.scaler.scale(loss_sum * self.dist.world_size / step_rows).backward()
-        self.samples_seen += len(batch["labels"])
-        self.tokens_seen += int(batch["attention_mask"].sum())
-        self.padded_tokens_seen += batch["input_ids"].numel()
-        return float(loss_sum.detach())
+        return loss_sum.detach()
 
     def optimizer_step(self) -> None:
         if self.config.max_grad_norm > 0:
@@ -363,20 +365,36 @@ class FineTuner:
     def learning_rate(self) -> float:
         return float(self.scheduler.get_last_lr()[-1])
 
-    def after_step(self, step_loss: float, epoch_progress: float, bar: tqdm) -> None:
+    def settle_losses(self) -> None:
+        """Add the losses of the steps since the last call to Progress's sums, with one wait for the device.
+
+        Reading a loss on the host makes it wait for the GPU to finish; once per step, the host could
+        not queue the next step's kernels while the GPU ran this one. So losses stay on the device
+        until a sum is read (logging, evaluation, checkpoint, end of epoch). Each step's loss is the
+        same float, added in the same order, as when it was read at once: resume stays exact.
+        """
+        if not self.unsettled_losses:
+            return
+        values = iter(torch.stack([loss for losses, _ in self.unsettled_losses for loss in losses]).tolist())
+        progress = self.progress
+        for losses, step_rows in self.unsettled_losses:
+            step_loss = self.dist.sum(sum(next(values) for _ in losses)) / step_rows
+            progress.epoch_loss_sum += step_loss
+            progress.epoch_loss_steps += 1
+            progress.interval_loss_sum += step_loss
+            progress.interval_loss_steps += 1
+            progress.logging_loss_sum += step_loss
+            progress.logging_loss_steps += 1
+        self.unsettled_losses.clear()
+
+    def after_step(self, epoch_progress: float, bar: tqdm) -> None:
         progress, config = self.progress, self.config
-        progress.epoch_loss_sum += step_loss
-        progress.epoch_loss_steps += 1
-        progress.interval_loss_sum += step_loss
-        progress.interval_loss_steps += 1
-        progress.logging_loss_sum += step_loss
-        progress.logging_loss_steps += 1
         step = progress.global_step
         bar.update(1)
         if step % config.logging_steps == 0 or step == 1:  # the first step too: where the curves start
+            self.log_training_loss(epoch_progress)
             running = progress.epoch_loss_sum / progress.epoch_loss_steps
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{self.learning_rate():.2e}")
-            self.log_training_loss(epoch_progress)
         if config.eval_every_steps and step % config.eval_every_steps == 0:
             self.evaluate_and_track(epoch_progress)
         if self.checkpoint_uri and config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
@@ -384,6 +402,7 @@ class FineTuner:
 
     def log_training_loss(self, epoch_progress: float) -> None:
         """Record the mean loss of the steps since the last record (not just the last step's batch)."""
+        self.settle_losses()
         progress = self.progress
         if not progress.logging_loss_steps:
             return
@@ -395,6 +414,7 @@ class FineTuner:
             self.reporters.log(progress.global_step, {"train/loss": loss, "train/learning_rate": entry["learning_rate"]})
 
     def end_epoch(self) -> None:
+        self.settle_losses()
         progress = self.progress
         if not self.config.eval_every_steps:
             self.evaluate_and_track(float(progress.epoch + 1))
@@ -429,6 +449,7 @@ class FineTuner:
             self.seconds_not_training += time.perf_counter() - started
 
     def track_evaluation(self, epoch_progress: float) -> None:
+        self.settle_losses()
         progress, config = self.progress, self.config
         metrics = self.evaluate()
         summary = {**headline(metrics), "loss": round(metrics["loss"], 6)}
@@ -470,6 +491,7 @@ class FineTuner:
         raise SystemExit(SIGTERM_EXIT_CODE)
 
     def save_checkpoint(self) -> None:
+        self.settle_losses()
         started = time.perf_counter()
         if self.dist.is_main:
             trainer_state = {
