@@ -109,7 +109,7 @@ def run_json(module: str, *args: str, env: dict | None = None) -> dict:
         cwd=REPO,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), **(env or {})},
     )
     if result.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed:\n{result.stderr[-3000:]}")

@@ -1,0 +1,158 @@
+"""Benchmark 10: time to a registered model: the whole `make run` beside a Hugging Face Trainer script
+at its strongest settings that trains, evaluates and exports ONNX, on the bundled reviews.
+
+    python -m benchmarks.time_to_model
+
+This project: `python -m pipelines.local_run --config configs/default.yaml` as `make run` runs it,
+every stage: preprocess, tokenize, train (4 epochs, batch 16, lr 1e-4, max_length 256, checkpoints
+every 50 steps, best weights by validation macro-F1), evaluate (with temperature scaling and the
+HTML report), export (ONNX fp32 and INT8 and TorchScript, each checked for parity), register.
+
+The Trainer script: the same train, validation and test splits (preprocess's output, made before the
+clock starts, so the script is spared that stage), the fast tokenizer at max_length 256 with dynamic
+padding, the Trainer at its strongest on CPU (its own length grouping, fused AdamW), the same epochs,
+batch, learning rate, warmup, weight decay and clipping, validation after each epoch with the best
+weights kept (`load_best_model_at_end` on macro-F1, as the stage keeps its best), the test split
+predicted, and the model exported to ONNX (the same exporter and opset as the export stage) and run
+once in onnxruntime. Both sides are timed as whole processes, imports included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import BASE_MODEL, REPO, SAMPLE, machine, markdown_table, run_json
+from components.lib.data.contract import METRICS_FILE
+from pipelines.local_run import SUMMARY_NAME
+
+EPOCHS, BATCH_SIZE, LEARNING_RATE, MAX_LENGTH = 4, 16, 1e-4, 256  # the train and tokenize stages' defaults
+TARGET = 1.3  # issue 14: make run to a registered model >= 1.3x faster than the Trainer script
+
+
+def run_pipeline(scratch: Path) -> dict:
+    """`make run` with its own config; the registry, checkpoints and run folder in `scratch`."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.local_run", "--config", "configs/default.yaml", f"registry_uri={scratch}/registry",
+         f"checkpoint_root={scratch}/checkpoints", f"local.run_root={scratch}/runs"],
+        cwd=REPO, check=True, capture_output=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    run_folder = next((scratch / "runs").iterdir())
+    metrics = json.loads((run_folder / "evaluate" / "evaluation" / METRICS_FILE).read_text())  # <run>/<task>/<output>/
+    return {"seconds": round(seconds, 1), "test_macro_f1": round(metrics["test"]["macro_f1"], 4), "stages": stage_seconds(run_folder)}
+
+
+def stage_seconds(run_folder: Path) -> dict[str, float]:
+    """The stages' wall times from the summary's first line, "stage wall time (s): preprocess 3.1, tokenize 2.0, ..."."""
+    line = (run_folder / SUMMARY_NAME).read_text().splitlines()[0]
+    pairs = (entry.rsplit(" ", 1) for entry in line.split(": ", 1)[1].split(", "))
+    return {stage: float(seconds) for stage, seconds in pairs}
+
+
+def trainer_script(data: Path, output: Path) -> dict:
+    """The Trainer's side, in a process of its own: train, evaluate, export ONNX."""
+    import onnxruntime
+    import pyarrow.parquet as pq
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers.utils import logging
+
+    from components.export import OPSET
+    from components.lib.data.labels import read_labels
+    from components.lib.modelling.sources import local_model_source
+    from components.lib.reporting.metrics import classification_metrics
+
+    logging.set_verbosity_error()
+    labels = read_labels(data)
+    with local_model_source(BASE_MODEL) as source:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels))
+
+    def encode(split: str) -> Dataset:
+        table = pq.read_table(data / f"{split}.parquet").to_pydict()
+        return Dataset.from_dict({**tokenizer(table["text"], truncation=True, max_length=MAX_LENGTH), "labels": table["label"]})
+
+    def macro_f1(prediction) -> dict:
+        return {"macro_f1": classification_metrics(prediction.label_ids, prediction.predictions.argmax(axis=1), labels)["macro_f1"]}
+
+    arguments = TrainingArguments(
+        output_dir=str(output / "checkpoints"), per_device_train_batch_size=BATCH_SIZE, per_device_eval_batch_size=64,
+        num_train_epochs=EPOCHS, learning_rate=LEARNING_RATE, weight_decay=0.01, warmup_steps=0.1, lr_scheduler_type="linear",
+        max_grad_norm=1.0, seed=42, eval_strategy="epoch", save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,
+        metric_for_best_model="macro_f1", logging_strategy="no", report_to=[], disable_tqdm=True, dataloader_num_workers=0,
+        use_cpu=True, train_sampling_strategy="group_by_length", optim="adamw_torch_fused",
+    )  # fmt: skip
+    trainer = Trainer(model=model, args=arguments, train_dataset=encode("train"), eval_dataset=encode("validation"),
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=macro_f1)  # fmt: skip
+    trainer.train()
+    test = trainer.predict(encode("test"))
+
+    class Logits(torch.nn.Module):  # the exporter traces tensors, not the model's output dataclass
+        def __init__(self, classifier):
+            super().__init__()
+            self.classifier = classifier
+
+        def forward(self, input_ids, attention_mask):
+            return self.classifier(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    example = tokenizer(["an example review"], return_tensors="pt")
+    onnx_path = output / "model.onnx"
+    torch.onnx.export(
+        Logits(trainer.model).eval(), (example["input_ids"], example["attention_mask"]), str(onnx_path),
+        input_names=["input_ids", "attention_mask"], output_names=["logits"], opset_version=OPSET, dynamo=False,
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}},
+    )  # fmt: skip
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session.run(None, {"input_ids": example["input_ids"].numpy(), "attention_mask": example["attention_mask"].numpy()})
+    return {"test_macro_f1": round(float(macro_f1(test)["macro_f1"]), 4), "onnx_mb": round(onnx_path.stat().st_size / 2**20, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.side == "trainer":
+        print(json.dumps(trainer_script(Path(arguments.data), Path(arguments.output))))
+        return 0
+    from components.preprocess import preprocess
+
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        ours = run_pipeline(work / "ours")
+        preprocess(input_uri=str(SAMPLE), output_uri=str(work / "data"), text_column="review", label_column="rating")
+        started = time.perf_counter()
+        trainer = run_json("benchmarks.time_to_model", "--side", "trainer", "--data", str(work / "data"), "--output", str(work / "trainer"))
+        trainer["seconds"] = round(time.perf_counter() - started, 1)
+    result = {"machine": machine(), "ours": ours, "trainer": trainer, "speedup": round(trainer["seconds"] / ours["seconds"], 2)}
+    print(json.dumps(result))
+    return 0
+
+
+def markdown(result: dict) -> str:
+    stages = ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result["ours"]["stages"].items())
+    rows = [
+        ["`make run`: preprocess, tokenize, train, evaluate, export (ONNX fp32 + INT8, TorchScript), register", result["ours"]["seconds"],
+         result["ours"]["test_macro_f1"]],
+        ["HF Trainer script (group_by_length, fused AdamW): train with best-epoch weights, test predictions, ONNX fp32",
+         result["trainer"]["seconds"], result["trainer"]["test_macro_f1"]],
+    ]  # fmt: skip
+    return (
+        f"Machine: {result['machine']}. Bundled reviews, all-MiniLM-L6-v2, {EPOCHS} epochs, batch {BATCH_SIZE}, lr {LEARNING_RATE:g},"
+        f" max_length {MAX_LENGTH}; whole processes timed, imports included. The Trainer script is given preprocess's splits.\n\n"
+        + markdown_table(["run", "wall seconds", "test macro-F1"], rows)
+        + f"\n\n`make run` is {result['speedup']:.2f}x as fast. Its stages' wall seconds: {stages}."
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
