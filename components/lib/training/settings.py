@@ -88,7 +88,8 @@ class TrainConfig:
                                          within=POSITIVE)  # fmt: skip
     distill_alpha: float = setting(0.7, "Weight of the teacher's soft targets in the loss; 1 - alpha weighs the gold labels.",
                                    within=(0, 1, "[]"))  # fmt: skip
-    compile: bool = setting(False, "Compile the model with torch.compile.", resume=False)
+    compile: bool = setting(False, "Compile the model with torch.compile (the sequence length marked dynamic); measured slower than"
+                            " eager on CPU, so not a speed-up there (benchmarks/RESULTS.md, section 1).", resume=False)  # fmt: skip
     compile_backend: str = setting("inductor", "torch.compile backend (inductor; eager and aot_eager are for debugging).", resume=False)
     num_workers: int = setting(0, "DataLoader worker processes that pad batches in parallel; 0 pads in the training process.",
                                resume=False, within=NOT_NEGATIVE)  # fmt: skip
