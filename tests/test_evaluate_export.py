@@ -205,6 +205,22 @@ def test_int8_that_loses_too_much_is_dropped_and_says_so(model, prepared_data, t
     assert "dropping model.int8.onnx: its test macro-F1 is" in caplog.text and "more than --int8_max_f1_drop -1.0" in caplog.text
 
 
+def test_the_fp32_model_runs_over_the_test_split_once_for_parity_and_scores(model, prepared_data, tmp_path, monkeypatch):
+    """Each pass over the test split costs seconds per hundred rows of whole reviews: parity reuses the scoring pass."""
+    passes = []
+    real_session_logits = export_stage.session_logits
+
+    def counted(session, split, batch_size, pad_id):
+        passes.append(len(split))
+        return real_session_logits(session, split, batch_size, pad_id)
+
+    monkeypatch.setattr(export_stage, "session_logits", counted)
+    export(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "onnx"), latency_runs=1, quantize_int8=False)
+    assert passes == [45]  # the whole test split, once
+    report = json.loads((tmp_path / "onnx" / "export_report.json").read_text())
+    assert report["parity"]["rows"] == 45 and report["parity"]["argmax_agreement"] == 1.0
+
+
 def test_an_export_onnxruntime_cannot_fuse_ships_the_plain_graph_and_says_so(model, prepared_data, tmp_path, caplog, monkeypatch):
     class FusesNothing:
         def get_fused_operator_statistics(self):
