@@ -23,6 +23,10 @@ It works in two streaming passes, so memory holds 16 bytes per row rather than t
 2. decide duplicates and splits from those arrays, then route the spooled rows to their files
    (splitting.py). Rejected rows go to the quarantine (quarantine.py); stats.json and the checks
    that fail the stage are in outcome.py. Augmentation, if asked, comes last, on train alone.
+
+With `--task causal_lm` it reads an unlabelled corpus instead (also plain-text files, a document
+each) and writes document-level splits without labels, near-duplicates removed:
+components/lib/data/corpus.py.
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ from components.lib import storage
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.augment import augment_train_split, check_augmentation
 from components.lib.data.candidates import Cleaning, spool_candidates
-from components.lib.data.contract import REJECTS_FILE, STATS_FILE
+from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION, REJECTS_FILE, STATS_FILE, TASKS
+from components.lib.data.corpus import CorpusFlags, preprocess_corpus
 from components.lib.data.labels import LabelMapper, write_labels
 from components.lib.data.outcome import build_stats, check_files, check_outcome, label_rule
 from components.lib.data.quarantine import RejectsWriter, rejects_note
-from components.lib.data.readers import open_source, read_source
+from components.lib.data.readers import DOCUMENT_UNITS, installed_data_path, open_source, read_source
 from components.lib.data.splitting import assign_splits, carved_splits, find_duplicates, route_rows
 from components.lib.data.textclean import TextCleaning
 from components.lib.errors import UserError
@@ -54,6 +59,7 @@ def preprocess(
     *,
     input_uri: str,
     output_uri: str,
+    task: str = CLASSIFICATION,
     text_column: str = "text",
     label_column: str = "label",
     label_names: str = "negative,neutral,positive",
@@ -63,6 +69,8 @@ def preprocess(
     mask_urls: bool = False,
     mask_mentions: bool = False,
     max_chars: int = 20000,
+    near_duplicate_threshold: float = 0.8,
+    document_unit: str = "file",
     use_source_splits: bool = True,
     validation_ratio: float = 0.1,
     test_ratio: float = 0.1,
@@ -77,8 +85,9 @@ def preprocess(
     """Clean, label, deduplicate and split raw labelled text into Parquet.
 
     Args:
-      input_uri: Source data: a file or folder (local or s3://) of CSV/TSV/JSON/JSONL/Parquet, or hf://name[:config].
+      input_uri: Source data: a file or folder (local, s3:// or package://package/path) of CSV/TSV/JSON/JSONL/Parquet, or hf://name[:config].
       output_uri: Folder (local or s3://) for the splits, labels.json, stats.json and rejects.parquet.
+      task: sequence_classification (labelled texts, the default) or causal_lm (an unlabelled corpus for a language model).
       text_column: Name of the column that holds the text.
       label_column: Name of the column that holds the label (a name or a numeric rating).
       label_names: Label names in id order, comma-separated, or "auto" to take the sorted names found in the data.
@@ -88,6 +97,8 @@ def preprocess(
       mask_urls: Replace URLs with "http" (for tweets).
       mask_mentions: Replace @user mentions with "@user" (for tweets).
       max_chars: Quarantine texts longer than this many characters after cleaning.
+      near_duplicate_threshold: causal_lm only: quarantine a document this similar to a kept one (MinHash Jaccard, 5-grams); 0: off.
+      document_unit: causal_lm only, .txt files: one document per file, or per paragraph (for one long work, such as a novel).
       use_source_splits: Keep the splits named by the source files (train/validation/test); false to re-split.
       validation_ratio: Share of rows for validation when it is split off here.
       test_ratio: Share of rows for test when it is split off here.
@@ -99,16 +110,38 @@ def preprocess(
       expected_source_fingerprint: Fail if the source's content fingerprint differs (set by the pipeline; pins the cache key to the data).
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
+    check_task(task)
     check_ratios(validation_ratio, test_ratio)
     check_max_reject_share(max_reject_share)
     check_encoding(encoding)
+    check_near_duplicate_threshold(near_duplicate_threshold)
+    if document_unit not in DOCUMENT_UNITS:
+        raise UserError(f"--document_unit: {document_unit!r} is not one of {', '.join(DOCUMENT_UNITS)}")
     check_augmentation(augment_factor, augment_alpha)
+    if task == CAUSAL_LM:
+        check_corpus_flags(augment_factor, rating_buckets)
+        flags = CorpusFlags(
+            input_uri=input_uri,
+            output_uri=output_uri,
+            source_fingerprint=source_fingerprint(input_uri, expected_source_fingerprint),
+            text_column=text_column,
+            delimiter=delimiter,
+            cleaning=Cleaning(encoding, mask_urls, mask_mentions, max_chars),
+            use_source_splits=use_source_splits,
+            validation_ratio=validation_ratio,
+            test_ratio=test_ratio,
+            seed=seed,
+            max_reject_share=max_reject_share,
+            near_duplicate_threshold=near_duplicate_threshold,
+            document_unit=document_unit,
+        )
+        return preprocess_corpus(flags)
     mapper = LabelMapper.from_flags(label_names, rating_buckets)
     fingerprint = source_fingerprint(input_uri, expected_source_fingerprint)
     cleaning = Cleaning(encoding, mask_urls, mask_mentions, max_chars)
     lineage = {"source_uri": input_uri, "source_fingerprint": fingerprint, **TextCleaning(mask_urls, mask_mentions).lineage()}
     with (
-        open_source(input_uri) as source,
+        open_source(installed_data_path(input_uri)) as source,
         tempfile.TemporaryDirectory(prefix="preprocess-") as scratch,
         staged_output(output_uri, extra={"lineage": lineage}) as out,
     ):
@@ -163,6 +196,24 @@ def augmentation_note(augmentation: dict) -> str:
             f" {augmentation['rows_added']} rows added to {augmentation['rows_before']}; {operations}")  # fmt: skip
 
 
+def check_task(task: str) -> None:
+    if task not in TASKS:
+        raise UserError(f"--task: must be one of {', '.join(TASKS)}; got {task!r}")
+
+
+def check_near_duplicate_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold < 1.0:
+        raise UserError(f"--near_duplicate_threshold: must be at least 0 (off) and below 1, got {threshold}")
+
+
+def check_corpus_flags(augment_factor: int, rating_buckets: str) -> None:
+    """Refuse the flags that need labels, which --task causal_lm does not read."""
+    if augment_factor:
+        raise UserError("--augment_factor: EDA augmentation is for labelled texts; with --task causal_lm pass 0")
+    if rating_buckets:
+        raise UserError("--rating_buckets: maps ratings to labels, and --task causal_lm reads no labels; leave it empty")
+
+
 def check_ratios(validation_ratio: float, test_ratio: float) -> None:
     for name, ratio in (("validation_ratio", validation_ratio), ("test_ratio", test_ratio)):
         if not 0.0 <= ratio < 1.0:
@@ -191,7 +242,7 @@ def check_encoding(encoding: str) -> None:
 def source_fingerprint(input_uri: str, expected: str) -> str:
     if input_uri.startswith("hf://"):
         return input_uri
-    found = storage.fingerprint(input_uri)
+    found = storage.fingerprint(installed_data_path(input_uri))
     if expected and expected != found:
         raise UserError(
             f"{input_uri}: the data changed since the run was set up (fingerprint {found[:12]}, expected"

@@ -2,6 +2,11 @@
 
 preprocess writes `<split>.parquet` with `CLEAN_SCHEMA`; tokenize writes `<split>.parquet` with
 `TOKENIZED_SCHEMA` and the tokenizer files under `tokenizer/`. Both folders carry `labels.json`.
+
+For `--task causal_lm` (a language model, no labels) preprocess writes documents with
+`CORPUS_SCHEMA` and tokenize writes fixed-size blocks with `BLOCKS_SCHEMA`; no `labels.json`. The
+task is declared once, by preprocess, in its manifest's lineage (`TASK_KEY`); every later stage
+reads it from its input's lineage (`task_of`), which each stage copies forward.
 A stage checks that its input folder is the output it needs (`require_output_of`) before it reads it.
 """
 
@@ -17,6 +22,9 @@ from components.lib.errors import UserError
 from components.lib.storage.artifacts import MANIFEST, read_manifest
 
 SPLITS = ("train", "validation", "test")
+CLASSIFICATION, CAUSAL_LM = "sequence_classification", "causal_lm"
+TASKS = (CLASSIFICATION, CAUSAL_LM)
+TASK_KEY = "task"  # the lineage key that names the task
 STAGE_ORDER = ("preprocess", "tokenize")  # the stages whose output folders `produced_by` tells apart
 STATS_FILE = "stats.json"
 REJECTS_FILE = "rejects.parquet"
@@ -77,6 +85,20 @@ TOKENIZED_SCHEMA = pa.schema(
     ]
 )
 
+CORPUS_SCHEMA = pa.schema(  # causal_lm: one row per document
+    [
+        ("text", pa.string()),
+        ("source_row", pa.string()),
+    ]
+)
+
+BLOCKS_SCHEMA = pa.schema(  # causal_lm: the documents of a split joined by end-of-text, cut into blocks
+    [
+        ("input_ids", pa.list_(pa.int32())),
+        ("length", pa.int32()),
+    ]
+)
+
 REJECTS_SCHEMA = pa.schema(
     [
         ("source", pa.string()),
@@ -87,6 +109,11 @@ REJECTS_SCHEMA = pa.schema(
         ("label", pa.string()),
     ]
 )
+
+
+def task_of(manifest: dict) -> str:
+    """The task a stage output belongs to, from its manifest's lineage; outputs from before tasks classify."""
+    return manifest.get("lineage", {}).get(TASK_KEY, CLASSIFICATION)
 
 
 def produced_by(files: dict) -> str | None:

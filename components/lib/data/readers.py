@@ -1,4 +1,5 @@
-"""Raw data sources for preprocess: CSV, TSV, JSON, JSON Lines, Parquet, folders of shards, hf:// ids.
+"""Raw data sources for preprocess: CSV, TSV, JSON, JSON Lines, Parquet, folders of shards, hf:// ids;
+and, for an unlabelled corpus (`--task causal_lm`), plain-text files, each file one document.
 
 Every reader yields `SourceBatch`es of raw (text, label) pairs, plus a `SourceReject` for each
 record it could not parse (a row with too many fields, a broken JSON line, an object where the
@@ -30,6 +31,7 @@ from components.lib.errors import UserError
 from components.lib.storage.safe_paths import contained
 
 HF_SCHEME = "hf://"
+PACKAGE_SCHEME = "package://"  # package://<importable package>/<path>: a data file an installed Python package ships
 SPLIT_WORDS = {
     "train": "train",
     "training": "train",
@@ -50,6 +52,14 @@ FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+# An unlabelled corpus may also be plain text, each file one document (`open_source(uri, DOCUMENT_FORMATS)`).
+DOCUMENT_FORMATS = {**FORMATS, ".txt": "txt"}
+WHOLE_FILE = "whole file"  # the position of a document that is a whole file
+DOCUMENT_UNITS = ("file", "paragraph")  # what one document of a .txt file is
+# A paragraph ends at a line holding nothing but spaces (a no-break space too, as UTF-8); these bytes
+# are ASCII or UTF-8, which every encoding a .txt file is read in here keeps them as (UTF-16/32 are
+# transcoded to UTF-8 first).
+PARAGRAPH_BREAK = re.compile(rb"\r?\n(?:[ \t\f\v]|\xc2\xa0)*\r?\n(?:(?:[ \t\f\v]|\xc2\xa0)*\r?\n)*")
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
 BATCH_ROWS = 8192
 RAW_TEXT_KEPT = 10_000
@@ -132,11 +142,19 @@ class Source:
         return self.notes + [note for item in self.files for note in item.notes]
 
 
-def file_format(name: str) -> str | None:
+def file_format(name: str, formats: dict[str, str] = FORMATS) -> str | None:
     lowered = name.lower()
     for suffix in COMPRESSION_SUFFIXES:
         lowered = lowered.removesuffix(suffix)
-    return FORMATS.get(Path(lowered).suffix)
+    return formats.get(Path(lowered).suffix)
+
+
+def formats_named(formats: dict[str, str]) -> str:
+    """ "CSV, TSV, JSON, JSON Lines or Parquet", as the unsupported-type message lists them."""
+    names = ["CSV", "TSV", "JSON", "JSON Lines", "Parquet"]
+    if "txt" in formats.values():
+        names.append("plain text (.txt, a document a file)")
+    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def split_from_name(name: str) -> str | None:
@@ -148,18 +166,17 @@ def split_from_name(name: str) -> str | None:
 
 
 @contextlib.contextmanager
-def open_source(uri: str) -> Iterator[Source]:
-    """Fetch `uri` (a file or a folder of shards, local or on S3) and describe its files."""
+def open_source(uri: str, formats: dict[str, str] = FORMATS) -> Iterator[Source]:
+    """Fetch `uri` (a file or a folder of shards, local or on S3) and describe its files, which must be of `formats`."""
     if uri.startswith(HF_SCHEME):
         yield Source(uri=uri, hf_id=uri[len(HF_SCHEME) :])
         return
     notes: list[str] = []
     located = locate_files(uri, notes)
-    unsupported = [name for name in located if file_format(name) is None]
+    unsupported = [name for name in located if file_format(name, formats) is None]
     if unsupported:
         raise UserError(
-            f"{located[unsupported[0]]}: unsupported file type; use CSV, TSV, JSON, JSON Lines or"
-            " Parquet (optionally compressed: .gz, .bz2, .zst, .lz4)"
+            f"{located[unsupported[0]]}: unsupported file type; use {formats_named(formats)} (optionally compressed: .gz, .bz2, .zst, .lz4)"
         )
     with contextlib.ExitStack() as stack:
         if storage.is_s3(uri):
@@ -170,7 +187,7 @@ def open_source(uri: str) -> Iterator[Source]:
                 storage.download_file(remote, local[name])
         else:
             local = {name: Path(path) for name, path in located.items()}
-        files = [SourceFile(local[name], name, file_format(name), split_from_name(name), located[name]) for name in sorted(local)]
+        files = [SourceFile(local[name], name, file_format(name, formats), split_from_name(name), located[name]) for name in sorted(local)]
         if any(item.split for item in files) and not all(item.split for item in files):
             unnamed = next(item.name for item in files if not item.split)
             raise UserError(
@@ -178,6 +195,26 @@ def open_source(uri: str) -> Iterator[Source]:
                 " does not; rename it or give it its own input"
             )
         yield Source(uri=uri, files=files, notes=notes)
+
+
+def installed_data_path(uri: str) -> str:
+    """The local path of a `package://package/path` URI, a file or folder inside an installed package; other URIs as given."""
+    if not uri.startswith(PACKAGE_SCHEME):
+        return uri
+    package, _, inside = uri[len(PACKAGE_SCHEME) :].partition("/")
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"{uri}: no installed Python package {package!r}; install the package that ships this data")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = contained(root, inside, uri)
+    if not path.exists():
+        raise UserError(f"{uri}: the package {package!r} has no {inside!r}")
+    return str(path)
 
 
 def locate_files(uri: str, notes: list[str]) -> dict[str, str]:
@@ -216,10 +253,13 @@ def locate_files(uri: str, notes: list[str]) -> dict[str, str]:
     return located
 
 
-def read_source(source: Source, text_column: str, label_column: str, delimiter: str, encoding: str) -> Iterator[SourceBatch | SourceReject]:
+def read_source(
+    source: Source, text_column: str, label_column: str, delimiter: str, encoding: str, document_unit: str = "file"
+) -> Iterator[SourceBatch | SourceReject]:
     """Every record of `source`, in a fixed order: files by name, records in file order.
 
-    An empty `label_column` reads unlabelled data (components.predict): every label is None.
+    An empty `label_column` reads unlabelled data (components.predict): every label is None. A .txt
+    file (an unlabelled corpus) is one document, or with `document_unit` "paragraph" one per paragraph.
 
     CSV and TSV texts come out as bytes, decoded later (with `SourceBatch.encoding`) row by row,
     so one undecodable row is quarantined rather than failing the file; JSON lines are decoded here.
@@ -233,6 +273,8 @@ def read_source(source: Source, text_column: str, label_column: str, delimiter: 
             yield from read_delimited(item, text_column, label_column, separator, encoding)
         elif item.format == "parquet":
             yield from read_parquet(item, text_column, label_column)
+        elif item.format == "txt":
+            yield from read_document(item, encoding, document_unit)
         else:
             yield from read_json(item, text_column, label_column, encoding, whole_array=item.format == "json")
 
@@ -609,6 +651,34 @@ def read_json_array(item: SourceFile, text_column: str, label_column: str, layou
         append_record(batch, position, record, text_column, label_column)
     if batch.positions:
         yield batch
+
+
+def read_document(item: SourceFile, encoding: str, document_unit: str = "file") -> Iterator[SourceBatch | SourceReject]:
+    """A plain-text file as one document, or one per paragraph, its bytes decoded later as CSV texts are
+    (an undecodable one is quarantined then). A file that is not text is quarantined here: it is one of many."""
+    try:
+        raw, layout_encoding = document_bytes(item, encoding)
+    except UserError as error:
+        yield SourceReject(item.name, WHOLE_FILE, "unreadable_file", str(error))
+        return
+    if document_unit == "file":
+        yield SourceBatch(item.name, item.split, [WHOLE_FILE], [raw], [None], layout_encoding)
+        return
+    paragraphs = [paragraph for paragraph in PARAGRAPH_BREAK.split(raw) if paragraph.strip()]
+    positions = [f"paragraph {number}" for number in range(1, len(paragraphs) + 1)]
+    yield SourceBatch(item.name, item.split, positions, paragraphs, [None] * len(paragraphs), layout_encoding)
+
+
+def document_bytes(item: SourceFile, encoding: str) -> tuple[bytes, str]:
+    """The file's bytes and their encoding (a byte-order mark's, else `encoding`); an empty file is an empty document."""
+    if item.path.stat().st_size == 0:
+        return b"", encoding
+    layout = text_layout(item, encoding)
+    try:
+        with open_text(item, layout) as stream:
+            return stream.read(), layout.encoding
+    except READ_ERRORS as error:
+        raise read_error(item, error) from None
 
 
 def read_parquet(item: SourceFile, text_column: str, label_column: str) -> Iterator[SourceBatch | SourceReject]:
