@@ -7,6 +7,10 @@ Uses the base model's fast tokenizer, truncates to `max_length` (capped at the m
 and pads nothing: padding happens per batch at training time. Works one record batch at a time,
 so memory does not grow with the data. The tokenizer is saved under `tokenizer/` so that train,
 export and serving all use the identical one.
+
+The task comes from the input's lineage. A causal_lm corpus (preprocess `--task causal_lm`) is cut
+into blocks of `--block_size` tokens instead, with the base model's tokenizer or one trained on the
+train split (`--tokenizer bpe|unigram`): components/lib/data/lm_tokenize.py.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pyarrow.parquet as pq
 
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.contract import (
+    CAUSAL_LM,
     CLEAN_SCHEMA,
     SPLITS,
     STATS_FILE,
@@ -29,12 +34,14 @@ from components.lib.data.contract import (
     open_split,
     require_output_of,
     split_file,
+    task_of,
 )
 from components.lib.data.folds import check_fold_flags, write_fold
 from components.lib.data.labels import LABELS_FILE, read_labels
+from components.lib.data.lm_tokenize import BASE, CorpusFlags, check_corpus_flags, refuse_folds, tokenize_corpus
 from components.lib.errors import UserError
 from components.lib.modelling.sources import load_tokenizer, local_model_source, model_max_positions
-from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
 
 log = logging.getLogger("components.tokenize")
 
@@ -45,6 +52,9 @@ def tokenize(
     output_uri: str,
     base_model: str = "bundled://all-MiniLM-L6-v2",
     max_length: int = 256,
+    tokenizer: str = "base",
+    vocab_size: int = 8000,
+    block_size: int = 128,
     batch_size: int = 4096,
     num_folds: int = 0,
     fold: int = 0,
@@ -52,13 +62,16 @@ def tokenize(
     trust_remote_code: bool = False,
     executor_input: str = "",
 ) -> StageResult:
-    """Tokenize every split with the base model's fast tokenizer, without padding.
+    """Tokenize every split with the base model's fast tokenizer, without padding; cut causal_lm corpora into blocks.
 
     Args:
       data_uri: Folder (local or s3://) written by preprocess.
       output_uri: Folder (local or s3://) for the tokenized splits and the tokenizer.
       base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2.
       max_length: Longest token sequence kept; longer texts are truncated. Capped at the model's limit.
+      tokenizer: causal_lm only: base (the base model's), or bpe / unigram trained on the train split; classification needs base.
+      vocab_size: causal_lm only, with --tokenizer bpe or unigram: size of the trained vocabulary (at least 258).
+      block_size: causal_lm only: tokens per training block; capped at the model's limit with --tokenizer base.
       batch_size: Rows tokenized per record batch; bounds memory.
       num_folds: K-fold cross-validation: pool train and validation, cut them into this many stratified folds; 0: keep the splits.
       fold: With num_folds: this fold (0..K-1) is the validation split, the others the train split; test is untouched.
@@ -71,7 +84,16 @@ def tokenize(
     if batch_size < 1:
         raise UserError(f"--batch_size: must be positive, got {batch_size}")
     check_fold_flags(num_folds, fold)
+    check_corpus_flags(tokenizer, vocab_size, block_size)
     require_output_of("preprocess", data_uri, "--data_uri")
+    if task_of(read_manifest(data_uri)) == CAUSAL_LM:
+        refuse_folds(num_folds)
+        flags = CorpusFlags(base_model, tokenizer, vocab_size, block_size, batch_size, trust_remote_code)
+        return corpus_result(output_uri, tokenize_corpus(data_uri, output_uri, flags))
+    if tokenizer != BASE:
+        raise UserError(
+            f"--tokenizer {tokenizer}: only for causal_lm data; a classifier needs its base model's vocabulary (--tokenizer base)"
+        )
     with staged_input(data_uri) as (data_dir, data_manifest), local_model_source(base_model) as source:
         label_names = read_labels(data_dir)
         tokenizer = load_tokenizer(base_model, source, trust_remote_code)
@@ -107,6 +129,19 @@ def tokenize(
     return StageResult(
         summary={"stage": "tokenize", "output_uri": output_uri, "max_length": effective_length, "rows": rows},
         artifact_metadata={"tokenized": {"max_length": effective_length, "base_model": base_model, "rows": rows}},
+        parameters={"tokenized_uri": output_uri},
+        artifact_uri_parameters={"tokenized_uri": "tokenized"},
+    )
+
+
+def corpus_result(output_uri: str, stats: dict) -> StageResult:
+    rows = {split: entry["blocks"] for split, entry in stats["splits"].items()}
+    block_size, kind = stats["block_size"], stats["tokenizer"]["kind"]
+    return StageResult(
+        summary={"stage": "tokenize", "output_uri": output_uri, "task": CAUSAL_LM, "block_size": block_size, "rows": rows},
+        artifact_metadata={
+            "tokenized": {"task": CAUSAL_LM, "block_size": block_size, "base_model": stats["base_model"], "tokenizer": kind, "rows": rows}
+        },
         parameters={"tokenized_uri": output_uri},
         artifact_uri_parameters={"tokenized_uri": "tokenized"},
     )
