@@ -1,4 +1,5 @@
-"""train: fine-tune a text classifier (a transformer by default, or a CNN) on the tokenized train split.
+"""train: fine-tune a text classifier (a transformer by default, or a CNN) on the tokenized train split,
+or, for `--task causal_lm` data, train a causal language model (a GPT-2 from scratch, or a pretrained one).
 
     python -m components.train --data_uri runs/x/tokens --output_uri runs/x/model \\
         --base_model bundled://all-MiniLM-L6-v2
@@ -16,6 +17,7 @@ and components/lib/modelling/ for the model families.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -35,6 +37,7 @@ from components.lib import storage
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
+    CAUSAL_LM,
     HISTORY_FILE,
     LR_RANGE_TEST_FILE,
     LR_RANGE_TEST_PICTURE,
@@ -44,18 +47,22 @@ from components.lib.data.contract import (
     TRAINING_ARGS_FILE,
     read_split,
     require_output_of,
+    task_of,
 )
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
 from components.lib.modelling.calibration import fit_calibration, write_calibration
 from components.lib.modelling.classifier import ModelRequest
 from components.lib.modelling.families import family
+from components.lib.modelling.language_model import PRETRAINED, CausalLanguageModel
 from components.lib.modelling.predictors import load_text_classifier
 from components.lib.modelling.sources import load_tokenizer, local_model_source
+from components.lib.reporting.metrics import LANGUAGE_MODEL_METRICS
 from components.lib.reporting.plots import lr_range_test_png
-from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
 from components.lib.training import checkpoint
 from components.lib.training.distributed import Distributed
+from components.lib.training.lm_trainer import LanguageModelTuner
 from components.lib.training.lr_finder import RangeTest, lr_range_test
 from components.lib.training.reporters import Reporters, parse_report_to
 from components.lib.training.settings import TrainConfig, takes_settings
@@ -103,34 +110,50 @@ def train(
     """
     config = TrainConfig(**settings)
     config.check()
-    model_family = family(config.model_type)
     require_output_of("tokenize", data_uri, "--data_uri")
+    task = task_of(read_manifest(data_uri))
+    config = settings_for_task(config, task)
     reporters_wanted = parse_report_to(report_to)
     check_visible_gpus(expected_gpus)
     relaunch_under_torchrun(processes)
     if checkpoint_uri:
         checkpoint_uri = storage.join(checkpoint_uri, *checkpoint_folders(run_id=run_id, trial=trial))
     distributed = Distributed.from_environment()
+    needs_base_model = task != CAUSAL_LM or config.lm_size == PRETRAINED
     with (
         staged_input(data_uri) as (data_dir, data_manifest),
-        local_model_source(base_model) as source,
+        local_model_source(base_model) if needs_base_model else contextlib.nullcontext(None) as source,
         tempfile.TemporaryDirectory(prefix="train-") as scratch,
     ):
-        label_names = read_labels(data_dir)
         tokenizer = load_tokenizer(str(data_dir / TOKENIZER_DIR), str(data_dir / TOKENIZER_DIR))
         seed_everything(config.seed)
-        request = ModelRequest(base_model, source, label_names, len(tokenizer), trust_remote_code, config.cnn_pretrained_embeddings)
-        model = model_family.create(request)
+        if task == CAUSAL_LM:
+            label_names: list[str] = []
+            model = language_model(config, base_model, source, tokenizer, trust_remote_code)
+            tuner_class, train_split, validation = (
+                LanguageModelTuner,
+                TokenizedSplit.load_blocks(data_dir, "train"),
+                TokenizedSplit.load_blocks(data_dir, "validation"),
+            )
+        else:
+            label_names = read_labels(data_dir)
+            request = ModelRequest(base_model, source, label_names, len(tokenizer), trust_remote_code, config.cnn_pretrained_embeddings)
+            model = family(config.model_type).create(request)
+            tuner_class, train_split, validation = (
+                FineTuner,
+                training_split(data_dir, config.teacher_uri, label_names),
+                TokenizedSplit.load(data_dir, "validation"),
+            )
         flags_to_match = {**config.resume_relevant(), "world_size": distributed.world_size}
         identity = checkpoint.identity(model, label_names, base_model, flags_to_match)
         work = Path(scratch)
         reporters = Reporters(reporters_wanted if distributed.is_main else [], work / "logs", asdict(config))
-        tuner = FineTuner(
+        tuner = tuner_class(
             config,
             model,
             label_names,
-            sample_training_rows(training_split(data_dir, config.teacher_uri, label_names), config.max_train_samples, config.seed),
-            TokenizedSplit.load(data_dir, "validation"),
+            sample_training_rows(train_split, config.max_train_samples, config.seed),
+            validation,
             tokenizer.pad_token_id or 0,
             work,
             checkpoint_uri,
@@ -148,20 +171,23 @@ def train(
             distributed.close()
             return None
         best = tuner.load_best_weights()
-        summary["calibration"] = calibrate(tuner)
+        if task != CAUSAL_LM:
+            summary["calibration"] = calibrate(tuner)
         lineage = {
             **data_manifest.get("lineage", {}),
             "base_model": base_model,
-            "model_type": config.model_type,
+            "model_type": model.model_type if task == CAUSAL_LM else config.model_type,
+            **({"lm_size": config.lm_size} if task == CAUSAL_LM else {}),
             **({"teacher": config.teacher_uri} if config.teacher_uri else {}),
             **({"trial": trial} if trial else {}),
             **({"run_id": run_id} if run_id else {}),
         }
         with staged_output(output_uri, extra={"lineage": lineage, "best": best.get("value"), "metric": config.metric_for_best}) as out:
             model.save(out)
-            write_calibration(out, summary["calibration"])
             shutil.copytree(data_dir / TOKENIZER_DIR, out, dirs_exist_ok=True)
-            shutil.copyfile(data_dir / LABELS_FILE, out / LABELS_FILE)
+            if task != CAUSAL_LM:
+                write_calibration(out, summary["calibration"])
+                shutil.copyfile(data_dir / LABELS_FILE, out / LABELS_FILE)
             (out / HISTORY_FILE).write_text(json.dumps(tuner.progress.history, indent=1) + "\n")
             (out / TRAIN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
             (out / TRAINING_ARGS_FILE).write_text(json.dumps({"base_model": base_model, **asdict(config)}, indent=2) + "\n")
@@ -183,11 +209,43 @@ def train(
             "samples_per_second": summary["training_samples_per_second"],
         },
         artifact_metadata={
-            "model": {"base_model": base_model, "model_type": config.model_type, "best_validation": best_summary, "labels": label_names}
+            "model": {"base_model": base_model, "model_type": lineage["model_type"], "best_validation": best_summary, "labels": label_names}
         },
         parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},
         artifact_uri_parameters={"model_uri": "model"},
     )
+
+
+def settings_for_task(config: TrainConfig, task: str) -> TrainConfig:
+    """Refuse settings the task has no use for; a causal LM takes perplexity for the default metric (and says so)."""
+    if task != CAUSAL_LM:
+        if config.metric_for_best in LANGUAGE_MODEL_METRICS[1:]:
+            raise UserError(f"--metric_for_best {config.metric_for_best}: is for causal_lm data; this data is labelled for classification")
+        return config
+    for name, unusable in (("teacher_uri", config.teacher_uri), ("model_type", config.model_type != "transformer"),
+                           ("label_smoothing", config.label_smoothing), ("curriculum", config.curriculum != "none")):  # fmt: skip
+        if unusable:
+            raise UserError(f"--{name}: not available for causal_lm data (a language model trained on fixed-size blocks)")
+    if config.metric_for_best in LANGUAGE_MODEL_METRICS:
+        return config
+    if config.metric_for_best != TrainConfig.metric_for_best:
+        raise UserError(f"--metric_for_best {config.metric_for_best}: causal_lm data has {', '.join(LANGUAGE_MODEL_METRICS)}")
+    log.info("--metric_for_best: causal_lm data; the best weights are those of lowest validation perplexity")
+    return dataclasses.replace(config, metric_for_best="perplexity")
+
+
+def language_model(config: TrainConfig, base_model: str, source: str | None, tokenizer, trust_remote_code: bool) -> CausalLanguageModel:
+    """A GPT-2 of --lm_size from scratch over the tokenizer's vocabulary, or --base_model's own causal LM."""
+    if config.lm_size != PRETRAINED:
+        block_size = tokenizer.model_max_length
+        return CausalLanguageModel.from_scratch(config.lm_size, len(tokenizer), block_size, tokenizer.eos_token_id)
+    model = CausalLanguageModel.pretrained(base_model, source, trust_remote_code)
+    if model.vocab_size < len(tokenizer):
+        raise UserError(
+            f"--lm_size pretrained: {base_model} has {model.vocab_size} vocabulary entries, the tokenizer {len(tokenizer)};"
+            " tokenize with --tokenizer base and the same --base_model"
+        )
+    return model
 
 
 def calibrate(tuner: FineTuner) -> dict:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
-from components.lib.data.contract import TOKENIZED_SCHEMA, read_split
+from components.lib.data.contract import BLOCKS_SCHEMA, TOKENIZED_SCHEMA, read_split
 
 # Length grouping sorts rows by length inside windows of this many batches, then shuffles the
 # batches: padding shrinks, and the order stays random at the scale that matters.
@@ -26,22 +27,31 @@ class TokenizedSplit:
     token_ids: np.ndarray
     offsets: np.ndarray
     lengths: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None  # None for a language model's blocks, which predict their own next tokens
     teacher_logits: np.ndarray | None = None  # a distillation teacher's logits, one row per row, when there is one
 
     @classmethod
     def load(cls, folder: Path, split: str) -> TokenizedSplit:
         table = read_split(folder, split, TOKENIZED_SCHEMA, columns=["input_ids", "length", "label"])
+        return cls.from_table(table, labels=table.column("label").to_numpy().astype(np.int64))
+
+    @classmethod
+    def load_blocks(cls, folder: Path, split: str) -> TokenizedSplit:
+        """A causal_lm split: fixed-size blocks of token ids, no labels."""
+        return cls.from_table(read_split(folder, split, BLOCKS_SCHEMA), labels=None)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, labels: np.ndarray | None) -> TokenizedSplit:
         ids = table.column("input_ids").combine_chunks()
         return cls(
             token_ids=ids.values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
             offsets=ids.offsets.to_numpy(),
             lengths=table.column("length").to_numpy().astype(np.int64),
-            labels=table.column("label").to_numpy().astype(np.int64),
+            labels=labels,
         )
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.lengths)
 
     @classmethod
     def from_token_lists(cls, token_lists: list[list[int]], labels: np.ndarray) -> TokenizedSplit:
@@ -52,7 +62,8 @@ class TokenizedSplit:
 
     def subset(self, rows: np.ndarray) -> TokenizedSplit:
         teacher = None if self.teacher_logits is None else self.teacher_logits[rows]
-        return TokenizedSplit(self.token_ids, self.offsets[rows], self.lengths[rows], self.labels[rows], teacher)
+        labels = None if self.labels is None else self.labels[rows]
+        return TokenizedSplit(self.token_ids, self.offsets[rows], self.lengths[rows], labels, teacher)
 
     def collate(self, rows: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
         """Pad the given rows to the longest among them."""
@@ -62,11 +73,9 @@ class TokenizedSplit:
             start = self.offsets[row]
             input_ids[slot, : self.lengths[row]] = self.token_ids[start : start + self.lengths[row]]
         attention_mask = (np.arange(width)[None, :] < self.lengths[rows][:, None]).astype(np.int64)
-        batch = {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(attention_mask),
-            "labels": torch.from_numpy(self.labels[rows]),
-        }
+        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+        if self.labels is not None:
+            batch["labels"] = torch.from_numpy(self.labels[rows])
         if self.teacher_logits is not None:
             batch["teacher_logits"] = torch.from_numpy(self.teacher_logits[rows])
         return batch

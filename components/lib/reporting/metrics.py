@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "weighted_f1": True, "macro_precision": True, "macro_recall": True, "loss": False}
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "weighted_f1": True, "macro_precision": True, "macro_recall": True, "loss": False,
+                    "perplexity": False, "next_token_accuracy": True}  # fmt: skip
+LANGUAGE_MODEL_METRICS = ("loss", "perplexity", "next_token_accuracy")  # what a causal LM's evaluation reports
 
 
 def confusion_matrix(gold: np.ndarray, predicted: np.ndarray, num_labels: int) -> np.ndarray:

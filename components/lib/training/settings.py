@@ -18,6 +18,7 @@ from typing import Any
 from components.lib.cli import EXECUTOR_INPUT_FLAG
 from components.lib.data.batching import PACINGS
 from components.lib.errors import UserError
+from components.lib.modelling.language_model import LM_SIZES
 from components.lib.reporting.metrics import HIGHER_IS_BETTER
 from components.lib.training.optim import SCHEDULERS
 
@@ -50,6 +51,9 @@ def setting(
 class TrainConfig:
     model_type: str = setting("transformer", "transformer (fine-tune the base model) or cnn (a Kim-style CNN over the base model's"
                               " token ids; try --learning_rate 1e-3).", sweepable=True, card=True)  # fmt: skip
+    lm_size: str = setting("tiny", "causal_lm: a GPT-2 trained from scratch, tiny (2 layers of width 128), small (6 x 384), 40m"
+                           " (8 x 640) or gpt2 (12 x 768); pretrained fine-tunes --base_model.", sweepable=True, card=True,
+                           choices=LM_SIZES)  # fmt: skip
     cnn_pretrained_embeddings: bool = setting(False, "cnn: start from the base model's input embeddings instead of random 128-wide ones.")
     epochs: int = setting(4, "Passes over the training split.", sweepable=True, card=True, within=AT_LEAST_ONE)
     batch_size: int = setting(16, "Rows per batch on each device (the global batch is this times the number of processes).",
@@ -70,7 +74,8 @@ class TrainConfig:
     seed: int = setting(42, "Seed of the data order, the head's initialisation and dropout.", sweepable=True, card=True)
     eval_every_steps: int = setting(0, "Evaluate on validation every N optimizer steps; 0 = at the end of each epoch.", within=NOT_NEGATIVE)
     metric_for_best: str = setting("macro_f1", "Validation metric that picks the best weights and drives early stopping: macro_f1,"
-                                   " accuracy, weighted_f1, loss, ...", card=True, choices=tuple(HIGHER_IS_BETTER))  # fmt: skip
+                                   " accuracy, weighted_f1, loss, ...; causal_lm: perplexity (taken when this is macro_f1), loss",
+                                   card=True, choices=tuple(HIGHER_IS_BETTER))  # fmt: skip
     early_stopping_patience: int = setting(0, "Stop after this many evaluations without improvement; 0 = never.", sweepable=True,
                                            card=True, within=NOT_NEGATIVE)  # fmt: skip
     early_stopping_min_delta: float = setting(0.0, "Smallest change of the metric that counts as an improvement.")

@@ -14,6 +14,8 @@ cuDNN/cuBLAS nondeterminism.
 The loss of an optimizer step is the sum of per-row losses over every row of the step (all
 micro-batches, all processes) divided by that row count. So accumulating k micro-batches, or
 splitting a batch over k processes, computes the same update as one k-times-larger batch.
+`LanguageModelTuner` (language_model.py) is the same loop for causal language models, where the
+unit of the loss is a predicted token instead of a row.
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ class FineTuner:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.optimizer, self.scheduler = self.optimizer_and_schedule()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
-        self.loss_weights = self.class_weights().to(self.device) if config.class_weights == "balanced" else None
+        self.loss_weights = self.class_weights()
         self.progress = Progress()
         self.frozen: bool | None = None
         self.train_model: torch.nn.Module = self.model
@@ -181,10 +183,17 @@ class FineTuner:
         self.config = dataclasses.replace(self.config, learning_rate=learning_rate)
         self.optimizer, self.scheduler = self.optimizer_and_schedule()
 
-    def class_weights(self) -> torch.Tensor:
+    def class_weights(self) -> torch.Tensor | None:
+        """With --class_weights balanced, each class weighted by rows / (classes x its rows); else None."""
+        if self.config.class_weights != "balanced":
+            return None
         counts = np.bincount(self.train_split.labels, minlength=len(self.label_names)).astype(float)
         weights = np.divide(counts.sum(), len(counts) * counts, out=np.zeros_like(counts), where=counts > 0)
-        return torch.tensor(weights, dtype=torch.float32)
+        return torch.tensor(weights, dtype=torch.float32).to(self.device)
+
+    def loss_units(self, rows: np.ndarray) -> int:
+        """What a step's loss is the mean over: here rows, one loss each."""
+        return len(rows)
 
     def plan(self, epoch: int) -> list[np.ndarray]:
         config = self.config
@@ -295,7 +304,7 @@ class FineTuner:
         position = start
         while position < len(batches) and not self.finished():
             group = batches[position : position + accum]
-            step_rows = sum(len(batch) for batch in group)
+            step_rows = sum(self.loss_units(batch) for batch in group)
             micro_batch_losses = []
             self.train_model.train()
             for index in range(len(group)):
@@ -328,7 +337,7 @@ class FineTuner:
 
     def forward_backward(self, batch: dict[str, torch.Tensor], step_rows: int) -> torch.Tensor:
         """One micro-batch's backward pass; returns its loss sum, left on the device (see settle_losses)."""
-        self.samples_seen += len(batch["labels"])
+        self.samples_seen += len(batch["input_ids"])
         self.tokens_seen += int(batch["attention_mask"].sum())  # counted on the host copy: no wait for the device
         self.padded_tokens_seen += batch["input_ids"].numel()
         batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
@@ -441,6 +450,14 @@ class FineTuner:
         metrics["loss"] = mean_cross_entropy(logits, self.validation.labels)
         return metrics
 
+    def validation_summary(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """The figures logged and shown at each evaluation."""
+        return {**headline(metrics), "loss": round(metrics["loss"], 6)}
+
+    def validation_details(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """What the history keeps of an evaluation beside its summary."""
+        return {"per_class_f1": {name: round(entry["f1"], 4) for name, entry in metrics["per_class"].items()}}
+
     def evaluate_and_track(self, epoch_progress: float) -> None:
         started = time.perf_counter()
         try:
@@ -452,13 +469,13 @@ class FineTuner:
         self.settle_losses()
         progress, config = self.progress, self.config
         metrics = self.evaluate()
-        summary = {**headline(metrics), "loss": round(metrics["loss"], 6)}
+        summary = self.validation_summary(metrics)
         record = {
             "step": progress.global_step,
             "epoch": round(epoch_progress, 4),
             "train_loss": progress.interval_loss_sum / max(progress.interval_loss_steps, 1),
             "learning_rate": self.learning_rate(),
-            "validation": {**summary, "per_class_f1": {name: round(entry["f1"], 4) for name, entry in metrics["per_class"].items()}},
+            "validation": {**summary, **self.validation_details(metrics)},
         }
         progress.history["evaluations"].append(record)
         progress.interval_loss_sum, progress.interval_loss_steps = 0.0, 0
@@ -528,6 +545,8 @@ class FineTuner:
             "seconds_evaluating_and_checkpointing": round(self.seconds_not_training, 2),
             "samples_per_second_this_process": self.all_processes_per_second(self.samples_seen, elapsed),
             "training_samples_per_second": self.all_processes_per_second(self.samples_seen, training_seconds),
+            "tokens_seen": self.tokens_seen * self.dist.world_size,
+            "tokens_per_second": self.all_processes_per_second(self.tokens_seen, training_seconds),
             "padded_tokens_per_second": self.all_processes_per_second(self.padded_tokens_seen, training_seconds),
             "padding_share": round(1 - self.tokens_seen / self.padded_tokens_seen, 4) if self.padded_tokens_seen else None,
             "mean_padded_length": round(self.padded_tokens_seen / self.samples_seen, 1) if self.samples_seen else None,

@@ -1,0 +1,208 @@
+"""Causal language models (`--task causal_lm`): a GPT-2-style network built from a config of a chosen
+size and trained from scratch, or an existing Hugging Face causal LM fine-tuned.
+
+It offers the trainer what a classifier does (token ids and a mask in, logits out; the parameters
+below the head; a layer depth for layer-wise learning-rate decay; safetensors only), but its logits
+are one row per position and one column per vocabulary entry. The folder it saves is a plain
+Hugging Face one, so `AutoModelForCausalLM.from_pretrained` reads it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from components.lib.data.contract import MODEL_TYPE_FILE
+from components.lib.errors import UserError
+from components.lib.modelling.sources import describe_load_failure
+
+MODEL_TYPE = "causal_lm"
+PRETRAINED = "pretrained"
+LAYER_PATTERN = re.compile(r"\.h\.(\d+)\.|\.layers?\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class Size:
+    layers: int
+    heads: int
+    width: int
+
+    def non_embedding_parameters(self) -> int:
+        """12 x width^2 per layer: attention (4 w^2) and the 4x-wide MLP (8 w^2), biases and norms aside."""
+        return 12 * self.layers * self.width**2
+
+
+# GPT-2's architecture at several sizes. "40m" has 39.3M non-embedding parameters, the smallest of the
+# guides' pre-training runs; "gpt2" is GPT-2 small's shape (85M non-embedding; 124M with its own vocabulary).
+SIZES = {
+    "tiny": Size(layers=2, heads=4, width=128),
+    "small": Size(layers=6, heads=6, width=384),
+    "40m": Size(layers=8, heads=10, width=640),
+    "gpt2": Size(layers=12, heads=12, width=768),
+}
+LM_SIZES = (*SIZES, PRETRAINED)
+
+
+class CausalLanguageModel(torch.nn.Module):
+    model_type = MODEL_TYPE
+    config_file = "config.json"
+
+    def __init__(self, network) -> None:
+        super().__init__()
+        self.network = network  # an AutoModelForCausalLM
+        numbered = [layer_number(name) for name, _ in network.named_parameters()]
+        self.num_layers = max((number for number in numbered if number is not None), default=-1) + 1
+
+    @classmethod
+    def from_scratch(cls, size: str, vocab_size: int, block_size: int, end_of_text_id: int) -> CausalLanguageModel:
+        """A GPT-2 of `size` with random weights, its vocabulary the trained tokenizer's."""
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        shape = SIZES[size]
+        config = GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=block_size,
+            n_embd=shape.width,
+            n_layer=shape.layers,
+            n_head=shape.heads,
+            bos_token_id=end_of_text_id,
+            eos_token_id=end_of_text_id,
+            pad_token_id=end_of_text_id,
+        )
+        return cls(GPT2LMHeadModel(config))
+
+    @classmethod
+    def pretrained(cls, spec: str, source: str, trust_remote_code: bool = False) -> CausalLanguageModel:
+        return cls(causal_lm_from_pretrained(spec, source, trust_remote_code))
+
+    @classmethod
+    def load(cls, folder: Path, where: str, for_export: bool = False) -> CausalLanguageModel:
+        return cls(causal_lm_from_pretrained(where, str(folder), attn_implementation="eager" if for_export else None))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token logits: (batch, positions, vocabulary)."""
+        return self.network(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    @property
+    def vocab_size(self) -> int:
+        return self.network.get_input_embeddings().num_embeddings
+
+    @property
+    def max_positions(self) -> int | None:
+        config = self.network.config
+        return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+    def encoder_parameters(self) -> Iterator[torch.nn.Parameter]:
+        """Everything below the output head (which GPT-2 ties to the input embedding)."""
+        return self.network.base_model.parameters()
+
+    def layer_depth(self, parameter_name: str) -> tuple[int, int]:
+        """0 for embeddings, i + 1 for block i, the number of blocks + 1 for the final norm and head."""
+        number = layer_number(parameter_name)
+        if number is not None:
+            return number + 1, self.num_layers
+        return (0 if re.search(r"\.(wte|wpe|embed_tokens)\.", parameter_name) else self.num_layers + 1), self.num_layers
+
+    def save(self, folder: Path) -> None:
+        self.network.save_pretrained(folder)
+        (folder / MODEL_TYPE_FILE).write_text(json.dumps({"model_type": self.model_type}) + "\n")
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[int], new_tokens: int, seed: int, top_k: int = 40) -> list[int]:
+        """Top-k sampling, seeded, within the model's context; returns the prompt and what follows it."""
+        generator = torch.Generator().manual_seed(seed)
+        ids = list(prompt_ids)
+        window = self.max_positions or len(ids) + new_tokens
+        device = next(self.parameters()).device
+        for _ in range(new_tokens):
+            context = torch.tensor([ids[-window:]], device=device)
+            logits = self.forward(context, torch.ones_like(context))[0, -1].float().cpu()
+            top = torch.topk(logits, min(top_k, len(logits)))
+            choice = torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)
+            ids.append(int(top.indices[choice]))
+        return ids
+
+
+def layer_number(parameter_name: str) -> int | None:
+    match = LAYER_PATTERN.search(parameter_name)
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+def check_lm_size(lm_size: str) -> None:
+    if lm_size not in LM_SIZES:
+        raise UserError(f"--lm_size: {lm_size!r} is not one of {', '.join(LM_SIZES)}")
+
+
+def causal_lm_from_pretrained(spec: str, source: str, trust_remote_code: bool = False, attn_implementation: str | None = None):
+    """AutoModelForCausalLM from safetensors, or one line saying why it could not be loaded."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            source, use_safetensors=True, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation
+        )
+    except Exception as error:  # transformers raises OSError, ValueError and safetensors errors here
+        raise describe_load_failure(spec, "causal language model", error) from None
+
+
+def next_token_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The summed cross-entropy of every position's prediction of the token after it, over the positions
+    whose next token is real: a block of n tokens predicts n - 1, padding predicts nothing."""
+    targets = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
+    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="sum")
+
+
+def predicted_tokens(lengths) -> int:
+    """How many next-token predictions blocks of these lengths hold."""
+    return int(sum(max(int(length) - 1, 0) for length in lengths))
+
+
+@dataclass
+class BlockScores:
+    """A causal LM's scores over a split's blocks: perplexity is exp(loss_sum / tokens)."""
+
+    loss_sum: float  # nats, summed over every predicted token
+    tokens: int  # predicted tokens
+    correct: int  # predictions whose most likely token was the next one
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.tokens if self.tokens else float("nan")
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss) if self.tokens else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.tokens if self.tokens else float("nan")
+
+    def metrics(self) -> dict[str, float]:
+        return {"loss": self.loss, "perplexity": self.perplexity, "next_token_accuracy": self.accuracy, "tokens": self.tokens}
+
+
+def score_blocks(model, split, batch_size: int, device: torch.device, pad_id: int, autocast=contextlib.nullcontext) -> BlockScores:
+    """Loss, tokens and next-token hits of `model` over every block of `split` (a TokenizedSplit of blocks)."""
+    from components.lib.data.batching import sorted_batches
+
+    model.eval()
+    loss_sum, tokens, correct = 0.0, 0, 0
+    with torch.inference_mode():
+        for rows in sorted_batches(split.lengths, batch_size):
+            batch = {key: value.to(device) for key, value in split.collate(rows, pad_id).items()}
+            with autocast():
+                logits = model(batch["input_ids"], batch["attention_mask"])
+            loss_sum += float(next_token_loss_sum(logits, batch["input_ids"], batch["attention_mask"]))
+            real = batch["attention_mask"][:, 1:] == 1
+            tokens += int(real.sum())
+            correct += int(((logits[:, :-1].argmax(dim=-1) == batch["input_ids"][:, 1:]) & real).sum())
+    return BlockScores(loss_sum, tokens, correct)

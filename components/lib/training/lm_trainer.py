@@ -1,0 +1,48 @@
+"""The training loop for causal language models: FineTuner's loop, schedules, accumulation, precision,
+checkpoints, exact resume, DDP and early stopping, with a language model's loss and validation.
+
+The unit of the loss is a predicted token: a step's loss is the summed next-token cross-entropy over
+all its blocks (every micro-batch, every process) divided by the number of tokens predicted, so
+accumulation and DDP give the same update as one large batch, as for classification's rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from components.lib.modelling.language_model import next_token_loss_sum, predicted_tokens, score_blocks
+from components.lib.training.trainer import FineTuner
+
+
+class LanguageModelTuner(FineTuner):
+    def class_weights(self) -> None:
+        return None  # a vocabulary is not a set of classes to balance
+
+    def loss_units(self, rows: np.ndarray) -> int:
+        return predicted_tokens(self.train_split.lengths[rows])
+
+    def forward_backward(self, batch: dict[str, torch.Tensor], step_tokens: int) -> torch.Tensor:
+        """One micro-batch's backward pass; returns its loss sum, left on the device (see settle_losses)."""
+        self.samples_seen += len(batch["input_ids"])
+        self.tokens_seen += int(batch["attention_mask"].sum())
+        self.padded_tokens_seen += batch["input_ids"].numel()
+        batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        with self.autocast():
+            logits = self.train_model(batch["input_ids"], batch["attention_mask"])
+        loss_sum = next_token_loss_sum(logits, batch["input_ids"], batch["attention_mask"])
+        self.scaler.scale(loss_sum * self.dist.world_size / step_tokens).backward()
+        return loss_sum.detach()
+
+    def evaluate(self) -> dict[str, Any]:
+        scores = score_blocks(self.model, self.validation, self.config.eval_batch_size, self.device, self.pad_id, self.autocast)
+        return scores.metrics()
+
+    def validation_summary(self, metrics: dict[str, Any]) -> dict[str, float]:
+        return {"loss": round(metrics["loss"], 6), "perplexity": round(metrics["perplexity"], 4),
+                "next_token_accuracy": round(metrics["next_token_accuracy"], 4)}  # fmt: skip
+
+    def validation_details(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {"tokens": metrics["tokens"]}
