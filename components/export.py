@@ -12,6 +12,8 @@ Writes `model.onnx` with dynamic batch and sequence axes (TorchScript exporter, 
 - TorchScript (`torch.jit.trace`) beside them, for PyTorch serving, under the same parity check.
 The tokenizer, labels.json and the model's config go alongside, so the folder is all serving needs.
 Only transformers are fused; every model family exports through the same checks.
+A causal language model (`--task causal_lm`, read from the model's lineage) exports its next-token logits
+instead, checked on test blocks; see components/lib/modelling/lm_export.py.
 """
 
 from __future__ import annotations
@@ -30,22 +32,25 @@ from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
     CALIBRATION_FILE,
+    CAUSAL_LM,
     EXPORT_REPORT_FILE,
     MODEL_TYPE_FILE,
     ONNX_FP32_FILE,
     ONNX_INT8_FILE,
     TOKENIZER_FILES,
     TORCHSCRIPT_FILE,
+    task_of,
 )
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
 from components.lib.modelling.classifier import TextClassifierModel
 from components.lib.modelling.families import load_model
 from components.lib.modelling.inference import predict_logits
+from components.lib.modelling.lm_export import export_language_model
 from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
 from components.lib.modelling.sources import load_tokenizer
 from components.lib.reporting.metrics import classification_metrics, headline
-from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
 
 OPSET = 17
 log = logging.getLogger("components.export")
@@ -84,6 +89,18 @@ def export(
       batch_size: Rows per batch when scoring the test split.
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
+    if task_of(read_manifest(model_uri)) == CAUSAL_LM:
+        return export_language_model(
+            model_uri=model_uri,
+            data_uri=data_uri,
+            output_uri=output_uri,
+            opset=OPSET,
+            parity_rows=parity_rows,
+            parity_atol=parity_atol,
+            min_argmax_agreement=min_argmax_agreement,
+            latency_runs=latency_runs,
+            batch_size=batch_size,
+        )
     with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri) as (data_dir, _):
         label_names = read_labels(model_dir)
         if read_labels(data_dir) != label_names:
