@@ -10,6 +10,10 @@ matrix, precision-recall curves, a confidence histogram, the reliability diagram
 train's temperature scaling, and the training curves as pictures. Probabilities are calibrated with
 the model's temperature (calibration.json); metrics.json has the expected calibration error before and
 after it on the test split.
+
+For a causal language model (`--task causal_lm`, read from the model's lineage) it does what
+components/lib/reporting/lm_evaluation.py describes instead: perplexity and bits per character on
+the test split beside an interpolated trigram baseline, a few generated samples, and a report.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 from components.lib.cli import StageResult, run_stage
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
+    CAUSAL_LM,
     CONFIDENCE_PICTURE,
     CONFUSION_MATRIX_PICTURE,
     HISTORY_FILE,
@@ -36,11 +41,10 @@ from components.lib.data.contract import (
     PRECISION_RECALL_PICTURE,
     PREDICTIONS_FILE,
     RELIABILITY_PICTURE,
-    REPORT_FILE,
     TOKENIZED_SCHEMA,
-    TRAIN_SUMMARY_FILE,
     TRAINING_CURVES_PICTURE,
     read_split,
+    task_of,
 )
 from components.lib.data.labels import read_labels
 from components.lib.errors import UserError
@@ -48,6 +52,8 @@ from components.lib.modelling.calibration import calibration_summary, read_tempe
 from components.lib.modelling.families import load_model
 from components.lib.modelling.inference import mean_cross_entropy, predict_logits
 from components.lib.modelling.sources import load_tokenizer
+from components.lib.quality_gate import GATES, PASSES_OUTPUT
+from components.lib.reporting.lm_evaluation import evaluate_language_model
 from components.lib.reporting.metrics import classification_metrics, headline, precision_recall_curve
 from components.lib.reporting.plots import (
     confidence_histogram_png,
@@ -57,8 +63,8 @@ from components.lib.reporting.plots import (
     training_curves_png,
 )
 from components.lib.reporting.report import evaluation_html
-from components.lib.reporting.tracking import log_evaluation, mlflow_run_of
-from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.reporting.tracking import publish_report
+from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
 
 
 def evaluate(
@@ -68,9 +74,11 @@ def evaluate(
     output_uri: str,
     report_path: str = "",
     batch_size: int = 64,
+    gate_min: float = 0.0,
+    max_perplexity: float = 0.0,
     executor_input: str = "",
 ) -> StageResult:
-    """Score the model on the test split; write metrics, predictions and an HTML report.
+    """Score the model on the test split; write metrics, predictions and an HTML report; say whether it passes the quality gate.
 
     Args:
       model_uri: Folder (local or s3://) written by train.
@@ -78,8 +86,24 @@ def evaluate(
       output_uri: Folder (local or s3://) for metrics.json, predictions.parquet, report.html and the pictures.
       report_path: Also write the HTML report to this local file (Kubeflow's HTML artifact). Empty: only in output_uri.
       batch_size: Rows per inference batch.
+      gate_min: Refuse to register below this test macro-F1 (the pipeline's quality gate for classification).
+      max_perplexity: causal_lm: refuse to register above this test perplexity; 0: no limit.
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
+    task = task_of(read_manifest(model_uri))
+    score = evaluate_language_model if task == CAUSAL_LM else evaluate_classifier
+    result = score(model_uri=model_uri, data_uri=data_uri, output_uri=output_uri, report_path=report_path, batch_size=batch_size)
+    gate = GATES[task]
+    threshold = {"gate_min": gate_min, "max_perplexity": max_perplexity}[gate.flag]
+    value = result.parameters[gate.metric]
+    passes = gate.passes(value, threshold)
+    result.parameters[PASSES_OUTPUT] = passes
+    result.summary["quality_gate"] = "passed" if passes else gate.shortfall(value, threshold)
+    return result
+
+
+def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, report_path: str, batch_size: int) -> StageResult:
+    """Scores, predictions, pictures and the report of a classifier on the test split."""
     with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri) as (data_dir, _):
         label_names = read_labels(data_dir)
         if read_labels(model_dir) != label_names:
@@ -125,13 +149,7 @@ def evaluate(
             report = evaluation_html(
                 "Evaluation on the test split", heading, metrics, baseline, pictures, most_confident_mistakes(predictions), context
             )
-            (out / REPORT_FILE).write_text(report)
-            if report_path:
-                Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-                Path(report_path).write_text(report)
-            summary_file = model_dir / TRAIN_SUMMARY_FILE
-            tracked_in = mlflow_run_of(json.loads(summary_file.read_text())) if summary_file.is_file() else None
-            log_evaluation(tracked_in, metrics, [out / REPORT_FILE, out / METRICS_FILE, *pictures])
+            publish_report(report, out, report_path, model_dir, metrics, [out / METRICS_FILE, *pictures])
     scores = headline(metrics)
     return StageResult(
         summary={"stage": "evaluate", "output_uri": output_uri, "test": scores, "baseline": headline(baseline)},

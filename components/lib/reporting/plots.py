@@ -1,5 +1,5 @@
 """Pictures people would rather look at than read: the confusion matrix, precision-recall curves,
-the confidence histogram and the training curves.
+the confidence histogram and the training curves (a classifier's, and a language model's).
 
 Every picture must read as well for a 15-step smoke run as for a long run: a series of few points
 gets markers (a lone point is otherwise invisible), the step axis starts at 0, and losses and
@@ -151,6 +151,44 @@ def training_curves_png(history: dict, path: Path, metric: str) -> bool:
         mark_epoch_ends(axes, steps + evaluations, last_step)
     save(figure, path)
     return True
+
+
+def language_model_curves_png(history: dict, path: Path) -> bool:
+    """A causal LM's training: train and validation loss, validation perplexity (log axis) and the learning
+    rate over the optimizer steps, epoch ends dotted; False if the history is empty."""
+    steps, evaluations = history.get("steps", []), history.get("evaluations", [])
+    if not steps and not evaluations:
+        return False
+    plt = pyplot()
+    figure, (loss_axes, perplexity_axes, rate_axes) = plt.subplots(1, 3, figsize=(15, 4.5))
+    last_step = max(entry["step"] for entry in steps + evaluations)
+    eval_steps = [entry["step"] for entry in evaluations]
+    validation = [entry["validation"] for entry in evaluations]
+    draw(loss_axes, [entry["step"] for entry in steps], [entry["loss"] for entry in steps], "train (mean per logged interval)")
+    draw(loss_axes, eval_steps, [scores["loss"] for scores in validation], "validation", marker="o")
+    style(loss_axes, "loss", "cross-entropy (nats per token)", last_step, from_zero=True)
+    perplexities = [scores["perplexity"] for scores in validation]
+    draw(perplexity_axes, eval_steps, perplexities, "validation perplexity", marker="o", color="tab:green")
+    if eval_steps:
+        log_axis_in_plain_numbers(perplexity_axes)
+    style(perplexity_axes, "validation perplexity", "perplexity (log scale)", last_step)
+    rated = steps or evaluations
+    draw(rate_axes, [entry["step"] for entry in rated], [entry["learning_rate"] for entry in rated], "learning rate", color="tab:purple")
+    style(rate_axes, "learning rate", "learning rate", last_step, from_zero=True)
+    rate_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    for axes in (loss_axes, perplexity_axes, rate_axes):
+        mark_epoch_ends(axes, steps + evaluations, last_step)
+    save(figure, path)
+    return True
+
+
+def log_axis_in_plain_numbers(axes) -> None:
+    """A log y axis labelled 1.5, 2, 10, 100 rather than 1.5 x 10^0: perplexities often span less than a decade."""
+    from matplotlib.ticker import LogFormatter
+
+    axes.set_yscale("log")
+    axes.yaxis.set_major_formatter(LogFormatter())
+    axes.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def mark_epoch_ends(axes, entries: list[dict], last_step: int) -> None:

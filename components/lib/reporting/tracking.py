@@ -15,6 +15,8 @@ import logging
 import os
 from pathlib import Path
 
+from components.lib.data.contract import REPORT_FILE, TRAIN_SUMMARY_FILE
+
 log = logging.getLogger(__name__)
 MLFLOW_RUN_KEY = "mlflow_run_id"
 MAX_TAG_CHARS = 5000  # MLflow's limit on a model version tag's value is larger; lineage values are short
@@ -104,3 +106,15 @@ class warn_on_failure:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         log.warning("%s: logging to MLflow run %s failed, not logged: %s", self.stage, self.run_id, first_line)
         return True
+
+
+def publish_report(report: str, out: Path, report_path: str, model_dir: Path, test_metrics: dict, files: list[Path]) -> None:
+    """report.html in `out` (and at report_path, Kubeflow's HTML artifact, when given); the test scores and
+    `files` logged to the MLflow run that trained the model, if it was tracked."""
+    (out / REPORT_FILE).write_text(report)
+    if report_path:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(report)
+    summary_file = model_dir / TRAIN_SUMMARY_FILE
+    tracked_in = mlflow_run_of(json.loads(summary_file.read_text())) if summary_file.is_file() else None
+    log_evaluation(tracked_in, test_metrics, [out / REPORT_FILE, *files])

@@ -1,0 +1,41 @@
+"""The pipeline's quality gate, declared once per task: the test metric it reads, the flag of evaluate
+and register that holds its threshold, the pipeline parameter that flag is, and which way is better.
+
+evaluate compares its test score with the threshold and says whether it passes (its output
+PASSES_OUTPUT); the DAG runs register only then (pipelines/pipeline.py). register checks the same
+threshold again, with its baseline and production comparisons. pipelines/gate.py and the local run's
+summary read these declarations; nothing restates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION
+
+PASSES_OUTPUT = "passes_gate"  # evaluate's output parameter that the DAG's condition reads
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str  # a key of evaluate's metrics.json "test"
+    label: str  # the metric's name in what people read
+    flag: str  # evaluate's and register's flag that holds the threshold
+    parameter: str  # that flag's pipeline parameter
+    higher_is_better: bool
+
+    def passes(self, value: float, threshold: float) -> bool:
+        """A lower-is-better threshold of 0 means no limit (a perplexity is never 0)."""
+        if self.higher_is_better:
+            return value >= threshold
+        return threshold <= 0 or value <= threshold
+
+    def shortfall(self, value: float, threshold: float) -> str:
+        """Why `value` does not pass, in the words people read."""
+        return f"test {self.label} {value:.4f} is {'below' if self.higher_is_better else 'above'} {self.parameter} {threshold}"
+
+
+GATES = {
+    CLASSIFICATION: Gate(metric="macro_f1", label="macro-F1", flag="gate_min", parameter="min_macro_f1", higher_is_better=True),
+    CAUSAL_LM: Gate(metric="perplexity", label="perplexity", flag="max_perplexity", parameter="max_perplexity", higher_is_better=False),
+}
