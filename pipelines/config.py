@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from components.lib import storage
+from components.lib.data.readers import HF_SCHEME, PACKAGE_SCHEME
 from components.lib.errors import UserError
 from pipelines.parameters import pipeline_parameters
 
@@ -128,7 +129,7 @@ class RunConfig:
 
 # Parameters that name storage: a local path there is seen only by processes on this machine.
 STORAGE_PARAMETERS = ("source_uri", "registry_uri", "checkpoint_root")
-REMOTE_SCHEMES = (*storage.S3_SCHEMES, "hf://")
+REMOTE_SCHEMES = (*storage.S3_SCHEMES, HF_SCHEME, PACKAGE_SCHEME)  # package data is in the image too
 
 
 def require_remote_storage(parameters: dict, why: str) -> None:

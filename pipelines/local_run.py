@@ -39,14 +39,18 @@ from pathlib import Path
 from components.lib import storage
 from components.lib.cli import configure_logging
 from components.lib.data.contract import (
+    CAUSAL_LM,
     DECISION_FILE,
     DEPLOYMENT_FILE,
     EXPORT_REPORT_FILE,
     KFOLD_RESULTS_FILE,
     METRICS_FILE,
     TUNING_RESULTS_FILE,
+    task_of,
 )
+from components.lib.data.readers import installed_data_path
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
+from components.lib.storage.artifacts import read_manifest
 from pipelines import gate
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, TRAIN_SHM_SIZE, container_user
@@ -135,7 +139,7 @@ def local_parameters(parameters: dict) -> dict:
         if value and not value.startswith(REMOTE_SCHEMES):
             resolved[name] = str(Path(value).resolve())
     if not resolved.get("source_fingerprint") and not resolved["source_uri"].startswith("hf://"):
-        resolved["source_fingerprint"] = storage.fingerprint(resolved["source_uri"])
+        resolved["source_fingerprint"] = storage.fingerprint(installed_data_path(resolved["source_uri"]))
     if resolved.get("gpu_count", "") != "":
         logging.getLogger(__name__).info("gpu_count %s: not applied locally; train uses the GPUs this machine has", resolved["gpu_count"])
     resolved["gpu_count"] = ""  # no pod asks for GPUs here, so train checks none
@@ -463,7 +467,9 @@ def kfold_summary_lines(run_dir: Path, timings: dict[str, float]) -> tuple[list[
 
 def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) -> tuple[list[str], str]:
     """The summary's lines, from the reports the stages wrote, and what went wrong with the gate ("" if nothing)."""
-    evaluation = json.loads((run_dir / "evaluate" / "evaluation" / METRICS_FILE).read_text())
+    evaluation_dir = run_dir / "evaluate" / "evaluation"
+    evaluation = json.loads((evaluation_dir / METRICS_FILE).read_text())
+    task = task_of(read_manifest(str(evaluation_dir)))
     export = json.loads((run_dir / "export" / "onnx" / EXPORT_REPORT_FILE).read_text())
     lines = ["stage wall time (s): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items())]
     tuning = run_dir / "select-best" / "tuning" / TUNING_RESULTS_FILE
@@ -471,35 +477,19 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
         results = json.loads(tuning.read_text())
         ranking = ", ".join(f"trial {trial['trial']}: {trial['value']:.4f}" for trial in results["trials"])
         lines.append(f"sweep ({results['metric']} on validation, best first): {ranking}; tuning results: {tuning.with_suffix('.csv')}")
-    test, baseline = evaluation["test"], evaluation["baseline_majority_class"]
-    lines.append(
-        f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}"
-        f"  (majority-class baseline: accuracy {baseline['accuracy']:.4f}, macro-F1 {baseline['macro_f1']:.4f})"
-    )
-    parity = export["parity"]
-    lines.append(
-        f"ONNX parity: max |logit diff| {parity['max_abs_logit_diff']:.2e},"
-        f" argmax agreement {parity['argmax_agreement']:.4f} on {parity['rows']} rows"
-    )
-    for name, model in export["models"].items():
-        latency = model["latency"]
-        lines.append(
-            f"onnxruntime {name}: test macro-F1 {model['test']['macro_f1']:.4f}, latency batch 1 p50 {latency['batch_1']['p50_ms']} ms"
-        )
+    lines += language_model_lines(evaluation, export) if task == CAUSAL_LM else classifier_lines(evaluation, export)
     problem = ""
     decision_file = run_dir / "register" / "registration" / DECISION_FILE
     if not decision_file.exists():  # register did not run: the quality gate held it back, or should not have
-        minimum = gate.minimum(parameters, pipeline_parameters()[0])
-        if test[gate.METRIC] >= minimum:
+        task_gate = gate.GATES[task]
+        value, limit = evaluation["test"][task_gate.metric], gate.threshold(task_gate, parameters, pipeline_parameters()[0])
+        if task_gate.passes(value, limit):
             problem = (
-                f"register did not run, yet test {gate.LABEL} {test[gate.METRIC]:.4f} meets {gate.PARAMETER} {minimum}:"
+                f"register did not run, yet test {task_gate.label} {value:.4f} passes {task_gate.parameter} {limit}:"
                 f" the quality gate did not evaluate as it should (run folder: {run_dir})"
             )
         else:
-            lines.append(
-                f"not registered: test {gate.LABEL} {test[gate.METRIC]:.4f} is below {gate.PARAMETER} {minimum}"
-                " (the pipeline's quality gate)"
-            )
+            lines.append(f"not registered: {task_gate.shortfall(value, limit)} (the pipeline's quality gate)")
     else:
         decision = json.loads(decision_file.read_text())
         if decision["registered"]:
@@ -514,6 +504,32 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
         )
     lines.append(f"run folder: {run_dir}")
     return lines, problem
+
+
+def classifier_lines(evaluation: dict, export: dict) -> list[str]:
+    test, baseline = evaluation["test"], evaluation["baseline_majority_class"]
+    parity = export["parity"]
+    lines = [
+        f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}"
+        f"  (majority-class baseline: accuracy {baseline['accuracy']:.4f}, macro-F1 {baseline['macro_f1']:.4f})",
+        f"ONNX parity: max |logit diff| {parity['max_abs_logit_diff']:.2e},"
+        f" argmax agreement {parity['argmax_agreement']:.4f} on {parity['rows']} rows",
+    ]
+    for name, model in export["models"].items():
+        latency = model["latency"]
+        lines.append(
+            f"onnxruntime {name}: test macro-F1 {model['test']['macro_f1']:.4f}, latency batch 1 p50 {latency['batch_1']['p50_ms']} ms"
+        )
+    return lines
+
+
+def language_model_lines(evaluation: dict, export: dict) -> list[str]:
+    test, baseline = evaluation["test"], evaluation["baseline_ngram"]
+    return [
+        f"test perplexity {test['perplexity']:.2f}, bits per character {test['bits_per_character']:.4f},"
+        f" next-token accuracy {test['next_token_accuracy']:.4f}"
+        f"  (n-gram baseline: perplexity {baseline['perplexity']:.2f}, bits per character {baseline['bits_per_character']:.4f})",
+    ]
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import inspect
 import docstring_parser
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
+from components.lib.quality_gate import GATES
 from components.lib.runtime import S3_SECRET_NAME
-from pipelines import gate
 from pipelines.stages import ALL_STAGES, stage_function
 
 FILLED_BY_THE_DAG = {
@@ -33,7 +33,7 @@ RENAMED = {
     ("preprocess", "input_uri"): "source_uri",
     ("preprocess", "expected_source_fingerprint"): "source_fingerprint",
     ("preprocess", "seed"): "split_seed",
-    ("register", gate.REGISTER_FLAG): gate.PARAMETER,
+    **{(stage, gate.flag): gate.parameter for gate in GATES.values() for stage in ("evaluate", "register") if gate.flag != gate.parameter},
 }
 CLUSTER_DEFAULTS = {"num_workers": 2, "checkpoint_every_steps": 200}
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}

@@ -14,7 +14,8 @@ On the cluster:
   train and register are not cached; every task retries with backoff;
 - checkpoints go to `<checkpoint_root>/<run id>`, outside the artifact graph, so a retried
   train task resumes from them;
-- register runs only if the test macro-F1 reaches `min_macro_f1` (pipelines/gate.py);
+- register runs only if evaluate's test score passes the task's quality gate (`min_macro_f1`, or
+  `max_perplexity` for causal_lm; components/lib/quality_gate.py);
 - deploy runs after it only with `deploy=true` and a registered version: a KServe InferenceService.
 """
 
@@ -24,6 +25,7 @@ import re
 
 from kfp import dsl, kubernetes
 
+from components.lib.data.contract import CLASSIFICATION
 from components.lib.errors import UserError
 from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS
 from components.lib.training.settings import SWEEPABLE
@@ -60,13 +62,15 @@ def train_task(build: "PipelineBuild", given: dict, tokenize, trial="", varied: 
 def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize, after: list) -> list:
     """evaluate -> export -> (quality gate) -> register, for the chosen model (an artifact, and its URI)."""
     ops = build.components
-    evaluate = ops["evaluate"](model=model, tokenized=tokenize.outputs["tokenized"], batch_size=given["eval_batch_size"])
+    evaluate = ops["evaluate"](
+        model=model, tokenized=tokenize.outputs["tokenized"], batch_size=given["eval_batch_size"], **arguments_for("evaluate", given)
+    )
     export = ops["export"](model=model, tokenized=tokenize.outputs["tokenized"], **arguments_for("export", given))
     export.after(evaluate)
-    with dsl.If(evaluate.outputs[gate.METRIC] >= given[gate.PARAMETER], name="quality-gate"):
+    with dsl.If(evaluate.outputs[gate.PASSES_OUTPUT] == True, name="quality-gate"):  # noqa: E712 (KFP conditions)
         register = ops["register"](
             onnx=export.outputs["onnx"], evaluation_uri=evaluate.outputs["evaluation_uri"], model_uri=model_uri,
-            data_uri=tokenize.outputs["tokenized_uri"], gate_metric=gate.METRIC, **arguments_for("register", given),
+            data_uri=tokenize.outputs["tokenized_uri"], gate_metric=gate.GATES[CLASSIFICATION].metric, **arguments_for("register", given),
         )  # fmt: skip
         register.set_caching_options(enable_caching=build.settings.cache_register)
         deploy = wire_deploy(build, given, register)

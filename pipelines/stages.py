@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from kfp import dsl
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
+from components.lib.quality_gate import PASSES_OUTPUT
 
 STAGES = ("preprocess", "tokenize", "train", "evaluate", "export", "register")  # the DAG's six, in order
 # After register, and only when the pipeline parameter of the same name is true (off by default).
@@ -65,7 +66,7 @@ INTERFACES = {
             writes("output_uri", "evaluation", dsl.Artifact),
             writes("report_path", "report", dsl.HTML),
         ),
-        {"accuracy": float, "macro_f1": float, "weighted_f1": float, "evaluation_uri": str},
+        {PASSES_OUTPUT: bool, "evaluation_uri": str},
     ),
     "export": StageInterface(
         (reads("model_uri", "model", dsl.Model), reads("data_uri", "tokenized", dsl.Dataset), writes("output_uri", "onnx", dsl.Model))

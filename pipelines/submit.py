@@ -47,6 +47,7 @@ import yaml
 
 from components.lib import storage
 from components.lib.cli import configure_logging
+from components.lib.data.readers import installed_data_path
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.compile import OUTPUT_NAMES
 from pipelines.config import RunConfig, load_config, require_remote_storage
@@ -196,7 +197,7 @@ def run_parameters(config: RunConfig, variant: str, uncached_because: str = "", 
 def source_fingerprint(source: str) -> str:
     if not source or source.startswith("hf://"):
         raise UserError(f"source_uri {source!r}: only a file, folder or S3 prefix has a fingerprint")
-    return storage.fingerprint(source)
+    return storage.fingerprint(installed_data_path(source))
 
 
 def reachable_fingerprint(source: str) -> str:

@@ -10,6 +10,8 @@ import os
 import pytest
 import yaml
 
+from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION, TASK_KEY
+from components.lib.storage.artifacts import staged_output
 from components.lib.storage.registry import Registry
 from pipelines.config import load_config
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REPO, run_module, upload_folder
@@ -122,40 +124,51 @@ def test_docker_runner_mounts_local_storage_and_refuses_an_input_its_user_cannot
     assert (registry / "old-run").stat().st_mode & 0o020  # earlier runs' folders made group-writable
 
 
-def write_finished_run(run_dir, test_macro_f1: float) -> None:
+def write_finished_run(run_dir, metrics: dict, export: dict, task: str = CLASSIFICATION) -> None:
     """The two reports `make run` reads at the end, as evaluate and export write them; no register."""
-    evaluation = run_dir / "evaluate" / "evaluation"
-    evaluation.mkdir(parents=True)
-    scores = {"accuracy": 0.6, "macro_f1": test_macro_f1}
-    (evaluation / "metrics.json").write_text(json.dumps({"test": scores, "baseline_majority_class": {"accuracy": 0.5, "macro_f1": 0.2}}))
+    with staged_output(str(run_dir / "evaluate" / "evaluation"), extra={"lineage": {TASK_KEY: task}}) as evaluation:
+        (evaluation / "metrics.json").write_text(json.dumps(metrics))
     onnx = run_dir / "export" / "onnx"
     onnx.mkdir(parents=True)
-    (onnx / "export_report.json").write_text(
-        json.dumps({"parity": {"max_abs_logit_diff": 1e-6, "argmax_agreement": 1.0, "rows": 9}, "models": {}})
-    )
+    (onnx / "export_report.json").write_text(json.dumps(export))
+
+
+CLASSIFIER_RUN = (
+    {"test": {"accuracy": 0.6, "macro_f1": 0.5}, "baseline_majority_class": {"accuracy": 0.5, "macro_f1": 0.2}},
+    {"parity": {"max_abs_logit_diff": 1e-6, "argmax_agreement": 1.0, "rows": 9}, "models": {}},
+)
+LANGUAGE_MODEL_RUN = (
+    {"test": {"perplexity": 76.0, "bits_per_character": 2.49, "next_token_accuracy": 0.15},
+     "baseline_ngram": {"perplexity": 64.3, "bits_per_character": 2.4}},
+    {"parity": {}, "models": {}},
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    "minimum, status, line",
+    "run, task, threshold, status, line",
     [
-        (0.6, 0, "not registered: test macro-F1 0.5000 is below min_macro_f1 0.6 (the pipeline's quality gate)"),
-        (
-            0.4,
-            1,
-            "error: register did not run, yet test macro-F1 0.5000 meets min_macro_f1 0.4: the quality gate did not evaluate as it should",
-        ),
+        (CLASSIFIER_RUN, CLASSIFICATION, {"min_macro_f1": 0.6}, 0,
+         "not registered: test macro-F1 0.5000 is below min_macro_f1 0.6 (the pipeline's quality gate)"),
+        (CLASSIFIER_RUN, CLASSIFICATION, {"min_macro_f1": 0.4}, 1,
+         "error: register did not run, yet test macro-F1 0.5000 passes min_macro_f1 0.4: the quality gate did not evaluate as it should"),
+        (LANGUAGE_MODEL_RUN, CAUSAL_LM, {"max_perplexity": 50}, 0,
+         "not registered: test perplexity 76.0000 is above max_perplexity 50.0 (the pipeline's quality gate)"),
+        (LANGUAGE_MODEL_RUN, CAUSAL_LM, {"max_perplexity": 0}, 1,
+         "error: register did not run, yet test perplexity 76.0000 passes max_perplexity 0.0: the quality gate did not evaluate as it should"),
     ],
-)
-def test_the_report_says_why_register_did_not_run_from_the_numbers(minimum, status, line, tmp_path, capsys):
+)  # fmt: skip
+def test_the_report_says_why_register_did_not_run_from_the_numbers(run, task, threshold, status, line, tmp_path, capsys):
     from pipelines.local_run import report
 
-    write_finished_run(tmp_path, 0.5)
-    assert report(tmp_path, {}, {"min_macro_f1": minimum}) == status
+    write_finished_run(tmp_path, *run, task=task)
+    assert report(tmp_path, {}, threshold) == status
     captured = capsys.readouterr()
     assert line in captured.out + captured.err
     saved = (tmp_path / "summary.txt").read_text()
     assert line in saved and f"run folder: {tmp_path}" in saved  # the summary, kept in the run folder
     assert captured.out.strip().splitlines()[-1] == f"this summary is saved as {tmp_path / 'summary.txt'}"
+    if task == CAUSAL_LM:
+        assert "test perplexity 76.00, bits per character 2.4900" in saved and "n-gram baseline: perplexity 64.30" in saved
 
 
 def test_a_user_error_stops_the_run_at_once_and_is_its_last_line(sample_source, tmp_path):

@@ -283,16 +283,19 @@ def test_register_takes_only_the_onnx_export_as_an_artifact(compiled):
     assert {"model_uri", "evaluation_uri", "data_uri"} <= set(register["parameters"])
 
 
-def test_the_gate_is_declared_once(tmp_path, monkeypatch):
-    """Changing pipelines/gate.py changes the DAG's condition and the metric register is told to check, together."""
+def test_the_gate_is_declared_once(tmp_path):
+    """register runs on evaluate's verdict, and evaluate and register read each task's threshold from the
+    one pipeline parameter its declaration names (components/lib/quality_gate.py)."""
     from pipelines import gate
 
-    monkeypatch.setattr(gate, "METRIC", "accuracy")
     spec = next(yaml.safe_load_all(compile_pipeline(KubeflowSettings(), tmp_path / "pipeline.yaml").read_text()))
     condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
-    assert "evaluate-accuracy" in condition and "evaluate-macro_f1" not in condition and gate.PARAMETER in condition
-    register = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register"]
-    assert register["inputs"]["parameters"]["gate_metric"]["runtimeValue"]["constant"] == "accuracy"
+    assert condition == f"inputs.parameter_values['pipelinechannel--evaluate-{gate.PASSES_OUTPUT}'] == true"
+    evaluate = spec["root"]["dag"]["tasks"]["evaluate"]["inputs"]["parameters"]
+    register = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register"]["inputs"]["parameters"]
+    for task_gate in gate.GATES.values():
+        assert evaluate[task_gate.flag]["componentInputParameter"] == task_gate.parameter
+        assert register[task_gate.flag]["componentInputParameter"] == f"pipelinechannel--{task_gate.parameter}"
 
 
 def test_tracking_settings_reach_every_task_and_credentials_only_from_a_secret(tmp_path):
