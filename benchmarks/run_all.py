@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks import (
+    causal_lm,
     gpu_train,
     inference_latency,
     kfold_learning_rates,
@@ -56,6 +57,7 @@ BENCHMARKS = {
     "serve": ("benchmarks.serve_load",),
     "profile": ("benchmarks.profile_train",),
     "time_to_model": ("benchmarks.time_to_model",),
+    "causal_lm": ("benchmarks.causal_lm",),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -69,6 +71,7 @@ SECTIONS = [
     ("serve", "8. The model server under load (loopback)", serve_load.markdown),
     ("profile", "9. Where the train stage's time goes (torch.profiler)", profile_train.markdown),
     ("time_to_model", "10. Time to a registered model: `make run` beside a Trainer script", time_to_model.markdown),
+    ("causal_lm", "11. Causal language models: trained tokenizers, the train stage beside the Trainer, perplexity", causal_lm.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],
@@ -189,6 +192,15 @@ def targets(results: dict) -> list[list]:
             ]
         )
     rows.append(gpu_mfu_target(results.get("gpu", {})))
+    if "causal_lm" in results:
+        test = results["causal_lm"]["test"]
+        rows.append(
+            [
+                "causal LM: test perplexity below the n-gram baseline's (issue 13)",
+                f"{test['model']['perplexity']:.1f} vs {test['ngram']['perplexity']:.1f}",
+                test["model"]["perplexity"] < test["ngram"]["perplexity"],
+            ]
+        )
     return [[name, figure, VERDICTS[met]] for name, figure, met in rows]
 
 
