@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from components.deploy import deploy
-from components.lib.data.contract import DEPLOYMENT_FILE, INFERENCE_SERVICE_FILE
+from components.lib.data.contract import CAUSAL_LM, DEPLOYMENT_FILE, INFERENCE_SERVICE_FILE, TASK_KEY
 from components.lib.errors import UserError
 from components.lib.serving.inference_service import REGISTRY_VERSION_ANNOTATION
 from components.lib.storage.artifacts import staged_output
@@ -218,6 +218,16 @@ def test_a_local_registry_is_refused_for_a_cluster_and_warned_about_without_one(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
     deploy_version(local, "1", tmp_path / "out")
     assert "is a local folder" in caplog.text and (tmp_path / "out" / INFERENCE_SERVICE_FILE).is_file()
+
+
+def test_a_language_model_is_refused_before_touching_the_cluster(cluster, tmp_path):
+    """The model server serves classifiers: a registered causal LM is refused in one line, not rolled out to fail."""
+    root = str(tmp_path / "registry")
+    with staged_output(Registry(root, MODEL).version_uri(1), extra={"lineage": {TASK_KEY: CAUSAL_LM}}) as out:
+        (out / "model.onnx").write_bytes(b"onnx")
+    with pytest.raises(UserError, match=f"{MODEL} version 1 is a causal language model"):
+        deploy_version(root, "1", tmp_path / "out")
+    assert cluster.requests == []
 
 
 def test_the_predictor_is_a_valid_kubernetes_pod_spec(registry, tmp_path, monkeypatch):
