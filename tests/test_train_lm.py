@@ -20,6 +20,9 @@ from components.lib.data.contract import BLOCKS_SCHEMA, CAUSAL_LM, SPLITS, TASK_
 from components.lib.errors import UserError
 from components.lib.modelling.language_model import CausalLanguageModel, score_blocks
 from components.lib.storage.artifacts import staged_output
+from components.lib.training.distributed import Distributed
+from components.lib.training.lm_trainer import LanguageModelTuner
+from components.lib.training.settings import TrainConfig
 from components.lib.training.trainer import seed_everything
 from components.train import train
 from tests.conftest import train_flags
@@ -144,6 +147,28 @@ def test_a_steps_loss_is_the_mean_over_its_predicted_tokens(lm_tokens, tmp_path,
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     expected = model.network(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss.item()
     assert logged == pytest.approx(expected, rel=1e-5)
+
+
+def test_each_epoch_reads_the_train_stream_in_windows_shifted_by_a_seeded_offset(lm_tokens, tmp_path):
+    """The same blocks every epoch are learnt by heart; shifted windows are not, and the steps stay the same."""
+    tuner = LanguageModelTuner.__new__(LanguageModelTuner)  # plan() needs only the config, the split and one process
+    tuner.config, tuner.dist, tuner.global_batch_size = TrainConfig(seed=5), Distributed.from_environment(), 8
+    tuner.train_split = TokenizedSplit.load_blocks(lm_tokens, "train")
+    blocks = tuner.train_split
+    stream = np.concatenate([blocks.token_ids[start : start + length] for start, length in zip(blocks.offsets, blocks.lengths)])
+    shifts = []
+    for epoch in range(4):
+        tuner.plan(epoch)
+        split = tuner.train_split
+        assert np.array_equal(split.lengths, blocks.lengths)  # the same steps every epoch
+        first = split.token_ids[split.offsets[0] : split.offsets[0] + BLOCK_SIZE]
+        shift = next(shift for shift in range(BLOCK_SIZE) if np.array_equal(np.roll(stream, -shift)[:BLOCK_SIZE], first))
+        assert np.array_equal(
+            np.concatenate([split.token_ids[o : o + n] for o, n in zip(split.offsets, split.lengths)]), np.roll(stream, -shift)
+        )
+        shifts.append(shift)
+    assert shifts[0] == 0 and len(set(shifts[1:])) > 1  # epoch 0 as tokenize cut it; later epochs elsewhere
+    assert shifts == [LanguageModelTuner.window_shift(tuner, epoch) for epoch in range(4)]  # a function of (seed, epoch): resume is exact
 
 
 def test_resume_is_exact_for_the_language_model(lm_tokens, tmp_path):

@@ -65,6 +65,15 @@ class TokenizedSplit:
         labels = None if self.labels is None else self.labels[rows]
         return TokenizedSplit(self.token_ids, self.offsets[rows], self.lengths[rows], labels, teacher)
 
+    def rotated(self, shift: int) -> TokenizedSplit:
+        """The rows' tokens, in row order, read as one stream that starts `shift` tokens in and wraps
+        around, cut into rows of the same lengths (a language model's blocks; no labels)."""
+        if not len(self):
+            return self
+        stream = np.concatenate([self.token_ids[start : start + length] for start, length in zip(self.offsets, self.lengths)])
+        starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        return TokenizedSplit(np.roll(stream, -shift), starts, self.lengths, None)
+
     def collate(self, rows: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
         """Pad the given rows to the longest among them."""
         width = int(self.lengths[rows].max())

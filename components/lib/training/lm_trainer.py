@@ -18,6 +18,22 @@ from components.lib.training.trainer import FineTuner
 
 
 class LanguageModelTuner(FineTuner):
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        """Each epoch reads the train split's tokens as one stream rotated by a seeded shift below the block
+        size, cut into blocks of the same lengths: windows that start at other tokens every epoch (GPT
+        training samples random windows for the same reason: fixed blocks are learnt by heart on a small
+        corpus), yet the same number of steps, so the schedule holds and resume stays exact. The rotation
+        joins the stream's end, an end-of-text, to its start: a document boundary like any other.
+        Epoch 0 reads the blocks as tokenize cut them."""
+        if not hasattr(self, "blocks"):
+            self.blocks = self.train_split  # as loaded: the rotations are of this
+        self.train_split = self.blocks.rotated(self.window_shift(epoch))
+        return super().plan(epoch)
+
+    def window_shift(self, epoch: int) -> int:
+        block_size = int(self.blocks.lengths.max()) if len(self.blocks) else 1
+        return int(np.random.default_rng([self.config.seed, epoch, 2]).integers(block_size)) if epoch else 0
+
     def class_weights(self) -> None:
         return None  # a vocabulary is not a set of classes to balance
 
