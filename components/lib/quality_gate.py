@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION
 
-PASSES_OUTPUT = "passes_gate"  # evaluate's output parameter that the DAG's condition reads
+# evaluate's output parameter that the DAG's condition reads. The verdict, not a score: every output
+# parameter a component declares must be written by every run, or the launcher fails the task
+# (backend/src/v2/component/launcher_v2.go, collectOutputParameters: "failed to read output
+# parameter"), and a language model has no macro-F1 to write.
+PASSES_OUTPUT = "passes_gate"
 
 
 @dataclass(frozen=True)
