@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from components.lib.cli import StageResult
 from components.lib.data.candidates import SPLIT_CODES, UNASSIGNED, Candidates, Cleaning, check_text, check_unicode, decode_row, text_key
 from components.lib.data.contract import CAUSAL_LM, CORPUS_SCHEMA, REJECTS_FILE, SPLITS, STATS_FILE, TASK_KEY, split_file
-from components.lib.data.outcome import check_files, percentiles
+from components.lib.data.outcome import check_files, check_rows_accounted, percentiles
 from components.lib.data.quarantine import (
     DUPLICATE_TEXT,
     LEAKED_ACROSS_SPLITS,
@@ -381,14 +381,7 @@ def build_corpus_stats(documents: Documents, decision: Decision, rejects: Reject
 
 
 def check_corpus(stats: dict, decision: Decision, flags: CorpusFlags) -> None:
-    if stats["rows_in"] != stats["rows_kept"] + stats["rows_rejected"]:
-        raise AssertionError(f"row accounting broke: {stats['rows_in']} in, {stats['rows_kept']} kept, {stats['rows_rejected']} rejected")
-    if stats["rows_in"] == 0:
-        raise UserError(f"{flags.input_uri}: no documents (a header only?); the corpus needs texts")
-    if stats["rows_kept"] == 0:
-        reasons = ", ".join(f"{count} {reason}" for reason, count in stats["rejected_by_reason"].items())
-        example = next(iter(stats["first_reject_by_reason"].values()))
-        raise UserError(f"{flags.input_uri}: every one of {stats['rows_in']} documents was rejected ({reasons}); first: {example}")
+    check_rows_accounted(stats, flags.input_uri, "documents", "the corpus needs texts")
     duplicates_aside = {**stats, "rejected_by_reason": bad_rows(stats)}
     duplicates_aside["rejected_by_reason"].pop(NEAR_DUPLICATE, None)
     check_reject_share(duplicates_aside, flags.input_uri, flags.max_reject_share)

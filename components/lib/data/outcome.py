@@ -90,17 +90,23 @@ def label_rule(mapper: LabelMapper | None) -> str:
     return mapper.rule() if mapper is not None else "labels are the sorted names found in the data (--label_names auto)"
 
 
-def check_outcome(
-    stats: dict, names: list[str], input_uri: str, allow_missing_classes: bool, carve: dict[str, float], max_reject_share: float
-) -> None:
+def check_rows_accounted(stats: dict, input_uri: str, rows: str, needed: str) -> None:
+    """Every row read is kept or rejected; refuse a source with no `rows`, or with every one rejected."""
     if stats["rows_in"] != stats["rows_kept"] + stats["rows_rejected"]:
         raise AssertionError(f"row accounting broke: {stats['rows_in']} in, {stats['rows_kept']} kept, {stats['rows_rejected']} rejected")
     if stats["rows_in"] == 0:
-        raise UserError(f"{input_uri}: no data rows (a header only?); the input needs labelled rows")
+        raise UserError(f"{input_uri}: no {rows} (a header only?); {needed}")
     if stats["rows_kept"] == 0:
         reasons = ", ".join(f"{count} {reason}" for reason, count in stats["rejected_by_reason"].items())
         example = next(iter(stats["first_reject_by_reason"].values()))
-        raise UserError(f"{input_uri}: every one of {stats['rows_in']} rows was rejected ({reasons}); first: {example}")
+        noun = rows.split()[-1]
+        raise UserError(f"{input_uri}: every one of {stats['rows_in']} {noun} was rejected ({reasons}); first: {example}")
+
+
+def check_outcome(
+    stats: dict, names: list[str], input_uri: str, allow_missing_classes: bool, carve: dict[str, float], max_reject_share: float
+) -> None:
+    check_rows_accounted(stats, input_uri, "data rows", "the input needs labelled rows")
     check_reject_share(stats, input_uri, max_reject_share)
     if stats["splits"]["train"]["rows"] == 0:
         raise UserError(f"{input_uri}: no training rows; the source names only other splits (train/validation/test in the file names)")
