@@ -44,6 +44,7 @@ from components.lib.data.contract import (
     TOKENIZED_SCHEMA,
     TRAINING_CURVES_PICTURE,
     read_split,
+    require_output_of,
     task_of,
 )
 from components.lib.data.labels import read_labels
@@ -90,6 +91,8 @@ def evaluate(
       max_perplexity: causal_lm: refuse to register above this test perplexity; 0: no limit.
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
+    require_output_of("train", model_uri, "--model_uri")
+    require_output_of("tokenize", data_uri, "--data_uri")
     task = task_of(read_manifest(model_uri))
     score = evaluate_language_model if task == CAUSAL_LM else evaluate_classifier
     result = score(model_uri=model_uri, data_uri=data_uri, output_uri=output_uri, report_path=report_path, batch_size=batch_size)

@@ -39,6 +39,7 @@ from components.lib.data.contract import (
     ONNX_INT8_FILE,
     TOKENIZER_FILES,
     TORCHSCRIPT_FILE,
+    require_output_of,
     task_of,
 )
 from components.lib.data.labels import LABELS_FILE, read_labels
@@ -89,6 +90,8 @@ def export(
       batch_size: Rows per batch when scoring the test split.
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
+    require_output_of("train", model_uri, "--model_uri")
+    require_output_of("tokenize", data_uri, "--data_uri")
     if task_of(read_manifest(model_uri)) == CAUSAL_LM:
         return export_language_model(
             model_uri=model_uri,

@@ -60,6 +60,7 @@ from components.lib.data.contract import (
     TRAIN_SUMMARY_FILE,
     TRAINING_ARGS_FILE,
     read_split,
+    require_output_of,
     split_file,
     task_of,
 )
@@ -154,6 +155,13 @@ def register(
       require_beat_baseline: Refuse unless the model beats the majority class in test accuracy and macro-F1 (causal_lm: n-gram perplexity).
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
+    for producer, uri, flag in (
+        ("export", export_uri, "--export_uri"),
+        ("evaluate", evaluation_uri, "--evaluation_uri"),
+        ("train", model_uri, "--model_uri"),
+        ("tokenize", data_uri, "--data_uri"),
+    ):
+        require_output_of(producer, uri, flag)
     registry = Registry(registry_uri, model_name)
     flags = GateFlags(gate_metric, gate_min, compare_with_production, max_regression, require_beat_baseline, max_perplexity)
     check_flags(flags)

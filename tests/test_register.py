@@ -12,6 +12,7 @@ from components import register
 from components.evaluate import evaluate
 from components.export import export
 from components.lib.data.labels import LABELS_FILE
+from components.lib.errors import UserError
 from components.lib.storage.artifacts import commit
 from components.preprocess import preprocess
 from components.tokenize import tokenize
@@ -73,6 +74,40 @@ def with_test_scores(release: dict, folder: Path, **scores) -> dict:
 
 def baseline_of(release: dict) -> dict:
     return json.loads((Path(release["evaluation_uri"]) / "metrics.json").read_text())["baseline_majority_class"]
+
+
+WRONG_FOLDER = "{uri}: this is {found} output, not {producer} output; pass --{flag} the folder {producer} wrote (its --output_uri)"
+RUN_FIRST = "{uri}: this is {found} output, not {producer} output: run {producer} on it first, and pass --{flag} its --output_uri"
+
+
+@pytest.mark.parametrize(
+    "flag, given, found, producer, words",
+    [
+        ("export_uri", "evaluation_uri", "evaluate", "export", WRONG_FOLDER),
+        ("evaluation_uri", "export_uri", "export", "evaluate", WRONG_FOLDER),
+        ("model_uri", "data_uri", "tokenize", "train", RUN_FIRST),
+        ("data_uri", "model_uri", "train", "tokenize", WRONG_FOLDER),
+    ],
+)
+def test_register_refuses_another_stages_output_in_one_line(tweet_release, tmp_path, flag, given, found, producer, words):
+    """Without the check a swapped folder fails deep inside (a missing metrics.json, a model hub lookup)."""
+    uri = tweet_release[given]
+    with pytest.raises(UserError) as refusal:
+        register_release(dict(tweet_release, **{flag: uri}), tmp_path)
+    assert str(refusal.value) == words.format(uri=uri, found=found, producer=producer, flag=flag)
+    assert not (tmp_path / "registry").exists()
+
+
+@pytest.mark.parametrize("stage", [evaluate, export])
+def test_evaluate_and_export_refuse_another_stages_output_in_one_line(tweet_release, tmp_path, stage):
+    tokens, model = tweet_release["data_uri"], tweet_release["model_uri"]
+    with pytest.raises(UserError) as refusal:
+        stage(model_uri=tokens, data_uri=tokens, output_uri=str(tmp_path / "out"))
+    assert str(refusal.value) == RUN_FIRST.format(uri=tokens, found="tokenize", producer="train", flag="model_uri")
+    with pytest.raises(UserError) as refusal:
+        stage(model_uri=model, data_uri=model, output_uri=str(tmp_path / "out"))
+    assert str(refusal.value) == WRONG_FOLDER.format(uri=model, found="train", producer="tokenize", flag="data_uri")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_model_worse_than_the_majority_baseline_is_refused_by_default(tweet_release, tmp_path, capsys):

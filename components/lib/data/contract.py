@@ -25,7 +25,7 @@ SPLITS = ("train", "validation", "test")
 CLASSIFICATION, CAUSAL_LM = "sequence_classification", "causal_lm"
 TASKS = (CLASSIFICATION, CAUSAL_LM)
 TASK_KEY = "task"  # the lineage key that names the task
-STAGE_ORDER = ("preprocess", "tokenize")  # the stages whose output folders `produced_by` tells apart
+READS_OUTPUT_OF = {"tokenize": "preprocess", "train": "tokenize", "evaluate": "train", "export": "train"}
 STATS_FILE = "stats.json"
 REJECTS_FILE = "rejects.parquet"
 TOKENIZER_DIR = "tokenizer"
@@ -117,9 +117,17 @@ def task_of(manifest: dict) -> str:
 
 
 def produced_by(files: dict) -> str | None:
-    """The stage that wrote a committed folder with these files, told by a file only it writes."""
-    if REJECTS_FILE in files:
-        return "preprocess"
+    """The stage that wrote a committed folder with these files, told by a file only it writes
+    (a registry version holds export's files, and is told as export output)."""
+    markers = (
+        ("preprocess", REJECTS_FILE),
+        ("export", EXPORT_REPORT_FILE),
+        ("evaluate", METRICS_FILE),
+        ("train", TRAIN_SUMMARY_FILE),
+    )
+    for stage, marker in markers:
+        if marker in files:
+            return stage
     if any(name.startswith(f"{TOKENIZER_DIR}/") for name in files):
         return "tokenize"
     return None
@@ -141,7 +149,7 @@ def require_output_of(producer: str, uri: str, flag: str) -> None:
     found = produced_by(read_manifest(uri)["files"])
     if found is None or found == producer:
         return
-    if STAGE_ORDER.index(found) < STAGE_ORDER.index(producer):
+    if READS_OUTPUT_OF.get(producer) == found:
         raise UserError(
             f"{uri}: this is {found} output, not {producer} output: run {producer} on it first, and pass {flag} its --output_uri"
         )
