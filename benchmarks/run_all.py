@@ -278,8 +278,8 @@ def main() -> int:
     previous = previous_sections(destination)
     sections = [
         "# Benchmark results\n\nWritten by `make bench` (benchmarks/run_all.py) from benchmarks/results.json; each section says when"
-        f" its benchmark finished.{wall} Each figure is one run on the machine named; compare figures of the same run only: these"
-        " machines are noisy.",
+        f" its benchmark finished.{wall} Each figure is one run on the machine named, unless its section gives a median of"
+        " rounds; compare figures of the same run only: these machines are noisy.",
         f"## Targets\n\n{TRAIN_TARGETS_ON}\n\n" + targets_table(results),
         *(section(results, key, title, render, previous) for key, title, render in SECTIONS),
     ]

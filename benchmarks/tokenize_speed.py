@@ -128,7 +128,7 @@ def markdown(result: dict) -> str:
     rows = [
         [
             LABELS[path],
-            result[f"{path}_rows_per_second"],
+            f"{result[f'{path}_rows_per_second']:,}",
             "{:,} - {:,}".format(*result[f"{path}_range"]),
             f"{result[f'{path}_rows_per_second'] / best_raw:.2f}",
         ]
