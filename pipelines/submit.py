@@ -303,6 +303,12 @@ def send(submission: Submission) -> list[str]:
         if error.status in (401, 403):
             raise UserError(f"{host} refused the credentials (HTTP {error.status}); set KFP_TOKEN or check the service account") from None
         raise UserError(f"{host} answered HTTP {error.status} {error.reason}: {first_line(error.body)}") from None
+    except WebPageAnswer as page:
+        raise UserError(
+            f"{host} answered with a web page ({page.args[0]}: a login?), not the Kubeflow Pipelines API; set KFP_HOST to a"
+            " port-forward of the Pipelines UI (kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80) and KFP_TOKEN to a"
+            " service-account token (kubectl create token <account> -n <namespace> --audience pipelines.kubeflow.org)"
+        ) from None
     except (urllib3.exceptions.HTTPError, OSError) as error:
         raise UserError(
             f"cannot reach the Kubeflow Pipelines API at {host} ({describe_connection_error(error)});"
@@ -391,7 +397,7 @@ def bounded_client(host: str, namespace: str):
     import kfp
     from urllib3.util import Retry
 
-    bound_request_time()
+    harden_requests()
 
     class BoundedClient(kfp.Client):
         def _load_config(self, *args, **kwargs):
@@ -417,18 +423,29 @@ def first_line(body) -> str:
     return (text.strip().splitlines() or [""])[0][:200]
 
 
-def bound_request_time() -> None:
-    """kfp_server_api sends requests with no timeout, so a silent server hangs forever; bound it."""
+class WebPageAnswer(Exception):
+    """The host answered an API request with a web page, not JSON: `args[0]` is where that page is."""
+
+
+def harden_requests() -> None:
+    """Bound kfp_server_api's requests, which have no timeout, so a silent server hangs forever; and
+    refuse a web page for an answer. A multi-user Kubeflow behind Dex or oauth2-proxy redirects a
+    request without a session to its login page; kfp_server_api follows the redirect and reads the
+    HTML as an empty answer, so the submit went on with no ids and ended in a traceback."""
     from kfp_server_api import rest
 
     original = rest.RESTClientObject.request
-    if getattr(original, "bounded", False):
+    if getattr(original, "hardened", False):
         return
 
     def request(self, *args, _request_timeout=None, **kwargs):
-        return original(self, *args, _request_timeout=_request_timeout or (CONNECT_TIMEOUT_S, READ_TIMEOUT_S), **kwargs)
+        response = original(self, *args, _request_timeout=_request_timeout or (CONNECT_TIMEOUT_S, READ_TIMEOUT_S), **kwargs)
+        answer = getattr(response, "urllib3_response", response)  # kfp_server_api's wrapper, or urllib3's own
+        if "html" in answer.headers.get("Content-Type", ""):
+            raise WebPageAnswer(answer.url)
+        return response
 
-    request.bounded = True
+    request.hardened = True
     rest.RESTClientObject.request = request
 
 

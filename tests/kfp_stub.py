@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from tests.json_http import JsonHandler
 
 API = "/apis/v2beta1"
+LOGIN_PAGE = "/dex/auth"
 
 
 class Handler(JsonHandler):
@@ -39,6 +40,8 @@ class Handler(JsonHandler):
             "files": form_files(self.headers.get("Content-Type", ""), raw),
         }
         self.server.requests.append(request)
+        if self.server.behind_login:
+            return self.login(parts.path)
         if self.server.expected_token and request["authorization"] != f"Bearer {self.server.expected_token}":
             return self.reply(401, {"code": 16, "message": "Unauthenticated"})
         route = (self.command, parts.path)
@@ -100,6 +103,21 @@ class Handler(JsonHandler):
         self.server.packages[version["pipeline_version_id"]] = package.decode()
         return self.reply(200, version) if reply else None
 
+    def login(self, path: str) -> None:
+        """What Dex in front of a multi-user Kubeflow does with a request that has no session: sends it to a login page."""
+        if path == LOGIN_PAGE:
+            page = b"<!DOCTYPE html><html><head><title>Dex</title></head><body>Log in to Your Account</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
+        self.send_response(302)
+        self.send_header("Location", f"{LOGIN_PAGE}?client_id=kubeflow-oidc-authservice")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     do_GET = do_POST = handle_any
 
 
@@ -116,6 +134,7 @@ class KfpStub(ThreadingHTTPServer):
         self.packages: dict[str, str] = {}  # pipeline_version_id -> the uploaded YAML
         self.runs: list[dict] = []
         self.recurring_runs: list[dict] = []
+        self.behind_login = False  # True: every request is redirected to a login page, as Dex does without a session
         self.concurrent_upload = False  # True: the next version lookup misses a version that then appears
         threading.Thread(target=self.serve_forever, daemon=True).start()
 

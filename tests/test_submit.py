@@ -97,6 +97,20 @@ def test_refused_token_is_one_clear_line(compiled, stub, tmp_path):
     assert "Traceback" not in result.stderr and "wrong-token" not in result.stdout + result.stderr
 
 
+def test_a_login_page_for_an_answer_is_one_clear_line(compiled, stub, tmp_path):
+    """Without the check, kfp followed the redirect, read the page as an empty answer and failed in a traceback."""
+    stub.behind_login = True
+    result = submit(compiled, tmp_path, {"KFP_HOST": stub.url, "KFP_TOKEN": "test-token-abc"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"pipeline-submit: {stub.url} answered with a web page (/dex/auth?client_id=kubeflow-oidc-authservice: a login?), not the"
+        " Kubeflow Pipelines API; set KFP_HOST to a port-forward of the Pipelines UI (kubectl port-forward -n kubeflow"
+        " svc/ml-pipeline-ui 8080:80) and KFP_TOKEN to a service-account token (kubectl create token <account> -n <namespace>"
+        " --audience pipelines.kubeflow.org)"
+    ]
+    assert len(stub.requests) == 2  # the first API request and the login page it was sent to: nothing after it
+
+
 def test_an_identical_version_is_reused_and_a_changed_one_added_to_the_same_pipeline(compiled, stub, tmp_path):
     environment = {"KFP_HOST": stub.url, "KFP_TOKEN": "test-token-abc"}
     assert submit(compiled, tmp_path, environment).returncode == 0
