@@ -68,10 +68,10 @@ def documents() -> dict[str, list[str]]:
     return {"train": train, "validation": validation, "test": test}
 
 
-def write_corpus(folder: Path, lineage: dict) -> Path:
-    """A folder as preprocess `--task causal_lm` writes it."""
+def write_corpus(folder: Path, lineage: dict, splits: dict[str, list[str]] | None = None) -> Path:
+    """A folder as preprocess `--task causal_lm` writes it, of `documents()` unless `splits` are given."""
     with staged_output(str(folder), extra={"lineage": lineage}) as out:
-        for split, texts in documents().items():
+        for split, texts in (splits or documents()).items():
             rows = {"text": texts, "source_row": [f"{split}.txt:{row}" for row in range(len(texts))]}
             pq.write_table(pa.table(rows, schema=CORPUS_SCHEMA), out / f"{split}.parquet")
         pq.write_table(REJECTS_SCHEMA.empty_table(), out / REJECTS_FILE)
@@ -146,6 +146,21 @@ def test_blocks_are_each_splits_documents_with_end_of_text_cut_in_order(trained)
         assert [row["length"] for row in rows] == [len(row["input_ids"]) for row in rows]
         assert all(row["length"] == BLOCK_SIZE for row in rows[:-1]) and 0 < rows[-1]["length"] <= BLOCK_SIZE
         assert pq.read_schema(out / f"{split}.parquet").remove_metadata().equals(BLOCKS_SCHEMA)
+
+
+@pytest.mark.parametrize("kind, literal, decoded", [("bpe", "<|endoftext|>", "<|endoftext|>"), ("base", "[SEP]", "[ sep ]")])
+def test_an_end_of_text_written_inside_a_document_is_text_not_a_boundary(kind, literal, decoded, tmp_path):
+    """The base tokenizer is uncased WordPiece: the written [SEP] comes back as the text it read."""
+    splits = {split: [f"{texts[0]} {literal} {texts[0]}", *texts[1:]] for split, texts in documents().items()}
+    corpus = write_corpus(tmp_path / "data", {TASK_KEY: CAUSAL_LM}, splits)
+    tokenize(data_uri=str(corpus), output_uri=str(tmp_path / "tokens"), tokenizer=kind, vocab_size=2000, block_size=BLOCK_SIZE)
+    tokenizer = saved_tokenizer(tmp_path / "tokens")
+    assert tokenizer.eos_token == literal
+    for split, texts in splits.items():
+        stream = [token for row in blocks(tmp_path / "tokens", split) for token in row["input_ids"]]
+        assert stream.count(tokenizer.eos_token_id) == len(texts)  # one after each document, none inside
+        first_document = stream[: stream.index(tokenizer.eos_token_id)]
+        assert tokenizer.decode(first_document).count(decoded) == 1
 
 
 def test_stats_agree_with_the_blocks_and_texts(trained):

@@ -196,10 +196,13 @@ def train_texts(split: pq.ParquetFile, batch_size: int) -> Iterator[list[str]]:
 
 
 def plain_encoder(tokenizer):
-    """The Rust tokenizer, set to neither truncate nor pad (a base model's tokenizer.json may do both)."""
+    """The Rust tokenizer, set to neither truncate nor pad (a base model's tokenizer.json may do both),
+    and to read special tokens written in a document as text: end-of-text comes only between documents,
+    never from a document that quotes "<|endoftext|>". (tokenizer.json does not keep this setting.)"""
     encoder = tokenizer.backend_tokenizer
     encoder.no_padding()
     encoder.no_truncation()
+    encoder.encode_special_tokens = True
     return encoder
 
 
