@@ -24,6 +24,7 @@ from components.lib.training.distributed import Distributed
 from components.lib.training.lm_trainer import LanguageModelTuner
 from components.lib.training.settings import TrainConfig
 from components.lib.training.trainer import seed_everything
+from components.select_best import select_best
 from components.train import train
 from tests.conftest import train_flags
 from tests.test_train import max_difference, weights
@@ -94,6 +95,16 @@ def test_a_gpt2_from_scratch_learns_the_blocks_and_keeps_its_lowest_perplexity_w
     assert scores.perplexity == pytest.approx(min(perplexities), rel=1e-3)
     assert json.loads((trained_lm / "model_type.json").read_text())["model_type"] == "causal_lm"
     assert not (trained_lm / "labels.json").exists()
+
+
+def test_a_sweep_of_language_models_keeps_the_lowest_perplexity(trained_lm, lm_tokens, tmp_path):
+    weak = tmp_path / "weak"
+    train(data_uri=str(lm_tokens), output_uri=str(weak), **lm_flags(epochs=1, learning_rate=1e-6))
+    result = select_best(model_uris=[str(weak), str(trained_lm)], tuning_uri=str(tmp_path / "tuning"))
+    assert result.summary["metric"] == "perplexity" and result.parameters["model_uri"] == str(trained_lm)
+    tuning = json.loads((tmp_path / "tuning" / "tuning_results.json").read_text())
+    assert [trial["model_uri"] for trial in tuning["trials"]] == [str(trained_lm), str(weak)]
+    assert tuning["trials"][0]["value"] < tuning["trials"][1]["value"]
 
 
 def test_perplexity_is_exp_of_the_mean_loss_per_predicted_token(lm_tokens):
