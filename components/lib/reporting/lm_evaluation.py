@@ -38,7 +38,7 @@ from components.lib.modelling.language_model import PRETRAINED, BlockScores, Cau
 from components.lib.modelling.ngram import ORDER, TrigramModel, baseline_scores, split_positions, split_stream
 from components.lib.modelling.sources import load_tokenizer
 from components.lib.reporting.plots import language_model_curves_png
-from components.lib.reporting.report import STYLE, embedded_png, key_value_table, table
+from components.lib.reporting.report import embedded_png, key_value_table, page_start, table
 from components.lib.reporting.tracking import publish_report
 from components.lib.storage.artifacts import staged_input, staged_output
 
@@ -168,17 +168,13 @@ def heading(model_uri: str, model_manifest: dict) -> dict:
 def report_html(heading: dict, result: dict, pictures: list[Path], context: dict) -> str:
     metrics, baseline, samples = result["test"], result["baseline_ngram"], result["samples"]
     title = "Language model evaluation on the test split"
-    meta = " &middot; ".join(f"{html.escape(key)}: <b>{html.escape(str(value))}</b>" for key, value in heading.items())
     names = ("loss", "perplexity", "bits_per_character", "next_token_accuracy", "tokens")
     scores = table(["metric", "model", "interpolated trigram baseline"], [[name, metrics[name], baseline.get(name)] for name in names])
     weights = key_value_table({**baseline["weights"], "chosen by": baseline["weights_chosen_by"], "train tokens": baseline["train_tokens"]})
     shown = table(["seed", "prompt", "continuation"], [[sample["seed"], sample["prompt"], sample["continuation"]] for sample in samples])
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{STYLE}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<p class="meta">{meta}</p>
-<h2>Test scores</h2>{scores}
+    return (
+        page_start(title, heading)
+        + f"""<h2>Test scores</h2>{scores}
 <p>Loss in nats per predicted token; perplexity = exp(loss); bits per character do not depend on the tokenizer.</p>
 <h2>Baseline interpolation weights</h2>{weights}
 <h2>Training</h2>{"".join(curves_figure(path) for path in pictures) or "<p>No training history was kept with the model.</p>"}
@@ -186,6 +182,7 @@ def report_html(heading: dict, result: dict, pictures: list[Path], context: dict
 <h2>Run</h2>{key_value_table(context)}
 </body></html>
 """
+    )
 
 
 def curves_figure(path: Path) -> str:

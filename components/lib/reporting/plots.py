@@ -132,16 +132,11 @@ def training_curves_png(history: dict, path: Path, metric: str) -> bool:
     last_step = max(entry["step"] for entry in steps + evaluations)
     eval_steps = [entry["step"] for entry in evaluations]
     validation = [entry["validation"] for entry in evaluations]
-    draw(loss_axes, [entry["step"] for entry in steps], [entry["loss"] for entry in steps], "train (mean per logged interval)")
-    draw(loss_axes, eval_steps, [scores["loss"] for scores in validation], "validation", marker="o")
-    style(loss_axes, "loss", "cross-entropy", last_step, from_zero=True)
+    loss_panel(loss_axes, steps, evaluations, "cross-entropy", last_step)
     draw(score_axes, eval_steps, [scores.get(metric) for scores in validation], f"validation {metric}", marker="o", color="tab:green")
     draw(score_axes, eval_steps, [scores.get("accuracy") for scores in validation], "validation accuracy", marker="s", color="tab:gray")
     style(score_axes, "validation scores", "score", last_step, unit_range=True)
-    rated = steps or evaluations
-    draw(rate_axes, [entry["step"] for entry in rated], [entry["learning_rate"] for entry in rated], "learning rate", color="tab:purple")
-    style(rate_axes, "learning rate", "learning rate", last_step, from_zero=True)
-    rate_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    learning_rate_panel(rate_axes, steps or evaluations, last_step)
     for index, name in enumerate(validation[0].get("per_class_f1", {}) if validation else []):
         # Hollow markers of different shapes: classes with equal scores stay distinguishable.
         marker = CLASS_MARKERS[index % len(CLASS_MARKERS)]
@@ -151,6 +146,19 @@ def training_curves_png(history: dict, path: Path, metric: str) -> bool:
         mark_epoch_ends(axes, steps + evaluations, last_step)
     save(figure, path)
     return True
+
+
+def loss_panel(axes, steps: list[dict], evaluations: list[dict], unit: str, last_step: int) -> None:
+    """Train loss per logged interval and validation loss at each evaluation."""
+    draw(axes, [entry["step"] for entry in steps], [entry["loss"] for entry in steps], "train (mean per logged interval)")
+    draw(axes, [entry["step"] for entry in evaluations], [entry["validation"]["loss"] for entry in evaluations], "validation", marker="o")
+    style(axes, "loss", unit, last_step, from_zero=True)
+
+
+def learning_rate_panel(axes, rated: list[dict], last_step: int) -> None:
+    draw(axes, [entry["step"] for entry in rated], [entry["learning_rate"] for entry in rated], "learning rate", color="tab:purple")
+    style(axes, "learning rate", "learning rate", last_step, from_zero=True)
+    axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
 
 
 def language_model_curves_png(history: dict, path: Path) -> bool:
@@ -164,18 +172,13 @@ def language_model_curves_png(history: dict, path: Path) -> bool:
     last_step = max(entry["step"] for entry in steps + evaluations)
     eval_steps = [entry["step"] for entry in evaluations]
     validation = [entry["validation"] for entry in evaluations]
-    draw(loss_axes, [entry["step"] for entry in steps], [entry["loss"] for entry in steps], "train (mean per logged interval)")
-    draw(loss_axes, eval_steps, [scores["loss"] for scores in validation], "validation", marker="o")
-    style(loss_axes, "loss", "cross-entropy (nats per token)", last_step, from_zero=True)
+    loss_panel(loss_axes, steps, evaluations, "cross-entropy (nats per token)", last_step)
     perplexities = [scores["perplexity"] for scores in validation]
     draw(perplexity_axes, eval_steps, perplexities, "validation perplexity", marker="o", color="tab:green")
     if eval_steps:
         log_axis_in_plain_numbers(perplexity_axes)
     style(perplexity_axes, "validation perplexity", "perplexity (log scale)", last_step)
-    rated = steps or evaluations
-    draw(rate_axes, [entry["step"] for entry in rated], [entry["learning_rate"] for entry in rated], "learning rate", color="tab:purple")
-    style(rate_axes, "learning rate", "learning rate", last_step, from_zero=True)
-    rate_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    learning_rate_panel(rate_axes, steps or evaluations, last_step)
     for axes in (loss_axes, perplexity_axes, rate_axes):
         mark_epoch_ends(axes, steps + evaluations, last_step)
     save(figure, path)

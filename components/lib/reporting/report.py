@@ -24,6 +24,17 @@ figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #eee}figcapti
 .pair{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.pair figure{flex:1 1 480px;margin:0}"""
 
 
+def page_start(title: str, heading: dict) -> str:
+    """A report's HTML up to its first section: the title, and the heading's facts on one line."""
+    meta = " &middot; ".join(f"{html.escape(key)}: <b>{html.escape(str(value))}</b>" for key, value in heading.items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{STYLE}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p class="meta">{meta}</p>
+"""
+
+
 def embedded_png(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     caption = CAPTIONS.get(path.stem, "")
@@ -77,16 +88,12 @@ def evaluation_html(
         if errors
         else "<p>None: every test row was predicted right.</p>"
     )
-    meta = " &middot; ".join(f"{html.escape(key)}: <b>{html.escape(str(value))}</b>" for key, value in heading.items())
     facts = key_value_table(context)
     by_name = {path.stem: embedded_png(path) for path in pictures}
     first_pair = "".join(by_name.pop(name) for name in ("confusion_matrix", "precision_recall") if name in by_name)
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{STYLE}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<p class="meta">{meta}</p>
-<h2>Test scores</h2>{summary}
+    return (
+        page_start(title, heading)
+        + f"""<h2>Test scores</h2>{summary}
 <h2>Per class</h2>{per_class}
 <h2>Pictures</h2><div class="pair">{first_pair}</div>
 {"".join(by_name.values())}
@@ -94,3 +101,4 @@ def evaluation_html(
 <h2>Run</h2>{facts}
 </body></html>
 """
+    )
