@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import inspect
 
-from components.lib.quality_gate import GATES, PASSES_OUTPUT, Gate
-
-__all__ = ["GATES", "PASSES_OUTPUT", "Gate", "threshold"]
+from components.lib.quality_gate import Gate
 
 
 def threshold(gate: Gate, parameters: dict, declared: list[inspect.Parameter]) -> float:

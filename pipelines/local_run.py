@@ -50,6 +50,7 @@ from components.lib.data.contract import (
 )
 from components.lib.data.readers import installed_data_path
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
+from components.lib.quality_gate import GATES
 from components.lib.storage.artifacts import read_manifest
 from pipelines import gate
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
@@ -481,7 +482,7 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
     problem = ""
     decision_file = run_dir / "register" / "registration" / DECISION_FILE
     if not decision_file.exists():  # register did not run: the quality gate held it back, or should not have
-        task_gate = gate.GATES[task]
+        task_gate = GATES[task]
         value, limit = evaluation["test"][task_gate.metric], gate.threshold(task_gate, parameters, pipeline_parameters()[0])
         if task_gate.passes(value, limit):
             problem = (

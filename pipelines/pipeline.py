@@ -27,9 +27,9 @@ from kfp import dsl, kubernetes
 
 from components.lib.data.contract import CLASSIFICATION
 from components.lib.errors import UserError
+from components.lib.quality_gate import GATES, PASSES_OUTPUT
 from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS
 from components.lib.training.settings import SWEEPABLE
-from pipelines import gate
 from pipelines.config import KubeflowSettings
 from pipelines.parameters import arguments_for, docstring, pipeline_parameters
 from pipelines.stages import make_components
@@ -67,10 +67,10 @@ def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize
     )
     export = ops["export"](model=model, tokenized=tokenize.outputs["tokenized"], **arguments_for("export", given))
     export.after(evaluate)
-    with dsl.If(evaluate.outputs[gate.PASSES_OUTPUT] == True, name="quality-gate"):  # noqa: E712 (KFP conditions)
+    with dsl.If(evaluate.outputs[PASSES_OUTPUT] == True, name="quality-gate"):  # noqa: E712 (KFP conditions)
         register = ops["register"](
             onnx=export.outputs["onnx"], evaluation_uri=evaluate.outputs["evaluation_uri"], model_uri=model_uri,
-            data_uri=tokenize.outputs["tokenized_uri"], gate_metric=gate.GATES[CLASSIFICATION].metric, **arguments_for("register", given),
+            data_uri=tokenize.outputs["tokenized_uri"], gate_metric=GATES[CLASSIFICATION].metric, **arguments_for("register", given),
         )  # fmt: skip
         register.set_caching_options(enable_caching=build.settings.cache_register)
         deploy = wire_deploy(build, given, register)
