@@ -5,9 +5,9 @@
 
 Each candidate is a model folder written by train; its train_summary.json holds its best
 validation score (by its --metric_for_best) and training_args.json its configuration. The best
-one's URI is the output parameter `model_uri`, which the sweep pipeline imports as the Model to
-release: nothing is copied. `tuning_uri` gets tuning_results.json and .csv with every
-configuration and its score, best first.
+one's URI is the output parameter `model_uri`, and on Kubeflow the output Model `model` points at
+that folder (the launcher records the URI; nothing is copied) for the sweep to release.
+`tuning_uri` gets tuning_results.json and .csv with every configuration and its score, best first.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def select_best(*, model_uris: list, tuning_uri: str, executor_input: str = "") 
         summary={"stage": "select_best", "metric": metric, "best_trial": best["trial"], "best_value": best["value"], "trials": len(trials)},
         artifact_metadata={"tuning": {"trials": len(trials), "metric": metric, "best_trial": best["trial"]}},
         parameters={"best_value": float(best["value"]), "best_trial": int(best["trial"]), "model_uri": best["model_uri"]},
+        artifact_uris={"model": best["model_uri"]},
     )
 
 

@@ -124,7 +124,7 @@ def check_pipeline(path: Path) -> list[str]:
     problems = check_edges(path, stage_tasks, stages)
     for name, (task, _, _) in stage_tasks.items():
         problems += check_task(path, name, task, executors, platform)
-    return problems + check_runtime_bindings(path, spec, platform) + check_text(path)
+    return problems + check_runtime_bindings(path, spec, platform) + check_importers(path, spec) + check_text(path)
 
 
 def expected_stages(spec: dict) -> tuple[str, ...]:
@@ -230,6 +230,28 @@ def check_runtime_bindings(path: Path, spec: dict, platform: dict) -> list[str]:
                     if kind not in accepted | {"constant"}:
                         wanted = "/".join(sorted(accepted))
                         problems.append(f"{path}: {name}: the {what} is bound to a {kind} parameter; the KFP driver needs {wanted}")
+    return problems
+
+
+def check_importers(path: Path, spec: dict) -> list[str]:
+    """An importer's URI must be a constant or an input of the DAG it sits in. Importers run without a
+    driver (backend/src/v2/compiler/argocompiler/importer.go, importerTask), and the importer launcher
+    resolves a runtime URI only through the parent DAG's input parameters (component/importer_launcher.go,
+    ImportSpecToMLMDArtifact -> GetComponentInputParameter): a task output there fails the run with
+    "parent DAG does not have input parameter", after everything before it has run."""
+    executors = spec["deploymentSpec"]["executors"]
+    problems = []
+    for _, parent in dag_components(spec):
+        for name, task in parent["dag"].get("tasks", {}).items():
+            importer = executors.get(task["componentRef"]["name"].replace("comp-", "exec-", 1), {}).get("importer")
+            runtime = (importer or {}).get("artifactUri", {}).get("runtimeParameter")
+            binding = task.get("inputs", {}).get("parameters", {}).get(runtime, {}) if runtime else {}
+            if "taskOutputParameter" in binding:
+                producer = binding["taskOutputParameter"].get("producerTask")
+                problems.append(
+                    f"{path}: importer {name} takes its URI from the output of {producer}; the KFP importer launcher resolves"
+                    " only its parent DAG's inputs and fails the run there: pass the artifact itself, not its URI"
+                )
     return problems
 
 

@@ -103,10 +103,10 @@ def wire_sweep(build: "PipelineBuild", given: dict) -> None:
         # KFP substitutes its run-id placeholder only as a whole value, so the trial goes in a flag of its own.
         train = train_task(build, given, tokenize, trial.trial_id, {name: getattr(trial, name) for name in SWEEPABLE})
     select = build.components["select_best"](model_uris=dsl.Collected(train.outputs["model_uri"]))
-    # The best trial's own Model, imported by URI: the launcher would upload a copy of a model
-    # that select_best wrote, and reimport=False lets the backend reuse the trial's artifact.
-    best = dsl.importer(artifact_uri=select.outputs["model_uri"], artifact_class=dsl.Model, reimport=False)
-    released = wire_release(build, given, best.output, select.outputs["model_uri"], tokenize, after=[select])
+    # select_best's Model is the best trial's own folder (pipelines/stages.py, FLAGLESS_OUTPUTS). Not an
+    # importer: the backend resolves an importer's URI only from its parent DAG's inputs, never from a
+    # task's output (docs/kubeflow-contract.md, row importer-uri).
+    released = wire_release(build, given, select.outputs["model"], select.outputs["model_uri"], tokenize, after=[])
     build.place_on_cpu([preprocess, tokenize, select, *released], given)
 
 

@@ -83,9 +83,13 @@ INTERFACES = {
     "deploy": StageInterface((writes("output_uri", "deployment", dsl.Artifact),), {"url": str}),
 }
 
-# Outputs that exist only as metadata for the KFP UI (the stage fills them through the executor
-# output; no flag names them).
-METADATA_OUTPUTS = {"evaluate": {"metrics": dsl.Metrics, "confusion_matrix": dsl.ClassificationMetrics}}
+# Outputs that no flag names; the stage fills them through the executor output: evaluate's exist
+# only as metadata for the KFP UI, and select_best points its Model at the best trial's own folder
+# (StageResult.artifact_uris), so the release reads that trial's model and nothing is copied.
+FLAGLESS_OUTPUTS = {
+    "evaluate": {"metrics": dsl.Metrics, "confusion_matrix": dsl.ClassificationMetrics},
+    "select_best": {"model": dsl.Model},
+}
 
 
 def stage_function(stage: str):
@@ -116,7 +120,7 @@ def make_component(stage: str, image: str):
     ]
     parameters += [
         inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dsl.Output[kind])
-        for name, kind in METADATA_OUTPUTS.get(stage, {}).items()
+        for name, kind in FLAGLESS_OUTPUTS.get(stage, {}).items()
     ]
     parameters += [
         inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dsl.OutputPath(kind))

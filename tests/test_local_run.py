@@ -93,7 +93,7 @@ def test_a_sweep_runs_locally_with_the_store_on_s3(s3, sample_source, tiny_model
     tuning = json.loads((run_dir / "select-best" / "tuning" / "tuning_results.json").read_text())
     assert [trial["config"]["learning_rate"] for trial in tuning["trials"]] == [3e-3, 1e-5]  # the better one first
     assert Registry("s3://bucket/registry", "tiny-sentiment").versions() == [1]
-    # The best trial's own model is released (imported by URI), not a copy that select_best wrote.
+    # The best trial's own model is released (select_best points its Model there), not a copy that select_best wrote.
     assert not (run_dir / "select-best" / "model").exists()
     with Registry("s3://bucket/registry", "tiny-sentiment").fetch(1) as (_, _, manifest):
         assert manifest["lineage"]["training"]["learning_rate"] == 3e-3

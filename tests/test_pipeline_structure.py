@@ -32,7 +32,7 @@ def compiled(request, tmp_path_factory) -> Path:
 
 
 def executors(path: Path) -> dict:
-    """The container executors (the sweep also has an importer, which runs no container)."""
+    """The container executors."""
     found = next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"]
     return {name: executor for name, executor in found.items() if "container" in executor}
 
@@ -235,7 +235,7 @@ def test_caching_and_retries(compiled):
     assert stage_tasks["tokenize"]["cachingOptions"].get("enableCache") is True
     assert not stage_tasks["train"]["cachingOptions"].get("enableCache")
     assert "register" not in stage_tasks or not stage_tasks["register"]["cachingOptions"].get("enableCache")
-    containers = [task for task in tasks.values() if lint.stage_of(task) != "importer"]  # the sweep's importer runs none
+    containers = list(tasks.values())
     assert all(task["retryPolicy"]["maxRetryCount"] == 3 for task in containers)
     # The cache key of preprocess includes the source's content fingerprint.
     assert "expected_source_fingerprint" in stage_tasks["preprocess"]["inputs"]["parameters"]

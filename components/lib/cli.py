@@ -55,12 +55,17 @@ class StageResult:
     to the Kubeflow executor-output file when the stage runs as a KFP task. `artifact_uri_parameters`
     maps an output parameter to an output artifact whose storage URI it should carry (on a cluster
     that is the s3:// URI, which a later task can read, not the local mount path the stage wrote to).
+    `artifact_uris` points an output artifact at a folder that already exists in the same run,
+    instead of writing it: the KFP launcher takes an output's `uri` from the executor output
+    (backend/src/v2/component/launcher_v2.go, uploadOutputArtifacts -> mergeRuntimeArtifacts), finds
+    nothing at its local path to upload, and records the artifact with that URI, so nothing is copied.
     """
 
     summary: dict[str, Any] = field(default_factory=dict)
     artifact_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     artifact_uri_parameters: dict[str, str] = field(default_factory=dict)
+    artifact_uris: dict[str, str] = field(default_factory=dict)
 
 
 def run_stage(stage_fn: Callable[..., StageResult | None] | dict[str, Callable[..., StageResult | None]]) -> None:
@@ -280,6 +285,24 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
+# The KFP driver names an output <run root>/<task>/<salt>/<output> (backend/src/v2/driver/driver.go,
+# provisionOutputs), under the run root <pipeline root>/<pipeline>/<run id>.
+RUN_ROOT_DEPTH = 3
+
+
+def pointed_uri(name: str, assigned: str, target: str) -> str:
+    """`target`, for the output `name` that the launcher assigned `assigned`. On a cluster it must lie
+    in the same run's folder, or the launcher refuses it after the work is done (objectstore/config.go,
+    KeyFromURI: the run root is the bucket prefix it uploads and records under). kfp.local, with
+    local folders, takes any path."""
+    if "://" not in assigned:
+        return target
+    run_root = assigned.rsplit("/", RUN_ROOT_DEPTH)[0] + "/"
+    if not target.startswith(run_root):
+        raise UserError(f"output {name}: {target} is not in this run's folder {run_root}; the KFP launcher records only URIs there")
+    return target
+
+
 def write_executor_output(executor_input_json: str, result: StageResult) -> None:
     """Write the KFP executor-output file named in the executor input.
 
@@ -297,6 +320,8 @@ def write_executor_output(executor_input_json: str, result: StageResult) -> None
         if not listed:
             continue
         artifact = dict(listed[0])
+        if name in result.artifact_uris:
+            artifact["uri"] = pointed_uri(name, artifact["uri"], result.artifact_uris[name])
         artifact["metadata"] = {**artifact.get("metadata", {}), **result.artifact_metadata.get(name, {})}
         artifacts[name] = {"artifacts": [artifact]}
     declared = outputs.get("parameters", {})

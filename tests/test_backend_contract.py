@@ -1,0 +1,90 @@
+"""The rules of the real Kubeflow backend that kfp.local does not hold the pipelines to
+(docs/kubeflow-contract.md): each checked on today's compiled YAML, and each check seen refusing
+the defect it names."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import compiler, dsl
+
+from components.lib.cli import StageResult, write_executor_output
+from components.lib.errors import UserError
+from pipelines import lint
+from pipelines.compile import compile_pipeline
+from pipelines.config import KubeflowSettings
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> dict:
+    path = compile_pipeline(KubeflowSettings(), tmp_path_factory.mktemp("sweep") / "sweep.yaml", "sweep")
+    return next(yaml.safe_load_all(path.read_text()))
+
+
+def test_the_sweep_releases_select_bests_model_with_no_importer(sweep):
+    assert not [name for name, executor in sweep["deploymentSpec"]["executors"].items() if "importer" in executor]
+    tasks = sweep["root"]["dag"]["tasks"]
+    for stage in ("evaluate", "export"):
+        model = tasks[stage]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
+        assert model == {"producerTask": "select-best", "outputArtifactKey": "model"}, stage
+
+
+@dsl.container_component
+def make_uri(uri: dsl.OutputPath(str)):
+    return dsl.ContainerSpec(image="registry.example.com/uri:1", command=["sh", "-c", 'echo s3://bucket/model > "$0"', uri])
+
+
+@dsl.pipeline(name="import-from-a-task")
+def imports_a_task_output():
+    dsl.importer(artifact_uri=make_uri().output, artifact_class=dsl.Model)
+
+
+@dsl.pipeline(name="import-from-a-parameter")
+def imports_a_pipeline_parameter(uri: str = "s3://bucket/model"):
+    dsl.importer(artifact_uri=uri, artifact_class=dsl.Model)
+
+
+def compiled_spec(pipeline, tmp_path: Path) -> tuple[Path, dict]:
+    path = tmp_path / "compiled.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    return path, next(yaml.safe_load_all(path.read_text()))
+
+
+def test_the_lint_refuses_an_importer_whose_uri_is_a_task_output(tmp_path):
+    path, spec = compiled_spec(imports_a_task_output, tmp_path)
+    (problem,) = lint.check_importers(path, spec)
+    assert "importer importer takes its URI from the output of make-uri" in problem
+    path, spec = compiled_spec(imports_a_pipeline_parameter, tmp_path)
+    assert lint.check_importers(path, spec) == []
+
+
+def executor_input(tmp_path: Path, assigned: str) -> str:
+    return json.dumps({
+        "outputs": {
+            "artifacts": {"model": {"artifacts": [{"name": "model", "uri": assigned, "metadata": {}}]}},
+            "parameters": {"model_uri": {"outputFile": str(tmp_path / "model_uri")}},
+            "outputFile": str(tmp_path / "executor_output.json"),
+        }
+    })  # fmt: skip
+
+
+RUN_ROOT = "s3://pipelines/root/textclf-sweep/run-1"
+
+
+def test_a_stage_points_an_output_at_an_existing_folder_of_the_same_run(tmp_path):
+    trial = f"{RUN_ROOT}/train/4242/model"
+    result = StageResult(parameters={"model_uri": trial}, artifact_uris={"model": trial})
+    write_executor_output(executor_input(tmp_path, f"{RUN_ROOT}/select-best/4343/model"), result)
+    written = json.loads((tmp_path / "executor_output.json").read_text())
+    assert written["artifacts"]["model"]["artifacts"][0]["uri"] == trial
+    assert written["parameterValues"] == {"model_uri": trial}
+
+
+@pytest.mark.parametrize("target", ["s3://elsewhere/model", "s3://pipelines/root/textclf-sweep/run-0/train/4242/model"])
+def test_an_output_pointed_outside_the_run_is_refused(tmp_path, target):
+    """The launcher would refuse it after the stage's work: KeyFromURI needs the run root as prefix."""
+    result = StageResult(artifact_uris={"model": target})
+    with pytest.raises(UserError, match=f"output model: {target} is not in this run's folder {RUN_ROOT}/"):
+        write_executor_output(executor_input(tmp_path, f"{RUN_ROOT}/select-best/4343/model"), result)
+    assert not (tmp_path / "executor_output.json").exists()
