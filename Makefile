@@ -57,11 +57,12 @@ test: setup ## compile, lint, golden YAML, submit stub, component dry-runs, then
 compile: setup ## compile the pipelines to build/pipeline.yaml, build/sweep.yaml and build/kfold.yaml
 	$(PYTHON) -m pipelines.compile --config $(CONFIG) $(ARGS)
 
-lint: setup compile ## ruff, yamllint, structural checks of the compiled YAML, manifests schema check, hadolint
+lint: setup compile ## ruff, yamllint, the compiled YAML against the backend contract (docs/kubeflow-contract.md), the InferenceService against Knative and KServe, manifests, hadolint
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m yamllint -c .yamllint.yaml build/pipeline.yaml build/sweep.yaml build/kfold.yaml configs manifests
 	$(PYTHON) -m pipelines.lint build/pipeline.yaml build/sweep.yaml build/kfold.yaml
+	$(PYTHON) -m pipelines.serving_lint
 	$(PYTHON) -m pipelines.manifests_check manifests
 	$(VENV)/bin/hadolint images/cpu.Dockerfile images/cuda.Dockerfile
 

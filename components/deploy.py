@@ -7,7 +7,8 @@ Renders a KServe InferenceService for the version (pinned by number; an alias re
 CPU image as a custom predictor running `components.serve`, the S3 keys from the Secret
 `--s3_secret_name`. When an InferenceService of that name already serves another version, the new
 one gets `--canary_traffic_percent` of the traffic and the rest stays on the last ready revision
-(KServe's canary rollout; deploying with 100 promotes it). It is applied when a cluster is
+(KServe's canary rollout; deploying with 100 promotes it). Deploying the canary's version again,
+as a retried task does, keeps the split. It is applied when a cluster is
 configured (in a pod: its service account; elsewhere: a kubeconfig), with a server-side dry run
 under `--dry_run`, then watched until Ready for at most `--ready_timeout_s`. Without a cluster it is
 written to `--output_uri` and nothing is applied. The manifest is always written there.
@@ -28,7 +29,16 @@ from components.lib.cli import StageResult, run_stage
 from components.lib.data.contract import CAUSAL_LM, DEPLOYMENT_FILE, INFERENCE_SERVICE_FILE, task_of
 from components.lib.errors import UserError
 from components.lib.runtime import S3_SECRET_NAME, S3_SETTINGS
-from components.lib.serving.inference_service import Predictor, is_ready, render, runs_this_spec, served_version, service_name_for
+from components.lib.serving.inference_service import (
+    Canary,
+    Predictor,
+    is_ready,
+    render,
+    runs_this_spec,
+    served_version,
+    service_name_for,
+    stable_version,
+)
 from components.lib.serving.kubernetes_api import InferenceServices, connect
 from components.lib.storage.artifacts import read_manifest, staged_output
 from components.lib.storage.registry import Registry
@@ -70,7 +80,7 @@ def deploy(
       s3_secret_name: Kubernetes Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for reading the registry.
       min_replicas: Fewest predictor replicas (0 lets KServe scale to zero when idle).
       max_replicas: Most predictor replicas.
-      cpu: CPU request of a replica.
+      cpu: CPU request and limit of a replica.
       memory: Memory request and limit of a replica.
       dry_run: Let the API server validate the change (server-side dry run) without making it.
       ready_timeout_s: How long to wait for the service to become Ready after applying; 0 does not wait.
@@ -97,10 +107,11 @@ def deploy(
             raise UserError(f"--registry_uri {registry_uri}: a local folder; {where}: register to s3:// and deploy from there")
         log.warning("--registry_uri %s is a local folder; %s, so this manifest serves only where that path exists", registry_uri, where)
     existing = services.get(predictor.service_name) if services else None
-    canary = canary_for(served_version(existing), number, canary_traffic_percent)
+    previous = version_before(existing, number)
+    canary = canary_for(previous, number, canary_traffic_percent)
     manifest = render(predictor, canary)
     outcome = {"service_name": predictor.service_name, "namespace": predictor.namespace, "version": number,
-               "previous_version": served_version(existing), "canary_traffic_percent": canary}  # fmt: skip
+               "previous_version": previous, "canary_traffic_percent": canary.percent if canary else None}  # fmt: skip
     if services is None:
         outcome["action"] = "rendered (no cluster configured: no in-cluster service account, no kubeconfig)"
     else:
@@ -120,15 +131,28 @@ def check_flags(canary_traffic_percent: int, min_replicas: int, max_replicas: in
         raise UserError("--ready_timeout_s must not be negative")
 
 
-def canary_for(previous: int | None, new: int, percent: int) -> int | None:
+def version_before(existing: dict | None, new: int) -> int | None:
+    """The version serving before `new` was deployed: the one serving now, or, when `new` is already
+    the canary there (a retried deploy, or a deploy run again), the stable version beside it."""
+    serving = served_version(existing)
+    if serving == new and stable_version(existing) is not None:
+        return stable_version(existing)
+    return serving
+
+
+def canary_for(previous: int | None, new: int, percent: int) -> Canary | None:
     """A canary split only when another version serves; at 100 the new one takes all traffic at once."""
-    return percent if previous is not None and previous != new and percent < 100 else None
+    return Canary(percent, previous) if previous is not None and previous != new and percent < 100 else None
 
 
 def apply(services: InferenceServices, manifest: dict, existing: dict | None, dry_run: bool, ready_timeout_s: int) -> dict:
     name = manifest["metadata"]["name"]
     if runs_this_spec(existing, manifest):
-        return {"action": "unchanged (the service already runs this spec)", "url": (existing.get("status") or {}).get("url", "")}
+        if dry_run or ready_timeout_s == 0 or is_ready(existing):
+            return {"action": "unchanged (the service already runs this spec)", "url": (existing.get("status") or {}).get("url", "")}
+        # An earlier attempt applied it and gave up waiting: wait again rather than report it done.
+        ready = wait_until_ready(services, name, existing["metadata"].get("generation"), ready_timeout_s)
+        return {"action": "unchanged (applied before); Ready", "url": (ready.get("status") or {}).get("url", "")}
     if existing is None:
         applied = services.create(manifest, dry_run)
         action = "created"
@@ -152,10 +176,7 @@ def wait_until_ready(services: InferenceServices, name: str, generation: int | N
         if is_ready(current):
             return current
         if time.monotonic() >= deadline:
-            conditions = (current.get("status") or {}).get("conditions") or []
-            reasons = "; ".join(
-                f"{c.get('type')}={c.get('status')} {c.get('message') or c.get('reason') or ''}".strip() for c in conditions
-            )
+            reasons = conditions_text(current)
             raise UserError(
                 f"InferenceService {name} was not Ready after {timeout_s} s ({reasons or 'no status yet'}); kubectl describe isvc {name}"
             )

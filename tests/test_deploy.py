@@ -173,6 +173,23 @@ def test_a_new_version_is_a_canary_beside_the_serving_one_and_100_promotes_it(cl
     assert promoted["action"] == "updated; Ready"
 
 
+def test_a_retried_deploy_keeps_the_canary_and_waits_for_it(cluster, registry, tmp_path):
+    """Attempt 1 applies the canary and gives up waiting; attempt 2 (a KFP retry) must not promote it to 100%."""
+    deploy_version(registry, "1", tmp_path / "one")
+    cluster.failure = "RevisionMissing"
+    with pytest.raises(UserError, match="was not Ready"):
+        deploy_version(registry, "2", tmp_path / "attempt-1", canary_traffic_percent=20, ready_timeout_s=1)
+    cluster.failure, cluster.reads[("team-a", MODEL)] = "", 0  # the revision comes up during attempt 2
+    outcome = deploy_version(registry, "2", tmp_path / "attempt-2", canary_traffic_percent=20)
+    stored = cluster.objects[("team-a", MODEL)]
+    assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert outcome["previous_version"] == 1 and outcome["canary_traffic_percent"] == 20
+    assert outcome["action"] == "unchanged (applied before); Ready" and outcome["url"]
+    promoted = deploy_version(registry, "2", tmp_path / "promote", canary_traffic_percent=100)
+    assert "canaryTrafficPercent" not in cluster.objects[("team-a", MODEL)]["spec"]["predictor"]
+    assert promoted["previous_version"] == 1 and promoted["canary_traffic_percent"] is None
+
+
 def test_deploying_what_already_runs_changes_nothing(cluster, registry, tmp_path):
     deploy_version(registry, "1", tmp_path / "one")
     writes = len(cluster.writes())
@@ -207,6 +224,8 @@ def test_the_manifest_takes_s3_keys_from_the_secret_and_holds_none(registry, tmp
     env = {entry["name"]: entry for entry in container_of(yaml.safe_load((tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text()))["env"]}
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "team-s3", "key": key}
+    # Temporary credentials: the session token too, where the Secret holds one.
+    assert env["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "team-s3", "key": "AWS_SESSION_TOKEN", "optional": True}
     assert env["AWS_ENDPOINT_URL"]["value"] == os.environ["AWS_ENDPOINT_URL"] and env["AWS_REGION"]["value"] == "us-east-1"
 
 
@@ -239,7 +258,7 @@ def test_the_predictor_is_a_valid_kubernetes_pod_spec(registry, tmp_path, monkey
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
     deploy_version(registry, "1", tmp_path / "out")
     predictor = yaml.safe_load((tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text())["spec"]["predictor"]
-    pod_fields = {key: predictor[key] for key in ("containers", "volumes", "securityContext")}
+    pod_fields = {key: predictor[key] for key in ("containers", "volumes")}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": pod_fields}
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
 
@@ -249,12 +268,24 @@ def test_the_predictor_runs_as_the_images_user_on_a_read_only_root(registry, tmp
     deploy_version(registry, "1", tmp_path / "out")
     manifest = yaml.safe_load((tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text())
     predictor = manifest["spec"]["predictor"]
-    assert predictor["securityContext"] == {"runAsGroup": 10001, "runAsNonRoot": True, "runAsUser": 10001}
+    # Knative refuses a pod-level securityContext by default (kubernetes.podspec-securitycontext: Disabled).
+    assert "securityContext" not in predictor
     container = container_of(manifest)
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True and container["volumeMounts"] == [
-        {"mountPath": "/tmp", "name": "tmp"}
-    ]
+    assert container["securityContext"] == {
+        "runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True, "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+    }  # fmt: skip
+    assert container["volumeMounts"] == [{"mountPath": "/tmp", "name": "tmp"}]
     assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{MODEL}"
+
+
+@pytest.mark.parametrize("cpu", ["500m", "1", "4"])
+def test_the_predictor_has_a_cpu_limit_at_least_its_request(registry, tmp_path, monkeypatch, cpu):
+    """KServe fills a missing CPU limit with its default, 1: a request of 4 would then be over its limit and refused."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    deploy_version(registry, "1", tmp_path / "out", cpu=cpu, memory="3Gi")
+    resources = container_of(yaml.safe_load((tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text()))["resources"]
+    assert resources == {"requests": {"cpu": cpu, "memory": "3Gi"}, "limits": {"cpu": cpu, "memory": "3Gi"}}
 
 
 @pytest.mark.parametrize(

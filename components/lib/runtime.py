@@ -5,4 +5,6 @@ IMAGE_USER_ID = 10001  # the non-root user and group of images/*.Dockerfile
 # the environment variable of the same name; the endpoint and region are plain variables.
 S3_SECRET_NAME = "textclf-s3"  # noqa: S105 (the default name of that Secret, not a secret)
 S3_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Temporary credentials (STS) add a session token: taken from the same Secret when it holds one.
+S3_OPTIONAL_CREDENTIAL_KEYS = ("AWS_SESSION_TOKEN",)
 S3_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_REGION")
