@@ -61,6 +61,12 @@ class KubeflowSettings:
     retry_window: str = "3600s"
     train_retry_window: str = "259200s"
     train_image: str = ""  # the train task's image; empty: <image_registry>/textclf-cuda:<image_tag>
+    # Pin the images by content: the sha256 digests `make images` prints after pushing. A tag can be
+    # pushed over; a digest cannot, and the KFP cache key holds the image string.
+    cpu_image_digest: str = ""
+    cuda_image_digest: str = ""
+    image_pull_policy: str = ""  # Always, IfNotPresent or Never; empty: Kubernetes' default for the image
+    image_pull_secrets: list[str] = field(default_factory=list)  # Secrets of a private registry, in the run's namespace
     # For report_to=mlflow or wandb on the cluster: plain variables for every task (MLFLOW_TRACKING_URI,
     # MLFLOW_EXPERIMENT_NAME, WANDB_PROJECT, ...), and a Secret whose keys, each the variable of that
     # name, hold the credentials (MLFLOW_TRACKING_TOKEN, WANDB_API_KEY, ...); never a credential in
@@ -71,11 +77,16 @@ class KubeflowSettings:
 
     @property
     def cpu_image(self) -> str:
-        return f"{self.image_registry}/textclf-cpu:{self.image_tag}"
+        return pinned(f"{self.image_registry}/textclf-cpu:{self.image_tag}", self.cpu_image_digest)
 
     @property
     def cuda_image(self) -> str:
-        return self.train_image or f"{self.image_registry}/textclf-cuda:{self.image_tag}"
+        return pinned(self.train_image or f"{self.image_registry}/textclf-cuda:{self.image_tag}", self.cuda_image_digest)
+
+
+def pinned(image: str, digest: str) -> str:
+    """`repo:tag@sha256:...` when a digest is given: the runtime pulls by digest, the tag stays readable."""
+    return f"{image}@{digest}" if digest else image
 
 
 @dataclass

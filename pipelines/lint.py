@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.pipeline import KFOLD_PIPELINE_NAME
+from pipelines.pipeline import KFOLD_PIPELINE_NAME, PULL_POLICIES
 from pipelines.stages import ALL_STAGES, OPTIONAL_STAGES, STAGES
 
 SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
@@ -42,12 +42,23 @@ POD_SPEC_FIELDS = (
 )
 # kfp-kubernetes fields bound to a parameter, and the kinds the driver accepts (backend/src/v2/driver/k8s.go,
 # extendPodSpecPatch): a node selector through resolve.go resolveK8sJsonParameter (GetStructValue), a
-# toleration through resolveInputParameter (struct or list), a Secret name through resolveInputParameterStr.
+# toleration through resolveInputParameter (struct or list); every name (Secret, ConfigMap, PVC, image pull
+# Secret) through resolveInputParameterStr, which also refuses an empty string and fails the task.
+NAME_KINDS = {"STRING"}
 PLATFORM_BINDINGS = {
     "node selector": (lambda config: [config.get("nodeSelector", {}).get("nodeSelectorJson")], {"STRUCT"}),
     "toleration": (lambda config: [item.get("tolerationJson") for item in config.get("tolerations", [])], {"STRUCT", "LIST"}),
-    "Secret name": (lambda config: [item.get("secretNameParameter") for item in config.get("secretAsEnv", [])], {"STRING"}),
+    "Secret name": (lambda config: names(config, ("secretAsEnv", "secretAsVolume"), "secretNameParameter"), NAME_KINDS),
+    "ConfigMap name": (lambda config: names(config, ("configMapAsEnv", "configMapAsVolume"), "configMapNameParameter"), NAME_KINDS),
+    "PVC name": (lambda config: names(config, ("pvcMount",), "pvcNameParameter"), NAME_KINDS),
+    "image pull Secret": (lambda config: names(config, ("imagePullSecret",), "secretNameParameter"), NAME_KINDS),
 }
+
+
+def names(config: dict, lists: tuple[str, ...], field: str) -> list:
+    return [item.get(field) for key in lists for item in config.get(key, [])]
+
+
 CREDENTIAL_PATTERNS = [
     re.compile(r"AKIA[0-9A-Z]{16}"),
     re.compile(r"(?i)(aws_secret_access_key|secret_key|password|token)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{20,}"),
@@ -218,7 +229,7 @@ def check_runtime_bindings(path: Path, spec: dict, platform: dict) -> list[str]:
                 for part in field_path:
                     value = value.get(part, {}) if isinstance(value, dict) else {}
                 for parameter in PLACEHOLDER.findall(value if isinstance(value, str) else ""):
-                    kind = source_kind(spec, invokers, key, inputs.get(parameter, {}))
+                    kind, _ = resolved(spec, invokers, key, inputs.get(parameter, {}))
                     if kind not in ("STRING", "constant"):
                         problems.append(
                             f"{path}: {name}: {'.'.join(field_path)} is bound to {parameter!r} of kind {kind}; the KFP driver reads"
@@ -226,10 +237,15 @@ def check_runtime_bindings(path: Path, spec: dict, platform: dict) -> list[str]:
                         )
             for what, (bindings, accepted) in PLATFORM_BINDINGS.items():
                 for binding in filter(None, bindings(platform.get(executor_name, {}))):
-                    kind = source_kind(spec, invokers, key, binding)
+                    kind, value = resolved(spec, invokers, key, binding)
                     if kind not in accepted | {"constant"}:
                         wanted = "/".join(sorted(accepted))
                         problems.append(f"{path}: {name}: the {what} is bound to a {kind} parameter; the KFP driver needs {wanted}")
+                    elif accepted == NAME_KINDS and value == "":
+                        problems.append(f"{path}: {name}: the {what} is empty; the KFP driver refuses an empty name and fails the task")
+            policy = platform.get(executor_name, {}).get("imagePullPolicy")
+            if policy is not None and policy not in PULL_POLICIES:
+                problems.append(f"{path}: {name}: image pull policy {policy!r}; the KFP driver accepts only {', '.join(PULL_POLICIES)}")
     return problems
 
 
@@ -255,21 +271,23 @@ def check_importers(path: Path, spec: dict) -> list[str]:
     return problems
 
 
-def source_kind(spec: dict, invokers: dict, component_key: str, binding: dict) -> str:
+def resolved(spec: dict, invokers: dict, component_key: str, binding: dict) -> tuple[str, object]:
     """The parameterType of the value behind a binding, traced up through sub-DAGs to the pipeline's
-    own parameters (a sub-DAG need not declare what it passes through), or `constant`."""
+    own parameters (a sub-DAG need not declare what it passes through), or `constant`; and its value
+    as compiled (the constant, or the pipeline parameter's default; None when there is none)."""
     if "taskOutputParameter" in binding:
-        return "task output"  # no pod-spec field of this pipeline binds one
+        return "task output", None
     if "componentInputParameter" not in binding:
-        return "constant"
+        return "constant", binding.get("runtimeValue", {}).get("constant")
     name = binding["componentInputParameter"]
     component = spec["root"] if component_key == "root" else spec["components"][component_key]
     if component_key in invokers:
         parent_key, task = invokers[component_key]
         upstream = task.get("inputs", {}).get("parameters", {}).get(name)
         if upstream is not None:
-            return source_kind(spec, invokers, parent_key, upstream)
-    return component.get("inputDefinitions", {}).get("parameters", {}).get(name, {}).get("parameterType", "undeclared")
+            return resolved(spec, invokers, parent_key, upstream)
+    declared = component.get("inputDefinitions", {}).get("parameters", {}).get(name, {})
+    return declared.get("parameterType", "undeclared"), declared.get("defaultValue")
 
 
 def check_image(path: Path, name: str, image: str) -> list[str]:

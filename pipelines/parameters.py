@@ -57,8 +57,16 @@ DAG_PARAMETERS = [
         False,
         "After register, serve the new version on KServe (components/deploy.py): a canary beside the version that serves.",
     ),
-    ("s3_secret_name", str, S3_SECRET_NAME, "Kubernetes Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for every task."),
+    (
+        "s3_secret_name",
+        str,
+        S3_SECRET_NAME,
+        "Kubernetes Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN, if any) for every task.",
+    ),
 ]
+# Parameters that name a Kubernetes object: the KFP driver refuses an empty one (resolve.go,
+# resolveInputParameterStr) and fails the task, so submit refuses it first.
+KUBERNETES_NAME_PARAMETERS = ("s3_secret_name",)
 
 
 def exposed_flags(stage: str) -> dict[str, str]:

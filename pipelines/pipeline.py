@@ -28,7 +28,7 @@ from kfp import dsl, kubernetes
 from components.lib.data.contract import CLASSIFICATION
 from components.lib.errors import UserError
 from components.lib.quality_gate import GATES, PASSES_OUTPUT
-from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS
+from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS
 from components.lib.training.settings import SWEEPABLE
 from pipelines.config import KubeflowSettings
 from pipelines.parameters import arguments_for, docstring, pipeline_parameters
@@ -39,6 +39,10 @@ SWEEP_PIPELINE_NAME = "textclf-sweep"
 KFOLD_PIPELINE_NAME = "textclf-kfold"
 ACTIVE_BUILD: contextvars.ContextVar = contextvars.ContextVar("active_build")
 CREDENTIAL_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
+IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# What the KFP driver accepts for a pull policy (backend/src/v2/driver/k8s.go, extendPodSpecPatch).
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def wire_data(build: "PipelineBuild", given: dict):
@@ -130,11 +134,18 @@ class PipelineBuild:
 
     def __init__(self, settings: KubeflowSettings) -> None:
         check_tracking_settings(settings)
+        check_image_settings(settings)
         self.settings = settings
         self.components = make_components(settings.cpu_image, settings.cuda_image)
 
     def common(self, task, secret_name, resources, retry_window: str) -> None:
         kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={key: key for key in S3_CREDENTIAL_KEYS})
+        optional_keys = {key: key for key in S3_OPTIONAL_CREDENTIAL_KEYS}
+        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=optional_keys, optional=True)
+        if self.settings.image_pull_policy:
+            kubernetes.set_image_pull_policy(task, self.settings.image_pull_policy)
+        if self.settings.image_pull_secrets:
+            kubernetes.set_image_pull_secrets(task, list(self.settings.image_pull_secrets))
         if self.settings.s3_endpoint:
             task.set_env_variable("AWS_ENDPOINT_URL", self.settings.s3_endpoint)
         task.set_env_variable("AWS_REGION", self.settings.s3_region)
@@ -190,6 +201,18 @@ def check_tracking_settings(settings: KubeflowSettings) -> None:
             )
     if bool(settings.tracking_secret_name) != bool(settings.tracking_secret_keys):
         raise UserError("kubeflow.tracking_secret_name and kubeflow.tracking_secret_keys go together: set both or neither")
+
+
+def check_image_settings(settings: KubeflowSettings) -> None:
+    for name in ("cpu_image_digest", "cuda_image_digest"):
+        value = getattr(settings, name)
+        if value and not IMAGE_DIGEST.match(value):
+            raise UserError(f"kubeflow.{name}: {value!r} is not a digest (sha256: and 64 hex digits, as make images prints it)")
+    if settings.image_pull_policy and settings.image_pull_policy not in PULL_POLICIES:
+        raise UserError(f"kubeflow.image_pull_policy: {settings.image_pull_policy!r} is not one of {', '.join(PULL_POLICIES)}")
+    for name in settings.image_pull_secrets:
+        if not isinstance(name, str) or not KUBERNETES_NAME.match(name):
+            raise UserError(f"kubeflow.image_pull_secrets: {name!r} is not a Secret name (lowercase letters, digits, '-' and '.')")
 
 
 def pipeline_function(variant: str):

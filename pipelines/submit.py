@@ -52,6 +52,8 @@ from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.compile import OUTPUT_NAMES
 from pipelines.config import RunConfig, load_config, require_remote_storage
 from pipelines.fan_out import resolved_parameters
+from pipelines.parameters import KUBERNETES_NAME_PARAMETERS
+from pipelines.pipeline import KUBERNETES_NAME
 
 TOKEN_FILES = ("/var/run/secrets/kubeflow/pipelines/token", "/var/run/secrets/kubernetes.io/serviceaccount/token")
 CONNECT_TIMEOUT_S = 5
@@ -180,6 +182,7 @@ def run_parameters(config: RunConfig, variant: str, uncached_because: str = "", 
     """The run's parameters, and whether preprocess may be cached: only with the fingerprint in its key."""
     parameters = resolved_parameters(config, variant)
     require_remote_storage(parameters, "cluster tasks cannot read it")
+    require_kubernetes_names(parameters)
     source = parameters.get("source_uri", "")
     if not source or source.startswith("hf://"):
         return parameters, True
@@ -192,6 +195,14 @@ def run_parameters(config: RunConfig, variant: str, uncached_because: str = "", 
     if not given:
         parameters["source_fingerprint"] = "(taken from the source when submitting)" if dry_run else reachable_fingerprint(source)
     return parameters, True
+
+
+def require_kubernetes_names(parameters: dict) -> None:
+    """A parameter naming a Kubernetes object, where the run sets one, is a name (absent: the pipeline's default)."""
+    for name in KUBERNETES_NAME_PARAMETERS:
+        value = parameters.get(name)
+        if name in parameters and (not isinstance(value, str) or not KUBERNETES_NAME.match(value)):
+            raise UserError(f"parameters.{name}: {value!r} is not the name of a Kubernetes object in the run's namespace")
 
 
 def source_fingerprint(source: str) -> str:

@@ -88,3 +88,83 @@ def test_an_output_pointed_outside_the_run_is_refused(tmp_path, target):
     with pytest.raises(UserError, match=f"output model: {target} is not in this run's folder {RUN_ROOT}/"):
         write_executor_output(executor_input(tmp_path, f"{RUN_ROOT}/select-best/4343/model"), result)
     assert not (tmp_path / "executor_output.json").exists()
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory) -> Path:
+    return compile_pipeline(KubeflowSettings(), tmp_path_factory.mktemp("training") / "pipeline.yaml")
+
+
+def mutated(compiled: Path, tmp_path: Path, change) -> Path:
+    documents = list(yaml.safe_load_all(compiled.read_text()))
+    change(documents[0], documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"])
+    path = tmp_path / compiled.name
+    path.write_text(yaml.safe_dump_all(documents))
+    return path
+
+
+def root_parameter(spec: dict, name: str) -> dict:
+    return spec["root"]["inputDefinitions"]["parameters"][name]
+
+
+@pytest.mark.parametrize(
+    "change, complaint",
+    [
+        # resolveInputParameterStr refuses an empty name: every task would fail at its driver.
+        (lambda spec, platform: root_parameter(spec, "s3_secret_name").update(defaultValue=""), "evaluate: the Secret name is empty"),
+        (lambda spec, platform: platform["exec-evaluate"].update(imagePullSecret=[{"secretNameParameter": {"runtimeValue": {"constant": ""}}}]),
+         "evaluate: the image pull Secret is empty"),
+        (lambda spec, platform: platform["exec-evaluate"].update(
+            imagePullSecret=[{"secretNameParameter": {"componentInputParameter": "gpu_node_selector"}}]),
+         "evaluate: the image pull Secret is bound to a STRUCT parameter; the KFP driver needs STRING"),
+        (lambda spec, platform: platform["exec-evaluate"].update(
+            pvcMount=[{"pvcNameParameter": {"componentInputParameter": "epochs"}, "mountPath": "/data"}]),
+         "evaluate: the PVC name is bound to a NUMBER_INTEGER parameter"),
+        (lambda spec, platform: platform["exec-evaluate"].update(
+            configMapAsEnv=[{"configMapNameParameter": {"componentInputParameter": "gpu_toleration"}, "keyToEnv": []}]),
+         "evaluate: the ConfigMap name is bound to a STRUCT parameter"),
+        (lambda spec, platform: platform["exec-evaluate"].update(imagePullPolicy="Sometimes"),
+         "evaluate: image pull policy 'Sometimes'; the KFP driver accepts only Always, IfNotPresent, Never"),
+    ],
+)  # fmt: skip
+def test_the_lint_refuses_a_name_the_driver_cannot_resolve(training, tmp_path, change, complaint):
+    problems = lint.check_pipeline(mutated(training, tmp_path, change))
+    assert any(complaint in problem for problem in problems), problems
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_images_pinned_by_digest_pulled_with_a_policy_and_a_secret(tmp_path):
+    settings = KubeflowSettings(cpu_image_digest=DIGEST, cuda_image_digest=DIGEST.replace("ab", "cd"),
+                                image_pull_policy="IfNotPresent", image_pull_secrets=["regcred"])  # fmt: skip
+    path = compile_pipeline(settings, tmp_path / "pipeline.yaml")
+    spec, platform = lint.load(path)
+    images = {name: executor["container"]["image"] for name, executor in spec["deploymentSpec"]["executors"].items()}
+    assert images["exec-train"] == f"ghcr.io/textclf/textclf-cuda:0.1.0@{DIGEST.replace('ab', 'cd')}"
+    assert images["exec-evaluate"] == f"ghcr.io/textclf/textclf-cpu:0.1.0@{DIGEST}"
+    for name, config in platform.items():
+        assert config["imagePullPolicy"] == "IfNotPresent", name
+        assert [item["secretNameParameter"]["runtimeValue"]["constant"] for item in config["imagePullSecret"]] == ["regcred"], name
+    assert lint.check_pipeline(path) == []
+
+
+def test_temporary_credentials_reach_every_task_when_the_secret_holds_a_session_token(training):
+    _, platform = lint.load(training)
+    for name, config in platform.items():
+        optional = [item for item in config["secretAsEnv"] if item.get("optional")]
+        assert [entry["envVar"] for item in optional for entry in item["keyToEnv"]] == ["AWS_SESSION_TOKEN"], name
+
+
+@pytest.mark.parametrize(
+    "settings, complaint",
+    [
+        ({"cpu_image_digest": "abc123"}, "kubeflow.cpu_image_digest: 'abc123' is not a digest"),
+        ({"image_pull_policy": "always"}, "kubeflow.image_pull_policy: 'always' is not one of Always, IfNotPresent, Never"),
+        ({"image_pull_secrets": ["Reg_Cred"]}, "kubeflow.image_pull_secrets: 'Reg_Cred' is not a Secret name"),
+    ],
+)
+def test_bad_image_settings_are_refused_at_compile_time(tmp_path, settings, complaint):
+    with pytest.raises(UserError, match=complaint):
+        compile_pipeline(KubeflowSettings(**settings), tmp_path / "pipeline.yaml")
+    assert not (tmp_path / "pipeline.yaml").exists()

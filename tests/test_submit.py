@@ -259,6 +259,8 @@ def test_schedule_creates_a_recurring_run_of_the_uncached_version(compiled, stub
             ["--schedule", "@daily", f"source_fingerprint={FINGERPRINT}"],
             f"source_fingerprint={FINGERPRINT} cannot be used with --schedule: a recurring run reads the source anew each time",
         ),
+        # The KFP driver refuses an empty Secret name and fails every task.
+        (["s3_secret_name="], "parameters.s3_secret_name: '' is not the name of a Kubernetes object in the run's namespace"),
     ],
 )
 def test_a_bad_schedule_is_one_line_before_anything_is_sent(compiled, stub, tmp_path, flags, message):
