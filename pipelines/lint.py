@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from pipelines.pipeline import KFOLD_PIPELINE_NAME, PULL_POLICIES
-from pipelines.stages import ALL_STAGES, OPTIONAL_STAGES, STAGES
+from pipelines.stages import ALL_STAGES, CACHE_SCOPE, OPTIONAL_STAGES, STAGES
 
 SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 TRAIN_RETRY_WINDOW_FLOOR_S = 86400  # Argo kills a retried attempt at first start + backoffMaxDuration
@@ -189,6 +189,8 @@ def check_task(path: Path, name: str, task: dict, executors: dict, platform: dic
         problems.append(f"{path}: {name} should be cached")
     if stage in ("train", "register", *OPTIONAL_STAGES) and cached:
         problems.append(f"{path}: {name} should not be cached by default")
+    if CACHE_SCOPE not in task.get("inputs", {}).get("parameters", {}):
+        problems.append(f"{path}: {name} has no {CACHE_SCOPE} input; a cached result could point into another store")
     if not task.get("retryPolicy", {}).get("maxRetryCount"):
         problems.append(f"{path}: {name} has no retry policy")
     window = task.get("retryPolicy", {}).get("backoffMaxDuration", "0s")

@@ -7,14 +7,16 @@ where the pipeline reads better (`input_uri` is `source_uri`), a few defaults di
 S3 Secret, whether to deploy). So a new stage flag becomes a pipeline parameter, and a config key, with no other edit.
 """
 
+import hashlib
 import inspect
+import json
 
 import docstring_parser
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
 from components.lib.quality_gate import GATES
 from components.lib.runtime import S3_SECRET_NAME
-from pipelines.stages import ALL_STAGES, stage_function
+from pipelines.stages import ALL_STAGES, CACHE_SCOPE, stage_function
 
 FILLED_BY_THE_DAG = {
     "preprocess": {"output_uri"},
@@ -64,6 +66,19 @@ DAG_PARAMETERS = [
         "Kubernetes Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN, if any) for every task.",
     ),
 ]
+# Every task's cache key holds this (pipelines/stages.py gives every component the input): the KFP
+# cache key leaves out the pipeline root, the S3 endpoint and Secret (backend/src/v2/cacheutils/cache.go,
+# GenerateCacheKey), so without it a run against another store could reuse outputs that live in the old one.
+DAG_PARAMETERS.append(
+    (CACHE_SCOPE, str, "", "The store the run's outputs live in, as a digest; set by make pipeline-submit (store_scope), not by hand.")
+)
+
+
+def store_scope(pipeline_root: str, s3_endpoint: str, s3_secret_name: str) -> str:
+    """A short digest naming the store a run writes to: its pipeline root, S3 endpoint and credentials' Secret."""
+    return hashlib.sha256(json.dumps([pipeline_root, s3_endpoint, s3_secret_name]).encode()).hexdigest()[:16]
+
+
 # Parameters that name a Kubernetes object: the KFP driver refuses an empty one (resolve.go,
 # resolveInputParameterStr) and fails the task, so submit refuses it first.
 KUBERNETES_NAME_PARAMETERS = ("s3_secret_name",)

@@ -28,11 +28,11 @@ from kfp import dsl, kubernetes
 from components.lib.data.contract import CLASSIFICATION
 from components.lib.errors import UserError
 from components.lib.quality_gate import GATES, PASSES_OUTPUT
-from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS
+from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS, S3_SECRET_NAME
 from components.lib.training.settings import SWEEPABLE
 from pipelines.config import KubeflowSettings
-from pipelines.parameters import arguments_for, docstring, pipeline_parameters
-from pipelines.stages import make_components
+from pipelines.parameters import arguments_for, docstring, pipeline_parameters, store_scope
+from pipelines.stages import CACHE_SCOPE, make_components
 
 PIPELINE_NAME = "textclf-training"
 SWEEP_PIPELINE_NAME = "textclf-sweep"
@@ -136,7 +136,18 @@ class PipelineBuild:
         check_tracking_settings(settings)
         check_image_settings(settings)
         self.settings = settings
-        self.components = make_components(settings.cpu_image, settings.cuda_image)
+        self.given: dict = {}  # the pipeline's parameters, while the pipeline function runs
+        self.components = {
+            stage: self.scoped(component) for stage, component in make_components(settings.cpu_image, settings.cuda_image).items()
+        }
+
+    def scoped(self, component):
+        """The component, given the run's cache scope on every use, so that every task's cache key holds it."""
+
+        def task(**arguments):
+            return component(**arguments, **{CACHE_SCOPE: self.given[CACHE_SCOPE]})
+
+        return task
 
     def common(self, task, secret_name, resources, retry_window: str) -> None:
         kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={key: key for key in S3_CREDENTIAL_KEYS})
@@ -225,8 +236,17 @@ def pipeline_function(variant: str):
     names = [parameter.name for parameter in parameters]
     name, summary, wire = PIPELINES[variant]
 
+    build = ACTIVE_BUILD.get()
+    parameters = [
+        parameter.replace(default=store_scope(build.settings.pipeline_root, build.settings.s3_endpoint, S3_SECRET_NAME))
+        if parameter.name == CACHE_SCOPE
+        else parameter
+        for parameter in parameters
+    ]
+
     def pipeline(*values) -> None:
-        wire(ACTIVE_BUILD.get(), dict(zip(names, values)))
+        build.given = dict(zip(names, values))
+        wire(build, build.given)
 
     pipeline.__name__ = pipeline.__qualname__ = name.replace("-", "_")
     pipeline.__signature__ = inspect.Signature(parameters)

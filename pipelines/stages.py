@@ -20,6 +20,8 @@ from kfp import dsl
 from components.lib.cli import EXECUTOR_INPUT_FLAG
 from components.lib.quality_gate import PASSES_OUTPUT
 
+CACHE_SCOPE = "cache_scope"  # every component's input that only the cache key reads (pipelines/parameters.py)
+
 STAGES = ("preprocess", "tokenize", "train", "evaluate", "export", "register")  # the DAG's six, in order
 # After register, and only when the pipeline parameter of the same name is true (off by default).
 OPTIONAL_STAGES = ("deploy",)
@@ -135,6 +137,8 @@ def make_component(stage: str, image: str):
         )
         for name in optional
     ]
+    # Not a flag: an input the command never reads, there only to enter the task's cache key.
+    parameters.append(inspect.Parameter(CACHE_SCOPE, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str, default=""))
     order = [parameter.name for parameter in parameters]
 
     def container(*values):

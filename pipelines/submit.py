@@ -49,11 +49,13 @@ from components.lib import storage
 from components.lib.cli import configure_logging
 from components.lib.data.readers import installed_data_path
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
+from components.lib.runtime import S3_SECRET_NAME
 from pipelines.compile import OUTPUT_NAMES
 from pipelines.config import RunConfig, load_config, require_remote_storage
 from pipelines.fan_out import resolved_parameters
-from pipelines.parameters import KUBERNETES_NAME_PARAMETERS
+from pipelines.parameters import KUBERNETES_NAME_PARAMETERS, store_scope
 from pipelines.pipeline import KUBERNETES_NAME
+from pipelines.stages import CACHE_SCOPE
 
 TOKEN_FILES = ("/var/run/secrets/kubeflow/pipelines/token", "/var/run/secrets/kubernetes.io/serviceaccount/token")
 CONNECT_TIMEOUT_S = 5
@@ -183,6 +185,8 @@ def run_parameters(config: RunConfig, variant: str, uncached_because: str = "", 
     parameters = resolved_parameters(config, variant)
     require_remote_storage(parameters, "cluster tasks cannot read it")
     require_kubernetes_names(parameters)
+    store = (config.kubeflow.pipeline_root, config.kubeflow.s3_endpoint, parameters.get("s3_secret_name", S3_SECRET_NAME))
+    parameters.setdefault(CACHE_SCOPE, store_scope(*store))
     source = parameters.get("source_uri", "")
     if not source or source.startswith("hf://"):
         return parameters, True

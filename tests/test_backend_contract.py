@@ -168,3 +168,24 @@ def test_bad_image_settings_are_refused_at_compile_time(tmp_path, settings, comp
     with pytest.raises(UserError, match=complaint):
         compile_pipeline(KubeflowSettings(**settings), tmp_path / "pipeline.yaml")
     assert not (tmp_path / "pipeline.yaml").exists()
+
+
+def test_every_task_has_the_store_in_its_cache_key(tmp_path):
+    """The backend's cache key leaves out the pipeline root, endpoint and Secret: a task whose inputs
+    match a run against another store would reuse outputs that live there."""
+    one = next(yaml.safe_load_all(compile_pipeline(KubeflowSettings(), tmp_path / "one" / "pipeline.yaml").read_text()))
+    other_root = KubeflowSettings(pipeline_root="s3://other-bucket/root")
+    other = next(yaml.safe_load_all(compile_pipeline(other_root, tmp_path / "other" / "pipeline.yaml").read_text()))
+    scope = one["root"]["inputDefinitions"]["parameters"]["cache_scope"]["defaultValue"]
+    assert scope != other["root"]["inputDefinitions"]["parameters"]["cache_scope"]["defaultValue"]
+    for _, task, _, _ in lint.all_tasks(one["root"]["dag"], one):
+        binding = task["inputs"]["parameters"]["cache_scope"]["componentInputParameter"]
+        assert binding.endswith("cache_scope"), task["componentRef"]
+
+
+def test_the_lint_refuses_a_task_without_the_cache_scope(training, tmp_path):
+    def drop(spec, platform):
+        del spec["root"]["dag"]["tasks"]["evaluate"]["inputs"]["parameters"]["cache_scope"]
+
+    problems = lint.check_pipeline(mutated(training, tmp_path, drop))
+    assert any("evaluate has no cache_scope input; a cached result could point into another store" in problem for problem in problems)

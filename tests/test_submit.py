@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.parameters import store_scope
 from tests.conftest import REPO, run_module
 from tests.kfp_stub import KfpStub
 
@@ -67,7 +68,10 @@ def test_submit_uploads_a_named_version_and_runs_it_with_the_configs_parameters(
         "pipeline_version_id": version["pipeline_version_id"],
     }
     assert f"pipeline: textclf-training, version {version['display_name']} (uploaded)" in result.stdout
-    expected = {**yaml.safe_load(CONFIG.read_text())["parameters"], "epochs": 2, "source_fingerprint": FINGERPRINT}
+    config = yaml.safe_load(CONFIG.read_text())
+    # The store the run writes to is in every task's cache key (the backend's key leaves out the pipeline root).
+    scope = store_scope(config["kubeflow"]["pipeline_root"], config["kubeflow"].get("s3_endpoint", ""), "textclf-s3")
+    expected = {**config["parameters"], "epochs": 2, "source_fingerprint": FINGERPRINT, "cache_scope": scope}
     assert run["runtime_config"]["parameters"] == expected
     assert run["display_name"] == "golden-run"
     # The backend ignores the compiled pipeline root; the run must carry it, and the service account.
