@@ -41,10 +41,13 @@ from components.lib.data.contract import (
     PRECISION_RECALL_PICTURE,
     PREDICTIONS_FILE,
     RELIABILITY_PICTURE,
+    STATS_FILE,
     TOKENIZED_SCHEMA,
     TRAINING_CURVES_PICTURE,
+    other_splits,
     read_split,
     require_output_of,
+    split_file_name,
     task_of,
 )
 from components.lib.data.labels import read_labels
@@ -105,9 +108,20 @@ def evaluate(
     return result
 
 
+def majority_class(data_uri: str, data_dir: Path, label_names: list[str]) -> int:
+    """The train split's most frequent label, from the counts tokenize recorded; data tokenized before
+    it recorded them has its train split's labels read instead."""
+    counts = json.loads((data_dir / STATS_FILE).read_text())["splits"]["train"].get("class_counts")
+    if counts is None:
+        with staged_input(data_uri, only=[split_file_name("train")]) as (train_dir, _):
+            labels = read_split(train_dir, "train", TOKENIZED_SCHEMA, columns=["label"]).column("label").to_numpy()
+        return int(np.bincount(labels, minlength=len(label_names)).argmax())
+    return int(np.argmax([counts[name] for name in label_names]))
+
+
 def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, report_path: str, batch_size: int) -> StageResult:
     """Scores, predictions, pictures and the report of a classifier on the test split."""
-    with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri) as (data_dir, _):
+    with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri, skip=other_splits("test")) as (data_dir, _):
         label_names = read_labels(data_dir)
         if read_labels(model_dir) != label_names:
             raise UserError(
@@ -121,7 +135,7 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
         logits = predict_logits(model.to(device), test, batch_size, device, pad_id)
         metrics = classification_metrics(test.labels, logits.argmax(axis=1), label_names)
         metrics["loss"] = mean_cross_entropy(logits, test.labels)
-        majority = int(np.bincount(TokenizedSplit.load(data_dir, "train").labels, minlength=len(label_names)).argmax())
+        majority = majority_class(data_uri, data_dir, label_names)
         baseline = classification_metrics(test.labels, np.full(len(test), majority), label_names)
         baseline["predicts"] = label_names[majority]
         history = json.loads((model_dir / HISTORY_FILE).read_text()) if (model_dir / HISTORY_FILE).is_file() else {}

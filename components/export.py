@@ -39,6 +39,7 @@ from components.lib.data.contract import (
     ONNX_INT8_FILE,
     TOKENIZER_FILES,
     TORCHSCRIPT_FILE,
+    other_splits,
     require_output_of,
     task_of,
 )
@@ -104,7 +105,7 @@ def export(
             latency_runs=latency_runs,
             batch_size=batch_size,
         )
-    with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri) as (data_dir, _):
+    with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri, skip=other_splits("test")) as (data_dir, _):
         label_names = read_labels(model_dir)
         if read_labels(data_dir) != label_names:
             raise UserError(f"{data_uri}: its labels differ from the model's {label_names}; use data from the same preprocess run")

@@ -33,6 +33,7 @@ from components.lib.data.contract import (
     TOKENIZED_SCHEMA,
     TOKENIZER_DIR,
     open_split,
+    read_split,
     require_output_of,
     split_file,
     task_of,
@@ -114,6 +115,8 @@ def tokenize(
                     split_stats[split] = {"rows": rows, "fold": f"{fold} of {num_folds}"}
                 log.info("fold %d of %d: %d train rows, %d validation rows (the held-out fold)",
                          fold, num_folds, split_stats["train"]["rows"], split_stats["validation"]["rows"])  # fmt: skip
+            for split, entry in split_stats.items():
+                entry["class_counts"] = class_counts(out, split, label_names)
             tokenizer.model_max_length = effective_length
             tokenizer.save_pretrained(out / TOKENIZER_DIR)
             shutil.copyfile(data_dir / LABELS_FILE, out / LABELS_FILE)
@@ -180,6 +183,13 @@ def encoded_ahead(batches, encode):
             pending = submitted
         if pending is not None:
             yield pending[0], pending[1].result()
+
+
+def class_counts(out, split: str, label_names: list[str]) -> dict[str, int]:
+    """Rows per label of a written split: evaluate's majority-class baseline reads these, not the split."""
+    labels = read_split(out, split, TOKENIZED_SCHEMA, columns=["label"]).column("label").to_numpy()
+    counts = np.bincount(labels, minlength=len(label_names))
+    return {name: int(counts[index]) for index, name in enumerate(label_names)}
 
 
 def tokenize_split(data_dir, out, split: str, encoder, max_length: int, batch_size: int) -> dict:

@@ -45,6 +45,7 @@ from components.lib.data.contract import (
     TOKENIZER_DIR,
     TRAIN_SUMMARY_FILE,
     TRAINING_ARGS_FILE,
+    other_splits,
     read_split,
     require_output_of,
     task_of,
@@ -121,7 +122,7 @@ def train(
     distributed = Distributed.from_environment()
     needs_base_model = task != CAUSAL_LM or config.lm_size == PRETRAINED
     with (
-        staged_input(data_uri) as (data_dir, data_manifest),
+        staged_input(data_uri, skip=other_splits("train", "validation")) as (data_dir, data_manifest),
         local_model_source(base_model) if needs_base_model else contextlib.nullcontext(None) as source,
         tempfile.TemporaryDirectory(prefix="train-") as scratch,
     ):

@@ -26,6 +26,9 @@ from pipelines.pipeline import KFOLD_PIPELINE_NAME, PULL_POLICIES
 from pipelines.stages import ALL_STAGES, CACHE_SCOPE, OPTIONAL_STAGES, STAGES
 
 SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+# Stages that read some splits of the tokenized data: the launcher downloads every input artifact
+# whole before the container starts (backend/src/v2/component/launcher_v2.go, downloadArtifacts).
+PARTIAL_READERS = ("train", "evaluate", "export")
 TRAIN_RETRY_WINDOW_FLOOR_S = 86400  # Argo kills a retried attempt at first start + backoffMaxDuration
 PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 # Container fields the KFP driver fills from runtime parameters with GetStringValue()
@@ -189,6 +192,13 @@ def check_task(path: Path, name: str, task: dict, executors: dict, platform: dic
         problems.append(f"{path}: {name} should be cached")
     if stage in ("train", "register", *OPTIONAL_STAGES) and cached:
         problems.append(f"{path}: {name} should not be cached by default")
+    for artifact, source in task.get("inputs", {}).get("artifacts", {}).items():
+        producer = source.get("taskOutputArtifact", {}).get("producerTask", "")
+        if stage in PARTIAL_READERS and stage_of({"componentRef": {"name": f"comp-{producer}"}}) == "tokenize":
+            problems.append(
+                f"{path}: {name} takes tokenize's Dataset as the artifact {artifact!r}; the launcher downloads all of it first:"
+                " pass tokenized_uri and let the stage fetch the splits it reads"
+            )
     if CACHE_SCOPE not in task.get("inputs", {}).get("parameters", {}):
         problems.append(f"{path}: {name} has no {CACHE_SCOPE} input; a cached result could point into another store")
     if not task.get("retryPolicy", {}).get("maxRetryCount"):

@@ -6,9 +6,10 @@
 It compiles the pipeline (build/pipeline.yaml), loads that YAML back and runs it with KFP's own
 local executor, `kfp.local`: the same DAG, the same command lines, the same quality gate as on a
 cluster, minus the Kubernetes placement (no GPU request, no Secret: the S3 environment is this
-shell's). Two adjustments to kfp.local 2.17 make the host runner possible (see `timed_handlers`
-and `resolve_named_task_outputs`): it refuses container components, and it reads a `dsl.If` on a
-named task output as false. Three more fit it to a user at a terminal: a stage's user error (exit
+shell's). Three adjustments to kfp.local 2.17 make it run what the backend runs (see `timed_handlers`,
+`resolve_named_task_outputs` and `loops_keep_upstream_outputs`): it refuses container components,
+it reads a `dsl.If` on a named task output as false, and it hands a ParallelFor body the loop item
+in place of an earlier task's output. Three more fit it to a user at a terminal: a stage's user error (exit
 status 2) is not retried and is the run's last line (`no_retry_of_user_errors`); the tasks write
 straight into the run folder, <local.run_root>/<date-time>/<task>/ (`run_in_folder`); and the
 engine's own chatter is left out (`quiet_engine`). The summary at the end is also kept in the run
@@ -155,6 +156,7 @@ def execute(compiled: Path, parameters: dict, run_dir: Path, runner: str = "host
     timed_handlers()
     no_retry_of_user_errors()
     resolve_named_task_outputs()
+    loops_keep_upstream_outputs()
     quiet_engine()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     os.environ["PYTHONUNBUFFERED"] = "1"
@@ -433,6 +435,38 @@ def resolve_named_task_outputs() -> None:
 
     get_parent_input.resolves_named_outputs = True
     io.IOStore.get_parent_input = get_parent_input
+
+
+def loops_keep_upstream_outputs() -> None:
+    """Let a ParallelFor body read an output of a task before the loop (the sweep's train reads
+    tokenize's tokenized_uri).
+
+    kfp.local 2.17 builds each iteration's task spec by replacing every input that is a task output
+    with the loop item (orchestrator/task_spec_utils.py, create_parameter_loop_iteration_task_spec),
+    so train received the trial's configuration as its data URI. The backend resolves such inputs
+    in its DAG driver. Here every task-output input except the one the loop iterates over keeps its
+    reference.
+    """
+    from kfp.local.orchestrator import task_spec_utils
+
+    original = task_spec_utils.create_parameter_loop_iteration_task_spec
+    if getattr(original, "keeps_upstream_outputs", False):
+        return
+
+    def create_parameter_loop_iteration_task_spec(original_task_spec, loop_item, loop_task_name):
+        iterated = original_task_spec.parameter_iterator.items.input_parameter
+        kept = {
+            name: spec
+            for name, spec in original_task_spec.inputs.parameters.items()
+            if spec.HasField("task_output_parameter") and name != iterated
+        }
+        iteration = original(original_task_spec, loop_item, loop_task_name)
+        for name, spec in kept.items():
+            iteration.inputs.parameters[name].CopyFrom(spec)
+        return iteration
+
+    create_parameter_loop_iteration_task_spec.keeps_upstream_outputs = True
+    task_spec_utils.create_parameter_loop_iteration_task_spec = create_parameter_loop_iteration_task_spec
 
 
 def report(run_dir: Path, timings: dict[str, float], parameters: dict, variant: str = "training") -> int:

@@ -56,7 +56,7 @@ def train_task(build: "PipelineBuild", given: dict, tokenize, trial="", varied: 
     reuses and a new run (a clone included) does not. It starts one process per GPU it is given."""
     flags = {**arguments_for("train", given), **(varied or {})}
     task = build.components["train"](
-        tokenized=tokenize.outputs["tokenized"], checkpoint_uri=given["checkpoint_root"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        data_uri=tokenize.outputs["tokenized_uri"], checkpoint_uri=given["checkpoint_root"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         trial=trial, processes=0, expected_gpus=given["gpu_count"], **flags,
     )  # fmt: skip
     build.place_on_gpu(task, given)
@@ -66,15 +66,14 @@ def train_task(build: "PipelineBuild", given: dict, tokenize, trial="", varied: 
 def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize, after: list) -> list:
     """evaluate -> export -> (quality gate) -> register, for the chosen model (an artifact, and its URI)."""
     ops = build.components
-    evaluate = ops["evaluate"](
-        model=model, tokenized=tokenize.outputs["tokenized"], batch_size=given["eval_batch_size"], **arguments_for("evaluate", given)
-    )
-    export = ops["export"](model=model, tokenized=tokenize.outputs["tokenized"], **arguments_for("export", given))
+    data_uri = tokenize.outputs["tokenized_uri"]
+    evaluate = ops["evaluate"](model=model, data_uri=data_uri, batch_size=given["eval_batch_size"], **arguments_for("evaluate", given))
+    export = ops["export"](model=model, data_uri=data_uri, **arguments_for("export", given))
     export.after(evaluate)
     with dsl.If(evaluate.outputs[PASSES_OUTPUT] == True, name="quality-gate"):  # noqa: E712 (KFP conditions)
         register = ops["register"](
             onnx=export.outputs["onnx"], evaluation_uri=evaluate.outputs["evaluation_uri"], model_uri=model_uri,
-            data_uri=tokenize.outputs["tokenized_uri"], gate_metric=GATES[CLASSIFICATION].metric, **arguments_for("register", given),
+            data_uri=data_uri, gate_metric=GATES[CLASSIFICATION].metric, **arguments_for("register", given),
         )  # fmt: skip
         register.set_caching_options(enable_caching=build.settings.cache_register)
         deploy = wire_deploy(build, given, register)
@@ -123,7 +122,7 @@ def wire_kfold(build: "PipelineBuild", given: dict) -> None:
                                    fold_seed=item.fold_seed, **arguments_for("tokenize", given))  # fmt: skip
         train = train_task(build, given, tokenize, item.trial_id, {name: getattr(item, name) for name in SWEEPABLE})
         evaluate = ops["evaluate"](
-            model=train.outputs["model"], tokenized=tokenize.outputs["tokenized"], batch_size=given["eval_batch_size"]
+            model=train.outputs["model"], data_uri=tokenize.outputs["tokenized_uri"], batch_size=given["eval_batch_size"]
         )
     report = ops["kfold_report"](evaluation_uris=dsl.Collected(evaluate.outputs["evaluation_uri"]))
     build.place_on_cpu([preprocess, tokenize, evaluate, report], given)

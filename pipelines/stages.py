@@ -57,22 +57,20 @@ INTERFACES = {
     "tokenize": StageInterface(
         (reads("data_uri", "data", dsl.Dataset), writes("output_uri", "tokenized", dsl.Dataset)), {"tokenized_uri": str}
     ),
-    "train": StageInterface(
-        (reads("data_uri", "tokenized", dsl.Dataset), writes("output_uri", "model", dsl.Model)),
-        {"best_validation_value": float, "model_uri": str},
-    ),
+    # train, evaluate and export take the tokenized data by URI (tokenize's output parameter
+    # tokenized_uri) and fetch only the splits they read: the launcher would download the whole
+    # Dataset artifact first (backend/src/v2/component/launcher_v2.go, downloadArtifacts), the
+    # train split for export and the test split for train.
+    "train": StageInterface((writes("output_uri", "model", dsl.Model),), {"best_validation_value": float, "model_uri": str}),
     "evaluate": StageInterface(
         (
             reads("model_uri", "model", dsl.Model),
-            reads("data_uri", "tokenized", dsl.Dataset),
             writes("output_uri", "evaluation", dsl.Artifact),
             writes("report_path", "report", dsl.HTML),
         ),
         {PASSES_OUTPUT: bool, "evaluation_uri": str},
     ),
-    "export": StageInterface(
-        (reads("model_uri", "model", dsl.Model), reads("data_uri", "tokenized", dsl.Dataset), writes("output_uri", "onnx", dsl.Model))
-    ),
+    "export": StageInterface((reads("model_uri", "model", dsl.Model), writes("output_uri", "onnx", dsl.Model))),
     "kfold_report": StageInterface((writes("report_uri", "kfold", dsl.Artifact),)),
     "select_best": StageInterface(
         (writes("tuning_uri", "tuning", dsl.Artifact),), {"best_value": float, "best_trial": int, "model_uri": str}

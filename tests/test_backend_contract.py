@@ -189,3 +189,15 @@ def test_the_lint_refuses_a_task_without_the_cache_scope(training, tmp_path):
 
     problems = lint.check_pipeline(mutated(training, tmp_path, drop))
     assert any("evaluate has no cache_scope input; a cached result could point into another store" in problem for problem in problems)
+
+
+def test_the_lint_refuses_a_stage_that_takes_the_whole_tokenized_dataset(training, tmp_path):
+    """The launcher downloads an input artifact whole: export would fetch the train split to read the test split."""
+
+    def whole_dataset(spec, platform):
+        spec["root"]["dag"]["tasks"]["export"]["inputs"]["artifacts"]["tokenized"] = {
+            "taskOutputArtifact": {"producerTask": "tokenize", "outputArtifactKey": "tokenized"}
+        }
+
+    problems = lint.check_pipeline(mutated(training, tmp_path, whole_dataset))
+    assert any("export takes tokenize's Dataset as the artifact 'tokenized'" in problem for problem in problems), problems

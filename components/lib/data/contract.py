@@ -164,7 +164,16 @@ def what_is_missing(uri: str) -> str:
 
 
 def split_file(folder: Path, split: str) -> Path:
-    return folder / f"{split}.parquet"
+    return folder / split_file_name(split)
+
+
+def split_file_name(split: str) -> str:
+    return f"{split}.parquet"
+
+
+def other_splits(*kept: str) -> list[str]:
+    """The file names of every split but `kept`: what a stage that reads only those need not fetch."""
+    return [split_file_name(split) for split in SPLITS if split not in kept]
 
 
 def open_split(folder: Path, split: str, schema: pa.Schema) -> pq.ParquetFile:

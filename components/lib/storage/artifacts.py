@@ -103,13 +103,16 @@ def verify_local(local_dir: Path, manifest: dict[str, Any], uri: str) -> None:
 
 
 @contextlib.contextmanager
-def staged_input(uri: str, only: list[str] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
+def staged_input(uri: str, only: list[str] | None = None, skip: list[str] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Yield a verified local copy of the committed folder `uri`, and its manifest.
 
-    With `only`, just those files (those of them the manifest lists) are fetched and verified.
+    With `only`, just those files (those of them the manifest lists) are fetched and verified; with
+    `skip`, all but those.
     """
     manifest = read_manifest(uri)
-    wanted = {name: entry for name, entry in manifest["files"].items() if only is None or name in only}
+    wanted = {
+        name: entry for name, entry in manifest["files"].items() if (only is None or name in only) and (skip is None or name not in skip)
+    }
     checked = {**manifest, "files": wanted}
     if not storage.is_s3(uri):
         local_dir = Path(uri)
