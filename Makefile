@@ -13,6 +13,7 @@ TAG ?=
 COMPONENT ?=
 DRY_RUN ?=
 SCHEDULE ?=
+RUN_ID ?=
 IMAGE ?=
 NETWORK ?=
 IMAGES ?= cpu cuda
@@ -28,7 +29,7 @@ VERSION ?= latest
 export REGISTRY TAG
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep kfold test compile lint golden-update pipeline-submit component-run images container-test bench serve clean
+.PHONY: help setup run sweep kfold test compile lint golden-update pipeline-submit pipeline-retry cluster-check component-run images container-test bench serve clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -72,6 +73,12 @@ golden-update: setup ## refresh the golden compiled YAML in tests/golden/ after 
 pipeline-submit: setup compile ## compile, upload a pipeline version, submit a run (KFP_HOST, KFP_NAMESPACE, KFP_TOKEN; PIPELINE=sweep or kfold; DRY_RUN=1; SCHEDULE="0 3 * * *")
 	$(PYTHON) -m pipelines.submit --config $(CONFIG) --pipeline $(PIPELINE) --package build/$(if $(filter training,$(PIPELINE)),pipeline,$(PIPELINE)).yaml \
 		$(if $(DRY_RUN),--dry-run) $(if $(SCHEDULE),--schedule "$(SCHEDULE)") $(ARGS)
+
+pipeline-retry: setup ## retry a failed run where it failed, in place: make pipeline-retry RUN_ID=... (a preempted train resumes from its checkpoints)
+	$(PYTHON) -m pipelines.runs retry "$(RUN_ID)" --config $(CONFIG)
+
+cluster-check: setup ## on a cluster: run the pipeline, the sweep (2 trials) and K-fold (2 folds) on 96 rows, one line per path (CONFIG=configs/cluster.yaml; ARGS=--deploy)
+	$(PYTHON) -m pipelines.cluster_check --config $(if $(filter configs/default.yaml,$(CONFIG)),configs/cluster.yaml,$(CONFIG)) $(ARGS)
 
 sweep: setup ## run the hyperparameter sweep locally (the config's sweep section), best trial released
 	$(PYTHON) -m pipelines.local_run --config $(CONFIG) --pipeline sweep $(ARGS)

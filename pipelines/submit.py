@@ -30,16 +30,13 @@ with seconds first), at most `--max-concurrency` runs at a time, with no catch-u
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,14 +50,11 @@ from components.lib.runtime import S3_SECRET_NAME
 from pipelines.compile import OUTPUT_NAMES
 from pipelines.config import RunConfig, load_config, require_remote_storage
 from pipelines.fan_out import resolved_parameters
+from pipelines.kfp_connection import kfp_api
 from pipelines.parameters import KUBERNETES_NAME_PARAMETERS, store_scope
 from pipelines.pipeline import KUBERNETES_NAME
 from pipelines.stages import CACHE_SCOPE
 
-TOKEN_FILES = ("/var/run/secrets/kubeflow/pipelines/token", "/var/run/secrets/kubernetes.io/serviceaccount/token")
-CONNECT_TIMEOUT_S = 5
-READ_TIMEOUT_S = 60
-CONNECT_RETRIES = 1  # one more try of a refused or timed-out connection, then one line
 SOURCE_READING_TASK = "preprocess"  # the task that reads source_uri: uncached, every task after it gets new inputs
 MAX_CONCURRENCY_RANGE = (1, 10)  # what the KFP API server accepts
 UNCACHED_MARK = "uncached"
@@ -125,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         if arguments.print_fingerprint:
             print(source_fingerprint(config.parameters.get("source_uri", "")))
             return 0
-        submission = prepare(config, Path(arguments.package), arguments)
+        submission = prepare(
+            config, Path(arguments.package), arguments.pipeline, schedule=arguments.schedule, max_concurrency=arguments.max_concurrency,
+            uncached_because=uncached_reason(arguments), dry_run=arguments.dry_run,
+        )  # fmt: skip
         if arguments.dry_run:
             print(f"{submission.describe()}\ndry run: nothing was sent")
             return 0
@@ -137,12 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def prepare(config: RunConfig, package: Path, arguments: argparse.Namespace) -> Submission:
-    if arguments.schedule:
-        check_max_concurrency(arguments.max_concurrency)
-    cron = kfp_cron(arguments.schedule) if arguments.schedule else ""
+def prepare(
+    config: RunConfig,
+    package: Path,
+    variant: str,
+    *,
+    schedule: str = "",
+    max_concurrency: int = 1,
+    uncached_because: str = "",
+    dry_run: bool = False,
+) -> Submission:
+    """Everything to send for a run of `package` (the `variant` pipeline) with the config's parameters."""
+    if schedule:
+        check_max_concurrency(max_concurrency)
+    cron = kfp_cron(schedule) if schedule else ""
     compiled = Package.read(package)
-    parameters, cached = run_parameters(config, arguments.pipeline, uncached_reason(arguments), dry_run=arguments.dry_run)
+    parameters, cached = run_parameters(config, variant, uncached_because, dry_run=dry_run)
     version_name, package_text = compiled.version(cached)
     return Submission(
         host=(os.environ.get("KFP_HOST") or config.submit.host).rstrip("/"),
@@ -160,7 +167,7 @@ def prepare(config: RunConfig, package: Path, arguments: argparse.Namespace) -> 
         pipeline_root=config.kubeflow.pipeline_root,
         service_account=config.submit.service_account,
         cron=cron,
-        max_concurrency=arguments.max_concurrency,
+        max_concurrency=max_concurrency,
     )
 
 
@@ -169,15 +176,6 @@ def uncached_reason(arguments: argparse.Namespace) -> str:
     if arguments.schedule:
         return "--schedule: a recurring run reads the source anew each time"
     return "--no-fingerprint" if arguments.no_fingerprint else ""
-
-
-def find_token() -> str | None:
-    if os.environ.get("KFP_TOKEN"):
-        return os.environ["KFP_TOKEN"]
-    for candidate in (os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"), *TOKEN_FILES):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).read_text().strip()
-    return None
 
 
 def run_parameters(config: RunConfig, variant: str, uncached_because: str = "", dry_run: bool = False) -> tuple[dict, bool]:
@@ -304,37 +302,24 @@ def check_max_concurrency(value: int) -> None:
 
 def send(submission: Submission) -> list[str]:
     """Upload the version (unless there), create the run or recurring run; the lines to print, the URL last."""
-    import kfp_server_api
-    import urllib3
-
-    host = submission.host
-    try:
-        with quiet_kfp():
-            client = bounded_client(host, submission.namespace)
-            experiment = client.create_experiment(submission.experiment, namespace=submission.namespace)
-            pipeline_id, version_id, uploaded = pipeline_version(client, submission)
-            started = start(client, submission, experiment.experiment_id, pipeline_id, version_id)
-    except kfp_server_api.ApiException as error:
-        if error.status in (401, 403):
-            raise UserError(f"{host} refused the credentials (HTTP {error.status}); set KFP_TOKEN or check the service account") from None
-        raise UserError(f"{host} answered HTTP {error.status} {error.reason}: {first_line(error.body)}") from None
-    except WebPageAnswer as page:
-        raise UserError(
-            f"{host} answered with a web page ({page.args[0]}: a login?), not the Kubeflow Pipelines API; set KFP_HOST to a"
-            " port-forward of the Pipelines UI (kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80) and KFP_TOKEN to a"
-            " service-account token (kubectl create token <account> -n <namespace> --audience pipelines.kubeflow.org)"
-        ) from None
-    except (urllib3.exceptions.HTTPError, OSError) as error:
-        raise UserError(
-            f"cannot reach the Kubeflow Pipelines API at {host} ({describe_connection_error(error)});"
-            " check KFP_HOST (else the config's submit.host) or the port-forward"
-        ) from None
+    with kfp_api(submission.host, submission.namespace) as client:
+        experiment = client.create_experiment(submission.experiment, namespace=submission.namespace)
+        pipeline_id, version_id, uploaded = pipeline_version(client, submission)
+        started = start(client, submission, experiment.experiment_id, pipeline_id, version_id)
     how = "uploaded" if uploaded else "already there"
     return [f"pipeline: {submission.pipeline_name}, version {submission.version_name} ({how})", *started]
 
 
-def start(client, submission: Submission, experiment_id: str, pipeline_id: str, version_id: str) -> list[str]:
-    common = dict(
+def submit_run(submission: Submission) -> str:
+    """Upload the version (unless there) and start one run of it; its id."""
+    with kfp_api(submission.host, submission.namespace) as client:
+        experiment = client.create_experiment(submission.experiment, namespace=submission.namespace)
+        pipeline_id, version_id, _ = pipeline_version(client, submission)
+        return client.run_pipeline(**run_arguments(submission, experiment.experiment_id, pipeline_id, version_id)).run_id
+
+
+def run_arguments(submission: Submission, experiment_id: str, pipeline_id: str, version_id: str) -> dict:
+    return dict(
         experiment_id=experiment_id,
         job_name=submission.run_name,
         params=submission.parameters,
@@ -343,6 +328,10 @@ def start(client, submission: Submission, experiment_id: str, pipeline_id: str, 
         pipeline_root=submission.pipeline_root,
         service_account=submission.service_account or None,
     )
+
+
+def start(client, submission: Submission, experiment_id: str, pipeline_id: str, version_id: str) -> list[str]:
+    common = run_arguments(submission, experiment_id, pipeline_id, version_id)
     if not submission.cron:
         run = client.run_pipeline(**common)
         return [f"run id: {run.run_id}", f"run: {submission.host}/#/runs/details/{run.run_id}"]
@@ -396,72 +385,6 @@ def find_pipeline(client, name: str, namespace: str) -> str | None:
 
 def display_name_filter(name: str) -> str:
     return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
-
-
-@contextlib.contextmanager
-def quiet_kfp():
-    """kfp prints its own links and a FutureWarning, urllib3 one line per retry: ours say it once, last."""
-    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # kfp_server_api resets "urllib3" itself
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore", FutureWarning)
-        yield
-
-
-def bounded_client(host: str, namespace: str):
-    """A kfp.Client whose requests give up within seconds: timeouts, one retry of a connection, one health check."""
-    import kfp
-    from urllib3.util import Retry
-
-    harden_requests()
-
-    class BoundedClient(kfp.Client):
-        def _load_config(self, *args, **kwargs):
-            config = super()._load_config(*args, **kwargs)
-            config.retries = Retry(total=CONNECT_RETRIES, read=0, backoff_factor=0.5)
-            return config
-
-        def get_kfp_healthz(self, sleep_duration: int = 0):
-            return self._healthz_api.healthz_service_get_healthz()  # kfp's own tries 5 times, 5 s apart
-
-    return BoundedClient(host=host, existing_token=find_token(), namespace=namespace)
-
-
-def describe_connection_error(error: Exception) -> str:
-    """`NewConnectionError: [Errno 111] Connection refused`: the last try's error, without urllib3's object reprs."""
-    reason = getattr(error, "reason", None) or error  # MaxRetryError holds the last try's
-    text = next((arg for arg in reversed(reason.args) if isinstance(arg, str)), "")
-    return f"{type(reason).__name__}: {text.split(': ')[-1]}" if text else type(reason).__name__
-
-
-def first_line(body) -> str:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
-    return (text.strip().splitlines() or [""])[0][:200]
-
-
-class WebPageAnswer(Exception):
-    """The host answered an API request with a web page, not JSON: `args[0]` is where that page is."""
-
-
-def harden_requests() -> None:
-    """Bound kfp_server_api's requests, which have no timeout, so a silent server hangs forever; and
-    refuse a web page for an answer. A multi-user Kubeflow behind Dex or oauth2-proxy redirects a
-    request without a session to its login page; kfp_server_api follows the redirect and reads the
-    HTML as an empty answer, so the submit went on with no ids and ended in a traceback."""
-    from kfp_server_api import rest
-
-    original = rest.RESTClientObject.request
-    if getattr(original, "hardened", False):
-        return
-
-    def request(self, *args, _request_timeout=None, **kwargs):
-        response = original(self, *args, _request_timeout=_request_timeout or (CONNECT_TIMEOUT_S, READ_TIMEOUT_S), **kwargs)
-        answer = getattr(response, "urllib3_response", response)  # kfp_server_api's wrapper, or urllib3's own
-        if "html" in answer.headers.get("Content-Type", ""):
-            raise WebPageAnswer(answer.url)
-        return response
-
-    request.hardened = True
-    rest.RESTClientObject.request = request
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """A small stub of the Kubeflow Pipelines v2beta1 REST API on loopback, for the submit tests.
 
-It answers the calls pipelines/submit.py makes through `kfp.Client` (experiment lookup and creation;
-pipeline lookup and creation; version lookup and upload; run and recurring-run creation), on the
+It answers the calls pipelines/submit.py, runs.py and cluster_check.py make through `kfp.Client`
+(experiment lookup and creation; pipeline lookup and creation; version lookup and upload; run and
+recurring-run creation; a run's state and tasks; a run's retry), on the
 paths and with the field names of the real API server, and records every request, so a test can
 check what was sent. A name filter (`display_name` EQUALS) is applied as the server applies it.
 """
@@ -84,11 +85,47 @@ class Handler(JsonHandler):
             run = {"run_id": str(uuid.uuid4()), "state": "PENDING", **request["json"]}
             self.server.runs.append(run)
             return self.reply(200, run)
+        run_path = re.fullmatch(f"{API}/runs/([^/:]+)(:retry)?", parts.path)
+        if run_path:
+            return self.run_request(run_path[1], retry=bool(run_path[2]))
         if route == ("POST", f"{API}/recurringruns"):
             recurring_run = {"recurring_run_id": str(uuid.uuid4()), "status": "ENABLED", **request["json"]}
             self.server.recurring_runs.append(recurring_run)
             return self.reply(200, recurring_run)
         return self.reply(404, {"code": 5, "message": f"stub: no route for {self.command} {parts.path}"})
+
+    def run_request(self, run_id: str, retry: bool) -> None:
+        """GetRun (each read moves a run on: PENDING, RUNNING, then how it ends) and RetryRun."""
+        run = next((run for run in self.server.runs if run["run_id"] == run_id), None)
+        if run is None:
+            return self.reply(404, {"code": 5, "message": f"Run {run_id} not found"})
+        if retry:
+            if self.command != "POST" or run["state"] not in ("FAILED", "CANCELED"):
+                return self.reply(400, {"code": 9, "message": f"Failed to retry run {run_id}: the run is {run['state']}"})
+            self.server.retried.append(run_id)
+            run["state"] = "RUNNING"
+            return self.reply(200, {})
+        run["reads"] = run.get("reads", 0) + 1
+        if run["state"] in ("PENDING", "RUNNING") and run["reads"] >= self.server.reads_to_finish:
+            self.end_run(run)
+        elif run["state"] == "PENDING":
+            run["state"] = "RUNNING"
+        return self.reply(200, {key: value for key, value in run.items() if key != "reads"})
+
+    def end_run(self, run: dict) -> None:
+        """End a run as the server reports it: each container task of the uploaded package with its state;
+        a task named in `failures` for this pipeline FAILED with its error, and the run with it."""
+        version = run["pipeline_version_reference"]["pipeline_version_id"]
+        pipeline = self.server.pipelines[run["pipeline_version_reference"]["pipeline_id"]]["display_name"]
+        failing, message = self.server.failures.get(pipeline, (None, ""))
+        tasks = []
+        for name in container_tasks(self.server.packages[version], run["runtime_config"]["parameters"], failing):
+            failed = name == failing
+            tasks.append({"display_name": name, "state": "FAILED" if failed else "SUCCEEDED",
+                          **({"error": {"code": 2, "message": message}} if failed else {})})  # fmt: skip
+        tasks.append({"display_name": pipeline, "state": "FAILED" if failing else "SUCCEEDED", "child_tasks": [{"task_id": "x"}]})
+        run["state"] = "FAILED" if failing else "SUCCEEDED"
+        run["run_details"] = {"task_details": tasks}
 
     def upload_version(self, request: dict, reply: bool = True) -> None:
         """The server's UploadPipelineVersion: the package as the multipart field `uploadfile`, the name in the query."""
@@ -136,6 +173,9 @@ class KfpStub(ThreadingHTTPServer):
         self.recurring_runs: list[dict] = []
         self.behind_login = False  # True: every request is redirected to a login page, as Dex does without a session
         self.concurrent_upload = False  # True: the next version lookup misses a version that then appears
+        self.reads_to_finish = 1  # reads of a run before it ends
+        self.failures: dict[str, tuple[str, str]] = {}  # pipeline name -> (the task that fails, its error)
+        self.retried: list[str] = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -145,6 +185,24 @@ class KfpStub(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+
+def container_tasks(package_text: str, parameters: dict, failing: str | None = None) -> list[str]:
+    """The tasks a run of the package runs, by stage name: none after a failing task, deploy only
+    where the run's deploy parameter is true."""
+    import yaml
+
+    from pipelines import lint
+
+    spec = next(yaml.safe_load_all(package_text))
+    groups: dict = {}
+    found = {name: (task, upstream, gated) for name, task, upstream, gated in lint.all_tasks(spec["root"]["dag"], spec, groups=groups)}
+    after = lint.runs_after(found, groups)
+    stages = {name: lint.stage_of(task) for name, (task, _, _) in found.items()}
+    failed = {name for name, stage in stages.items() if stage == failing}
+    return [
+        stage for name, stage in stages.items() if not (after[name] & failed) and (stage != "deploy" or parameters.get("deploy") is True)
+    ]
 
 
 def named(items, request: dict) -> list[dict]:

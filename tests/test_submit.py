@@ -153,12 +153,13 @@ def test_unreachable_host_is_one_clear_line(compiled, tmp_path):
 
 def test_a_host_that_never_accepts_fails_within_the_bounded_retries(tmp_path, monkeypatch):
     from components.lib.errors import UserError
+    from pipelines import kfp_connection
     from pipelines import submit as module
 
     listener = socket.create_server(("127.0.0.1", 0), backlog=0)
     queued = socket.create_connection(listener.getsockname())  # fills the backlog: later connects hang unanswered
     host = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    monkeypatch.setattr(module, "CONNECT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(kfp_connection, "CONNECT_TIMEOUT_S", 0.3)
     monkeypatch.setenv("KFP_TOKEN", "x")
     monkeypatch.setenv("HOME", str(tmp_path))
     submission = module.Submission(host, "team-nlp", "golden", "run", "textclf-training", "0.1.0-0", "", {}, "s3://root", "")
