@@ -68,6 +68,30 @@ def planned_commands(arguments, engine: str) -> list[list[str]]:
     return planned
 
 
+def pushed_digest(engine: str, image: str) -> str:
+    """The sha256 digest the registry gave `image` on push ('' when the engine does not know it)."""
+    listed = subprocess.run(
+        [engine, "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", image], capture_output=True, text=True
+    ).stdout
+    return digest_of(image, listed)
+
+
+def digest_of(image: str, repo_digests: str) -> str:
+    """From `repo@sha256:...` lines, the digest of `image`'s repository (`registry/name:tag` -> `registry/name`)."""
+    repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    for line in repo_digests.split():
+        name, _, digest = line.partition("@")
+        if name == repository and digest.startswith("sha256:"):
+            return digest
+    return ""
+
+
+def pin_line(digests: dict[str, str]) -> str:
+    """How to compile a pipeline that pulls the pushed images by digest (a tag can be pushed over)."""
+    settings = " ".join(f"kubeflow.{flavour}_image_digest={digest}" for flavour, digest in digests.items() if digest)
+    return f'images: to pin them by content: make compile ARGS="{settings}"' if settings else ""
+
+
 def image_size_mb(engine: str, image: str) -> float:
     size = subprocess.run([engine, "image", "inspect", "--format", "{{.Size}}", image], capture_output=True, text=True).stdout.strip()
     return round(int(size) / 1e6, 1) if size.isdigit() else float("nan")
@@ -112,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.dry_run:
         print("\n".join(shlex.join(command) for command in planned))
         return 0
+    digests = {}
     for command in planned:
         print("+", shlex.join(command), flush=True)
         started = time.monotonic()
@@ -120,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         if command[1] == "build":
             image = command[command.index("--tag") + 1]
             print(f"images: built {image}: {image_size_mb(engine, image)} MB in {time.monotonic() - started:.0f} s", flush=True)
+        if command[1] == "push":
+            flavour = next(name for name in IMAGES if f"/textclf-{name}:" in command[2])
+            digests[flavour] = pushed_digest(engine, command[2])
+    if pin_line(digests):
+        print(pin_line(digests))
     return 0
 
 
