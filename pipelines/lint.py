@@ -7,10 +7,10 @@
 - only train asks for a GPU, a GPU node selector, a toleration and /dev/shm;
 - every task gets the S3 credentials from a Kubernetes Secret, and no credential is written down;
 - image tags are pinned, never `latest`;
-- preprocess and tokenize are cached, train and register are not, and every task retries; train's
-  retry window outlasts a long run;
-- every pod-spec field bound to a runtime parameter has a value kind the KFP driver can read
-  (`check_runtime_bindings`), and every task has a writable /tmp.
+- preprocess and tokenize are cached, train and register are not, and every task retries;
+- the backend's own rules (pipelines/backend_rules.py, docs/kubeflow-contract.md): bindings the
+  driver can resolve, importers it can run, a retry window that outlasts a long train, a writable
+  /tmp, the store in every cache key, no whole-Dataset downloads, a non-root user.
 """
 
 from __future__ import annotations
@@ -22,46 +22,12 @@ from typing import Any
 
 import yaml
 
-from pipelines.pipeline import KFOLD_PIPELINE_NAME, PULL_POLICIES
-from pipelines.stages import ALL_STAGES, CACHE_SCOPE, OPTIONAL_STAGES, STAGES
+from pipelines import backend_rules
+from pipelines.backend_rules import stage_of
+from pipelines.pipeline import KFOLD_PIPELINE_NAME
+from pipelines.stages import ALL_STAGES, OPTIONAL_STAGES, STAGES
 
 SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-# Stages that read some splits of the tokenized data: the launcher downloads every input artifact
-# whole before the container starts (backend/src/v2/component/launcher_v2.go, downloadArtifacts).
-PARTIAL_READERS = ("train", "evaluate", "export")
-TRAIN_RETRY_WINDOW_FLOOR_S = 86400  # Argo kills a retried attempt at first start + backoffMaxDuration
-PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
-# Container fields the KFP driver fills from runtime parameters with GetStringValue()
-# (backend/src/v2/driver/driver.go, initPodSpecPatch -> resolve.go, resolvePodSpecInputRuntimeParameter):
-# a parameter of any other kind reads as "" and the field is dropped without an error.
-POD_SPEC_FIELDS = (
-    ("image",),
-    ("resources", "accelerator", "resourceType"),
-    ("resources", "accelerator", "resourceCount"),
-    ("resources", "resourceCpuLimit"),
-    ("resources", "resourceCpuRequest"),
-    ("resources", "resourceMemoryLimit"),
-    ("resources", "resourceMemoryRequest"),
-)
-# kfp-kubernetes fields bound to a parameter, and the kinds the driver accepts (backend/src/v2/driver/k8s.go,
-# extendPodSpecPatch): a node selector through resolve.go resolveK8sJsonParameter (GetStructValue), a
-# toleration through resolveInputParameter (struct or list); every name (Secret, ConfigMap, PVC, image pull
-# Secret) through resolveInputParameterStr, which also refuses an empty string and fails the task.
-NAME_KINDS = {"STRING"}
-PLATFORM_BINDINGS = {
-    "node selector": (lambda config: [config.get("nodeSelector", {}).get("nodeSelectorJson")], {"STRUCT"}),
-    "toleration": (lambda config: [item.get("tolerationJson") for item in config.get("tolerations", [])], {"STRUCT", "LIST"}),
-    "Secret name": (lambda config: names(config, ("secretAsEnv", "secretAsVolume"), "secretNameParameter"), NAME_KINDS),
-    "ConfigMap name": (lambda config: names(config, ("configMapAsEnv", "configMapAsVolume"), "configMapNameParameter"), NAME_KINDS),
-    "PVC name": (lambda config: names(config, ("pvcMount",), "pvcNameParameter"), NAME_KINDS),
-    "image pull Secret": (lambda config: names(config, ("imagePullSecret",), "secretNameParameter"), NAME_KINDS),
-}
-
-
-def names(config: dict, lists: tuple[str, ...], field: str) -> list:
-    return [item.get(field) for key in lists for item in config.get(key, [])]
-
-
 CREDENTIAL_PATTERNS = [
     re.compile(r"AKIA[0-9A-Z]{16}"),
     re.compile(r"(?i)(aws_secret_access_key|secret_key|password|token)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{20,}"),
@@ -118,11 +84,6 @@ def upstream_tasks(task: dict) -> set[str]:
     return found
 
 
-def stage_of(task: dict) -> str:
-    """comp-train -> train; comp-train-2 (a second use of the component) -> train."""
-    return re.sub(r"-\d+$", "", task["componentRef"]["name"].removeprefix("comp-"))
-
-
 def check_pipeline(path: Path) -> list[str]:
     spec, platform = load(path)
     groups: dict = {}
@@ -138,7 +99,9 @@ def check_pipeline(path: Path) -> list[str]:
     problems = check_edges(path, stage_tasks, stages)
     for name, (task, _, _) in stage_tasks.items():
         problems += check_task(path, name, task, executors, platform)
-    return problems + check_runtime_bindings(path, spec, platform) + check_importers(path, spec) + check_text(path)
+    return (
+        problems + backend_rules.check_runtime_bindings(path, spec, platform) + backend_rules.check_importers(path, spec) + check_text(path)
+    )
 
 
 def expected_stages(spec: dict) -> tuple[str, ...]:
@@ -192,114 +155,9 @@ def check_task(path: Path, name: str, task: dict, executors: dict, platform: dic
         problems.append(f"{path}: {name} should be cached")
     if stage in ("train", "register", *OPTIONAL_STAGES) and cached:
         problems.append(f"{path}: {name} should not be cached by default")
-    for artifact, source in task.get("inputs", {}).get("artifacts", {}).items():
-        producer = source.get("taskOutputArtifact", {}).get("producerTask", "")
-        if stage in PARTIAL_READERS and stage_of({"componentRef": {"name": f"comp-{producer}"}}) == "tokenize":
-            problems.append(
-                f"{path}: {name} takes tokenize's Dataset as the artifact {artifact!r}; the launcher downloads all of it first:"
-                " pass tokenized_uri and let the stage fetch the splits it reads"
-            )
-    if CACHE_SCOPE not in task.get("inputs", {}).get("parameters", {}):
-        problems.append(f"{path}: {name} has no {CACHE_SCOPE} input; a cached result could point into another store")
     if not task.get("retryPolicy", {}).get("maxRetryCount"):
         problems.append(f"{path}: {name} has no retry policy")
-    window = task.get("retryPolicy", {}).get("backoffMaxDuration", "0s")
-    if is_train and int(window.rstrip("s")) < TRAIN_RETRY_WINDOW_FLOOR_S:
-        problems.append(
-            f"{path}: {name} retries only within {window} of its first attempt; a preempted long run would not resume"
-            f" (kubeflow.train_retry_window, at least {TRAIN_RETRY_WINDOW_FLOOR_S}s)"
-        )
-    if "/tmp" not in {mount["mountPath"] for mount in kubernetes.get("emptyDirMounts", [])}:
-        problems.append(f"{path}: {name} has no emptyDir at /tmp, where the launcher writes output parameters")
-    return problems
-
-
-def dag_components(spec: dict):
-    """(key, component) for the root and every sub-DAG (conditions, loops)."""
-    yield "root", spec["root"]
-    for key, component in spec["components"].items():
-        if "dag" in component:
-            yield key, component
-
-
-def check_runtime_bindings(path: Path, spec: dict, platform: dict) -> list[str]:
-    """Each runtime parameter bound into a pod spec must be of a kind the KFP driver can read there."""
-    executors = spec["deploymentSpec"]["executors"]
-    invokers = {
-        task["componentRef"]["name"]: (key, task) for key, parent in dag_components(spec) for task in parent["dag"]["tasks"].values()
-    }
-    problems = []
-    for key, parent in dag_components(spec):
-        for name, task in parent["dag"].get("tasks", {}).items():
-            executor_name = task["componentRef"]["name"].replace("comp-", "exec-", 1)
-            if "container" not in executors.get(executor_name, {}):  # a sub-DAG, or an importer
-                continue
-            inputs = task.get("inputs", {}).get("parameters", {})
-            container = executors[executor_name]["container"]
-            for field_path in POD_SPEC_FIELDS:
-                value = container
-                for part in field_path:
-                    value = value.get(part, {}) if isinstance(value, dict) else {}
-                for parameter in PLACEHOLDER.findall(value if isinstance(value, str) else ""):
-                    kind, _ = resolved(spec, invokers, key, inputs.get(parameter, {}))
-                    if kind not in ("STRING", "constant"):
-                        problems.append(
-                            f"{path}: {name}: {'.'.join(field_path)} is bound to {parameter!r} of kind {kind}; the KFP driver reads"
-                            " it with GetStringValue() and drops the field: declare the parameter as a string"
-                        )
-            for what, (bindings, accepted) in PLATFORM_BINDINGS.items():
-                for binding in filter(None, bindings(platform.get(executor_name, {}))):
-                    kind, value = resolved(spec, invokers, key, binding)
-                    if kind not in accepted | {"constant"}:
-                        wanted = "/".join(sorted(accepted))
-                        problems.append(f"{path}: {name}: the {what} is bound to a {kind} parameter; the KFP driver needs {wanted}")
-                    elif accepted == NAME_KINDS and value == "":
-                        problems.append(f"{path}: {name}: the {what} is empty; the KFP driver refuses an empty name and fails the task")
-            policy = platform.get(executor_name, {}).get("imagePullPolicy")
-            if policy is not None and policy not in PULL_POLICIES:
-                problems.append(f"{path}: {name}: image pull policy {policy!r}; the KFP driver accepts only {', '.join(PULL_POLICIES)}")
-    return problems
-
-
-def check_importers(path: Path, spec: dict) -> list[str]:
-    """An importer's URI must be a constant or an input of the DAG it sits in. Importers run without a
-    driver (backend/src/v2/compiler/argocompiler/importer.go, importerTask), and the importer launcher
-    resolves a runtime URI only through the parent DAG's input parameters (component/importer_launcher.go,
-    ImportSpecToMLMDArtifact -> GetComponentInputParameter): a task output there fails the run with
-    "parent DAG does not have input parameter", after everything before it has run."""
-    executors = spec["deploymentSpec"]["executors"]
-    problems = []
-    for _, parent in dag_components(spec):
-        for name, task in parent["dag"].get("tasks", {}).items():
-            importer = executors.get(task["componentRef"]["name"].replace("comp-", "exec-", 1), {}).get("importer")
-            runtime = (importer or {}).get("artifactUri", {}).get("runtimeParameter")
-            binding = task.get("inputs", {}).get("parameters", {}).get(runtime, {}) if runtime else {}
-            if "taskOutputParameter" in binding:
-                producer = binding["taskOutputParameter"].get("producerTask")
-                problems.append(
-                    f"{path}: importer {name} takes its URI from the output of {producer}; the KFP importer launcher resolves"
-                    " only its parent DAG's inputs and fails the run there: pass the artifact itself, not its URI"
-                )
-    return problems
-
-
-def resolved(spec: dict, invokers: dict, component_key: str, binding: dict) -> tuple[str, object]:
-    """The parameterType of the value behind a binding, traced up through sub-DAGs to the pipeline's
-    own parameters (a sub-DAG need not declare what it passes through), or `constant`; and its value
-    as compiled (the constant, or the pipeline parameter's default; None when there is none)."""
-    if "taskOutputParameter" in binding:
-        return "task output", None
-    if "componentInputParameter" not in binding:
-        return "constant", binding.get("runtimeValue", {}).get("constant")
-    name = binding["componentInputParameter"]
-    component = spec["root"] if component_key == "root" else spec["components"][component_key]
-    if component_key in invokers:
-        parent_key, task = invokers[component_key]
-        upstream = task.get("inputs", {}).get("parameters", {}).get(name)
-        if upstream is not None:
-            return resolved(spec, invokers, parent_key, upstream)
-    declared = component.get("inputDefinitions", {}).get("parameters", {}).get(name, {})
-    return declared.get("parameterType", "undeclared"), declared.get("defaultValue")
+    return problems + backend_rules.check_container_task(f"{path}: {name}", stage, task, kubernetes)
 
 
 def check_image(path: Path, name: str, image: str) -> list[str]:

@@ -11,7 +11,7 @@ from kfp import compiler, dsl
 
 from components.lib.cli import StageResult, write_executor_output
 from components.lib.errors import UserError
-from pipelines import lint
+from pipelines import backend_rules, lint
 from pipelines.compile import compile_pipeline
 from pipelines.config import KubeflowSettings
 
@@ -53,10 +53,10 @@ def compiled_spec(pipeline, tmp_path: Path) -> tuple[Path, dict]:
 
 def test_the_lint_refuses_an_importer_whose_uri_is_a_task_output(tmp_path):
     path, spec = compiled_spec(imports_a_task_output, tmp_path)
-    (problem,) = lint.check_importers(path, spec)
+    (problem,) = backend_rules.check_importers(path, spec)
     assert "importer importer takes its URI from the output of make-uri" in problem
     path, spec = compiled_spec(imports_a_pipeline_parameter, tmp_path)
-    assert lint.check_importers(path, spec) == []
+    assert backend_rules.check_importers(path, spec) == []
 
 
 def executor_input(tmp_path: Path, assigned: str) -> str:
@@ -201,3 +201,8 @@ def test_the_lint_refuses_a_stage_that_takes_the_whole_tokenized_dataset(trainin
 
     problems = lint.check_pipeline(mutated(training, tmp_path, whole_dataset))
     assert any("export takes tokenize's Dataset as the artifact 'tokenized'" in problem for problem in problems), problems
+
+
+def test_the_lint_refuses_a_task_that_could_run_as_root(training, tmp_path):
+    problems = lint.check_pipeline(mutated(training, tmp_path, lambda spec, platform: platform["exec-export"].pop("securityContext")))
+    assert any("export has no securityContext running it as a non-root user" in problem for problem in problems), problems
