@@ -206,3 +206,49 @@ def test_the_lint_refuses_a_stage_that_takes_the_whole_tokenized_dataset(trainin
 def test_the_lint_refuses_a_task_that_could_run_as_root(training, tmp_path):
     problems = lint.check_pipeline(mutated(training, tmp_path, lambda spec, platform: platform["exec-export"].pop("securityContext")))
     assert any("export has no securityContext running it as a non-root user" in problem for problem in problems), problems
+
+
+CONTRACT = Path(__file__).parent.parent / "docs" / "kubeflow-contract.md"
+
+
+def contract_rows() -> list[dict]:
+    rows = []
+    for line in CONTRACT.read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 4 and cells[0] not in ("rule", "---"):
+            rows.append(dict(zip(("rule", "does", "source", "enforced_by"), cells)))
+    return rows
+
+
+def enforcing_checks(text: str) -> list[tuple[str, str]]:
+    """`path: function` and `tests/file.py::test` references of an "enforced by" cell."""
+    references = []
+    for part in text.replace("`", "").split(";"):
+        part = part.strip()
+        if "::" in part:
+            references.append(tuple(part.split("::")))
+        else:
+            path, _, name = part.partition(": ")
+            references.append((path, name))
+    return references
+
+
+def test_every_row_of_the_contract_names_its_source_and_a_check_that_exists():
+    import importlib
+
+    rows = contract_rows()
+    assert len(rows) >= 20 and len({row["rule"] for row in rows}) == len(rows)
+    for row in rows:
+        assert row["does"] and "`" in row["source"], row["rule"]
+        for path, name in enforcing_checks(row["enforced_by"]):
+            if path.startswith("tests/"):
+                assert f"def {name}(" in (CONTRACT.parent.parent / path).read_text(), f"{row['rule']}: no test {name} in {path}"
+            else:
+                module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+                assert callable(getattr(module, name, None)), f"{row['rule']}: {path} has no {name}"
+
+
+def test_every_backend_rule_check_is_a_row_of_the_contract():
+    named = " ".join(row["enforced_by"] for row in contract_rows())
+    checks = [name for name in dir(backend_rules) if name.startswith("check_") and name != "check_container_task"]
+    assert checks and all(f"backend_rules.py: {name}" in named for name in checks), [c for c in checks if c not in named]
