@@ -6,11 +6,11 @@
 Renders a KServe InferenceService for the version (pinned by number; an alias resolves first): the
 CPU image as a custom predictor running `components.serve`, the S3 keys from the Secret
 `--s3_secret_name`. When an InferenceService of that name already serves another version, the new
-one gets `--canary_traffic_percent` of the traffic and the rest stays on the last ready revision
-(KServe's canary rollout; deploying with 100 promotes it). Deploying the canary's version again,
-as a retried task does, keeps the split. It is applied when a cluster is
-configured (in a pod: its service account; elsewhere: a kubeconfig), with a server-side dry run
-under `--dry_run`, then watched until Ready for at most `--ready_timeout_s`. Without a cluster it is
+one gets `--canary_traffic_percent` of the traffic and the rest stays on the last revision rolled
+out to 100% (KServe's canary rollout; deploying with 100 promotes it). Deploying the canary's
+version again, as a retried task does, keeps the split. It is applied when a cluster is configured
+(in a pod: its service account; elsewhere: a kubeconfig), with a server-side dry run under
+`--dry_run`, then watched until Ready for at most `--ready_timeout_s`. Without a cluster it is
 written to `--output_uri` and nothing is applied. The manifest is always written there.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from components.lib.storage.registry import Registry
 
 log = logging.getLogger("components.deploy")
 POLL_SECONDS = 5.0
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a Kubernetes object name (DNS subdomain)
 
 
 def deploy(
@@ -62,6 +64,7 @@ def deploy(
     max_replicas: int = 3,
     cpu: str = "1",
     memory: str = "2Gi",
+    image_pull_secrets: str = "",
     dry_run: bool = False,
     ready_timeout_s: int = 600,
     executor_input: str = "",
@@ -82,6 +85,7 @@ def deploy(
       max_replicas: Most predictor replicas.
       cpu: CPU request and limit of a replica.
       memory: Memory request and limit of a replica.
+      image_pull_secrets: Comma-separated Secrets of a private registry holding --image, in the namespace.
       dry_run: Let the API server validate the change (server-side dry run) without making it.
       ready_timeout_s: How long to wait for the service to become Ready after applying; 0 does not wait.
       executor_input: Set by Kubeflow; leave empty when running by hand.
@@ -100,6 +104,7 @@ def deploy(
         image=image, registry_uri=registry_uri, model_name=model_name, version=number, s3_secret_name=s3_secret_name,
         s3_settings={key: os.environ[key] for key in S3_SETTINGS if os.environ.get(key)},
         min_replicas=min_replicas, max_replicas=max_replicas, cpu=cpu, memory=memory,
+        image_pull_secrets=pull_secrets(image_pull_secrets),
     )  # fmt: skip
     if not storage.is_s3(registry_uri):
         where = "the predictor's pod cannot read it"
@@ -131,13 +136,21 @@ def check_flags(canary_traffic_percent: int, min_replicas: int, max_replicas: in
         raise UserError("--ready_timeout_s must not be negative")
 
 
+def pull_secrets(names: str) -> tuple[str, ...]:
+    listed = tuple(name.strip() for name in names.split(",") if name.strip())
+    for name in listed:
+        if not SECRET_NAME.match(name):
+            raise UserError(f"--image_pull_secrets: {name!r} is not a Secret name (lowercase letters, digits, '-' and '.')")
+    return listed
+
+
 def version_before(existing: dict | None, new: int) -> int | None:
-    """The version serving before `new` was deployed: the one serving now, or, when `new` is already
-    the canary there (a retried deploy, or a deploy run again), the stable version beside it."""
-    serving = served_version(existing)
-    if serving == new and stable_version(existing) is not None:
-        return stable_version(existing)
-    return serving
+    """The version that keeps the rest of the traffic under a canary of `new`. KServe keeps it on the
+    last revision rolled out to 100% (ksvc_reconciler.go, createKnativeService: latestRolledoutRevision):
+    while a canary runs that is its stable version, whether `new` is that canary again (a retried
+    deploy), a newer one, or the stable one itself (a rollback, which then takes all traffic)."""
+    stable = stable_version(existing)
+    return stable if stable is not None else served_version(existing)
 
 
 def canary_for(previous: int | None, new: int, percent: int) -> Canary | None:

@@ -25,7 +25,7 @@ FILLED_BY_THE_DAG = {
     "evaluate": {"model_uri", "data_uri", "output_uri", "report_path", "batch_size"},
     "export": {"model_uri", "data_uri", "output_uri", "parity_rows", "min_argmax_agreement", "latency_runs", "batch_size"},
     "register": {"export_uri", "evaluation_uri", "model_uri", "data_uri", "output_uri", "gate_metric"},
-    "deploy": {"version", "image", "output_uri", "s3_secret_name"},
+    "deploy": {"version", "image", "image_pull_secrets", "output_uri", "s3_secret_name"},
 }
 # Flags of a stage that are pipeline parameters under a prefix: deploy's --namespace or --cpu would
 # read as the whole run's. Flags shared with another stage (the registry, the model name) keep theirs.

@@ -85,7 +85,7 @@ def check_container(container: dict, where: str) -> list[str]:
 
 
 def rendered_services() -> dict[str, dict]:
-    """deploy's InferenceService at the pipeline's defaults, with more than one CPU, and as a canary."""
+    """deploy's InferenceService at the pipeline's defaults, with more than one CPU and a pull Secret, and as a canary."""
     defaults = {parameter.name: parameter.default for parameter in pipeline_parameters()[0]}
     predictor = Predictor(
         service_name="lint", namespace="lint", image="registry.example.com/textclf-cpu:1", registry_uri="s3://bucket/registry",
@@ -93,10 +93,10 @@ def rendered_services() -> dict[str, dict]:
         min_replicas=defaults["serving_min_replicas"], max_replicas=defaults["serving_max_replicas"],
         cpu=defaults["serving_cpu"], memory=defaults["serving_memory"],
     )  # fmt: skip
-    four_cpus = Predictor(**{**predictor.__dict__, "cpu": "4"})
+    four_cpus = Predictor(**{**predictor.__dict__, "cpu": "4", "image_pull_secrets": ("regcred",)})
     return {
         "deploy at the defaults": render(predictor),
-        "deploy with serving_cpu=4": render(four_cpus),
+        "deploy with serving_cpu=4 and a pull Secret": render(four_cpus),
         "deploy as a canary": render(predictor, Canary(defaults["serving_canary_traffic_percent"], 1)),
     }
 

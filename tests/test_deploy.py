@@ -22,7 +22,7 @@ import yaml
 from components.deploy import deploy
 from components.lib.data.contract import CAUSAL_LM, DEPLOYMENT_FILE, INFERENCE_SERVICE_FILE, TASK_KEY
 from components.lib.errors import UserError
-from components.lib.serving.inference_service import REGISTRY_VERSION_ANNOTATION
+from components.lib.serving.inference_service import REGISTRY_VERSION_ANNOTATION, STABLE_VERSION_ANNOTATION
 from components.lib.storage.artifacts import staged_output
 from components.lib.storage.registry import Registry
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
@@ -190,6 +190,26 @@ def test_a_retried_deploy_keeps_the_canary_and_waits_for_it(cluster, registry, t
     assert promoted["previous_version"] == 1 and promoted["canary_traffic_percent"] is None
 
 
+def add_version(registry: str, version: int) -> None:
+    with staged_output(Registry(registry, MODEL).version_uri(version)) as out:
+        (out / "model.onnx").write_bytes(b"onnx")
+
+
+def test_during_a_canary_the_rest_of_the_traffic_stays_on_the_version_rolled_out_last(cluster, registry, tmp_path):
+    """KServe splits a canary with the last revision rolled out to 100%, not with the canary before it."""
+    add_version(registry, 3)
+    deploy_version(registry, "1", tmp_path / "one")
+    deploy_version(registry, "2", tmp_path / "two")
+    third = deploy_version(registry, "3", tmp_path / "three")
+    stored = cluster.objects[("team-a", MODEL)]
+    assert third["previous_version"] == 1 and stored["metadata"]["annotations"][STABLE_VERSION_ANNOTATION] == "1"
+    assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    rollback = deploy_version(registry, "1", tmp_path / "back")  # the stable version again: all traffic to it
+    stored = cluster.objects[("team-a", MODEL)]
+    assert rollback["canary_traffic_percent"] is None and "canaryTrafficPercent" not in stored["spec"]["predictor"]
+    assert STABLE_VERSION_ANNOTATION not in stored["metadata"]["annotations"]
+
+
 def test_deploying_what_already_runs_changes_nothing(cluster, registry, tmp_path):
     deploy_version(registry, "1", tmp_path / "one")
     writes = len(cluster.writes())
@@ -279,6 +299,13 @@ def test_the_predictor_runs_as_the_images_user_on_a_read_only_root(registry, tmp
     assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{MODEL}"
 
 
+def test_a_private_registrys_pull_secrets_reach_the_predictor(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    deploy_version(registry, "1", tmp_path / "out", image_pull_secrets="regcred, other-registry")
+    predictor = yaml.safe_load((tmp_path / "out" / INFERENCE_SERVICE_FILE).read_text())["spec"]["predictor"]
+    assert predictor["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other-registry"}]
+
+
 @pytest.mark.parametrize("cpu", ["500m", "1", "4"])
 def test_the_predictor_has_a_cpu_limit_at_least_its_request(registry, tmp_path, monkeypatch, cpu):
     """KServe fills a missing CPU limit with its default, 1: a request of 4 would then be over its limit and refused."""
@@ -311,6 +338,7 @@ def test_a_service_that_never_gets_ready_is_a_clear_failure(cluster, registry, t
         ({"canary_traffic_percent": 0}, "--canary_traffic_percent: 0 is not in 1..100"),
         ({"service_name": "Not_A_Label"}, "is not a DNS label"),
         ({"min_replicas": 2, "max_replicas": 1}, "need 0 <= min <= max"),
+        ({"image_pull_secrets": "regcred,Reg_Cred"}, "--image_pull_secrets: 'Reg_Cred' is not a Secret name"),
     ],
 )
 def test_bad_flags_are_refused_before_touching_the_cluster(cluster, registry, tmp_path, flags, complaint):

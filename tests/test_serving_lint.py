@@ -14,7 +14,8 @@ def services() -> dict:
 
 
 def test_what_deploy_renders_passes(services):
-    assert set(services) == {"deploy at the defaults", "deploy with serving_cpu=4", "deploy as a canary"}
+    assert set(services) == {"deploy at the defaults", "deploy with serving_cpu=4 and a pull Secret", "deploy as a canary"}
+    assert services["deploy with serving_cpu=4 and a pull Secret"]["spec"]["predictor"]["imagePullSecrets"] == [{"name": "regcred"}]
     for where, manifest in services.items():
         assert serving_lint.check_inference_service(manifest, where) == []
     assert services["deploy as a canary"]["spec"]["predictor"]["canaryTrafficPercent"] == 10
@@ -60,7 +61,9 @@ def test_each_check_refuses_its_defect(services, defect, complaint):
 
 def test_the_command_fails_on_a_defect(monkeypatch, capsys):
     rendered = serving_lint.rendered_services()
-    container(rendered["deploy with serving_cpu=4"])["resources"]["limits"].pop("cpu")
+    container(rendered["deploy with serving_cpu=4 and a pull Secret"])["resources"]["limits"].pop("cpu")
     monkeypatch.setattr(serving_lint, "rendered_services", lambda: rendered)
     assert serving_lint.main() == 1
-    assert "deploy with serving_cpu=4: container kserve-container: a cpu request without a limit" in capsys.readouterr().err
+    assert (
+        "deploy with serving_cpu=4 and a pull Secret: container kserve-container: a cpu request without a limit" in capsys.readouterr().err
+    )

@@ -45,6 +45,7 @@ class Predictor:
     max_replicas: int = 3
     cpu: str = "1"
     memory: str = "2Gi"
+    image_pull_secrets: tuple[str, ...] = ()
 
 
 def service_name_for(model_name: str, given: str = "") -> str:
@@ -74,6 +75,7 @@ def render(predictor: Predictor, canary: Canary | None = None) -> dict:
         min_replicas=predictor.min_replicas,
         max_replicas=predictor.max_replicas,
         canary_traffic_percent=canary.percent if canary else None,
+        image_pull_secrets=[client.V1LocalObjectReference(name=name) for name in predictor.image_pull_secrets] or None,
     )
     annotations = {REGISTRY_VERSION_ANNOTATION: str(predictor.version), "serving.kserve.io/enable-prometheus-scraping": "true"}
     if canary:
