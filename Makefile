@@ -6,6 +6,8 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 MLFLOW_SERVER_VENV := $(VENV)/mlflow-server
 CONFIG ?= configs/default.yaml
+# What the targets that act on a cluster read: the CONFIG given, else the cluster example.
+CLUSTER_CONFIG = $(if $(filter configs/default.yaml,$(CONFIG)),configs/cluster.yaml,$(CONFIG))
 ARGS ?=
 # Image registry and tag: empty means the config's kubeflow.image_registry / image_tag.
 REGISTRY ?=
@@ -75,10 +77,10 @@ pipeline-submit: setup compile ## compile, upload a pipeline version, submit a r
 		$(if $(DRY_RUN),--dry-run) $(if $(SCHEDULE),--schedule "$(SCHEDULE)") $(ARGS)
 
 pipeline-retry: setup ## retry a failed run where it failed, in place: make pipeline-retry RUN_ID=... (a preempted train resumes from its checkpoints)
-	$(PYTHON) -m pipelines.runs retry "$(RUN_ID)" --config $(CONFIG)
+	$(PYTHON) -m pipelines.runs retry "$(RUN_ID)" --config $(CLUSTER_CONFIG)
 
 cluster-check: setup ## on a cluster: run the pipeline, the sweep (2 trials) and K-fold (2 folds) on 96 rows, one line per path (CONFIG=configs/cluster.yaml; ARGS=--deploy)
-	$(PYTHON) -m pipelines.cluster_check --config $(if $(filter configs/default.yaml,$(CONFIG)),configs/cluster.yaml,$(CONFIG)) $(ARGS)
+	$(PYTHON) -m pipelines.cluster_check --config $(CLUSTER_CONFIG) $(ARGS)
 
 sweep: setup ## run the hyperparameter sweep locally (the config's sweep section), best trial released
 	$(PYTHON) -m pipelines.local_run --config $(CONFIG) --pipeline sweep $(ARGS)

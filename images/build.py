@@ -16,10 +16,12 @@ Standard library only: it runs before setup.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,28 +70,33 @@ def planned_commands(arguments, engine: str) -> list[list[str]]:
     return planned
 
 
-def pushed_digest(engine: str, image: str) -> str:
-    """The sha256 digest the registry gave `image` on push ('' when the engine does not know it)."""
-    listed = subprocess.run(
-        [engine, "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", image], capture_output=True, text=True
-    ).stdout
-    return digest_of(image, listed)
+DIGEST_IN_PUSH_OUTPUT = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 
 
-def digest_of(image: str, repo_digests: str) -> str:
-    """From `repo@sha256:...` lines, the digest of `image`'s repository (`registry/name:tag` -> `registry/name`)."""
-    repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-    for line in repo_digests.split():
-        name, _, digest = line.partition("@")
-        if name == repository and digest.startswith("sha256:"):
-            return digest
-    return ""
+def push(engine: str, image: str) -> str | None:
+    """Push `image`; the digest the registry stored it under ('' if the engine did not say), None on failure.
+
+    The digest comes from the push itself: podman writes it to --digestfile, docker prints it. A
+    digest read back from the local image (RepoDigests) can be one the registry never had."""
+    with tempfile.TemporaryDirectory() as folder:
+        digest_file = Path(folder) / "digest"
+        command = [engine, "push", *(["--digestfile", str(digest_file)] if engine == "podman" else []), image]
+        print("+", shlex.join(command), flush=True)
+        pushed = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        print(pushed.stdout, end="", flush=True)
+        if pushed.returncode != 0:
+            return None
+        written = digest_file.read_text().strip() if digest_file.is_file() else ""
+        printed = DIGEST_IN_PUSH_OUTPUT.search(pushed.stdout)
+        return written or (printed.group(1) if printed else "")
 
 
-def pin_line(digests: dict[str, str]) -> str:
-    """How to compile a pipeline that pulls the pushed images by digest (a tag can be pushed over)."""
-    settings = " ".join(f"kubeflow.{flavour}_image_digest={digest}" for flavour, digest in digests.items() if digest)
-    return f'images: to pin them by content: make compile ARGS="{settings}"' if settings else ""
+def pin_lines(digests: dict[str, str]) -> list[str]:
+    """How to run pipelines that pull the pushed images by digest (a tag can be pushed over)."""
+    if not any(digests.values()):
+        return []
+    settings = [f"  {flavour}_image_digest: {digest}" for flavour, digest in digests.items() if digest]
+    return ["images: to pin them by content, add to your config's kubeflow section:", *settings]
 
 
 def image_size_mb(engine: str, image: str) -> float:
@@ -138,18 +145,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     digests = {}
     for command in planned:
+        if command[1] == "push":
+            flavour = next(name for name in IMAGES if f"/textclf-{name}:" in command[2])
+            digests[flavour] = push(engine, command[2])
+            if digests[flavour] is None:
+                return 1
+            continue
         print("+", shlex.join(command), flush=True)
         started = time.monotonic()
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             return 1
-        if command[1] == "build":
-            image = command[command.index("--tag") + 1]
-            print(f"images: built {image}: {image_size_mb(engine, image)} MB in {time.monotonic() - started:.0f} s", flush=True)
-        if command[1] == "push":
-            flavour = next(name for name in IMAGES if f"/textclf-{name}:" in command[2])
-            digests[flavour] = pushed_digest(engine, command[2])
-    if pin_line(digests):
-        print(pin_line(digests))
+        image = command[command.index("--tag") + 1]
+        print(f"images: built {image}: {image_size_mb(engine, image)} MB in {time.monotonic() - started:.0f} s", flush=True)
+    print("\n".join(pin_lines(digests)))
     return 0
 
 

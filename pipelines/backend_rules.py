@@ -64,10 +64,10 @@ def dag_components(spec: dict):
             yield key, component
 
 
-def check_container_task(where: str, stage: str, task: dict, kubernetes: dict) -> list[str]:
+def check_container_task(where: str, stage: str, task: dict, component: dict, kubernetes: dict) -> list[str]:
     """The backend's rules for one container task; `kubernetes` is its kfp-kubernetes executor config."""
     return (
-        check_partial_reads(where, stage, task)
+        check_partial_reads(where, stage, component)
         + check_cache_scope(where, task)
         + check_retry_window(where, stage, task)
         + check_writable_tmp(where, kubernetes)
@@ -75,18 +75,18 @@ def check_container_task(where: str, stage: str, task: dict, kubernetes: dict) -
     )
 
 
-def check_partial_reads(where: str, stage: str, task: dict) -> list[str]:
+def check_partial_reads(where: str, stage: str, component: dict) -> list[str]:
     """A stage that reads some splits takes the tokenized data by URI: the launcher downloads every
     input artifact whole before the container starts (backend/src/v2/component/launcher_v2.go, downloadArtifacts)."""
-    problems = []
-    for artifact, source in task.get("inputs", {}).get("artifacts", {}).items():
-        producer = source.get("taskOutputArtifact", {}).get("producerTask", "")
-        if stage in PARTIAL_READERS and stage_of({"componentRef": {"name": f"comp-{producer}"}}) == "tokenize":
-            problems.append(
-                f"{where} takes tokenize's Dataset as the artifact {artifact!r}; the launcher downloads all of it first:"
-                " pass tokenized_uri and let the stage fetch the splits it reads"
-            )
-    return problems
+    if stage not in PARTIAL_READERS:
+        return []
+    declared = component.get("inputDefinitions", {}).get("artifacts", {})
+    return [
+        f"{where} takes the Dataset {name!r} as an artifact; the launcher downloads all of it first:"
+        " pass tokenized_uri and let the stage fetch the splits it reads"
+        for name, definition in declared.items()
+        if definition.get("artifactType", {}).get("schemaTitle") == "system.Dataset"
+    ]
 
 
 def check_cache_scope(where: str, task: dict) -> list[str]:

@@ -10,8 +10,10 @@ Submits, in the config's namespace and experiment, with its images, pipeline roo
 - K-fold, 2 folds of one configuration (kfold_report);
 all on the 96 reviews the images carry (pipelines/cluster_check_data), one epoch each, registered
 as `textclf-cluster-check` (never the config's model name) with the gate open. Then it waits, and
-prints one line per path: passed, or the failing task and its own error. kfp.local passing is no
-evidence that a cluster runs a path; this is.
+prints one line per path: passed, or the failing task, Argo's message for it ("Error (exit code
+2)": the stage's own one-line error is the last line of its log; "pod deleted"; "OOMKilled") and
+the `kubectl logs` command for its pod (pipelines/runs.py, failure_of). Progress goes to stderr.
+kfp.local passing is no evidence that a cluster runs a path; this is.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from pipelines.runs import RunOutcome, wait_for
 from pipelines.submit import prepare, submit_run
 
 CHECK_MODEL = "textclf-cluster-check"
+CHECK_SOURCE = "package://pipelines/cluster_check_data/reviews.csv"  # in the images: pyproject.toml, package-data
 # A few dozen rows the images carry, one epoch, the gate open: each path runs every task it has.
 CHECK_PARAMETERS = [
-    "source_uri=package://pipelines/cluster_check_data/reviews.csv",
+    f"source_uri={CHECK_SOURCE}",
     "text_column=review",
     "label_column=rating",
     "base_model=bundled://all-MiniLM-L6-v2",
@@ -62,18 +65,19 @@ class Check:
 
 
 def submit_checks(config_path: str, overrides: list[str], deploy: bool, folder: Path) -> tuple[list[Check], str, str]:
-    """Compile and submit one run per path; the runs, and the API server's host and namespace."""
-    checks, host, namespace = [], "", ""
+    """Compile and prepare every path first (a mistake then stops the check before any run starts),
+    then submit one run per path; the runs, and the API server's host and namespace."""
+    submissions = {}
     for variant, settings in CHECKS.items():
         extra = DEPLOY_PARAMETERS if deploy and variant == "training" else []
         config = load_config(config_path, [*CHECK_PARAMETERS, *extra, *settings, *overrides])
-        package = compile_pipeline(config.kubeflow, folder / OUTPUT_NAMES[variant], variant)
-        submission = prepare(config, package, variant)
-        submission.run_name = f"{CHECK_MODEL}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}"
+        submissions[variant] = prepare(config, compile_pipeline(config.kubeflow, folder / OUTPUT_NAMES[variant], variant), variant)
+        submissions[variant].run_name = f"{CHECK_MODEL}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}"
+    checks = []
+    for variant, submission in submissions.items():
         checks.append(Check(variant, submit_run(submission), time.monotonic()))
-        host, namespace = submission.host, submission.namespace
-        print(f"{variant}: submitted as run {checks[-1].run_id}", flush=True)
-    return checks, host, namespace
+        print(f"{variant}: submitted as run {checks[-1].run_id}", file=sys.stderr, flush=True)
+    return checks, submission.host, submission.namespace
 
 
 def lines_for(checks: list[Check], outcomes: dict[str, RunOutcome], deploy: bool, host: str) -> list[str]:
@@ -91,12 +95,13 @@ def lines_for(checks: list[Check], outcomes: dict[str, RunOutcome], deploy: bool
 
 
 def deploy_line(outcome: RunOutcome) -> str:
-    state = (outcome.tasks or {}).get(DEPLOY_TASK)
-    if state == "SUCCEEDED":
+    if DEPLOY_TASK in outcome.succeeded:
         return f"deploy: passed (InferenceService {CHECK_MODEL}; kubectl delete isvc {CHECK_MODEL} removes it)"
-    if state is None:
-        return "deploy: FAILED not reached (register made no version, or the run stopped before it)"
-    return f"deploy: FAILED {state} at {outcome.failure}"
+    if outcome.state == "TIMED_OUT":
+        return "deploy: FAILED not reached before the check stopped waiting"
+    if outcome.state == "SUCCEEDED":
+        return "deploy: FAILED did not run (register made no version)"
+    return "deploy: FAILED did not run (the run failed before it)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,15 +121,17 @@ def main(argv: list[str] | None = None) -> int:
 
         def ended(outcome: RunOutcome) -> None:
             check = paths[outcome.run_id]
-            print(f"{check.path}: {outcome.state} after {(time.monotonic() - check.started) / 60:.1f} minutes", flush=True)
+            print(f"{check.path}: {outcome.state} after {(time.monotonic() - check.started) / 60:.1f} minutes", file=sys.stderr, flush=True)
 
-        print(f"waiting for {len(checks)} runs (at most {arguments.timeout_minutes:g} minutes)", flush=True)
+        print(f"waiting for {len(checks)} runs (at most {arguments.timeout_minutes:g} minutes)", file=sys.stderr, flush=True)
         with kfp_api(host, namespace) as client:
-            outcomes = wait_for(client, list(paths), arguments.timeout_minutes * 60, progress=ended)
+            outcomes = wait_for(client, list(paths), arguments.timeout_minutes * 60, namespace, progress=ended)
     except UserError as error:
         print(f"cluster-check: {error}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
     lines = lines_for(checks, outcomes, arguments.deploy, host)
+    if any(outcome.state == "TIMED_OUT" for outcome in outcomes.values()):
+        lines.append("runs still going were left running; the Pipelines UI (or its API) terminates them")
     print("\n".join(lines))
     return 0 if not any(": FAILED" in line for line in lines) else 1
 

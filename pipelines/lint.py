@@ -90,7 +90,6 @@ def check_pipeline(path: Path) -> list[str]:
     found = {name: (task, upstream, gated) for name, task, upstream, gated in all_tasks(spec["root"]["dag"], spec, groups=groups)}
     closure = runs_after(found, groups)
     found = {name: (task, closure[name], gated) for name, (task, _, gated) in found.items()}
-    executors = spec["deploymentSpec"]["executors"]
     stages = expected_stages(spec)
     stage_tasks = {name: entry for name, entry in found.items() if stage_of(entry[0]) in ALL_STAGES}
     missing = [stage for stage in stages if stage not in {stage_of(task) for task, _, _ in stage_tasks.values()}]
@@ -98,7 +97,7 @@ def check_pipeline(path: Path) -> list[str]:
         return [f"{path}: stages missing: {', '.join(missing)}"]
     problems = check_edges(path, stage_tasks, stages)
     for name, (task, _, _) in stage_tasks.items():
-        problems += check_task(path, name, task, executors, platform)
+        problems += check_task(path, name, task, spec, platform)
     return (
         problems + backend_rules.check_runtime_bindings(path, spec, platform) + backend_rules.check_importers(path, spec) + check_text(path)
     )
@@ -128,10 +127,10 @@ def check_edges(path: Path, stage_tasks: dict, stages: tuple[str, ...]) -> list[
     return problems
 
 
-def check_task(path: Path, name: str, task: dict, executors: dict, platform: dict) -> list[str]:
+def check_task(path: Path, name: str, task: dict, spec: dict, platform: dict) -> list[str]:
     stage = stage_of(task)
     executor_name = task["componentRef"]["name"].replace("comp-", "exec-", 1)
-    container = executors[executor_name]["container"]
+    container = spec["deploymentSpec"]["executors"][executor_name]["container"]
     kubernetes = platform.get(executor_name, {})
     problems = []
     is_train = stage == "train"
@@ -157,7 +156,8 @@ def check_task(path: Path, name: str, task: dict, executors: dict, platform: dic
         problems.append(f"{path}: {name} should not be cached by default")
     if not task.get("retryPolicy", {}).get("maxRetryCount"):
         problems.append(f"{path}: {name} has no retry policy")
-    return problems + backend_rules.check_container_task(f"{path}: {name}", stage, task, kubernetes)
+    component = spec["components"][task["componentRef"]["name"]]
+    return problems + backend_rules.check_container_task(f"{path}: {name}", stage, task, component, kubernetes)
 
 
 def check_image(path: Path, name: str, image: str) -> list[str]:

@@ -60,12 +60,14 @@ def render(folder: Path) -> list[dict]:
 def check_folder(folder: Path) -> list[str]:
     resources = render(folder)
     problems = check_schemas(folder, resources)
-    launcher = find(resources, "ConfigMap", LAUNCHER_CONFIG_MAP)
+    launcher, role = find(resources, "ConfigMap", LAUNCHER_CONFIG_MAP), find(resources, "Role", RUNNER)
+    for kind, name, found in (("ConfigMap", LAUNCHER_CONFIG_MAP, launcher), ("Role", RUNNER, role)):
+        if found is None:
+            problems.append(f"{folder}: no {kind}/{name}; a run in the namespace needs it")
     secrets: set[str] = set()
     if launcher is not None:
         launcher_problems, secrets = check_launcher_config(launcher)
         problems += [f"{folder}: ConfigMap/{LAUNCHER_CONFIG_MAP}: {problem}" for problem in launcher_problems]
-    role = find(resources, "Role", RUNNER)
     if role is not None:
         problems += [f"{folder}: Role/{RUNNER}: {problem}" for problem in check_runner_role(role, secrets)]
     return problems
@@ -107,6 +109,8 @@ def check_launcher_config(config_map: dict) -> tuple[list[str], set[str]]:
         default = provider.get("default") or {}
         blocks = [("default", default)] + [(f"override {i}", item) for i, item in enumerate(provider.get("overrides") or [])]
         for where, block in blocks:
+            if "maxRetries" in block and "maxRetries" not in default:
+                problems.append(f"{scheme} {where}: maxRetries without one in the default; the KFP driver fails on it")
             credentials = block.get("credentials") or {}
             if credentials.get("fromEnv"):
                 continue
@@ -120,13 +124,12 @@ def check_launcher_config(config_map: dict) -> tuple[list[str], set[str]]:
                     f"{scheme} {where}: reads Secret {name!r}, the tasks' s3_secret_name is {S3_SECRET_NAME!r}; use fromEnv: true,"
                     " so that the launcher takes the keys the task's own Secret gives it"
                 )
-            if "maxRetries" in block and "maxRetries" not in default:
-                problems.append(f"{scheme} {where}: maxRetries without one in the default; the KFP driver fails on it")
     return problems, secrets
 
 
 def grants(role: dict) -> dict[tuple[str, str, str], set[str]]:
-    """(API group, resource, resource name or "*") -> verbs, from the Role's rules."""
+    """(API group, resource, resource name or "*") -> verbs, from the Role's rules ("*" for a group or
+    resource is a grant of its own, which nothing needs)."""
     found: dict[tuple[str, str, str], set[str]] = {}
     for rule in role.get("rules", []):
         for group in rule.get("apiGroups", []):
@@ -143,7 +146,7 @@ def check_runner_role(role: dict, launcher_secrets: set[str]) -> list[str]:
     problems = []
     for (group, resource, name), verbs in needed.items():
         held = given.get((group, resource, name), set()) | given.get((group, resource, "*"), set())
-        if not verbs <= held:
+        if not verbs <= held and "*" not in held:
             what = f"{resource}/{name}" if name != "*" else resource
             problems.append(f"lacks {', '.join(sorted(verbs - held))} on {group or 'core'} {what}, which the pipeline's pods need")
     for (group, resource, name), verbs in sorted(given.items()):

@@ -302,20 +302,23 @@ def check_max_concurrency(value: int) -> None:
 
 def send(submission: Submission) -> list[str]:
     """Upload the version (unless there), create the run or recurring run; the lines to print, the URL last."""
-    with kfp_api(submission.host, submission.namespace) as client:
-        experiment = client.create_experiment(submission.experiment, namespace=submission.namespace)
-        pipeline_id, version_id, uploaded = pipeline_version(client, submission)
-        started = start(client, submission, experiment.experiment_id, pipeline_id, version_id)
+    uploaded, started, _ = upload_and_start(submission)
     how = "uploaded" if uploaded else "already there"
     return [f"pipeline: {submission.pipeline_name}, version {submission.version_name} ({how})", *started]
 
 
 def submit_run(submission: Submission) -> str:
     """Upload the version (unless there) and start one run of it; its id."""
+    return upload_and_start(submission)[2]
+
+
+def upload_and_start(submission: Submission) -> tuple[bool, list[str], str]:
+    """Whether the version was uploaded now, the lines that say what started, and the id of what started."""
     with kfp_api(submission.host, submission.namespace) as client:
         experiment = client.create_experiment(submission.experiment, namespace=submission.namespace)
-        pipeline_id, version_id, _ = pipeline_version(client, submission)
-        return client.run_pipeline(**run_arguments(submission, experiment.experiment_id, pipeline_id, version_id)).run_id
+        pipeline_id, version_id, uploaded = pipeline_version(client, submission)
+        started, started_id = start(client, submission, experiment.experiment_id, pipeline_id, version_id)
+    return uploaded, started, started_id
 
 
 def run_arguments(submission: Submission, experiment_id: str, pipeline_id: str, version_id: str) -> dict:
@@ -330,11 +333,11 @@ def run_arguments(submission: Submission, experiment_id: str, pipeline_id: str, 
     )
 
 
-def start(client, submission: Submission, experiment_id: str, pipeline_id: str, version_id: str) -> list[str]:
+def start(client, submission: Submission, experiment_id: str, pipeline_id: str, version_id: str) -> tuple[list[str], str]:
     common = run_arguments(submission, experiment_id, pipeline_id, version_id)
     if not submission.cron:
         run = client.run_pipeline(**common)
-        return [f"run id: {run.run_id}", f"run: {submission.host}/#/runs/details/{run.run_id}"]
+        return [f"run id: {run.run_id}", f"run: {submission.host}/#/runs/details/{run.run_id}"], run.run_id
     recurring = client.create_recurring_run(
         **common, cron_expression=submission.cron, max_concurrency=submission.max_concurrency, no_catchup=True
     )
@@ -343,7 +346,7 @@ def start(client, submission: Submission, experiment_id: str, pipeline_id: str, 
         f"schedule: {submission.describe_schedule()}",
         f"recurring run id: {recurring_id}",
         f"recurring run: {submission.host}/#/recurringrun/details/{recurring_id}",
-    ]
+    ], recurring_id
 
 
 def pipeline_version(client, submission: Submission) -> tuple[str, str, bool]:

@@ -85,6 +85,9 @@ class Handler(JsonHandler):
             run = {"run_id": str(uuid.uuid4()), "state": "PENDING", **request["json"]}
             self.server.runs.append(run)
             return self.reply(200, run)
+        run_v1 = re.fullmatch("/apis/v1beta1/runs/([^/:]+)", parts.path)
+        if self.command == "GET" and run_v1:
+            return self.run_v1(run_v1[1])
         run_path = re.fullmatch(f"{API}/runs/([^/:]+)(:retry)?", parts.path)
         if run_path:
             return self.run_request(run_path[1], retry=bool(run_path[2]))
@@ -105,6 +108,9 @@ class Handler(JsonHandler):
             self.server.retried.append(run_id)
             run["state"] = "RUNNING"
             return self.reply(200, {})
+        if self.server.unavailable_reads:
+            self.server.unavailable_reads -= 1
+            return self.reply(503, {"code": 14, "message": "upstream connect error"})
         run["reads"] = run.get("reads", 0) + 1
         if run["state"] in ("PENDING", "RUNNING") and run["reads"] >= self.server.reads_to_finish:
             self.end_run(run)
@@ -113,19 +119,37 @@ class Handler(JsonHandler):
         return self.reply(200, {key: value for key, value in run.items() if key != "reads"})
 
     def end_run(self, run: dict) -> None:
-        """End a run as the server reports it: each container task of the uploaded package with its state;
-        a task named in `failures` for this pipeline FAILED with its error, and the run with it."""
+        """End a run as the server reports it. The v2beta1 run lists a task per Argo node (the server's
+        toModelTasks): for each stage a DAG node named after it, whose child is its `executor` pod, and
+        its `<stage>-driver` pod; never an error message. The v1beta1 run carries the Argo workflow,
+        whose failed pod nodes have Argo's message. A task named in `failures` fails, none after it runs."""
         version = run["pipeline_version_reference"]["pipeline_version_id"]
         pipeline = self.server.pipelines[run["pipeline_version_reference"]["pipeline_id"]]["display_name"]
         failing, message = self.server.failures.get(pipeline, (None, ""))
-        tasks = []
-        for name in container_tasks(self.server.packages[version], run["runtime_config"]["parameters"], failing):
-            failed = name == failing
-            tasks.append({"display_name": name, "state": "FAILED" if failed else "SUCCEEDED",
-                          **({"error": {"code": 2, "message": message}} if failed else {})})  # fmt: skip
-        tasks.append({"display_name": pipeline, "state": "FAILED" if failing else "SUCCEEDED", "child_tasks": [{"task_id": "x"}]})
+        workflow_name = f"{pipeline}-{run['run_id'][:5]}"
+        tasks, nodes = [], {}
+        for index, stage in enumerate(container_tasks(self.server.packages[version], run["runtime_config"]["parameters"], failing)):
+            state = "FAILED" if stage == failing else "SUCCEEDED"
+            pod = f"{workflow_name}-{index}"
+            tasks += [
+                {"display_name": f"{stage}-driver", "state": "SUCCEEDED"},
+                {"display_name": stage, "state": state, "child_tasks": [{"pod_name": pod}]},
+                {"display_name": "executor", "state": state},
+            ]
+            nodes[pod] = {"id": pod, "name": f"{workflow_name}.root.{stage}.executor", "displayName": "executor", "type": "Pod",
+                          "templateName": "retry-system-container-impl", "phase": "Failed" if state == "FAILED" else "Succeeded",
+                          **({"message": message} if state == "FAILED" else {})}  # fmt: skip
         run["state"] = "FAILED" if failing else "SUCCEEDED"
+        tasks.append({"display_name": "root", "state": run["state"], "child_tasks": [{"pod_name": "x"}]})
         run["run_details"] = {"task_details": tasks}
+        self.server.workflows[run["run_id"]] = {"metadata": {"name": workflow_name}, "status": {"nodes": nodes}}
+
+    def run_v1(self, run_id: str) -> None:
+        """The v1beta1 GetRun: the run and its Argo workflow as JSON text."""
+        workflow = self.server.workflows.get(run_id)
+        if workflow is None:
+            return self.reply(404, {"code": 5, "message": f"Run {run_id} not found"})
+        return self.reply(200, {"run": {"id": run_id}, "pipeline_runtime": {"workflow_manifest": json.dumps(workflow)}})
 
     def upload_version(self, request: dict, reply: bool = True) -> None:
         """The server's UploadPipelineVersion: the package as the multipart field `uploadfile`, the name in the query."""
@@ -174,8 +198,10 @@ class KfpStub(ThreadingHTTPServer):
         self.behind_login = False  # True: every request is redirected to a login page, as Dex does without a session
         self.concurrent_upload = False  # True: the next version lookup misses a version that then appears
         self.reads_to_finish = 1  # reads of a run before it ends
+        self.unavailable_reads = 0  # the next reads of a run answered 503, as while the API server restarts
         self.failures: dict[str, tuple[str, str]] = {}  # pipeline name -> (the task that fails, its error)
         self.retried: list[str] = []
+        self.workflows: dict[str, dict] = {}  # run id -> its Argo workflow, as the v1beta1 API gives it
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property

@@ -30,6 +30,17 @@ def test_the_sweep_releases_select_bests_model_with_no_importer(sweep):
         assert model == {"producerTask": "select-best", "outputArtifactKey": "model"}, stage
 
 
+def test_a_sweeps_trials_are_never_cached_and_the_adjustment_is_logged(tmp_path, caplog):
+    """A cached trial's model lives in an earlier run's folder: the launcher would refuse select_best's Model."""
+    settings = KubeflowSettings(cache_train=True)
+    sweep = next(yaml.safe_load_all(compile_pipeline(settings, tmp_path / "sweep.yaml", "sweep").read_text()))
+    trains = [task for _, task, _, _ in lint.all_tasks(sweep["root"]["dag"], sweep) if lint.stage_of(task) == "train"]
+    assert trains and not any(task.get("cachingOptions", {}).get("enableCache") for task in trains)
+    assert "kubeflow.cache_train: not for the sweep's trials" in caplog.text
+    training = next(yaml.safe_load_all(compile_pipeline(settings, tmp_path / "pipeline.yaml").read_text()))
+    assert training["root"]["dag"]["tasks"]["train"]["cachingOptions"]["enableCache"] is True
+
+
 @dsl.container_component
 def make_uri(uri: dsl.OutputPath(str)):
     return dsl.ContainerSpec(image="registry.example.com/uri:1", command=["sh", "-c", 'echo s3://bucket/model > "$0"', uri])
@@ -143,6 +154,8 @@ def test_images_pinned_by_digest_pulled_with_a_policy_and_a_secret(tmp_path):
     images = {name: executor["container"]["image"] for name, executor in spec["deploymentSpec"]["executors"].items()}
     assert images["exec-train"] == f"ghcr.io/textclf/textclf-cuda:0.1.0@{DIGEST.replace('ab', 'cd')}"
     assert images["exec-evaluate"] == f"ghcr.io/textclf/textclf-cpu:0.1.0@{DIGEST}"
+    deploy = next(task for _, task, _, _ in lint.all_tasks(spec["root"]["dag"], spec) if lint.stage_of(task) == "deploy")
+    assert deploy["inputs"]["parameters"]["image_pull_secrets"]["runtimeValue"]["constant"] == "regcred"  # the predictor's too
     for name, config in platform.items():
         assert config["imagePullPolicy"] == "IfNotPresent", name
         assert [item["secretNameParameter"]["runtimeValue"]["constant"] for item in config["imagePullSecret"]] == ["regcred"], name
@@ -191,16 +204,19 @@ def test_the_lint_refuses_a_task_without_the_cache_scope(training, tmp_path):
     assert any("evaluate has no cache_scope input; a cached result could point into another store" in problem for problem in problems)
 
 
-def test_the_lint_refuses_a_stage_that_takes_the_whole_tokenized_dataset(training, tmp_path):
-    """The launcher downloads an input artifact whole: export would fetch the train split to read the test split."""
+@pytest.mark.parametrize("variant, component", [("training", "comp-export"), ("sweep", "comp-train")])
+def test_the_lint_refuses_a_stage_that_takes_the_whole_tokenized_dataset(variant, component, tmp_path):
+    """The launcher downloads an input artifact whole: export would fetch the train split to read the test
+    split, a sweep's trials (inside the loop) the test split."""
+    compiled = compile_pipeline(KubeflowSettings(), tmp_path / "compiled" / f"{variant}.yaml", variant)
 
     def whole_dataset(spec, platform):
-        spec["root"]["dag"]["tasks"]["export"]["inputs"]["artifacts"]["tokenized"] = {
-            "taskOutputArtifact": {"producerTask": "tokenize", "outputArtifactKey": "tokenized"}
-        }
+        artifacts = spec["components"][component].setdefault("inputDefinitions", {}).setdefault("artifacts", {})
+        artifacts["tokenized"] = {"artifactType": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}}
 
-    problems = lint.check_pipeline(mutated(training, tmp_path, whole_dataset))
-    assert any("export takes tokenize's Dataset as the artifact 'tokenized'" in problem for problem in problems), problems
+    problems = lint.check_pipeline(mutated(compiled, tmp_path, whole_dataset))
+    stage = component.removeprefix("comp-")
+    assert any(f"{stage} takes the Dataset 'tokenized' as an artifact" in problem for problem in problems), problems
 
 
 def test_the_lint_refuses_a_task_that_could_run_as_root(training, tmp_path):

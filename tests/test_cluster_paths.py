@@ -21,6 +21,14 @@ def stub(monkeypatch, tmp_path):
     server.stop()
 
 
+def test_pod_names_are_argos(stub):
+    """argo-workflows workflow/util/pod_name.go, GeneratePodName: <workflow>-<template>-<FNV-1a 32 of the node name>."""
+    node = {"id": "wf-1234", "name": "wf.root.train.executor", "templateName": "system-container-impl"}
+    # 2754039865: FNV-1a 32 of "wf.root.train.executor", from a C implementation of the reference algorithm
+    assert runs.pod_name({}, "wf", node) == "wf-system-container-impl-2754039865"
+    assert runs.pod_name({"metadata": {"annotations": {"workflows.argoproj.io/pod-name-format": "v1"}}}, "wf", node) == "wf-1234"
+
+
 def check(capsys, *flags: str) -> tuple[int, list[str], str]:
     """make cluster-check with the golden config: its exit status, its lines, and what it wrote to stderr."""
     status = cluster_check.main(["--config", str(CONFIG), *flags])
@@ -30,8 +38,11 @@ def check(capsys, *flags: str) -> tuple[int, list[str], str]:
 
 def test_every_path_passing_is_one_line_each_and_status_0(stub, capsys):
     stub.reads_to_finish = 3  # pending, running, then done: the check waits for all three
-    status, lines, _ = check(capsys, "--deploy")
+    stub.unavailable_reads = 1  # and the API server answers 503 once while it waits
+    status, lines, progress = check(capsys, "--deploy")
     assert status == 0, lines
+    # The progress while it waits goes to stderr, past kfp's quieted stdout.
+    assert all(f"{path}: SUCCEEDED after" in progress for path in ("training", "sweep", "kfold")), progress
     report = [line for line in lines if ": passed" in line or ": FAILED" in line]
     assert [line.split(":")[0] for line in report] == ["training", "deploy", "sweep", "kfold"]
     assert all(": passed" in line for line in report)
@@ -39,7 +50,7 @@ def test_every_path_passing_is_one_line_each_and_status_0(stub, capsys):
     assert set(runs_by_name) == {"textclf-cluster-check-training", "textclf-cluster-check-sweep", "textclf-cluster-check-kfold"}
     training = runs_by_name["textclf-cluster-check-training"]["runtime_config"]["parameters"]
     assert training["model_name"] == "textclf-cluster-check" and training["deploy"] is True
-    assert training["source_uri"] == "package://pipelines/cluster_check_data/reviews.csv" and training["epochs"] == 1
+    assert training["source_uri"] == cluster_check.CHECK_SOURCE and training["epochs"] == 1
     sweep = runs_by_name["textclf-cluster-check-sweep"]["runtime_config"]["parameters"]
     assert [trial["learning_rate"] for trial in sweep["sweep_configs"]] == [1e-4, 3e-5]
     kfold = runs_by_name["textclf-cluster-check-kfold"]["runtime_config"]["parameters"]
@@ -52,7 +63,13 @@ def test_a_failing_path_names_its_task_and_error_and_fails_the_check(stub, capsy
     status, lines, _ = check(capsys)
     assert status == 1
     (sweep,) = [line for line in lines if line.startswith("sweep: FAILED")]
-    assert sweep.startswith(f"sweep: FAILED FAILED at train: {error} (run ")
+    run_id = next(run["run_id"] for run in stub.runs if "sweep" in run["display_name"])
+    workflow = stub.workflows[run_id]
+    (pod,) = [node for node in workflow["status"]["nodes"].values() if node["phase"] == "Failed"]
+    pod_name = runs.pod_name(workflow, workflow["metadata"]["name"], pod)
+    assert pod_name.startswith(f"{workflow['metadata']['name']}-retry-system-container-impl-")
+    log = f"kubectl logs -n team-nlp {pod_name} -c main"
+    assert sweep.startswith(f"sweep: FAILED FAILED at train: {error}; its log: {log} (run "), sweep
     assert any(line.startswith("training: passed") for line in lines) and not any(line.startswith("deploy") for line in lines)
 
 
@@ -60,7 +77,7 @@ def test_a_deploy_that_never_ran_fails_the_deploy_line(stub, capsys):
     stub.failures = {"textclf-training": ("register", "not registered: below the gate")}
     status, lines, _ = check(capsys, "--deploy")
     assert status == 1
-    assert "deploy: FAILED not reached (register made no version, or the run stopped before it)" in lines
+    assert "deploy: FAILED did not run (the run failed before it)" in lines
 
 
 def test_an_unreachable_host_is_one_line(monkeypatch, tmp_path, capsys):
@@ -86,7 +103,7 @@ def test_a_failed_run_is_retried_in_place(stub, capsys, tmp_path):
     assert result.returncode == 0, result.stderr
     assert stub.retried == [run_id]
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == f"retrying run {run_id} (FAILED; train: pod deleted)"
+    assert lines[0].startswith(f"retrying run {run_id} (FAILED at train: pod deleted; its log: kubectl logs -n team-nlp ")
     assert lines[-1] == f"run: {stub.url}/#/runs/details/{run_id}"
 
 

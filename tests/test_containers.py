@@ -25,6 +25,7 @@ import pytest
 
 from components.lib.runtime import IMAGE_USER_ID
 from components.lib.storage.registry import Registry
+from pipelines.cluster_check import CHECK_SOURCE
 from pipelines.component_run import PASSED_ENVIRONMENT, TMPFS, container_user
 from tests.conftest import REPO, upload_folder
 
@@ -156,6 +157,10 @@ def test_every_stage_runs_in_its_image_read_only_and_not_as_root(cpu_image, s3, 
     run = "s3://bucket/one-by-one"
     # preprocess writes into the mounted folder (a relative path, as on a laptop); the rest is on S3.
     component_run("preprocess", shared_folder, input_uri=source, output_uri="data")
+    # The rows make cluster-check trains on travel in the image (pipelines/cluster_check.py).
+    checked = component_run("preprocess", shared_folder, input_uri=CHECK_SOURCE, text_column="review", label_column="rating",
+                            output_uri="check-data")  # fmt: skip
+    assert '"rows_kept": 96' in checked.stdout, checked.stdout[-2000:]
     component_run("tokenize", shared_folder, data_uri="data", output_uri=f"{run}/tokens", base_model=base_model, max_length=32)
     training = {key: value for key, value in TINY_TRAINING.items() if key != "max_length"}
     component_run("train", shared_folder, data_uri=f"{run}/tokens", output_uri=f"{run}/model", base_model=base_model,

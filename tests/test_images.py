@@ -6,23 +6,26 @@ from pipelines.config import load_config
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "images"))
-from build import digest_of, pin_line  # noqa: E402
+from build import DIGEST_IN_PUSH_OUTPUT, pin_lines  # noqa: E402
 
 CPU = "sha256:" + "1" * 64
 CUDA = "sha256:" + "2" * 64
 
 
-def test_the_pushed_images_digest_is_the_one_of_its_repository():
-    listed = f"docker.io/library/other@sha256:{'9' * 64}\nregistry.example.com:5000/ml/textclf-cpu@{CPU}\n"
-    assert digest_of("registry.example.com:5000/ml/textclf-cpu:0.1.0", listed) == CPU
-    assert digest_of("registry.example.com:5000/ml/textclf-cuda:0.1.0", listed) == ""
+def test_the_digest_is_read_from_what_docker_push_prints():
+    printed = f"The push refers to repository [registry.example.com/ml/textclf-cpu]\n0.1.0: digest: {CPU} size: 2207\n"
+    assert DIGEST_IN_PUSH_OUTPUT.search(printed).group(1) == CPU
 
 
-def test_the_pin_line_is_what_compile_takes(tmp_path):
-    line = pin_line({"cpu": CPU, "cuda": CUDA})
-    assert line == f'images: to pin them by content: make compile ARGS="kubeflow.cpu_image_digest={CPU} kubeflow.cuda_image_digest={CUDA}"'
-    overrides = line.split('ARGS="')[1].rstrip('"').split()
+def test_the_pin_lines_are_settings_compile_takes():
+    lines = pin_lines({"cpu": CPU, "cuda": CUDA})
+    assert lines == [
+        "images: to pin them by content, add to your config's kubeflow section:",
+        f"  cpu_image_digest: {CPU}",
+        f"  cuda_image_digest: {CUDA}",
+    ]
+    overrides = [f"kubeflow.{line.strip().replace(': ', '=')}" for line in lines[1:]]
     settings = load_config(str(REPO / "configs" / "default.yaml"), overrides).kubeflow
     assert settings.cpu_image == f"ghcr.io/textclf/textclf-cpu:0.1.0@{CPU}"
     assert settings.cuda_image == f"ghcr.io/textclf/textclf-cuda:0.1.0@{CUDA}"
-    assert pin_line({"cpu": ""}) == ""
+    assert pin_lines({"cpu": ""}) == []

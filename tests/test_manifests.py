@@ -92,6 +92,11 @@ def add_resource(base, name: str, text: str) -> None:
         (lambda base: edit(base / "kfp-launcher-configmap.yaml", "          fromEnv: true", "          fromEnv: false"),
          "fromEnv is false and no secretRef.secretName; the KFP driver fails on it"),
         (lambda base: add_resource(base, "priority.yaml", PRIORITY_CLASS), "PriorityClass/textclf-gpu-training: cluster-scoped"),
+        (lambda base: edit(base / "kustomization.yaml", "  - role.yaml\n", ""), "no Role/textclf-pipeline-runner; a run in the namespace needs it"),
+        (lambda base: edit(base / "kfp-launcher-configmap.yaml", "          fromEnv: true",
+                           "          fromEnv: true\n      overrides:\n        - bucketName: b\n          maxRetries: 3\n          credentials: {fromEnv: true}"),
+         "s3 override 0: maxRetries without one in the default; the KFP driver fails on it"),
+        (lambda base: edit(base / "role.yaml", 'verbs: ["create", "patch"]', 'verbs: ["*"]'), "grants * on argoproj.io workflowtaskresults"),
     ],
 )  # fmt: skip
 def test_the_runner_role_and_launcher_config_hold_what_the_backend_needs_and_no_more(tmp_path, change, complaint):

@@ -56,12 +56,33 @@ def test_evaluate_and_export_fetch_the_test_split_only(tokens_on_s3, model, tmp_
     assert "test.parquet" in fetched and not {"train.parquet", "validation.parquet"} & set(fetched)
 
 
+def rewritten_stats(source, folder, change) -> None:
+    """A copy of the tokenized folder `source` at `folder` whose stats.json `change` edits, recommitted."""
+    from components.lib.storage.artifacts import build_manifest, manifest_text
+
+    shutil.copytree(source, folder)
+    stats = json.loads((folder / STATS_FILE).read_text())
+    change(stats)
+    (folder / STATS_FILE).write_text(json.dumps(stats))
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    rebuilt = build_manifest(folder, {key: value for key, value in manifest.items() if key not in ("files", "committed_at")})
+    (folder / "MANIFEST.json").write_text(manifest_text(rebuilt))
+
+
 def test_the_majority_baseline_comes_from_the_counts_tokenize_recorded(prepared_data, model, tmp_path):
     stats = json.loads((prepared_data[1] / STATS_FILE).read_text())
     counts = stats["splits"]["train"]["class_counts"]
     assert sum(counts.values()) == stats["splits"]["train"]["rows"]
-    evaluate(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "evaluation"))
-    assert baseline_predicts(tmp_path / "evaluation") == max(counts, key=counts.get)
+    labels = pq.read_table(prepared_data[1] / "train.parquet", columns=["label"]).column("label").to_numpy()
+    from_the_split = read_labels(prepared_data[1])[int(np.bincount(labels).argmax())]
+    other = next(label for label in counts if label != from_the_split)
+
+    def other_first(edited):  # counts that disagree with the train split: the baseline must follow them
+        edited["splits"]["train"]["class_counts"][other] = 10**6
+
+    rewritten_stats(prepared_data[1], tmp_path / "tokens", other_first)
+    evaluate(model_uri=str(model), data_uri=str(tmp_path / "tokens"), output_uri=str(tmp_path / "evaluation"))
+    assert baseline_predicts(tmp_path / "evaluation") == other
 
 
 def baseline_predicts(evaluation) -> str:
@@ -70,17 +91,13 @@ def baseline_predicts(evaluation) -> str:
 
 def test_data_tokenized_before_the_counts_reads_its_train_split(prepared_data, model, tmp_path):
     """A tokenized folder from before tokenize recorded class counts still gets its baseline."""
-    from components.lib.storage.artifacts import build_manifest, manifest_text
+
+    def without_counts(stats):
+        for entry in stats["splits"].values():
+            del entry["class_counts"]
 
     old = tmp_path / "old-tokens"
-    shutil.copytree(prepared_data[1], old)
-    stats = json.loads((old / STATS_FILE).read_text())
-    for entry in stats["splits"].values():
-        del entry["class_counts"]
-    (old / STATS_FILE).write_text(json.dumps(stats))
-    manifest = json.loads((old / "MANIFEST.json").read_text())
-    rebuilt = build_manifest(old, {key: value for key, value in manifest.items() if key not in ("files", "committed_at")})
-    (old / "MANIFEST.json").write_text(manifest_text(rebuilt))
+    rewritten_stats(prepared_data[1], old, without_counts)
     evaluate(model_uri=str(model), data_uri=str(old), output_uri=str(tmp_path / "evaluation"))
     labels = pq.read_table(old / "train.parquet", columns=["label"]).column("label").to_numpy()
     assert baseline_predicts(tmp_path / "evaluation") == read_labels(old)[int(np.bincount(labels).argmax())]
