@@ -14,6 +14,7 @@ import pytest
 
 from components.lib import storage
 from components.lib.errors import UserError
+from components.lib.storage import artifacts
 from components.lib.storage.artifacts import MANIFEST, staged_input, staged_output
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, run_module, upload_folder
 from tests.fault_proxy import FaultProxy
@@ -131,7 +132,8 @@ def test_a_local_rerun_that_fails_commits_nothing_and_leaves_no_staging_behind(t
     with pytest.raises(RuntimeError), staged_output(uri) as folder:
         (folder / "second.txt").write_text("two")
         raise RuntimeError("the stage crashed")
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["first.txt"]  # old, uncommitted
+    # old and uncommitted, with the claim that lets the stage's rerun finish (storage/artifacts.py, claim_output)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [artifacts.CLAIM, "first.txt"]
     with pytest.raises(UserError, match="not a committed artifact"), staged_input(uri):
         pass
 

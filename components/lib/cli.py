@@ -9,8 +9,10 @@ are the flags and its docstring's `Args:` section is the `--help` text. Around F
 - flags: an unknown or short flag is refused before any work, and `--help` lists every flag with
   its full default and its help text;
 - overwrite protection: run by hand, a stage refuses an `--output_uri` that already holds a
-  committed output unless `--overwrite` is given (a Kubeflow task, which passes `--executor_input`,
-  writes its own output path, and a retried one may find its earlier output there);
+  committed output unless `--overwrite` is given, and every output folder that holds files no stage
+  committed there, or another stage's output (`artifacts.claim_output`), with nothing touched; a
+  Kubeflow task, which passes `--executor_input`, writes its own output path, and a retried one may
+  find its earlier output there;
 - Kubeflow: when Kubeflow passes `--executor_input`, the stage's `StageResult` is written to the
   executor-output file, so that artifact metadata and output parameters reach the KFP UI and the DAG.
 """
@@ -33,6 +35,7 @@ import fire
 import fire.docstrings
 
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
+from components.lib.storage import artifacts
 from components.lib.storage.artifacts import MANIFEST, is_committed
 
 EXECUTOR_INPUT_FLAG = "executor_input"
@@ -81,6 +84,7 @@ def run_stage(stage_fn: Callable[..., StageResult | None] | dict[str, Callable[.
     main = sys.modules["__main__"]
     module = main.__spec__.name if getattr(main, "__spec__", None) else Path(sys.argv[0]).stem
     argv = sys.argv[1:]
+    artifacts.WRITER.set(module)  # recorded in every manifest this stage commits
     if any(word in HELP_WORDS for word in argv):
         print(help_text(argv, component, module, main.__doc__ or ""))
         return
@@ -199,6 +203,8 @@ def typed_command(stage_fn: Callable[..., StageResult | None]) -> Callable[..., 
         typed = {name: coerce_flag(name, value, annotations.get(name, str)) for name, value in flags.items()}
         if guards_output and not executor_input and not overwrite:
             refuse_committed_output(typed[OUTPUT_FLAG])
+        # A Kubeflow task writes the launcher's own output paths, which a retried attempt finds half-written.
+        artifacts.OUTPUTS_ARE_THE_LAUNCHERS.set(bool(executor_input))
         result = stage_fn(**typed)
         if result is None:
             return

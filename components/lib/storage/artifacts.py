@@ -12,6 +12,7 @@ error, uploads it (or moves it into place) and commits it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import shutil
 import tempfile
@@ -30,6 +31,14 @@ MANIFEST_VERSION = 1
 # they are swapped out. Hidden, so never listed in a manifest.
 STAGING = ".staging"
 REPLACED = ".replaced"
+# While a stage rewrites a folder (from the moment its last manifest is removed to the new commit):
+# who writes, and which entries the last commit listed, so that a rerun after a failure may finish.
+CLAIM = ".output-claim.json"
+# The stage writing (its module, set by components/lib/cli.py), recorded in each manifest it commits;
+# and whether the output folders are the Kubeflow launcher's own paths, where a retried attempt
+# finds its earlier, unfinished files and may replace them.
+WRITER: contextvars.ContextVar[str] = contextvars.ContextVar("writer", default="")
+OUTPUTS_ARE_THE_LAUNCHERS: contextvars.ContextVar[bool] = contextvars.ContextVar("outputs_are_the_launchers", default=False)
 
 
 def build_manifest(local_dir: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -38,10 +47,12 @@ def build_manifest(local_dir: Path, extra: dict[str, Any] | None = None) -> dict
         for name, size in storage.list_files(str(local_dir)).items()
         if name != MANIFEST and not Path(name).name.startswith(".")
     }
+    writer = {"written_by": WRITER.get()} if WRITER.get() else {}
     return {
         "manifest_version": MANIFEST_VERSION,
         "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": files,
+        **writer,
         **(extra or {}),
     }
 
@@ -127,21 +138,23 @@ def staged_input(uri: str, only: list[str] | None = None, skip: list[str] | None
         yield local_dir, manifest
 
 
-def commit(local_dir: Path, uri: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def commit(local_dir: Path, uri: str, extra: dict[str, Any] | None = None, replaceable: set[str] | None = None) -> dict[str, Any]:
     """Put the files of `local_dir` at `uri` and write the manifest last: uploaded to S3, or moved
-    into the local folder `uri` in place of what it held (a folder committed where it is stays)."""
+    into the local folder `uri` in place of the entries named `replaceable` (None: all it held; a
+    folder committed where it is stays)."""
     manifest = build_manifest(local_dir, extra)
     if storage.is_s3(uri):
         for name in manifest["files"]:
             storage.upload_file(local_dir / name, storage.join(uri, name))
     elif local_dir.resolve() != Path(uri).resolve():
-        replace_entries(Path(uri), local_dir)
+        replace_entries(Path(uri), local_dir, replaceable)
     storage.write_text(storage.join(uri, MANIFEST), manifest_text(manifest))
     return manifest
 
 
-def replace_entries(target: Path, staged: Path) -> None:
-    """Swap the visible entries of `target` for those of `staged`, by renames on one filesystem.
+def replace_entries(target: Path, staged: Path, replaceable: set[str] | None = None) -> None:
+    """Swap the visible entries of `target` named `replaceable` (None: all of them), and those the
+    staged ones replace, for the entries of `staged`, by renames on one filesystem.
 
     The old ones are renamed away first, then removed, so none is left to be listed in the new
     manifest. Hidden entries of `target` stay: they are bookkeeping, such as the registry's claim.
@@ -149,8 +162,10 @@ def replace_entries(target: Path, staged: Path) -> None:
     replaced = target / REPLACED
     shutil.rmtree(replaced, ignore_errors=True)
     replaced.mkdir()
+    arriving = {entry.name for entry in visible_entries(staged)}
     for entry in visible_entries(target):
-        entry.rename(replaced / entry.name)
+        if replaceable is None or entry.name in replaceable | arriving:
+            entry.rename(replaced / entry.name)
     for entry in visible_entries(staged):
         entry.rename(target / entry.name)
     shutil.rmtree(replaced)
@@ -160,15 +175,58 @@ def visible_entries(folder: Path) -> list[Path]:
     return [entry for entry in folder.iterdir() if not entry.name.startswith(".")]
 
 
+def claim_output(uri: str) -> set[str] | None:
+    """The entries of `uri` a commit there may replace: those its last commit listed. A folder that
+    holds files no stage committed there, or another stage's committed output, is refused in one
+    line with nothing touched. A Kubeflow task's output is the launcher's path: all of it (None)."""
+    if OUTPUTS_ARE_THE_LAUNCHERS.get():
+        return None
+    if not storage.is_s3(uri) and Path(uri).exists() and not Path(uri).is_dir():
+        raise UserError(f"{uri}: is a file; an output must be a folder (or a path that does not exist yet)")
+    if is_committed(uri):
+        manifest = read_manifest(uri)
+        refuse_another_writer(uri, manifest.get("written_by", ""), "committed output")
+        return {name.split("/")[0] for name in manifest["files"]}
+    claim = read_claim(uri)
+    if claim is not None:  # a rewrite of this folder that stopped before its commit
+        refuse_another_writer(uri, claim["written_by"], "unfinished output")
+        return set(claim["entries"])
+    present = sorted(name for name in storage.list_files(uri) if not any(part.startswith(".") for part in name.split("/")))
+    if present:
+        shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+        raise UserError(
+            f"{uri}: holds {len(present)} file(s) that no stage committed there ({shown}); nothing was touched:"
+            " give an empty or a new folder"
+        )
+    return set()
+
+
+def refuse_another_writer(uri: str, writer: str, what: str) -> None:
+    ours = WRITER.get()
+    if writer and ours and writer != ours:
+        raise UserError(f"{uri}: holds {writer}'s {what}; nothing was touched: give {ours} an empty or a new folder")
+
+
+def read_claim(uri: str) -> dict[str, Any] | None:
+    """The claim a stopped rewrite left in `uri` ({"written_by", "entries"}), or None; one that does
+    not parse is no claim. Its entries are only ever compared with names found in the folder."""
+    claim_uri = storage.join(uri, CLAIM)
+    if not storage.exists(claim_uri):
+        return None
+    try:
+        claim = json.loads(storage.read_text(claim_uri))
+        entries = [entry for entry in claim["entries"] if isinstance(entry, str)]
+        return {"written_by": str(claim.get("written_by") or ""), "entries": entries}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def output_scratch(uri: str) -> Path:
     """An empty folder to fill for `uri`: a temporary one for S3; locally `uri/.staging`, which is
     on the same filesystem as `uri` even when `uri` is a mount point, so its entries move by rename."""
     if storage.is_s3(uri):
         return Path(tempfile.mkdtemp(prefix="staged-output-"))
-    target = Path(uri)
-    if target.exists() and not target.is_dir():
-        raise UserError(f"{uri}: is a file; an output must be a folder (or a path that does not exist yet)")
-    scratch = target / STAGING
+    scratch = Path(uri) / STAGING
     shutil.rmtree(scratch, ignore_errors=True)  # left by a run killed before it committed
     scratch.mkdir(parents=True)
     return scratch
@@ -178,14 +236,22 @@ def output_scratch(uri: str) -> Path:
 def staged_output(uri: str, extra: dict[str, Any] | None = None) -> Iterator[Path]:
     """Yield an empty local folder to fill; commit it to `uri` when the block ends without error.
 
-    Any earlier manifest at `uri` is removed first, so a rerun that fails midway leaves an
-    uncommitted folder rather than a stale commit over new files; one that succeeds leaves only
-    what it wrote. `extra` may be filled in by the block before it ends; it is stored in the manifest.
+    `uri` must be new, empty or this stage's committed output (`claim_output`). Any earlier manifest
+    there is removed first, so a rerun that fails midway leaves an uncommitted folder rather than a
+    stale commit over new files; one that succeeds leaves what it wrote in place of what the last
+    commit listed, and nothing else is touched. `extra` may be filled in by the block before it
+    ends; it is stored in the manifest.
     """
+    replaceable = claim_output(uri)
     scratch = output_scratch(uri)
     try:
+        if replaceable is not None:
+            claim = {"written_by": WRITER.get(), "entries": sorted(replaceable)}
+            storage.write_text(storage.join(uri, CLAIM), json.dumps(claim))
         storage.delete(storage.join(uri, MANIFEST))
         yield scratch
-        commit(scratch, uri, extra)
+        commit(scratch, uri, extra, replaceable)
+        if replaceable is not None:
+            storage.delete(storage.join(uri, CLAIM))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
