@@ -46,7 +46,7 @@ from components.lib.storage.registry import Registry
 
 log = logging.getLogger("components.deploy")
 POLL_SECONDS = 5.0
-SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a Kubernetes object name (DNS subdomain)
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")  # a Kubernetes object name (DNS subdomain)
 
 
 def deploy(

@@ -27,7 +27,7 @@ from components.lib.reporting.plots import fold_scores_png
 from components.lib.reporting.significance import mcnemar, paired_t_test
 from components.lib.storage.artifacts import staged_input, staged_output
 
-TRIAL_PATTERN = re.compile(r"^(?P<config>[A-Za-z0-9_-]+)\.fold(?P<fold>\d+)$")
+TRIAL_PATTERN = re.compile(r"^(?P<config>[A-Za-z0-9_-]+)\.fold(?P<fold>\d+)\Z")
 
 
 def kfold_report(*, evaluation_uris: list, report_uri: str, executor_input: str = "") -> StageResult:

@@ -88,7 +88,8 @@ def fetch(*, registry_uri: str, model_name: str, destination: str, version: str 
             path = contained(target, name, storage.join(registry.version_uri(number), MANIFEST))
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder / name, path)
-        (target / MANIFEST).write_text(manifest_text(manifest))
+        # The manifest goes through the same check: a symlink already at <destination>/MANIFEST.json is not followed out.
+        contained(target, MANIFEST, f"--destination {destination}").write_text(manifest_text(manifest))
     return StageResult(summary={"model_name": model_name, "version": number, "destination": destination, "verified": True})
 
 

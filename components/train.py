@@ -71,7 +71,7 @@ from components.lib.training.trainer import FineTuner, sample_training_rows, see
 
 log = logging.getLogger("components.train")
 TEACHER_BATCH_SIZE = 64
-SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}$")
+SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}\Z")
 
 
 def train(

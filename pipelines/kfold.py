@@ -21,7 +21,7 @@ from pipelines.config import KfoldSettings, coerce
 from pipelines.parameters import pipeline_parameters
 from pipelines.pipeline import SWEEPABLE
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,60}$")  # it becomes part of a folder name: <name>.fold<k>
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,60}\Z")  # it becomes part of a folder name: <name>.fold<k>
 
 
 def expand_kfold(kfold: KfoldSettings, parameters: dict) -> list[dict]:

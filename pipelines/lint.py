@@ -15,24 +15,19 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from components.lib.credentials import credentials_in
 from pipelines import backend_rules
 from pipelines.backend_rules import stage_of
 from pipelines.pipeline import KFOLD_PIPELINE_NAME
 from pipelines.stages import ALL_STAGES, OPTIONAL_STAGES, STAGES
 
 SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-CREDENTIAL_PATTERNS = [
-    re.compile(r"AKIA[0-9A-Z]{16}"),
-    re.compile(r"(?i)(aws_secret_access_key|secret_key|password|token)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{20,}"),
-    re.compile(r"(?i)bearer\s+[A-Za-z0-9._-]{20,}"),
-]
 
 
 def load(path: Path) -> tuple[dict, dict]:
@@ -170,12 +165,7 @@ def check_image(path: Path, name: str, image: str) -> list[str]:
 
 
 def check_text(path: Path) -> list[str]:
-    text = path.read_text()
-    return [
-        f"{path}: looks like a literal credential: {match.group(0)[:12]}..."
-        for pattern in CREDENTIAL_PATTERNS
-        for match in pattern.finditer(text)
-    ]
+    return [f"{path}: looks like a literal credential ({kind}): {start}..." for kind, start in credentials_in(path.read_text())]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ import re
 
 from kfp import dsl, kubernetes
 
+from components.lib.credentials import credential_in
 from components.lib.data.contract import CLASSIFICATION
 from components.lib.errors import UserError
 from components.lib.quality_gate import GATES, PASSES_OUTPUT
@@ -41,10 +42,10 @@ KFOLD_PIPELINE_NAME = "textclf-kfold"
 ACTIVE_BUILD: contextvars.ContextVar = contextvars.ContextVar("active_build")
 log = logging.getLogger("pipelines.pipeline")
 CREDENTIAL_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
-IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 # What the KFP driver accepts for a pull policy (backend/src/v2/driver/k8s.go, extendPodSpecPatch).
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
-KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 
 
 def wire_data(build: "PipelineBuild", given: dict):
@@ -207,10 +208,11 @@ class PipelineBuild:
 
 def check_tracking_settings(settings: KubeflowSettings) -> None:
     """tracking_env is written into the compiled YAML: a credential there is refused, and keys need their Secret."""
-    for name in settings.tracking_env:
-        if CREDENTIAL_NAME.search(name):
+    for name, value in settings.tracking_env.items():
+        kind = "a credential's name" if CREDENTIAL_NAME.search(name) else credential_in(value)
+        if kind:
             raise UserError(
-                f"kubeflow.tracking_env.{name}: looks like a credential, and this goes into the compiled YAML;"
+                f"kubeflow.tracking_env.{name}: holds {kind}, and this goes into the compiled YAML;"
                 " put it in a Secret (kubeflow.tracking_secret_name) and name it in kubeflow.tracking_secret_keys"
             )
     if bool(settings.tracking_secret_name) != bool(settings.tracking_secret_keys):

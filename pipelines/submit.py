@@ -44,6 +44,7 @@ import yaml
 
 from components.lib import storage
 from components.lib.cli import configure_logging
+from components.lib.credentials import credential_in
 from components.lib.data.readers import installed_data_path
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from components.lib.runtime import S3_SECRET_NAME
@@ -183,6 +184,7 @@ def run_parameters(config: RunConfig, variant: str, uncached_because: str = "", 
     parameters = resolved_parameters(config, variant)
     require_remote_storage(parameters, "cluster tasks cannot read it")
     require_kubernetes_names(parameters)
+    refuse_credentials(parameters)
     store = (config.kubeflow.pipeline_root, config.kubeflow.s3_endpoint, parameters.get("s3_secret_name", S3_SECRET_NAME))
     parameters.setdefault(CACHE_SCOPE, store_scope(*store))
     source = parameters.get("source_uri", "")
@@ -197,6 +199,14 @@ def run_parameters(config: RunConfig, variant: str, uncached_because: str = "", 
     if not given:
         parameters["source_fingerprint"] = "(taken from the source when submitting)" if dry_run else reachable_fingerprint(source)
     return parameters, True
+
+
+def refuse_credentials(parameters: dict) -> None:
+    """A run's parameters are stored with the run and shown in the Pipelines UI: no credential in them."""
+    for name, value in parameters.items():
+        kind = credential_in(json.dumps(value))
+        if kind:
+            raise UserError(f"parameters.{name}: holds {kind}, which the run would store and show; put it in a Secret")
 
 
 def require_kubernetes_names(parameters: dict) -> None:

@@ -176,3 +176,23 @@ def test_a_name_through_a_symlink_loop_is_one_line(tmp_path):
     (folder / "loop").symlink_to("loop")
     with pytest.raises(UserError, match=f"^{folder / MANIFEST}: {REFUSED} 'loop/x.txt': it cannot be resolved"):
         read_manifest(str(folder))
+
+
+def test_registry_fetch_never_writes_its_manifest_through_a_symlink(tmp_path):
+    """The manifest is written last, to <destination>/MANIFEST.json: a symlink already there is not followed."""
+    registry = tmp_path / "registry"
+    version = registry / "sentiment" / "1"
+    version.mkdir(parents=True)
+    (version / "model.onnx").write_text("onnx")
+    commit(version, str(version))
+    outside = tmp_path / "outside.json"
+    outside.write_text("the user's")
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / MANIFEST).symlink_to(outside)
+    result = run_module("components.registry", "fetch", "--registry_uri", str(registry), "--model_name", "sentiment",
+                        "--version", "1", "--destination", str(tmp_path / "dest"))  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --destination {tmp_path / 'dest'}: {REFUSED} '{MANIFEST}': it resolves outside {tmp_path / 'dest'}"
+    ]
+    assert outside.read_text() == "the user's"

@@ -193,6 +193,12 @@ def test_the_lint_holds_the_kfp_backends_contract(compiled, tmp_path, change, co
             ),
             "literal credential",
         ),
+        (
+            lambda docs: docs[0]["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["env"].append(
+                {"name": "MLFLOW_TRACKING_URI", "value": "https://user:password@mlflow.example.com"}
+            ),
+            "literal credential (a URL with a password in it)",
+        ),
     ],
 )
 def test_the_lint_catches_what_it_checks(compiled, tmp_path, change, complaint):
@@ -318,8 +324,14 @@ def test_tracking_settings_reach_every_task_and_credentials_only_from_a_secret(t
 @pytest.mark.parametrize(
     "settings, complaint",
     [
-        ({"tracking_env": {"WANDB_API_KEY": "x"}}, "kubeflow.tracking_env.WANDB_API_KEY: looks like a credential"),
-        ({"tracking_env": {"MLFLOW_TRACKING_TOKEN": "x"}}, "kubeflow.tracking_env.MLFLOW_TRACKING_TOKEN: looks like a credential"),
+        ({"tracking_env": {"WANDB_API_KEY": "x"}}, "kubeflow.tracking_env.WANDB_API_KEY: holds a credential's name"),
+        ({"tracking_env": {"MLFLOW_TRACKING_TOKEN": "x"}}, "kubeflow.tracking_env.MLFLOW_TRACKING_TOKEN: holds a credential's name"),
+        # A credential inside a value (issue 27): the name is harmless, the value is not.
+        (
+            {"tracking_env": {"MLFLOW_TRACKING_URI": "https://user:password@mlflow.example.com"}},
+            "kubeflow.tracking_env.MLFLOW_TRACKING_URI: holds a URL with a password in it",
+        ),
+        ({"tracking_env": {"NOTE": "key AKIAABCDEFGHIJKLMNOP"}}, "kubeflow.tracking_env.NOTE: holds an AWS access key id"),
         ({"tracking_secret_name": "textclf-tracking"}, "tracking_secret_name and kubeflow.tracking_secret_keys go together"),
     ],
 )

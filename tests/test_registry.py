@@ -12,7 +12,7 @@ from components.export import export
 from components.lib import storage
 from components.lib.errors import UserError
 from components.lib.storage.artifacts import staged_input, staged_output
-from components.lib.storage.registry import CLAIM, Registry
+from components.lib.storage.registry import CLAIM, Registry, check_alias, check_model_name
 from components.register import register
 from components.train import train
 from tests.conftest import run_module, train_flags
@@ -146,10 +146,24 @@ def test_eight_concurrent_registrations_on_s3(release, s3, tmp_path):
     assert registry.read_alias("latest") in range(1, 9)
 
 
-@pytest.mark.parametrize("name", ["../escape", "a/b", "has space", "", ".hidden", "x" * 101, "a..b"])
+@pytest.mark.parametrize("name", ["../escape", "a/b", "has space", "", ".hidden", "x" * 101, "a..b", "sentiment\n"])
 def test_unsafe_model_names_are_refused(name, release, tmp_path):
     with pytest.raises(UserError, match="--model_name"):
         register_into(release, str(tmp_path / "registry"), tmp_path / "decision", model_name=name)
+    assert not (tmp_path / "registry").exists()
+
+
+@pytest.mark.parametrize(
+    "check, value",
+    [
+        (check_model_name, "sentiment\n"),  # `$` matches before a trailing newline: every pattern ends in \Z
+        (check_alias, "production\n"),
+        (check_alias, "production\n\n"),
+    ],
+)
+def test_a_name_with_a_trailing_newline_is_refused(check, value):
+    with pytest.raises(UserError):
+        check(value)
 
 
 def test_loading_a_version_checks_every_sha256(release, tmp_path):

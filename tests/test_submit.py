@@ -266,6 +266,8 @@ def test_schedule_creates_a_recurring_run_of_the_uncached_version(compiled, stub
         ),
         # The KFP driver refuses an empty Secret name and fails every task.
         (["s3_secret_name="], "parameters.s3_secret_name: '' is not the name of a Kubernetes object in the run's namespace"),
+        # A run's parameters are stored and shown: a credential inside one is refused before anything is sent.
+        (["base_model=https://user:password@models.example.com/bert"], "parameters.base_model: holds a URL with a password in it"),
     ],
 )
 def test_a_bad_schedule_is_one_line_before_anything_is_sent(compiled, stub, tmp_path, flags, message):

@@ -26,7 +26,7 @@ STABLE_VERSION_ANNOTATION = "textclf.io/stable-version"
 SPEC_ANNOTATION = "textclf.io/spec-sha256"
 MODEL_NAME_LABEL = "textclf.io/model-name"
 PREDICTOR_CONTAINER = "kserve-container"  # the name KServe gives a custom predictor's container
-DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from components.lib import storage
 from components.lib.errors import UserError
 from components.lib.storage.artifacts import MANIFEST, read_manifest, staged_input
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,17}$")  # as `str(int)` writes it: `01` or `²` is not a version
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}\Z")
+VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,17}\Z")  # as `str(int)` writes it: `01` or `²` is not a version
 CLAIM = ".claim"
 ALIASES = "aliases"
 LATEST = "latest"

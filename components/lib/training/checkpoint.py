@@ -27,7 +27,7 @@ from components.lib.data.contract import MODEL_WEIGHTS_FILE
 from components.lib.errors import UserError
 from components.lib.storage.artifacts import MANIFEST, read_manifest, staged_input, staged_output
 
-STEP_PATTERN = re.compile(r"^step-(\d{8})/" + re.escape(MANIFEST) + "$")
+STEP_PATTERN = re.compile(r"^step-(\d{8})/" + re.escape(MANIFEST) + r"\Z")
 BEST_DIR = "best"
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "state.json"
