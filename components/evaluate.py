@@ -68,7 +68,7 @@ from components.lib.reporting.plots import (
 )
 from components.lib.reporting.report import evaluation_html
 from components.lib.reporting.tracking import publish_report
-from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
+from components.lib.storage.artifacts import made_from, read_manifest, staged_input, staged_output
 
 
 def evaluate(
@@ -143,7 +143,7 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
         probabilities = softmax(logits, temperature)
         metrics["calibration"] = calibration_summary(logits, test.labels, temperature)
         add_average_precision(metrics, test.labels, probabilities, label_names)
-        with staged_output(output_uri, extra={"lineage": model_manifest.get("lineage", {})}) as out:
+        with staged_output(output_uri, extra=made_from(model_manifest)) as out:
             rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
             predictions = write_predictions(out / PREDICTIONS_FILE, rows, test.labels, probabilities, label_names)
             result = {"test": metrics, "baseline_majority_class": baseline, "model_uri": model_uri, "data_uri": data_uri}

@@ -52,7 +52,7 @@ from components.lib.modelling.lm_export import export_language_model
 from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
 from components.lib.modelling.sources import load_tokenizer
 from components.lib.reporting.metrics import classification_metrics, headline
-from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
+from components.lib.storage.artifacts import made_from, read_manifest, staged_input, staged_output
 
 OPSET = 17
 log = logging.getLogger("components.export")
@@ -113,7 +113,7 @@ def export(
         pad_id = load_tokenizer(model_uri, str(model_dir)).pad_token_id or 0
         test = TokenizedSplit.load(data_dir, "test")
         with (
-            staged_output(output_uri, extra={"lineage": model_manifest.get("lineage", {})}) as out,
+            staged_output(output_uri, extra=made_from(model_manifest)) as out,
             tempfile.TemporaryDirectory(prefix="export-") as scratch,
         ):
             exported = Path(scratch) / "exported.onnx"

@@ -75,7 +75,7 @@ from components.lib.reporting.metrics import HIGHER_IS_BETTER, classification_me
 from components.lib.reporting.model_card import build_language_model_card, build_model_card
 from components.lib.reporting.tracking import mlflow_run_of
 from components.lib.reporting.tracking import register_version as register_in_mlflow
-from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.artifacts import MADE_FROM, made_from, read_manifest, staged_input, staged_output
 from components.lib.storage.registry import LATEST, PRODUCTION, Registry
 
 log = logging.getLogger("components.register")
@@ -162,6 +162,7 @@ def register(
         ("tokenize", data_uri, "--data_uri"),
     ):
         require_output_of(producer, uri, flag)
+    require_one_model(model_uri, evaluation_uri, export_uri)
     registry = Registry(registry_uri, model_name)
     flags = GateFlags(gate_metric, gate_min, compare_with_production, max_regression, require_beat_baseline, max_perplexity)
     check_flags(flags)
@@ -197,6 +198,19 @@ def register(
         },
         parameters={"registered": decision["registered"], "version": str(decision.get("version", ""))},
     )
+
+
+def require_one_model(model_uri: str, evaluation_uri: str, export_uri: str) -> None:
+    """The evaluation and the export were made from the model given, this very commit of it: one
+    model's scores must not register another model's ONNX. Outputs from before evaluate and export
+    recorded it cannot be checked, which is logged."""
+    expected = made_from(read_manifest(model_uri))[MADE_FROM]
+    for flag, uri in (("--evaluation_uri", evaluation_uri), ("--export_uri", export_uri)):
+        recorded = read_manifest(uri).get(MADE_FROM)
+        if recorded is None:
+            log.warning("%s %s: made before outputs recorded their model; not checked against --model_uri", flag, uri)
+        elif recorded != expected:
+            raise UserError(f"{flag} {uri}: was made from another model than --model_uri {model_uri}; pass the folders of one run")
 
 
 def check_flags(flags: GateFlags) -> None:

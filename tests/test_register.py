@@ -170,3 +170,18 @@ def test_production_is_rescored_with_its_own_tokenizers_pad_id(prepared_data, ti
     monkeypatch.setattr(register, "session_logits", fake_logits)
     register.score_version(version_dir, data_dir, "macro_f1")
     assert used["pad_id"] == tokenizer.convert_tokens_to_ids("[MASK]") != 0
+
+
+@pytest.mark.parametrize("swapped", ["model_uri", "evaluation_uri"])
+def test_one_models_evaluation_never_registers_another_models_export(tweet_release, tmp_path, swapped):
+    """evaluate and export record which commit of the model they were made from; register holds them to --model_uri."""
+    other = tmp_path / "other"
+    shutil.copytree(tweet_release[swapped], other)
+    manifest = json.loads((other / "MANIFEST.json").read_text())
+    manifest["lineage"] = {**manifest.get("lineage", {}), "run_id": "another-run"}
+    if swapped == "evaluation_uri":
+        manifest["model_manifest_sha256"] = "0" * 64  # made from another model
+    commit(other, str(other), extra={key: value for key, value in manifest.items() if key not in ("files", "committed_at")})
+    with pytest.raises(UserError, match="was made from another model than --model_uri"):
+        register_release({**tweet_release, swapped: str(other)}, tmp_path)
+    assert not (tmp_path / "registry").exists() and not (tmp_path / "decision").exists()

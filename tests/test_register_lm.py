@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from components import register
 from components.lib.data.contract import BLOCKS_SCHEMA, CAUSAL_LM, CLASSIFICATION
-from components.lib.storage.artifacts import staged_output
+from components.lib.storage.artifacts import MADE_FROM, made_from, read_manifest, staged_output
 from components.lib.storage.registry import Registry
 from tests.conftest import FAKE_SECRET_KEY, run_module
 
@@ -54,9 +54,11 @@ NOT_EXPORTED = {"model.int8.onnx": "INT8 needs its own judge", "model.torchscrip
 SAMPLES = [{"seed": 0, "prompt": "the cat", "continuation": " sat on ```a mat"}]
 
 
-def committed(folder: Path, files: dict, lineage: dict = LINEAGE) -> str:
-    """A committed stage output holding `files` ({name: text, bytes or a callable that writes the path})."""
-    with staged_output(str(folder), extra={"lineage": lineage}) as out:
+def committed(folder: Path, files: dict, lineage: dict = LINEAGE, model_uri: str = "") -> str:
+    """A committed stage output holding `files` ({name: text, bytes or a callable that writes the path});
+    with `model_uri`, made from that model, as evaluate and export record it."""
+    extra = {"lineage": lineage, **({MADE_FROM: made_from(read_manifest(model_uri))[MADE_FROM]} if model_uri else {})}
+    with staged_output(str(folder), extra=extra) as out:
         for name, content in files.items():
             if callable(content):
                 content(out / name)
@@ -134,14 +136,13 @@ def lm_release(
               "models": {"fp32": {"file": "model.onnx", "latency": {"batch_1": {"p50_ms": 1.234, "tokens": BLOCK}}}}, "not_exported": NOT_EXPORTED}  # fmt: skip
     stats = {"task": CAUSAL_LM, "block_size": BLOCK, "splits": {split: SPLIT_STATS for split in ("train", "validation", "test")},
              "tokenizer": {"kind": "bpe", "vocab_size": len(VOCAB), "requested_vocab_size": 300, "training_seconds": 0.5}}  # fmt: skip
+    model = committed(root / "model", {"training_args.json": json.dumps(TRAINING), "train_summary.json": json.dumps(TRAIN_SUMMARY)})
     return {
         "data_uri": committed(
             root / "tokens", {"test.parquet": write_test_blocks, "stats.json": json.dumps(stats)}, data_lineage or LINEAGE
         ),
-        "model_uri": committed(
-            root / "model", {"training_args.json": json.dumps(TRAINING), "train_summary.json": json.dumps(TRAIN_SUMMARY)}
-        ),
-        "evaluation_uri": committed(root / "evaluation", {"metrics.json": json.dumps(metrics)}),
+        "model_uri": model,
+        "evaluation_uri": committed(root / "evaluation", {"metrics.json": json.dumps(metrics)}, model_uri=model),
         "export_uri": committed(
             root / "onnx",
             {
@@ -151,6 +152,7 @@ def lm_release(
                 "model_type.json": json.dumps({"model_type": CAUSAL_LM}),
             },  # fmt: skip
             export_lineage or LINEAGE,
+            model_uri=model,
         ),
     }
 

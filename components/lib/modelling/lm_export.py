@@ -47,7 +47,7 @@ from components.lib.errors import UserError
 from components.lib.modelling.language_model import CausalLanguageModel, next_token_loss_sum, predicted_tokens
 from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_ms
 from components.lib.modelling.sources import load_tokenizer
-from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.artifacts import made_from, staged_input, staged_output
 
 # float32 rounding differs per position and averages out over the thousands of positions of the
 # parity blocks: a faithful export's perplexity differs by about 1e-6 relative.
@@ -87,7 +87,7 @@ def export_language_model(
         check_vocabulary(test, model.vocab_size, data_uri)
         block_size = int(test.lengths.max())
         with (
-            staged_output(output_uri, extra={"lineage": model_manifest.get("lineage", {})}) as out,
+            staged_output(output_uri, extra=made_from(model_manifest)) as out,
             tempfile.TemporaryDirectory(prefix="export-") as scratch,
         ):
             exported = Path(scratch) / ONNX_FP32_FILE

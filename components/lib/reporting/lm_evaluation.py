@@ -40,7 +40,7 @@ from components.lib.modelling.sources import load_tokenizer
 from components.lib.reporting.plots import language_model_curves_png
 from components.lib.reporting.report import embedded_png, key_value_table, page_start, table
 from components.lib.reporting.tracking import publish_report
-from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.artifacts import made_from, staged_input, staged_output
 
 SAMPLES = 3  # generations shown, one from the start of each of the first test blocks
 PROMPT_TOKENS = 8
@@ -65,7 +65,7 @@ def evaluate_language_model(*, model_uri: str, data_uri: str, output_uri: str, r
         metrics = model_scores(score_blocks(model, test, batch_size, device, tokenizer.pad_token_id or 0), tokens_per_character)
         baseline = ngram_baseline(data_dir, vocab_size, test, tokens_per_character)
         samples = generate_samples(model, test, tokenizer)
-        with staged_output(output_uri, extra={"lineage": model_manifest.get("lineage", {})}) as out:
+        with staged_output(output_uri, extra=made_from(model_manifest)) as out:
             result = {"test": metrics, "baseline_ngram": baseline, "samples": samples, "model_uri": model_uri, "data_uri": data_uri}
             (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
             write_report(out, result, model_dir, model_manifest, report_path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 import shutil
 import tempfile
@@ -88,6 +89,17 @@ def well_formed(entry: Any) -> bool:
 
 def manifest_text(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True)
+
+
+# In the manifest of an output made from a model (evaluation, export): which commit of the model.
+MADE_FROM = "model_manifest_sha256"
+
+
+def made_from(model_manifest: dict[str, Any]) -> dict[str, Any]:
+    """What an output made from this model records: its lineage, and the digest of its manifest,
+    which names one commit of one model (the files' sha256 and the time it was committed)."""
+    digest = hashlib.sha256(manifest_text(model_manifest).encode()).hexdigest()
+    return {"lineage": model_manifest.get("lineage", {}), MADE_FROM: digest}
 
 
 def matches(path: Path, expected: dict[str, Any]) -> bool:
