@@ -304,3 +304,28 @@ def test_a_corrupt_alias_file_is_one_line(body, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f'error: {alias}: not an alias file (it must hold {{"version": N}}); delete it or fix it by hand'
     ]
+
+
+@pytest.mark.parametrize("existing", [None, 1])
+def test_an_alias_moved_by_another_writer_between_read_and_write_is_not_overwritten_on_s3(s3, existing):
+    """The move is a conditional write (If-Match the ETag read, If-None-Match for a new alias): another writer
+    landing in between, forced here before our PutObject, makes it read again and decide again."""
+    registry = Registry("s3://bucket/registry", "sentiment")
+    if existing:
+        registry.move_alias("latest", existing)
+    client, interleaved = storage.s3_client(), []
+
+    def another_writer_first(params, **_):
+        if not interleaved:
+            interleaved.append(params.get("IfMatch") or params.get("IfNoneMatch"))
+            body = json.dumps({"version": 5}).encode()
+            s3.put_object(Bucket="bucket", Key="registry/sentiment/aliases/latest.json", Body=body)
+
+    client.meta.events.register("before-parameter-build.s3.PutObject", another_writer_first)
+    try:
+        assert registry.move_alias("latest", 3, only_forward=True) is False
+    finally:
+        client.meta.events.unregister("before-parameter-build.s3.PutObject", another_writer_first)
+    (condition,) = interleaved  # what our first PutObject was conditioned on
+    assert condition == "*" if existing is None else condition.startswith('"')  # If-None-Match *, or If-Match the ETag read
+    assert registry.read_alias("latest") == 5  # the other writer's newer version stands

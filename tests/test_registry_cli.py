@@ -56,3 +56,12 @@ def test_fetch_into_a_file_is_one_line(registry, tmp_path):
     result = registry_command("fetch", "--registry_uri", str(registry), "--model_name", "sentiment", "--version", "1",
                               "--destination", str(tmp_path / "file"))  # fmt: skip
     assert_one_line(result, f"--destination {tmp_path / 'file'}: is a file; give a folder (new or existing)")
+
+
+def test_promote_refuses_a_version_whose_files_changed_and_moves_no_alias(registry):
+    """A byte flipped in a registered file (same size): promote checks every sha256 before the alias moves."""
+    (registry / "sentiment" / "1" / "labels.json").write_text("{}")
+    result = registry_command("promote", "--registry_uri", str(registry), "--model_name", "sentiment", "--version", "1")
+    assert_one_line(result, f"{registry / 'sentiment' / '1'}: labels.json is corrupt (size or sha256 differs from MANIFEST.json);"
+                            " run the stage that writes it again")  # fmt: skip
+    assert not (registry / "sentiment" / "aliases" / "production.json").exists()

@@ -15,6 +15,15 @@ def test_the_paired_t_test_matches_the_table():
     assert paired_t_test([0.8, 0.7, 0.9], [0.8, 0.7, 0.9])["p_value"] == 1.0
 
 
+@pytest.mark.parametrize("sign", [1, -1])
+def test_identical_non_zero_differences_are_as_significant_as_can_be(sign):
+    """Every fold differs by the same amount: no spread, t is infinite and p is 0, not the 1 of no difference."""
+    first = [0.5, 0.75, 0.25, 0.625]  # binary fractions: every difference is exactly 0.125
+    result = paired_t_test(first, [value - sign * 0.125 for value in first])
+    assert result["p_value"] == 0.0 and result["t"] == sign * math.inf
+    assert result["mean_difference"] == sign * 0.125
+
+
 def test_mcnemar_is_exact_for_few_disagreements_and_chi_square_for_many():
     gold = np.zeros(100, dtype=int)
     first, second = gold.copy(), gold.copy()

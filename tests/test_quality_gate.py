@@ -1,0 +1,22 @@
+"""The quality gate's verdict itself, apart from the summary text: what the DAG's condition reads."""
+
+import pytest
+
+from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION
+from components.lib.quality_gate import GATES
+
+
+@pytest.mark.parametrize(
+    "task, value, threshold, passes",
+    [
+        (CLASSIFICATION, 0.61, 0.6, True),
+        (CLASSIFICATION, 0.6, 0.6, True),  # at the threshold passes
+        (CLASSIFICATION, 0.59, 0.6, False),
+        (CLASSIFICATION, 0.0, 0.0, True),  # no minimum
+        (CAUSAL_LM, 63.0, 64.0, True),  # lower is better
+        (CAUSAL_LM, 65.0, 64.0, False),
+        (CAUSAL_LM, 10_000.0, 0.0, True),  # 0: no limit
+    ],
+)
+def test_the_gate_passes_exactly_what_it_should(task, value, threshold, passes):
+    assert GATES[task].passes(value, threshold) is passes
