@@ -58,7 +58,7 @@ def serve(
       max_batch_wait_ms: How long the micro-batcher waits after a request for others to join it.
       max_instances: Most texts in one request.
       max_text_chars: Most characters in one text.
-      max_request_bytes: Largest request body in bytes (by its Content-Length header).
+      max_request_bytes: Largest request body in bytes, chunked or not: reading stops there, with a 413.
     """
     check_flags(precision, port, max_batch_size, max_batch_wait_ms, (max_instances, max_text_chars, max_request_bytes))
     check_port_free(port)
@@ -70,16 +70,20 @@ def serve(
         log.info("serving %s (%s) on port %d; try:\n  curl -s localhost:%d/v1/models/%s:predict -H 'Content-Type: application/json' "
                  "-d '{\"instances\": [\"It works and no side effects.\"]}'", where, model_file, port, port, model_name)  # fmt: skip
         kserve = import_kserve()
+        from kserve import model_server
+
+        from components.lib.serving.body_limit import BodyLimit
         from components.lib.serving.protocol import RequestLimits
         from components.lib.serving.service import OneLineRefusals, TextClassifierService
 
-        limits = RequestLimits(max_instances, max_text_chars, max_request_bytes)
+        limits = RequestLimits(max_instances, max_text_chars)
         batching = (max_batch_size, max_batch_wait_ms) if max_batch_size else None
         service = TextClassifierService(model_name, str(number), classifier, limits, batching)
         service.load()
         logging.getLogger("kserve").addFilter(OneLineRefusals())
         # kserve's V1 handler returns FastAPI's ORJSONResponse, which FastAPI now warns about on every request.
         warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+        model_server.app.add_middleware(BodyLimit, max_bytes=max_request_bytes)  # before any handler reads a body
         kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([service])
 
 

@@ -4,6 +4,7 @@ loopback port; and the micro-batcher on its own."""
 import asyncio
 import json
 import re
+import select
 import shutil
 import signal
 import socket
@@ -162,7 +163,53 @@ def test_a_bad_request_gets_400_and_one_line(server, path, payload, message):
 
 def test_a_body_over_the_size_limit_is_refused(server):
     status, answer = server.post(f"/v1/models/{MODEL}:predict", {"instances": ["fine"], "padding": "z" * 4_200_000})
-    assert status == 400 and "bytes is over the limit of 4,194,304" in answer["error"]
+    assert status == 413 and "bytes is over the limit of 4,194,304" in answer["error"]
+
+
+def peak_rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+
+
+def send_chunked_until_answered(url: str, path: str, chunk: bytes, most: int) -> tuple[int, bytes, int]:
+    """POST a chunked body of up to `most` bytes, a chunk at a time, stopping as soon as the server answers:
+    (status, answer, bytes sent). A chunked request has no Content-Length for a server to check first."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n".encode())  # fmt: skip
+        sent = 0
+        try:
+            while sent < most and not select.select([connection], [], [], 0.001)[0]:
+                connection.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                sent += len(chunk)
+            if sent >= most:
+                connection.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed while a chunk was on its way; its answer is read below
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < content_length(answer):
+            received = connection.recv(65536)
+            if not received:
+                break
+            answer += received
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body, sent
+
+
+def content_length(answer: bytes) -> int:
+    head = answer.split(b"\r\n\r\n", 1)[0].decode(errors="replace").lower()
+    return next((int(line.split(":")[1]) for line in head.splitlines() if line.startswith("content-length:")), 0)
+
+
+def test_a_chunked_body_is_cut_at_the_limit_and_memory_stays_flat(server):
+    """Issue 27: a 200 MB chunked body was read whole and answered 200; the server grew by 585 MB."""
+    before = peak_rss_kb(server.process.pid)
+    status, body, sent = send_chunked_until_answered(server.url, f"/v1/models/{MODEL}:predict", b"z" * 65536, 200 * 2**20)
+    assert status == 413 and json.loads(body) == {"error": "request body over the limit of 4,194,304 bytes (stopped reading there)"}
+    assert sent < 200 * 2**20  # it answered long before the end
+    assert peak_rss_kb(server.process.pid) - before < 64 * 1024  # KB: no copy of the body beyond the 4 MiB limit
+    assert server.post(f"/v1/models/{MODEL}:predict", {"instances": ["still serving"]})[0] == 200
 
 
 def test_an_unknown_model_gets_404(server):

@@ -29,14 +29,10 @@ V1_EXAMPLE = '{"instances": ["text", ...]}'
 
 @dataclass(frozen=True)
 class RequestLimits:
+    """What one request may hold, checked while it is parsed (the body's size: serving/body_limit.py)."""
+
     max_instances: int
     max_text_chars: int
-    max_request_bytes: int
-
-    def check_size(self, headers: dict[str, str] | None) -> None:
-        declared = (headers or {}).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_request_bytes:
-            raise InvalidInput(f"request body of {int(declared):,} bytes is over the limit of {self.max_request_bytes:,}")
 
 
 def v1_texts(payload: object, limits: RequestLimits) -> list[str]:

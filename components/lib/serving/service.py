@@ -57,7 +57,6 @@ class TextClassifierService(kserve.Model):
     async def predict(self, payload, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None):
         v2 = isinstance(payload, InferRequest)
         try:
-            self.limits.check_size(headers)
             texts = v2_texts(payload, self.limits) if v2 else v1_texts(payload, self.limits)
         except InvalidInput:
             REFUSED.labels(self.name).inc()
