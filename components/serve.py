@@ -70,10 +70,11 @@ def serve(
         log.info("serving %s (%s) on port %d; try:\n  curl -s localhost:%d/v1/models/%s:predict -H 'Content-Type: application/json' "
                  "-d '{\"instances\": [\"It works and no side effects.\"]}'", where, model_file, port, port, model_name)  # fmt: skip
         kserve = import_kserve()
+        from fastapi.exceptions import RequestValidationError
         from kserve import model_server
 
-        from components.lib.serving.body_limit import BodyLimit
         from components.lib.serving.protocol import RequestLimits
+        from components.lib.serving.request_guard import RequestGuard, schema_refusal
         from components.lib.serving.service import OneLineRefusals, TextClassifierService
 
         limits = RequestLimits(max_instances, max_text_chars)
@@ -83,7 +84,8 @@ def serve(
         logging.getLogger("kserve").addFilter(OneLineRefusals())
         # kserve's V1 handler returns FastAPI's ORJSONResponse, which FastAPI now warns about on every request.
         warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-        model_server.app.add_middleware(BodyLimit, max_bytes=max_request_bytes)  # before any handler reads a body
+        model_server.app.add_middleware(RequestGuard, max_bytes=max_request_bytes)  # before any handler reads a body
+        model_server.app.add_exception_handler(RequestValidationError, schema_refusal)
         kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([service])
 
 

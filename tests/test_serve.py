@@ -152,6 +152,18 @@ def test_a_body_sent_without_a_json_content_type_is_still_read(server):
         ("v1", {"instances": ["y" * 10_001]}, "instances[0]: 10,001 characters, over the limit of 10,000"),
         ("v2", {"inputs": [{"name": "words", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}, 'expected an input named "text"'),
         ("v2", {"inputs": [{"name": "text", "shape": [1], "datatype": "INT32", "data": [1]}]}, "datatype must be BYTES, got INT32"),
+        # Issue 27: shapes are checked against the data, and what FastAPI cannot parse is a 400 naming the field.
+        ("v2", {"inputs": [{"name": "text", "shape": [5], "datatype": "BYTES", "data": ["a"]}]}, "shape [5] does not fit its 1 text(s)"),
+        ("v2", {"inputs": [{"name": "text", "shape": [10**12], "datatype": "BYTES", "data": ["a"]}]}, "does not fit its 1 text(s)"),
+        ("v2", {"inputs": [{"name": "text", "shape": [-1], "datatype": "BYTES", "data": ["a"]}]}, "shape [-1] does not fit"),
+        (
+            "v2",
+            {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": None}]},
+            "inputs.0.data: Input should be a valid list",
+        ),
+        ("v2", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": "great"}]}, "inputs.0.data"),
+        ("v2", {"inputs": "x"}, "inputs"),
+        ("v2", {"id": "no-inputs"}, "inputs"),
     ],
 )
 def test_a_bad_request_gets_400_and_one_line(server, path, payload, message):
@@ -159,11 +171,31 @@ def test_a_bad_request_gets_400_and_one_line(server, path, payload, message):
     status, answer = server.post(url, payload)
     assert status == 400, answer
     assert message in answer["error"] and "\n" not in answer["error"] and "Traceback" not in answer["error"]
+    assert "great" not in answer["error"] and "no-inputs" not in answer["error"]  # the input is not echoed back
 
 
-def test_a_body_over_the_size_limit_is_refused(server):
-    status, answer = server.post(f"/v1/models/{MODEL}:predict", {"instances": ["fine"], "padding": "z" * 4_200_000})
-    assert status == 413 and "bytes is over the limit of 4,194,304" in answer["error"]
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "parameters": {"binary_data_size": 4}}]}\x01\x00\x00\x00a',
+        b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 4}}]}\xff\xff\xff\x7f',
+    ],
+)
+def test_the_binary_tensor_extension_is_refused_in_one_line(server, body):
+    """Issue 27: KServe's decoding of it answered 500s with tracebacks."""
+    header = str(body.index(b"}]}") + 3)
+    status, answer = server.post(
+        f"/v2/models/{MODEL}/infer", body, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": header}
+    )
+    assert status == 400 and answer["error"].startswith("the binary tensor extension (Inference-Header-Content-Length) is not supported")
+
+
+def test_a_body_over_the_size_limit_is_refused_before_it_is_read(server):
+    """The declared length is over the limit: answered 413 at once (a client that waits for the answer
+    before it sends the rest, as curl does, sends none of it)."""
+    status, body, sent = send_until_answered(server.url, f"/v1/models/{MODEL}:predict", b"z" * 65536, 4_200_000, chunked=False)
+    assert status == 413 and json.loads(body) == {"error": "request body of 4,200,000 bytes is over the limit of 4,194,304"}
+    assert sent < 4_200_000
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -171,19 +203,21 @@ def peak_rss_kb(pid: int) -> int:
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
 
 
-def send_chunked_until_answered(url: str, path: str, chunk: bytes, most: int) -> tuple[int, bytes, int]:
-    """POST a chunked body of up to `most` bytes, a chunk at a time, stopping as soon as the server answers:
-    (status, answer, bytes sent). A chunked request has no Content-Length for a server to check first."""
+def send_until_answered(url: str, path: str, chunk: bytes, most: int, chunked: bool = True) -> tuple[int, bytes, int]:
+    """POST a body of `most` bytes a chunk at a time, stopping as soon as the server answers: (status,
+    answer, bytes sent). Chunked, the request has no Content-Length for a server to check first."""
     host, port = url.removeprefix("http://").split(":")
+    length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {most}"
     with socket.create_connection((host, int(port)), timeout=30) as connection:
-        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                           "Transfer-Encoding: chunked\r\n\r\n".encode())  # fmt: skip
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{length}\r\n\r\n".encode())
         sent = 0
+        select.select([connection], [], [], 0.5)  # time for an answer to the headers alone, as curl waits for one
         try:
             while sent < most and not select.select([connection], [], [], 0.001)[0]:
-                connection.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                sent += len(chunk)
-            if sent >= most:
+                piece = chunk[: most - sent]
+                connection.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece)
+                sent += len(piece)
+            if sent >= most and chunked:
                 connection.sendall(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered and closed while a chunk was on its way; its answer is read below
@@ -205,7 +239,7 @@ def content_length(answer: bytes) -> int:
 def test_a_chunked_body_is_cut_at_the_limit_and_memory_stays_flat(server):
     """Issue 27: a 200 MB chunked body was read whole and answered 200; the server grew by 585 MB."""
     before = peak_rss_kb(server.process.pid)
-    status, body, sent = send_chunked_until_answered(server.url, f"/v1/models/{MODEL}:predict", b"z" * 65536, 200 * 2**20)
+    status, body, sent = send_until_answered(server.url, f"/v1/models/{MODEL}:predict", b"z" * 65536, 200 * 2**20)
     assert status == 413 and json.loads(body) == {"error": "request body over the limit of 4,194,304 bytes (stopped reading there)"}
     assert sent < 200 * 2**20  # it answered long before the end
     assert peak_rss_kb(server.process.pid) - before < 64 * 1024  # KB: no copy of the body beyond the 4 MiB limit
@@ -257,8 +291,10 @@ def test_the_server_log_has_one_line_per_refused_request_and_no_traceback(regist
     running = Server(registry)
     running.post(f"/v1/models/{MODEL}:predict", {"instances": [""]})
     running.post(f"/v1/models/{MODEL}:predict", b"{")
+    running.post("/v1/models/nobody:predict", {"instances": ["a"]})  # a correct 404, and no traceback in the log
+    running.post(f"/v2/models/{MODEL}/infer", {"inputs": "x"})
     stderr = running.stop()
-    assert stderr.count("refused a request:") == 2 and "Traceback" not in stderr
+    assert stderr.count("refused a request:") == 4 and "Traceback" not in stderr
     assert f"({ONNX_INT8_FILE})" in stderr  # INT8 is the default when the version has it
 
 

@@ -29,7 +29,7 @@ V1_EXAMPLE = '{"instances": ["text", ...]}'
 
 @dataclass(frozen=True)
 class RequestLimits:
-    """What one request may hold, checked while it is parsed (the body's size: serving/body_limit.py)."""
+    """What one request may hold, checked while it is parsed (the body's size: serving/request_guard.py)."""
 
     max_instances: int
     max_text_chars: int
@@ -57,8 +57,16 @@ def v2_texts(request: InferRequest, limits: RequestLimits) -> list[str]:
     text_input = inputs[TEXT_INPUT]
     if text_input.datatype != "BYTES":
         raise InvalidInput(f'input "{TEXT_INPUT}": datatype must be BYTES, got {text_input.datatype}')
-    values = text_input.as_numpy().reshape(-1).tolist() if text_input.data is None else text_input.data
-    return checked_texts([decoded(value) for value in values] if isinstance(values, list) else values, f'input "{TEXT_INPUT}"', limits)
+    values = text_input.data
+    texts = checked_texts([decoded(value) for value in values] if isinstance(values, list) else values, f'input "{TEXT_INPUT}"', limits)
+    check_shape(list(text_input.shape or []), len(texts))
+    return texts
+
+
+def check_shape(shape: list, count: int) -> None:
+    """A tensor of n texts is shaped [n] (or [n, 1]); any other shape says the data is not what was meant."""
+    if shape not in ([count], [count, 1]):
+        raise InvalidInput(f'input "{TEXT_INPUT}": shape {shape} does not fit its {count} text(s); give [{count}]')
 
 
 def decoded(value: object) -> object:

@@ -7,7 +7,7 @@ import logging
 
 import kserve
 import numpy as np
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferRequest
 from prometheus_client import Counter, Histogram
 
@@ -23,11 +23,11 @@ MODEL_CALL_TEXTS = Histogram("textclf_model_call_texts", "Texts per model call (
 
 
 class OneLineRefusals(logging.Filter):
-    """KServe logs each request it refuses with a traceback (kserve/errors.py, invalid_input_handler);
-    a client's mistake is not the server's error, so it gets one line."""
+    """KServe logs each request it refuses with a traceback (kserve/errors.py, invalid_input_handler,
+    model_not_found_handler); a client's mistake is not the server's error, so it gets one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], InvalidInput):
+        if record.exc_info and isinstance(record.exc_info[1], InvalidInput | ModelNotFound):
             record.msg, record.args, record.exc_info = "refused a request: %s", (record.exc_info[1],), None
         return True
 
