@@ -119,3 +119,15 @@ def test_overwrite_or_a_pipeline_task_replaces_a_committed_output(how, committed
     assert result.returncode == 0, result.stderr
     assert "earlier.txt" not in read_manifest(str(committed_output))["files"]
     assert not (committed_output / "earlier.txt").exists()
+
+
+def test_a_credential_in_a_flag_is_refused_before_any_work(sample_source, tmp_path):
+    """Flag values go into manifests, model cards, logs and tracking: a password in one never gets there."""
+    result = run_module("components.tokenize", "--data_uri", str(sample_source), "--output_uri", str(tmp_path / "tokens"),
+                        "--base_model", "https://someone:s3cret-pass@models.example.com/bert")  # fmt: skip
+    assert result.returncode == 2 and not (tmp_path / "tokens").exists()
+    assert result.stderr.strip().splitlines() == [
+        "error: --base_model: holds a URL with a password in it, which would be written to manifests, model cards, logs and"
+        " tracking; give the service its credentials through its own environment variables or a Secret"
+    ]
+    assert "s3cret-pass" not in result.stdout + result.stderr

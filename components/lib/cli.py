@@ -34,6 +34,7 @@ from typing import Any
 import fire
 import fire.docstrings
 
+from components.lib.credentials import credential_in
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
 from components.lib.storage import artifacts
 from components.lib.storage.artifacts import MANIFEST, is_committed
@@ -201,6 +202,7 @@ def typed_command(stage_fn: Callable[..., StageResult | None]) -> Callable[..., 
         executor_input = flags.get(EXECUTOR_INPUT_FLAG) or ""
         overwrite = coerce_flag(OVERWRITE_FLAG, flags.pop(OVERWRITE_FLAG, False), bool)
         typed = {name: coerce_flag(name, value, annotations.get(name, str)) for name, value in flags.items()}
+        refuse_credentials(typed)
         if guards_output and not executor_input and not overwrite:
             refuse_committed_output(typed[OUTPUT_FLAG])
         # A Kubeflow task writes the launcher's own output paths, which a retried attempt finds half-written.
@@ -219,6 +221,17 @@ def typed_command(stage_fn: Callable[..., StageResult | None]) -> Callable[..., 
         parameters.append(inspect.Parameter(OVERWRITE_FLAG, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool))
     command.__signature__ = signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
     return command
+
+
+def refuse_credentials(flags: dict[str, Any]) -> None:
+    """Flag values reach manifests, model cards, logs and tracking: a credential in one is refused first."""
+    for name, value in flags.items():
+        kind = credential_in(value) if name != EXECUTOR_INPUT_FLAG else ""
+        if kind:
+            raise UserError(
+                f"--{name}: holds {kind}, which would be written to manifests, model cards, logs and tracking;"
+                " give the service its credentials through its own environment variables or a Secret"
+            )
 
 
 def refuse_committed_output(output_uri: str) -> None:
