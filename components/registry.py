@@ -22,6 +22,8 @@ from components.lib.storage.artifacts import MANIFEST, manifest_text
 from components.lib.storage.registry import PRODUCTION, Registry, model_names
 from components.lib.storage.safe_paths import contained
 
+FETCHED = ".fetched.json"  # in a folder fetch filled: which version it holds, and that a later fetch may replace it
+
 
 def list_versions(*, registry_uri: str, model_name: str, as_json: bool = False) -> StageResult | None:
     """List every committed version with its test metrics and aliases.
@@ -69,6 +71,20 @@ def show(*, registry_uri: str, model_name: str, version: str = "latest") -> Stag
     return StageResult(summary={"model_name": model_name, "version": number, "verified": True})
 
 
+def check_destination(target: Path, destination: str) -> None:
+    """A new or empty folder, or one an earlier fetch filled (its marker says so): fetch writes over nothing else."""
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--destination {destination}: is a file; give a folder (new or existing)")
+    if not target.is_dir() or (target / FETCHED).is_file():
+        return
+    present = sorted(entry.name for entry in target.iterdir() if not entry.name.startswith("."))
+    if present:
+        shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+        raise UserError(
+            f"--destination {destination}: holds files no fetch put there ({shown}); nothing was touched: give an empty or a new folder"
+        )
+
+
 def fetch(*, registry_uri: str, model_name: str, destination: str, version: str = "production") -> StageResult:
     """Copy a version to a local folder, after checking every sha256 in its manifest.
 
@@ -81,8 +97,7 @@ def fetch(*, registry_uri: str, model_name: str, destination: str, version: str 
     registry = Registry(registry_uri, model_name)
     with registry.fetch(version) as (number, folder, manifest):
         target = Path(destination)
-        if target.exists() and not target.is_dir():
-            raise UserError(f"--destination {destination}: is a file; give a folder (new or existing)")
+        check_destination(target, destination)
         target.mkdir(parents=True, exist_ok=True)
         for name in manifest["files"]:
             path = contained(target, name, storage.join(registry.version_uri(number), MANIFEST))
@@ -90,6 +105,7 @@ def fetch(*, registry_uri: str, model_name: str, destination: str, version: str 
             shutil.copyfile(folder / name, path)
         # The manifest goes through the same check: a symlink already at <destination>/MANIFEST.json is not followed out.
         contained(target, MANIFEST, f"--destination {destination}").write_text(manifest_text(manifest))
+        (target / FETCHED).write_text(json.dumps({"registry_uri": registry_uri, "model_name": model_name, "version": number}))
     return StageResult(summary={"model_name": model_name, "version": number, "destination": destination, "verified": True})
 
 

@@ -162,6 +162,7 @@ def test_registry_fetch_never_writes_through_a_symlink_out_of_the_destination(tm
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     elsewhere.mkdir()
     (out / "dest").mkdir(parents=True)
+    (out / "dest" / ".fetched.json").write_text("{}")  # an earlier fetch's folder, which fetch may write over
     (out / "dest" / "sub").symlink_to(elsewhere)
     result = run_module("components.registry", "fetch", "--registry_uri", str(registry), "--model_name", "sentiment",
                         "--version", "1", "--destination", str(out / "dest"))  # fmt: skip
@@ -188,6 +189,7 @@ def test_registry_fetch_never_writes_its_manifest_through_a_symlink(tmp_path):
     outside = tmp_path / "outside.json"
     outside.write_text("the user's")
     (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / ".fetched.json").write_text("{}")  # an earlier fetch's folder, which fetch may write over
     (tmp_path / "dest" / MANIFEST).symlink_to(outside)
     result = run_module("components.registry", "fetch", "--registry_uri", str(registry), "--model_name", "sentiment",
                         "--version", "1", "--destination", str(tmp_path / "dest"))  # fmt: skip

@@ -65,3 +65,19 @@ def test_promote_refuses_a_version_whose_files_changed_and_moves_no_alias(regist
     assert_one_line(result, f"{registry / 'sentiment' / '1'}: labels.json is corrupt (size or sha256 differs from MANIFEST.json);"
                             " run the stage that writes it again")  # fmt: skip
     assert not (registry / "sentiment" / "aliases" / "production.json").exists()
+
+
+def test_fetch_writes_over_nothing_it_did_not_fetch(registry, tmp_path):
+    """A --destination holding other files is refused with nothing touched; an earlier fetch is replaced."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "labels.json").write_text("the user's own")
+    fetch = ["fetch", "--registry_uri", str(registry), "--model_name", "sentiment", "--version", "1"]
+    assert_one_line(registry_command(*fetch, "--destination", str(project)),
+                    f"--destination {project}: holds files no fetch put there (labels.json); nothing was touched: give an empty or a new folder")  # fmt: skip
+    assert (project / "labels.json").read_text() == "the user's own" and len(list(project.iterdir())) == 1
+    fetched = tmp_path / "fetched"
+    for _ in range(2):  # into a new folder, then again over its own earlier fetch
+        result = registry_command(*fetch, "--destination", str(fetched))
+        assert result.returncode == 0, result.stderr
+    assert (fetched / "labels.json").read_text() == "[]"
