@@ -9,13 +9,16 @@ readers; only the text column is needed. Each text is cleaned as the model's tra
 settings its lineage records), then classified. Writes predictions.parquet in input order: the row it
 came from (`source_row`, as in evaluate's predictions), the text, the predicted label, its
 probability and one probability column per class. Rows that cannot be read, or have no text, are
-skipped and counted in a warning. A tool, not a pipeline stage.
+skipped and counted in a warning. The predictions reach --output_uri only once complete: a run that
+fails leaves it as it was. A tool, not a pipeline stage.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,7 +31,7 @@ from components.lib.data.readers import Source, SourceBatch, SourceReject, open_
 from components.lib.errors import UserError
 from components.lib.modelling.inference import TextClassifier
 from components.lib.modelling.predictors import load_text_classifier
-from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.artifacts import claim_output, staged_input, staged_output
 from components.lib.storage.registry import Registry
 
 log = logging.getLogger("components.predict")
@@ -63,13 +66,18 @@ def predict(
     """
     if batch_size < 1:
         raise UserError(f"--batch_size: must be positive, got {batch_size}")
-    with model_folder(model_uri, registry_uri, model_name, version) as (folder, manifest, where):
+    claim_output(output_uri)  # a folder of other files is refused now, not after the work
+    with (
+        model_folder(model_uri, registry_uri, model_name, version) as (folder, manifest, where),
+        tempfile.TemporaryDirectory(prefix="predict-") as scratch,
+    ):
         classifier = load_text_classifier(folder, manifest, where)
-        with (
-            open_source(input_uri) as source,
-            staged_output(output_uri, extra={"model": where, "lineage": manifest.get("lineage", {})}) as out,
-        ):
-            written, skipped = write_predictions(source, text_column, delimiter, encoding, classifier, batch_size, out / PREDICTIONS_FILE)
+        predictions = Path(scratch) / PREDICTIONS_FILE
+        with open_source(input_uri) as source:
+            written, skipped = write_predictions(source, text_column, delimiter, encoding, classifier, batch_size, predictions)
+        # Only finished predictions touch --output_uri: a failed run leaves nothing new there, and removes nothing.
+        with staged_output(output_uri, extra={"model": where, "lineage": manifest.get("lineage", {})}) as out:
+            shutil.move(predictions, out / PREDICTIONS_FILE)
     if skipped:
         first = skipped[0]
         log.warning(

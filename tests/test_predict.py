@@ -14,6 +14,7 @@ import pytest
 from components.lib.data.contract import CALIBRATION_FILE, MODEL_CARD_FILE
 from components.lib.data.contract import ONNX_FP32_FILE as FP32_FILE
 from components.lib.data.textclean import TextCleaning
+from components.lib.errors import UserError
 from components.lib.modelling.inference import torch_text_classifier
 from components.lib.modelling.onnx_runtime import onnx_text_classifier
 from components.lib.storage.artifacts import commit, read_manifest
@@ -156,3 +157,62 @@ def test_predict_mistakes_are_one_line(version_folder, tmp_path, flags, message)
     flags = [str(version_folder.parent.parent) if flag == "REGISTRY" else flag for flag in flags]
     result = run_module("components.predict", "--input_uri", str(source), "--output_uri", str(tmp_path / "out"), *flags)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def predict_command(source: Path, output: Path | str, registry: Path, *extra: str):
+    return run_module("components.predict", "--input_uri", str(source), "--text_column", "review", "--output_uri", str(output),
+                      "--registry_uri", str(registry), "--model_name", "tweets", *extra)  # fmt: skip
+
+
+def failing_run(kind: str, inputs: Path) -> tuple[Path, list[str]]:
+    """(input file, extra flags) of a predict that fails for a user's mistake of this kind."""
+    source = write_inputs(inputs)["csv"]
+    if kind == "unreadable input":
+        source = inputs / "broken.parquet"
+        source.write_bytes(b"not parquet at all")
+    return source, {"unknown model": ["--model_name", "twets"], "missing text column": ["--text_column", "body"]}.get(kind, [])
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("kind", ["unreadable input", "unknown model", "missing text column"])
+def test_a_failed_predict_leaves_no_output_folder(version_folder, tmp_path, kind):
+    """Nor the parents it would have made: a user who fixes the mistake finds things as they were."""
+    source, flags = failing_run(kind, tmp_path / "inputs")
+    output = tmp_path / "runs" / "predictions"
+    result = predict_command(source, output, version_folder.parent.parent, *flags)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_failed_predict_keeps_what_its_output_folder_held(version_folder, tmp_path):
+    """An earlier committed output given with --overwrite, and an empty folder, are left byte for byte as they were."""
+    registry, source = version_folder.parent.parent, write_inputs(tmp_path / "inputs")["csv"]
+    committed, empty = tmp_path / "committed", tmp_path / "empty"
+    assert predict_command(source, committed, registry).returncode == 0
+    empty.mkdir()
+    before = {folder: contents(folder) for folder in (committed, empty)}
+    for folder in (committed, empty):
+        result = predict_command(source, folder, registry, "--text_column", "body", "--overwrite")
+        assert result.returncode == 2 and "no column 'body'" in result.stderr, result.stderr
+        assert contents(folder) == before[folder] and sorted(path.name for path in folder.iterdir()) == sorted(before[folder])
+
+
+def test_a_failed_predict_writes_nothing_to_s3(version_folder, s3, tmp_path):
+    source = write_inputs(tmp_path / "inputs")["csv"]
+    with pytest.raises(UserError, match="no column 'body'"):
+        predict(input_uri=str(source), output_uri="s3://bucket/predictions", registry_uri=str(version_folder.parent.parent),
+                model_name="tweets", text_column="body")  # fmt: skip
+    assert s3.list_objects_v2(Bucket="bucket").get("KeyCount") == 0
+
+
+def test_an_output_folder_of_other_files_is_refused_before_the_work(version_folder, tmp_path):
+    """Predictions are written aside until they are complete, yet a folder predict may not write to is refused first."""
+    output = tmp_path / "project"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    result = predict_command(write_inputs(tmp_path / "inputs")["csv"], output, version_folder.parent.parent, "--text_column", "body")
+    assert result.returncode == 2 and f"{output}: holds 1 file(s) that no stage committed there" in result.stderr, result.stderr
+    assert contents(output) == {"notes.txt": b"mine"}

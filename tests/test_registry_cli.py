@@ -81,3 +81,18 @@ def test_fetch_writes_over_nothing_it_did_not_fetch(registry, tmp_path):
         result = registry_command(*fetch, "--destination", str(fetched))
         assert result.returncode == 0, result.stderr
     assert (fetched / "labels.json").read_text() == "[]"
+
+
+@pytest.mark.parametrize(
+    "word, line",
+    [
+        ("lst", "registry: no command 'lst'; did you mean 'list'? (commands: models, list, show, fetch, promote)"),
+        ("shwo", "registry: no command 'shwo'; did you mean 'show'? (commands: models, list, show, fetch, promote)"),
+        ("frobnicate", "registry: no command 'frobnicate' (commands: models, list, show, fetch, promote)"),
+        ("--registry_uri", "registry: give a command before --registry_uri (commands: models, list, show, fetch, promote)"),
+    ],
+)
+def test_an_unknown_command_is_one_line_naming_the_nearest(registry, word, line):
+    result = registry_command(word, "--registry_uri", str(registry), "--model_name", "sentiment")
+    assert_one_line(result, line)
+    assert result.stdout == ""
