@@ -59,18 +59,19 @@ from components.lib.data.contract import (
     TOKENIZER_FILE,
     TRAIN_SUMMARY_FILE,
     TRAINING_ARGS_FILE,
+    open_split,
     read_split,
     require_output_of,
     split_file,
     task_of,
 )
 from components.lib.data.labels import LABELS_FILE, read_labels
-from components.lib.errors import UserError
+from components.lib.errors import UserError, flag_hint
 from components.lib.modelling.language_model import next_token_loss_sum, predicted_tokens
 from components.lib.modelling.lm_export import LOGITS_PER_BATCH
 from components.lib.modelling.onnx_runtime import cpu_session, feeds, session_logits
 from components.lib.modelling.sources import load_tokenizer
-from components.lib.quality_gate import GATES
+from components.lib.quality_gate import GATES, REFUSED, gate_checks
 from components.lib.reporting.metrics import HIGHER_IS_BETTER, classification_metrics, headline
 from components.lib.reporting.model_card import build_language_model_card, build_model_card
 from components.lib.reporting.tracking import mlflow_run_of
@@ -116,8 +117,13 @@ class GateFlags:
 class Verdict:
     metric: str  # the test metric the gate read
     candidate: float  # its value
-    refusal: str | None  # why the model is not registered; None: it is
+    checks: list[dict]  # each check of the gate, in order, with its result (gate_checks)
     warning: str | None = None
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the model is not registered: the first check that refused it; None: it is registered."""
+        return next((check["why"] for check in self.checks if check["result"] == REFUSED), None)
 
 
 def register(
@@ -174,7 +180,13 @@ def register(
             verdict = language_model_verdict(registry, metrics, flags, data_dir, data_manifest, data_uri, export_uri)
         else:
             verdict = classification_verdict(registry, metrics, flags, data_dir)
-        decision = {"model_name": model_name, "gate_metric": verdict.metric, "candidate": verdict.candidate, "registered": False}
+        decision = {
+            "model_name": model_name,
+            "gate_metric": verdict.metric,
+            "candidate": verdict.candidate,
+            "checks": verdict.checks,
+            "registered": False,
+        }
         if verdict.warning:
             decision["warning"] = verdict.warning
         if verdict.refusal is None:
@@ -227,12 +239,18 @@ def classification_verdict(registry: Registry, metrics: dict, flags: GateFlags, 
     warning = small_test_split_warning(metrics["test"])
     if warning:
         log.warning(warning)
-    refusal = gate_min_refusal(candidate, flags.gate_metric, flags.gate_min)
-    if refusal is None and flags.require_beat_baseline:
-        refusal = baseline_refusal(metrics)
-    if refusal is None and flags.compare_with_production:
-        refusal = production_refusal(registry, candidate, flags.gate_metric, flags.max_regression, data_dir)
-    return Verdict(flags.gate_metric, candidate, refusal, warning)
+    checks = gate_checks(
+        [
+            ("gate_min", True, lambda: gate_min_refusal(candidate, flags.gate_metric, flags.gate_min)),
+            ("require_beat_baseline", flags.require_beat_baseline, lambda: baseline_refusal(metrics)),
+            (
+                "compare_with_production",
+                flags.compare_with_production,
+                lambda: production_refusal(registry, candidate, flags.gate_metric, flags.max_regression, data_dir),
+            ),
+        ]
+    )
+    return Verdict(flags.gate_metric, candidate, checks, warning)
 
 
 def gate_min_refusal(candidate: float, metric: str, minimum: float) -> str | None:
@@ -250,7 +268,7 @@ def baseline_refusal(metrics: dict) -> str | None:
     scores = ", ".join(f"{name} {model[name]:.4f} against {baseline[name]:.4f}" for name in BASELINE_METRICS)
     return (
         f"the model does not beat the majority-class baseline (always {baseline.get('predicts', '?')!r}) on the test split:"
-        f" {scores}; pass --require_beat_baseline false to register it anyway"
+        f" {scores}; pass {flag_hint('require_beat_baseline', 'false')} to register it anyway"
     )
 
 
@@ -264,7 +282,7 @@ def small_test_split_warning(test_metrics: dict) -> str | None:
     return (
         f"the test split is too small to judge the model: fewer than {MIN_TEST_ROWS_PER_CLASS} rows of {shown},"
         f" {sum(support.values())} rows in all; its scores, and the gate's comparisons, are within noise"
-        " (a larger --test_ratio or test file helps)"
+        f" (a larger {flag_hint('test_ratio')} or test file helps)"
     )
 
 
@@ -289,7 +307,7 @@ def score_version(version_dir: Path, data_dir: Path, metric: str) -> float:
     if read_labels(version_dir) != labels:
         raise UserError(
             f"the production version's labels {read_labels(version_dir)} differ from this model's {labels};"
-            " register under another --model_name, or pass --compare_with_production false"
+            f" register under another {flag_hint('model_name')}, or pass {flag_hint('compare_with_production', 'false')}"
         )
     tokenizer = load_tokenizer(f"production version folder {version_dir}", str(version_dir))
     encoder = tokenizer.backend_tokenizer
@@ -312,14 +330,19 @@ def language_model_verdict(
     warn_classification_flags(flags)
     gate = GATES[CAUSAL_LM]
     candidate = metrics["test"][gate.metric]
-    refusal = None
-    if not gate.passes(candidate, flags.max_perplexity):
-        refusal = f"test {gate.label} {candidate:.4f} is above --{gate.flag} {flags.max_perplexity}"
-    if refusal is None and flags.require_beat_baseline:
-        refusal = ngram_baseline_refusal(metrics)
-    if refusal is None and flags.compare_with_production:
-        refusal = language_model_production_refusal(registry, metrics["test"], flags.max_regression, data_dir, export_uri)
-    return Verdict(gate.metric, candidate, refusal)
+    above_limit = f"test {gate.label} {candidate:.4f} is above --{gate.flag} {flags.max_perplexity}"
+    checks = gate_checks(
+        [
+            (gate.flag, True, lambda: None if gate.passes(candidate, flags.max_perplexity) else above_limit),
+            ("require_beat_baseline", flags.require_beat_baseline, lambda: ngram_baseline_refusal(metrics)),
+            (
+                "compare_with_production",
+                flags.compare_with_production,
+                lambda: language_model_production_refusal(registry, metrics["test"], flags.max_regression, data_dir, export_uri),
+            ),
+        ]
+    )
+    return Verdict(gate.metric, candidate, checks)
 
 
 def warn_classification_flags(flags: GateFlags) -> None:
@@ -341,7 +364,7 @@ def ngram_baseline_refusal(metrics: dict) -> str | None:
         return None
     return (
         f"the model does not beat the {metrics['baseline_ngram'].get('order', 'n')}-gram baseline on the test split:"
-        f" perplexity {model:.4f} against {baseline:.4f}; pass --require_beat_baseline false to register it anyway"
+        f" perplexity {model:.4f} against {baseline:.4f}; pass {flag_hint('require_beat_baseline', 'false')} to register it anyway"
     )
 
 
@@ -353,7 +376,7 @@ def language_model_production_refusal(registry: Registry, test: dict, max_regres
         if task_of(manifest) != CAUSAL_LM:
             raise UserError(
                 f"the production version {version} is a {task_of(manifest)} model, not a causal language model;"
-                " register under another --model_name, or pass --compare_with_production false"
+                f" register under another {flag_hint('model_name')}, or pass {flag_hint('compare_with_production', 'false')}"
             )
         measure, production, where = production_figure(version, folder, export_dir / TOKENIZER_FILE, data_dir)
     candidate = test.get(measure)
@@ -429,7 +452,7 @@ def publish(
             data_stats = json.loads((data_dir / STATS_FILE).read_text()) if (data_dir / STATS_FILE).is_file() else {}
             facts = {"lineage": lineage, "training": training, "train_summary": train_summary, "metrics": metrics,
                      "export_report": export_report, "data_stats": data_stats, "code_version": lineage["code_version"]}  # fmt: skip
-            card = model_card(task, registry.model_name, version, export_dir, export_manifest, facts)
+            card = model_card(task, registry.model_name, version, export_dir, export_manifest, facts, data_dir)
             (out / MODEL_CARD_FILE).write_text(card)
             if task != CAUSAL_LM and not (out / LABELS_FILE).is_file():
                 raise UserError(f"{export_uri}: has no {LABELS_FILE}; export it again")
@@ -449,12 +472,19 @@ def headline_of(task: str, test: dict) -> dict:
     return headline(test)
 
 
-def model_card(task: str, name: str, version: int, export_dir: Path, export_manifest: dict, facts: dict) -> str:
-    """The version's MODEL_CARD.md: a language model's, or a classifier's (with its labels and calibration)."""
+def model_card(task: str, name: str, version: int, export_dir: Path, export_manifest: dict, facts: dict, data_dir: Path) -> str:
+    """The version's MODEL_CARD.md: a language model's, or a classifier's (with its labels, calibration and
+    an example text of its own test split)."""
     if task == CAUSAL_LM:
         return build_language_model_card(name, version, **facts)
     calibrated = CALIBRATION_FILE in export_manifest["files"]
-    return build_model_card(name, version, read_labels(export_dir), **facts, calibrated=calibrated)
+    return build_model_card(name, version, read_labels(export_dir), **facts, calibrated=calibrated, test_texts=first_test_texts(data_dir))
+
+
+def first_test_texts(data_dir: Path, rows: int = 32) -> list[str]:
+    """The first texts of the tokenized test split (a few, so that one without a credential can be picked)."""
+    batch = next(open_split(data_dir, "test", TOKENIZED_SCHEMA).iter_batches(batch_size=rows, columns=["text"]), None)
+    return batch.column("text").to_pylist() if batch is not None else []
 
 
 def code_version() -> dict:

@@ -168,6 +168,7 @@ def train(
         reporters.close()
         summary["resumed_from_checkpoint"] = resumed
         summary["tracking"] = reporters.links
+        summary["train_rows"] = {"used": len(tuner.train_split), "of": len(train_split)}  # fewer under --max_train_samples
         if not distributed.is_main:
             distributed.close()
             return None

@@ -121,14 +121,22 @@ def test_a_model_worse_than_the_majority_baseline_is_refused_by_default(tweet_re
     assert f"accuracy {baseline['accuracy'] - 0.07:.4f} against {baseline['accuracy']:.4f}" in refusal
     assert f"macro_f1 {baseline['macro_f1'] + 0.1:.4f} against {baseline['macro_f1']:.4f}" in refusal
     assert "--require_beat_baseline false" in refusal and f"register: not registered: {refusal}" in capsys.readouterr().out
-    assert json.loads((tmp_path / "decision" / "registration.json").read_text())["refused"] == refusal
+    decision = json.loads((tmp_path / "decision" / "registration.json").read_text())
+    assert decision["refused"] == refusal
+    assert decision["checks"] == [  # each check of the gate in one place, in order; none after the refusal
+        {"check": "gate_min", "result": "passed"},
+        {"check": "require_beat_baseline", "result": "refused", "why": refusal},
+        {"check": "compare_with_production", "result": "not checked"},
+    ]
     assert not (tmp_path / "registry" / "tweets").exists()
 
 
 def test_a_model_worse_than_the_majority_baseline_registers_with_the_check_off(tweet_release, tmp_path):
     baseline = baseline_of(tweet_release)
     worse = with_test_scores(tweet_release, tmp_path, accuracy=baseline["accuracy"] - 0.07, macro_f1=baseline["macro_f1"] + 0.1)
-    assert register_release(worse, tmp_path, require_beat_baseline=False).summary["registered"] is True
+    result = register_release(worse, tmp_path, require_beat_baseline=False)
+    assert result.summary["registered"] is True
+    assert [check["result"] for check in result.summary["checks"]] == ["passed", "off", "passed"]  # no production yet: passes
 
 
 @pytest.mark.parametrize("accuracy_gain, macro_f1_gain, registered", [(0.1, 0.1, True), (0.1, 0.0, False), (0.0, 0.1, False)])

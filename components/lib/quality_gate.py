@@ -9,6 +9,7 @@ summary read these declarations; nothing restates them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION
@@ -43,3 +44,21 @@ GATES = {
     CLASSIFICATION: Gate(metric="macro_f1", label="macro-F1", flag="gate_min", parameter="min_macro_f1", higher_is_better=True),
     CAUSAL_LM: Gate(metric="perplexity", label="perplexity", flag="max_perplexity", parameter="max_perplexity", higher_is_better=False),
 }
+
+# The result of each check of the gate, as registration.json and the local run's summary give it.
+PASSED, REFUSED, OFF, NOT_CHECKED = "passed", "refused", "off", "not checked"
+
+
+def gate_checks(steps: list[tuple[str, bool, Callable[[], str | None]]]) -> list[dict]:
+    """Run the gate's checks in order, each (its flag, whether it is on, the check: None or why it
+    refuses); once one refuses, the later ones are not run (production is not scored in vain)."""
+    results: list[dict] = []
+    for flag, enabled, check in steps:
+        if not enabled:
+            results.append({"check": flag, "result": OFF})
+        elif any(result["result"] == REFUSED for result in results):
+            results.append({"check": flag, "result": NOT_CHECKED})
+        else:
+            why = check()
+            results.append({"check": flag, "result": PASSED} if why is None else {"check": flag, "result": REFUSED, "why": why})
+    return results

@@ -2,17 +2,21 @@
 (`build_model_card`) or a causal language model's (`build_language_model_card`).
 
 Only facts the pipeline recorded go in: data lineage, base model, training flags, test scores,
-the ONNX variants. Nothing from the environment, so no credential can reach it; of the lineage and
-the training flags only named keys (and ON_MODEL_CARD) are shown.
+the ONNX variants, and a text of the model's own test split as the usage snippet's example. Nothing
+from the environment, so no credential can reach it; of the lineage only named keys are shown, of the
+training flags only settings (`shaping_flags`), and no example text that holds a credential.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
+from components.lib.credentials import credential_in
 from components.lib.data.contract import (
     CALIBRATION_FILE,
+    CAUSAL_LM,
     EXPORT_REPORT_FILE,
     METRICS_FILE,
     ONNX_FP32_FILE,
@@ -33,7 +37,10 @@ from components.lib.data.textclean import (
 )
 from components.lib.modelling.language_model import SIZES
 from components.lib.storage.artifacts import MANIFEST
-from components.lib.training.settings import ON_MODEL_CARD
+from components.lib.training.settings import ON_MODEL_CARD, SETTINGS, applies_to
+
+EXAMPLE_CHARACTERS = 120  # the snippet's example text is cut to about this length
+GENERIC_EXAMPLE = "This is an example text to classify."  # when the test split offers no usable text
 
 
 def build_model_card(
@@ -48,8 +55,10 @@ def build_model_card(
     data_stats: dict,
     code_version: dict,
     calibrated: bool,
+    test_texts: Iterable[str] = (),
 ) -> str:
-    """`calibrated`: the version holds CALIBRATION_FILE (models trained before calibration existed do not)."""
+    """`calibrated`: the version holds CALIBRATION_FILE (models trained before calibration existed do not);
+    `test_texts`: the first texts of the test split, for the usage snippet's example."""
     test, baseline = metrics["test"], metrics["baseline_majority_class"]
     per_class = "\n".join(
         f"| {label} | {entry['precision']:.3f} | {entry['recall']:.3f} | {entry['f1']:.3f} | {entry['support']} |"
@@ -57,6 +66,7 @@ def build_model_card(
     )
     rows = {split: entry.get("rows") for split, entry in data_stats.get("splits", {}).items()}
     cleaning = TextCleaning.from_lineage(lineage, f"model {name} v{version}")
+    model_type = lineage.get("model_type", "transformer")
     calibration_row = (
         f"| {CALIBRATION_FILE} | the temperature T fitted on the validation split: probabilities are softmax(logits / T) |\n"
         if calibrated
@@ -72,8 +82,8 @@ data: {lineage.get("source_uri", "?")}. Give it one text at a time or in batches
 with the highest probability.
 
 ## Limits
-- Trained on {rows.get("train", "?")} rows; scores below come from {rows.get("test", "?")} test rows of the same source,
-  so they say little about other domains, languages or time periods.
+- Trained on {rows_trained_on(train_summary, training, rows.get("train", "?"))}; scores below come from
+  {rows.get("test", "?")} test rows of the same source, so they say little about other domains, languages or time periods.
 - Texts are cut at {lineage.get("max_length", "?")} tokens; anything after that is not read.
 - The scores are averages: check the per-class table, the minority classes are usually worse.
 - Not for decisions about people without human review.
@@ -105,7 +115,7 @@ at step {train_summary.get("best", {}).get("step")}, on {train_summary.get("devi
 
 | flag | value |
 |---|---|
-{flag_rows(training)}
+{flag_rows(training, model_type)}
 
 ## Lineage
 | | |
@@ -113,7 +123,7 @@ at step {train_summary.get("best", {}).get("step")}, on {train_summary.get("devi
 | source data | {lineage.get("source_uri", "?")} |
 | source fingerprint (sha256) | {lineage.get("source_fingerprint", "?")} |
 | base model | {lineage.get("base_model", "?")} |
-| model type | {lineage.get("model_type", "transformer")} |
+| model type | {model_type} |
 | distilled from (teacher) | {lineage.get("teacher") or "no teacher"} |
 | text cleaning (preprocess) | mask_urls={cleaning.mask_urls}, mask_mentions={cleaning.mask_mentions} |
 | code version | {code_version.get("package")} {code_version.get("git_commit", "")} |
@@ -123,7 +133,7 @@ Clean each text as the training data was, tokenize it with the tokenizer here, r
 turn its logits into probabilities over the classes of {LABELS_FILE} (`pip install numpy onnxruntime tokenizers`;
 run in this folder; `python -m components.predict` does the same for a whole file):
 ```python
-{usage_snippet(cleaning, calibrated)}
+{usage_snippet(cleaning, calibrated, example_text(test_texts))}
 ```
 """
 
@@ -137,7 +147,33 @@ def calibration_lines(calibration: dict) -> str:
     )
 
 
-def usage_snippet(cleaning: TextCleaning, calibrated: bool) -> str:
+def rows_trained_on(train_summary: dict, training: dict, split_rows: Any, unit: str = "rows") -> str:
+    """'1279 rows', or under --max_train_samples '600 of 1279 train rows (max_train_samples=600)': the
+    count train recorded (train_summary.json's train_rows), else the split's."""
+    recorded = train_summary.get("train_rows", {})
+    used, of = recorded.get("used"), recorded.get("of", split_rows)
+    cap = training.get("max_train_samples") or 0
+    if used is None and cap:  # trained before train recorded its rows
+        return f"at most {cap} of {of} train {unit} (max_train_samples={cap}; the count was not recorded)"
+    if used is None or used == of:
+        return f"{of} {unit}"
+    return f"{used} of {of} train {unit} (max_train_samples={cap})"
+
+
+def example_text(test_texts: Iterable[str]) -> str:
+    """The first test text that is not blank and holds no credential, its white space folded and cut
+    at a word within EXAMPLE_CHARACTERS; GENERIC_EXAMPLE when there is none."""
+    folded = (" ".join(text.split()) for text in test_texts if text)
+    text = next((text for text in folded if text and not credential_in(text)), GENERIC_EXAMPLE)
+    return text if len(text) <= EXAMPLE_CHARACTERS else text[:EXAMPLE_CHARACTERS].rsplit(" ", 1)[0] + " ..."
+
+
+def python_string(text: str) -> str:
+    """A Python literal of `text` that no backtick run in it can turn into the end of the card's code fence."""
+    return repr(text).replace("`", "\\x60")  # repr escapes every backslash, so no backtick follows a lone one
+
+
+def usage_snippet(cleaning: TextCleaning, calibrated: bool, example: str) -> str:
     """Python that classifies a text with this folder alone, cleaning it exactly as textclean.clean_text
     did in training; written from textclean's own patterns, and tested against components.predict."""
     masks = ""
@@ -174,7 +210,7 @@ def classify(text):
     return dict(zip(LABELS, probabilities.tolist()))
 
 
-scores = classify("The side effects were mild and it worked.")
+scores = classify({python_string(example)})
 print(max(scores, key=scores.get), scores)'''
 
 
@@ -245,8 +281,9 @@ Continuing and scoring text like its training data ({lineage.get("source_uri", "
 generations, the likelihood of a text, a baseline for larger runs.
 
 ## Limits
-- Trained on {count(train.get("tokens"))} tokens ({count(train.get("documents"))} documents) of one source: tiny data for a
-  language model. Expect fluent-looking but often wrong or repetitive text, and little outside that source's domain.
+- The train split has {count(train.get("tokens"))} tokens ({count(train.get("documents"))} documents) of one source; trained
+  on {rows_trained_on(train_summary, training, train.get("blocks", "?"), "blocks")}: tiny data for a language model.
+  Expect fluent-looking but often wrong or repetitive text, and little outside that source's domain.
 - It reads at most {block_size} tokens at once. The ONNX graph has no KV cache: each new token reads the whole
   context again, so generating is slower than with a cached decoder.
 - Perplexity is comparable only between models with this very tokenizer ({TOKENIZER_FILE}); bits per character
@@ -279,7 +316,7 @@ the documents of a split are joined and cut into blocks of {block_size} tokens.
 
 | flag | value |
 |---|---|
-{flag_rows(training)}
+{flag_rows(training, CAUSAL_LM)}
 
 ## Test results
 {language_model_scores(metrics)}
@@ -350,8 +387,21 @@ def split_rows(splits: dict) -> str:
     return "\n".join(f"| {split} | {' | '.join(count(entry.get(column)) for column in columns)} |" for split, entry in splits.items())
 
 
-def flag_rows(training: dict) -> str:
-    return "\n".join(f"| {key} | {training[key]} |" for key in ON_MODEL_CARD if key in training)
+def flag_rows(training: dict, kind: str) -> str:
+    return "\n".join(f"| {name} | {value} |" for name, value in shaping_flags(training, kind).items())
+
+
+def shaping_flags(training: dict, kind: str) -> dict[str, Any]:
+    """The recorded settings that shaped a model of `kind` (a classifier's model type, or CAUSAL_LM): those
+    ON_MODEL_CARD, and any other that changes what training computes (resume-relevant) set off its
+    default; never a setting that does not apply to `kind`."""
+    return {
+        spec.name: training[spec.name]
+        for spec in SETTINGS
+        if spec.name in training
+        and applies_to(spec, kind)
+        and (spec.name in ON_MODEL_CARD or (spec.metadata["resume"] and training[spec.name] != spec.default))
+    }
 
 
 def language_model_training(summary: dict) -> str:
@@ -407,7 +457,7 @@ tokenizer = tokenizers.Tokenizer.from_file("{TOKENIZER_FILE}")
 session = onnxruntime.InferenceSession("{ONNX_FP32_FILE}", providers=["CPUExecutionProvider"])
 CONTEXT = {block_size}  # the most tokens the model reads at once
 
-ids = tokenizer.encode({prompt!r}, add_special_tokens=False).ids
+ids = tokenizer.encode({python_string(prompt)}, add_special_tokens=False).ids
 for _ in range({GENERATED_TOKENS}):  # no KV cache: every step reads the whole context again
     context = np.array([ids[-CONTEXT:]], dtype=np.int64)
     logits = session.run(["logits"], {{"input_ids": context, "attention_mask": np.ones_like(context)}})[0]

@@ -1,9 +1,10 @@
 """The training settings, each declared once: its default, its help, its checks, and whether a sweep
-may vary it, a resumed run must share it, and the model card shows it.
+may vary it, a resumed run must share it, the model card shows it, and which kinds of model it
+applies to (`only_for`; the card leaves the others out).
 
 `components/train.py` takes these as its flags (its signature and help are built from this table),
 the pipelines' parameters come from that signature, `pipelines/pipeline.py` takes SWEEPABLE from
-here, checkpoints compare `resume_relevant()`, and the model card lists ON_MODEL_CARD.
+here, checkpoints compare `resume_relevant()`, and the model card lists ON_MODEL_CARD and what else shaped the model.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
 from components.lib.data.batching import PACINGS
+from components.lib.data.contract import CAUSAL_LM
 from components.lib.errors import UserError
+from components.lib.modelling.cnn import CnnClassifier
+from components.lib.modelling.families import MODEL_TYPES
 from components.lib.modelling.language_model import LM_SIZES
 from components.lib.reporting.metrics import HIGHER_IS_BETTER
 from components.lib.training.optim import SCHEDULERS
@@ -28,6 +32,10 @@ CURRICULA = ("none", "length")
 AT_LEAST_ONE = (1, math.inf, "[]")
 NOT_NEGATIVE = (0, math.inf, "[]")
 POSITIVE = (0, math.inf, "()")
+# A model's kind, for `only_for`: a classifier's --model_type, or CAUSAL_LM for a language model.
+CLASSIFIERS = tuple(MODEL_TYPES)
+LANGUAGE_MODELS = (CAUSAL_LM,)
+CNNS = (CnnClassifier.model_type,)
 
 
 def setting(
@@ -39,22 +47,25 @@ def setting(
     card: bool = False,
     within: tuple[float, float, str] | None = None,
     choices: tuple[str, ...] | None = None,
+    only_for: tuple[str, ...] | None = None,
 ):
     """A TrainConfig field. `within` is (low, high, brackets) with brackets such as "[)"; `resume`
     False for settings that change how a run goes, not what it computes (batch sizes of evaluation,
-    logging, checkpoint cadence, compilation)."""
-    metadata = {"help": help, "sweepable": sweepable, "resume": resume, "card": card, "within": within, "choices": choices}
+    logging, checkpoint cadence, compilation); `only_for` the kinds of model it applies to (None: all)."""
+    metadata = {"help": help, "sweepable": sweepable, "resume": resume, "card": card, "within": within, "choices": choices,
+                "only_for": only_for}  # fmt: skip
     return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
     model_type: str = setting("transformer", "transformer (fine-tune the base model) or cnn (a Kim-style CNN over the base model's"
-                              " token ids; try --learning_rate 1e-3).", sweepable=True, card=True)  # fmt: skip
+                              " token ids; try --learning_rate 1e-3).", sweepable=True, card=True, only_for=CLASSIFIERS)  # fmt: skip
     lm_size: str = setting("tiny", "causal_lm: a GPT-2 trained from scratch, tiny (2 layers of width 128), small (6 x 384), 40m"
                            " (8 x 640) or gpt2 (12 x 768); pretrained fine-tunes --base_model.", sweepable=True, card=True,
-                           choices=LM_SIZES)  # fmt: skip
-    cnn_pretrained_embeddings: bool = setting(False, "cnn: start from the base model's input embeddings instead of random 128-wide ones.")
+                           choices=LM_SIZES, only_for=LANGUAGE_MODELS)  # fmt: skip
+    cnn_pretrained_embeddings: bool = setting(False, "cnn: start from the base model's input embeddings instead of random 128-wide ones.",
+                                              only_for=CNNS)  # fmt: skip
     epochs: int = setting(4, "Passes over the training split.", sweepable=True, card=True, within=AT_LEAST_ONE)
     batch_size: int = setting(16, "Rows per batch on each device (the global batch is this times the number of processes).",
                               sweepable=True, card=True, within=AT_LEAST_ONE)  # fmt: skip
@@ -84,15 +95,16 @@ class TrainConfig:
     layerwise_lr_decay: float = setting(1.0, "Multiply the learning rate by this for each layer further from the head (1 = off).",
                                         sweepable=True, card=True, within=(0, 1, "(]"))  # fmt: skip
     class_weights: str = setting("balanced", "balanced (inversely proportional to class frequency in train; macro-F1 weighs every"
-                                 " class alike), or none.", sweepable=True, card=True, choices=CLASS_WEIGHTS)  # fmt: skip
+                                 " class alike), or none.", sweepable=True, card=True, choices=CLASS_WEIGHTS,
+                                 only_for=CLASSIFIERS)  # fmt: skip
     label_smoothing: float = setting(0.0, "Label smoothing of the cross-entropy loss, in [0, 1).", sweepable=True, card=True,
-                                     within=(0, 1, "[)"))  # fmt: skip
+                                     within=(0, 1, "[)"), only_for=CLASSIFIERS)  # fmt: skip
     teacher_uri: str = setting("", "Distil from this model: train's or export's output, or a registered version's folder (local or"
-                               " s3://); empty: none.", card=True)  # fmt: skip
+                               " s3://); empty: none.", card=True, only_for=CLASSIFIERS)  # fmt: skip
     distill_temperature: float = setting(4.0, "Softens the teacher's and the student's logits in the distillation loss.",
-                                         within=POSITIVE)  # fmt: skip
+                                         within=POSITIVE, only_for=CLASSIFIERS)  # fmt: skip
     distill_alpha: float = setting(0.7, "Weight of the teacher's soft targets in the loss; 1 - alpha weighs the gold labels.",
-                                   within=(0, 1, "[]"))  # fmt: skip
+                                   within=(0, 1, "[]"), only_for=CLASSIFIERS)  # fmt: skip
     compile: bool = setting(False, "Compile the model with torch.compile (the sequence length marked dynamic); measured slower than"
                             " eager on CPU, so not a speed-up there (benchmarks/RESULTS.md, section 1).", resume=False)  # fmt: skip
     compile_backend: str = setting("inductor", "torch.compile backend (inductor; eager and aot_eager are for debugging).", resume=False)
@@ -101,12 +113,13 @@ class TrainConfig:
     pin_memory: bool = setting(True, "Pin batches in page-locked memory for faster copies to the GPU (ignored on CPU).", resume=False)
     group_by_length: bool = setting(True, "Batch rows of similar length together (less padding); the order stays seeded.", card=True)
     curriculum: str = setting("none", "length: short texts first, the pool widening to all rows over --curriculum_epochs (Platanios"
-                              " et al. 2019); none: off.", choices=CURRICULA)  # fmt: skip
+                              " et al. 2019); none: off.", choices=CURRICULA, only_for=CLASSIFIERS)  # fmt: skip
     curriculum_epochs: int = setting(1, "Epochs over which the curriculum's pool grows to every row; plain epochs follow.",
-                                     within=NOT_NEGATIVE)  # fmt: skip
+                                     within=NOT_NEGATIVE, only_for=CLASSIFIERS)  # fmt: skip
     curriculum_start: float = setting(0.2, "Share of the rows (the shortest) in the pool at the first step, in (0, 1].",
-                                      within=(0, 1, "(]"))  # fmt: skip
-    curriculum_pacing: str = setting("root", "How the pool grows: root (fast at first, as in the paper) or linear.", choices=PACINGS)
+                                      within=(0, 1, "(]"), only_for=CLASSIFIERS)  # fmt: skip
+    curriculum_pacing: str = setting("root", "How the pool grows: root (fast at first, as in the paper) or linear.", choices=PACINGS,
+                                     only_for=CLASSIFIERS)  # fmt: skip
     max_steps: int = setting(0, "Stop after this many optimizer steps; 0 = run all epochs.", within=NOT_NEGATIVE)
     checkpoint_every_steps: int = setting(0, "Checkpoint every N optimizer steps; SIGTERM checkpoints too. Both need checkpoint_uri.",
                                           resume=False, within=NOT_NEGATIVE)  # fmt: skip
@@ -148,6 +161,11 @@ def check_value(name: str, value: Any, metadata: dict) -> None:
 SETTINGS = tuple(dataclasses.fields(TrainConfig))
 SWEEPABLE = tuple(spec.name for spec in SETTINGS if spec.metadata["sweepable"])
 ON_MODEL_CARD = tuple(spec.name for spec in SETTINGS if spec.metadata["card"])
+
+
+def applies_to(spec: dataclasses.Field, kind: str) -> bool:
+    """Whether the setting means anything for a model of `kind` (a classifier's model type, or CAUSAL_LM)."""
+    return spec.metadata["only_for"] is None or kind in spec.metadata["only_for"]
 
 
 TYPES = typing.get_type_hints(TrainConfig)
