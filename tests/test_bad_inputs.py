@@ -162,6 +162,20 @@ def test_a_misspelt_label_is_a_warning_that_lists_the_labels_and_suggests_auto(t
     assert warning in result.stderr and warning in stats["notes"]
 
 
+def test_inside_make_run_the_hints_are_written_as_make_run_takes_them(tmp_path):
+    """make run sets FLAG_STYLE_ENV for its stages: the user types key=value there, not --flag value."""
+    from components.lib.errors import FLAG_STYLE_ENV, KEY_VALUE_STYLE
+
+    key_value = {FLAG_STYLE_ENV: KEY_VALUE_STYLE}
+    result = preprocess(CORPUS / "misspelt_labels.csv", tmp_path / "out", env=key_value)
+    succeeded(result)
+    assert "pass label_names=auto to take the labels found in the data" in result.stderr and "pass --label_names" not in result.stderr
+    result = preprocess(CORPUS / "split_missing_class", tmp_path / "split", env=key_value)
+    assert result.returncode == 2 and result.stderr.strip().endswith("add some, fix label_names=..., or pass allow_missing_classes=true")
+    result = preprocess(CORPUS / "split_missing_class", tmp_path / "split2")  # a stage's command line keeps its flags
+    assert result.returncode == 2 and result.stderr.strip().endswith("add some, fix --label_names, or pass --allow_missing_classes")
+
+
 def test_integer_labels_are_indices_into_the_label_names_and_the_rule_is_logged(tmp_path):
     """The Hugging Face convention: 0, 1, 2 name --label_names in order."""
     result = preprocess(CORPUS / "integer_labels.csv", tmp_path / "out")

@@ -35,7 +35,7 @@ import fire
 import fire.docstrings
 
 from components.lib.credentials import credential_in
-from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
+from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError, flag_hint
 from components.lib.storage import artifacts
 from components.lib.storage.artifacts import MANIFEST, is_committed
 
@@ -239,7 +239,7 @@ def refuse_committed_output(output_uri: str) -> None:
     if output_uri and is_committed(output_uri):
         raise UserError(
             f"--{OUTPUT_FLAG} {output_uri}: already holds a committed output ({MANIFEST});"
-            f" pass --{OVERWRITE_FLAG} to replace it, or choose another folder"
+            f" pass {flag_hint(OVERWRITE_FLAG, True)} to replace it, or choose another folder"
         )
 
 

@@ -5,9 +5,25 @@ the file, column, row or flag at fault and says what to do. Anything else is a b
 code and keeps its traceback.
 """
 
+import os
+
 USER_ERROR_EXIT_CODE = 2
 USER_ERROR_PREFIX = "error: "  # the start of that line; pipelines/local_run.py finds a stage's error by it
 
 
 class UserError(Exception):
     """A problem with the user's input, configuration or environment, not with our code."""
+
+
+# How a hint spells a flag: a stage's command line takes `--name value`; `make run` sets this
+# variable for its stages, whose users type `name=value` (pipelines/local_run.py).
+FLAG_STYLE_ENV = "TEXTCLF_FLAG_STYLE"
+KEY_VALUE_STYLE = "key=value"
+
+
+def flag_hint(name: str, value: object = None) -> str:
+    """How to set a stage's flag where the user is: `--name value` on its command line, `name=value`
+    in `make run`. True is a switch: a bare `--name` there, `name=true` here; None leaves the value open."""
+    if os.environ.get(FLAG_STYLE_ENV) == KEY_VALUE_STYLE:
+        return f"{name}={'...' if value is None else str(value).lower() if value is True else value}"
+    return f"--{name}" if value is None or value is True else f"--{name} {value}"

@@ -57,7 +57,7 @@ from components.lib.data.quarantine import (
 from components.lib.data.readers import DOCUMENT_FORMATS, WHOLE_FILE, SourceBatch, installed_data_path, open_source, read_source
 from components.lib.data.splitting import KEEP_PRIORITY, assign_splits, carved_splits, find_duplicates
 from components.lib.data.textclean import TextCleaning, clean_text
-from components.lib.errors import UserError
+from components.lib.errors import UserError, flag_hint
 from components.lib.storage.artifacts import staged_output
 
 log = logging.getLogger("components.preprocess")
@@ -395,7 +395,7 @@ def empty_split_error(split: str, stats: dict, decision: Decision, flags: Corpus
     if decision.carve.get(split) == 0:
         remedy = f"raise --{split}_ratio above 0"
     elif decision.use_sources and split not in decision.carve:
-        remedy = f"add documents to the source's {split} files, or pass --use_source_splits false"
+        remedy = f"add documents to the source's {split} files, or pass {flag_hint('use_source_splits', 'false')}"
     else:
         remedy = "add documents"
     dropped = stats["rows_rejected"]

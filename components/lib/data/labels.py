@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.lib.errors import UserError
+from components.lib.errors import UserError, flag_hint
 
 LABELS_FILE = "labels.json"
 AUTO = "auto"
@@ -117,7 +117,7 @@ class LabelMapper:
         if self.buckets is not None:
             ranges = ", ".join(f"{bucket.name}:{bucket.low:g}-{bucket.high:g}" for bucket in self.buckets)
             return f"{value!r} is in none of the --rating_buckets ranges ({ranges})"
-        ratings = "; for ratings pass --rating_buckets" if as_number(value) is not None else ""
+        ratings = f"; for ratings pass {flag_hint('rating_buckets')}" if as_number(value) is not None else ""
         if self.by_index:
             return (
                 f"{value!r} is not an index 0-{len(self.names) - 1} into --label_names ({self.numbered_names()}), and labels are"
@@ -127,7 +127,7 @@ class LabelMapper:
         hint = f" (did you mean {self.names[self.ids[nearest[0]]]!r}?)" if nearest else ""
         return (
             f"{value!r} is not one of the labels {', '.join(self.names)}{hint}{ratings}; if the data's labels are right,"
-            f" pass --label_names auto to take the labels found in the data"
+            f" pass {flag_hint('label_names', 'auto')} to take the labels found in the data"
         )
 
     def numbered_names(self) -> str:

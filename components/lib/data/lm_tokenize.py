@@ -40,7 +40,7 @@ from components.lib.data.contract import (
     open_split,
     split_file,
 )
-from components.lib.errors import UserError
+from components.lib.errors import UserError, flag_hint
 from components.lib.modelling.sources import load_tokenizer, local_model_source, model_max_positions
 from components.lib.storage.artifacts import staged_input, staged_output
 
@@ -144,7 +144,8 @@ def end_of_text(tokenizer, base_model: str) -> str:
     token = tokenizer.eos_token or tokenizer.sep_token
     if token is None:
         raise UserError(
-            f"{base_model}: its tokenizer has no end-of-text token (no eos_token, no sep_token); pass --tokenizer bpe or unigram"
+            f"{base_model}: its tokenizer has no end-of-text token (no eos_token, no sep_token);"
+            f" pass {flag_hint('tokenizer', 'bpe')} or unigram"
         )
     return token
 

@@ -11,7 +11,7 @@ from components.lib.data.labels import LabelMapper
 from components.lib.data.quarantine import LEAKED_ACROSS_SPLITS, bad_rows, check_reject_share
 from components.lib.data.readers import Source, encoding_hint
 from components.lib.data.splitting import rows_needed_per_class
-from components.lib.errors import UserError
+from components.lib.errors import UserError, flag_hint
 
 
 def percentiles(values: np.ndarray) -> dict[str, int]:
@@ -81,7 +81,8 @@ def check_files(candidates: Candidates, source: Source, encoding: str, text_colu
                 first = candidates.first_position[(name, reason)]
                 raise UserError(
                     f"{uri}: the {column!r} field of every record is a JSON object or array, not"
-                    f" {'text' if flag == 'text_column' else 'a label'} (the first at {first}); pass --{flag} naming the right field"
+                    f" {'text' if flag == 'text_column' else 'a label'} (the first at {first});"
+                    f" pass {flag_hint(flag)} naming the right field"
                 )
     return notes
 
@@ -114,7 +115,7 @@ def check_outcome(
     if len(train_classes) < 2:
         raise UserError(
             f"{input_uri}: only one class ({', '.join(train_classes)}) among the kept training rows;"
-            f" a classifier needs at least two: check --label_column and --label_names ({', '.join(names)})"
+            f" a classifier needs at least two: check {flag_hint('label_column')} and {flag_hint('label_names')} ({', '.join(names)})"
         )
     for split in SPLITS:
         missing = [name for name, count in stats["splits"][split]["class_counts"].items() if count == 0]
@@ -124,7 +125,8 @@ def check_outcome(
         if missing and (split == "train" or not allow_missing_classes):
             raise UserError(
                 f"{input_uri}: the {split} split has no rows of class {', '.join(repr(name) for name in missing)};"
-                " add some, fix --label_names" + ("" if split == "train" else ", or pass --allow_missing_classes")
+                f" add some, fix {flag_hint('label_names')}"
+                + ("" if split == "train" else f", or pass {flag_hint('allow_missing_classes', True)}")
             )
 
 
@@ -138,5 +140,5 @@ def check_enough_distinct_rows(stats: dict, input_uri: str, short: list[str], ne
     raise UserError(
         f"{input_uri}: too few distinct rows to make the splits: {stats['rows_in']} rows read, {stats['rows_kept']} distinct"
         f" kept ({duplicates} duplicates and {other} other rows rejected), and the {splits} splits need at least {needed}"
-        f" distinct rows of each class, but {classes}; add rows, or pass --allow_missing_classes"
+        f" distinct rows of each class, but {classes}; add rows, or pass {flag_hint('allow_missing_classes', True)}"
     )

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.lib.data.contract import REJECTS_FILE, REJECTS_SCHEMA, STATS_FILE
-from components.lib.errors import UserError
+from components.lib.errors import UserError, flag_hint
 
 DUPLICATE_TEXT = "duplicate_text"
 LEAKED_ACROSS_SPLITS = "leaked_across_splits"
@@ -85,6 +85,6 @@ def check_reject_share(stats: dict, input_uri: str, max_reject_share: float) -> 
     if share > max_reject_share:
         raise UserError(
             f"{input_uri}: {sum(bad.values())} of {stats['rows_in']} rows ({share:.1%}) were rejected, over --max_reject_share"
-            f" {max_reject_share:g}: {commonest_reasons(bad, stats)}. Fix the data or the flags, or pass --max_reject_share 1"
+            f" {max_reject_share:g}: {commonest_reasons(bad, stats)}. Fix the data or the flags, or pass {flag_hint('max_reject_share', 1)}"
             " to keep the other rows"
         )
