@@ -28,6 +28,7 @@ ENGINE_BASE_IMAGE := localhost/textclf-base:bookworm
 PIPELINE ?= training
 PORT ?= 8080
 VERSION ?= latest
+MODEL ?=
 export REGISTRY TAG
 
 .DEFAULT_GOAL := help
@@ -88,8 +89,8 @@ sweep: setup ## run the hyperparameter sweep locally (the config's sweep section
 kfold: setup ## K-fold cross-validation locally (the config's kfold section), with significance tests between configurations
 	$(PYTHON) -m pipelines.local_run --config $(CONFIG) --pipeline kfold $(ARGS)
 
-serve: setup ## serve the local run's latest registered model over HTTP, KServe's V1 and V2 protocols (PORT=8080, VERSION=production)
-	$(PYTHON) -m pipelines.serve_local --config $(CONFIG) --port $(PORT) --version $(VERSION) $(ARGS)
+serve: setup ## serve a registered model over HTTP, KServe's V1 and V2 protocols: the newest run's model unless MODEL=name (VERSION=latest, PORT=8080)
+	$(PYTHON) -m pipelines.serve_local --config $(CONFIG) --port $(PORT) $(if $(MODEL),--model "$(MODEL)") --version $(VERSION) $(ARGS)
 
 component-run: setup ## run one stage in its image: make component-run COMPONENT=train ARGS="--data_uri ..." [DRY_RUN=1] [IMAGE=...] [NETWORK=host]
 	$(PYTHON) -m pipelines.component_run --config $(CONFIG) --component "$(COMPONENT)" $(if $(DRY_RUN),--dry-run) \

@@ -104,9 +104,11 @@ class SubmitSettings:
 
 @dataclass
 class LocalSettings:
-    """Where `make run` writes its run folders."""
+    """`make run`: where it writes its run folders, and whether a model the gate refused still exits 0.
+    These keys may be given without `local.` (`make run ARGS="allow_unregistered=true"`)."""
 
     run_root: str = "runs"
+    allow_unregistered: bool = False
 
 
 @dataclass
@@ -168,6 +170,7 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+LOCAL_KEYS = {item.name for item in dataclasses.fields(LocalSettings)}
 SECTIONS = {"kubeflow": KubeflowSettings, "submit": SubmitSettings, "local": LocalSettings, "sweep": SweepSettings, "kfold": KfoldSettings}
 
 
@@ -191,10 +194,18 @@ def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
         apply_override(raw, override)
     types = pipeline_parameter_types()
     parameters = {
-        name: check_value(f"{path}: parameters.{name}", value, types, name) for name, value in (raw.get("parameters") or {}).items()
+        name: check_value(where_given(path, "parameters", name, value), value, types, name)
+        for name, value in (raw.get("parameters") or {}).items()
     }
     sections = {name: build_section(path, name, cls(), raw.get(name) or {}) for name, cls in SECTIONS.items()}
     return RunConfig(parameters=parameters, **sections)
+
+
+def where_given(path: str, section: str, name: str, value: Any) -> str:
+    """Where a setting was written, for an error about it: the command line's key=value, else the config file."""
+    if isinstance(value, OverrideText):
+        return f"{name if section == 'parameters' else f'{section}.{name}'}={value}"
+    return f"{path}: {section}.{name}"
 
 
 class OverrideText(str):
@@ -214,7 +225,7 @@ def apply_override(raw: dict, override: str) -> None:
     value = OverrideText(text)
     section, dot, name = key.partition(".")
     if not dot:
-        section, name = "parameters", key
+        section, name = ("local" if key in LOCAL_KEYS else "parameters"), key
     target = raw.setdefault(section, {}) or {}
     raw[section] = target
     for part in name.split(".")[:-1]:
@@ -259,11 +270,11 @@ def build_section(path: str, section: str, defaults: Any, values: dict) -> Any:
     built = {}
     for name, value in values.items():
         if name not in known:
-            raise UserError(f"{path}: {section}.{name}: unknown key; known: {', '.join(sorted(known))}")
+            raise UserError(f"{where_given(path, section, name, value)}: unknown key; known: {', '.join(sorted(known))}")
         if dataclasses.is_dataclass(hints[name]):
             built[name] = build_section(path, f"{section}.{name}", getattr(defaults, name), value)
         else:
-            built[name] = coerce(f"{path}: {section}.{name}", value, hints[name])
+            built[name] = coerce(where_given(path, section, name, value), value, hints[name])
     return dataclasses.replace(defaults, **built)
 
 

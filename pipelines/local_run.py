@@ -50,8 +50,8 @@ from components.lib.data.contract import (
     task_of,
 )
 from components.lib.data.readers import installed_data_path
-from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
-from components.lib.quality_gate import GATES
+from components.lib.errors import FLAG_STYLE_ENV, KEY_VALUE_STYLE, USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
+from components.lib.quality_gate import GATES, REFUSED
 from components.lib.storage.artifacts import read_manifest
 from pipelines import gate
 from pipelines.compile import OUTPUT_NAMES, compile_pipeline
@@ -62,6 +62,9 @@ from pipelines.parameters import pipeline_parameters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNNERS = ("host", "docker")
+# `make run`'s exit status when the run finished but the quality gate kept the model out of the
+# registry (README, "The quality gate"); 2 stays a user's mistake, 1 anything else.
+NOT_REGISTERED_EXIT_CODE = 3
 SUMMARY_NAME = "summary.txt"
 
 
@@ -117,8 +120,38 @@ def run(config: RunConfig, variant: str = "training", runner: str = "host") -> i
         DockerMounts.share(parameters)
     run_dir = new_run_folder(Path(config.local.run_root).resolve())
     print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
-    timings = execute(compiled, parameters, run_dir, runner)
-    return report(run_dir, timings, parameters, variant)
+    try:
+        timings = execute(compiled, parameters, run_dir, runner)
+    except BaseException:
+        remove_empty_folders(run_dir)
+        raise
+    status = report(run_dir, timings, parameters, variant)
+    if status or variant == "kfold":
+        return status
+    return unregistered_status(run_dir, parameters, config.local.allow_unregistered)
+
+
+def remove_empty_folders(run_dir: Path) -> None:
+    """A failed run keeps what its stages wrote, and no empty folder (the run's, or a task's that wrote nothing)."""
+    for folder in sorted((path for path in [run_dir, *run_dir.rglob("*")] if path.is_dir()), key=lambda path: -len(path.parts)):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if not run_dir.exists():
+        print(f"run folder {run_dir} removed: no stage wrote anything")
+
+
+def unregistered_status(run_dir: Path, parameters: dict, allowed: bool) -> int:
+    """NOT_REGISTERED_EXIT_CODE, with the refusal as the run's last line, when the gate kept the model
+    out of the registry, unless the user allowed that (`make run && make serve` must not serve an older version)."""
+    decision, _ = gate_outcome(run_dir, *read_evaluation(run_dir), parameters)
+    if decision["registered"]:
+        return 0
+    refusal = decision["refused"]
+    if allowed:
+        print(f"allow_unregistered=true: exit status 0 although the model was not registered ({refusal})")
+        return 0
+    print(f"error: not registered: {refusal} (exit status {NOT_REGISTERED_EXIT_CODE}; allow_unregistered=true exits 0)", file=sys.stderr)
+    return NOT_REGISTERED_EXIT_CODE
 
 
 def new_run_folder(run_root: Path) -> Path:
@@ -160,6 +193,7 @@ def execute(compiled: Path, parameters: dict, run_dir: Path, runner: str = "host
     quiet_engine()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     os.environ["PYTHONUNBUFFERED"] = "1"
+    os.environ[FLAG_STYLE_ENV] = KEY_VALUE_STYLE  # the stages' hints say key=value, as the user types here
     chosen = docker_runner() if runner == "docker" else local.SubprocessRunner(use_venv=False)
     run_in_folder(run_dir)
     local.init(runner=chosen, pipeline_root=str(run_dir.parent), raise_on_error=True)
@@ -189,7 +223,7 @@ def docker_runner():
     from kfp import local
 
     tmpfs_path, _, tmpfs_options = TMPFS.partition(":")
-    environment = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
+    environment = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ} | {FLAG_STYLE_ENV: KEY_VALUE_STYLE}
     return local.DockerRunner(
         user=container_user(), read_only=True, tmpfs={tmpfs_path: tmpfs_options}, network_mode="host",
         shm_size=TRAIN_SHM_SIZE, environment=environment,
@@ -502,9 +536,7 @@ def kfold_summary_lines(run_dir: Path, timings: dict[str, float]) -> tuple[list[
 
 def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) -> tuple[list[str], str]:
     """The summary's lines, from the reports the stages wrote, and what went wrong with the gate ("" if nothing)."""
-    evaluation_dir = run_dir / "evaluate" / "evaluation"
-    evaluation = json.loads((evaluation_dir / METRICS_FILE).read_text())
-    task = task_of(read_manifest(str(evaluation_dir)))
+    evaluation, task = read_evaluation(run_dir)
     export = json.loads((run_dir / "export" / "onnx" / EXPORT_REPORT_FILE).read_text())
     lines = ["stage wall time (s): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items())]
     tuning = run_dir / "select-best" / "tuning" / TUNING_RESULTS_FILE
@@ -513,24 +545,8 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
         ranking = ", ".join(f"trial {trial['trial']}: {trial['value']:.4f}" for trial in results["trials"])
         lines.append(f"sweep ({results['metric']} on validation, best first): {ranking}; tuning results: {tuning.with_suffix('.csv')}")
     lines += language_model_lines(evaluation, export) if task == CAUSAL_LM else classifier_lines(evaluation, export)
-    problem = ""
-    decision_file = run_dir / "register" / "registration" / DECISION_FILE
-    if not decision_file.exists():  # register did not run: the quality gate held it back, or should not have
-        task_gate = GATES[task]
-        value, limit = evaluation["test"][task_gate.metric], gate.threshold(task_gate, parameters, pipeline_parameters()[0])
-        if task_gate.passes(value, limit):
-            problem = (
-                f"register did not run, yet test {task_gate.label} {value:.4f} passes {task_gate.parameter} {limit}:"
-                f" the quality gate did not evaluate as it should (run folder: {run_dir})"
-            )
-        else:
-            lines.append(f"not registered: {task_gate.shortfall(value, limit)} (the pipeline's quality gate)")
-    else:
-        decision = json.loads(decision_file.read_text())
-        if decision["registered"]:
-            lines.append(f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}")
-        else:
-            lines.append(f"not registered: {decision['refused']}")
+    decision, problem = gate_outcome(run_dir, evaluation, task, parameters)
+    lines += gate_lines(decision)
     deployment = run_dir / "deploy" / "deployment" / DEPLOYMENT_FILE
     if deployment.exists():
         outcome = json.loads(deployment.read_text())
@@ -539,6 +555,39 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
         )
     lines.append(f"run folder: {run_dir}")
     return lines, problem
+
+
+def read_evaluation(run_dir: Path) -> tuple[dict, str]:
+    """evaluate's metrics.json, and the task of the model it scored."""
+    evaluation_dir = run_dir / "evaluate" / "evaluation"
+    return json.loads((evaluation_dir / METRICS_FILE).read_text()), task_of(read_manifest(str(evaluation_dir)))
+
+
+def gate_outcome(run_dir: Path, evaluation: dict, task: str, parameters: dict) -> tuple[dict, str]:
+    """register's decision (registration.json); when register did not run, evaluate's check that
+    held it back; and what went wrong with the gate ("" if nothing)."""
+    decision_file = run_dir / "register" / "registration" / DECISION_FILE
+    if decision_file.exists():
+        return json.loads(decision_file.read_text()), ""
+    task_gate = GATES[task]
+    value, limit = evaluation["test"][task_gate.metric], gate.threshold(task_gate, parameters, pipeline_parameters()[0])
+    why = f"{task_gate.shortfall(value, limit)} (the pipeline's quality gate)"
+    decision = {"registered": False, "refused": why, "checks": [{"check": task_gate.flag, "result": REFUSED, "why": why}]}
+    if task_gate.passes(value, limit):  # register should have run
+        return decision, (
+            f"register did not run, yet test {task_gate.label} {value:.4f} passes {task_gate.parameter} {limit}:"
+            f" the quality gate did not evaluate as it should (run folder: {run_dir})"
+        )
+    return decision, ""
+
+
+def gate_lines(decision: dict) -> list[str]:
+    """Each check of the quality gate with its result, in one line, then what register decided."""
+    checks = ", ".join(f"{check['check']} {check['result']}" for check in decision.get("checks", []))
+    lines = [f"quality gate: {checks}"] if checks else []
+    if decision["registered"]:
+        return [*lines, f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}"]
+    return [*lines, f"not registered: {decision['refused']}"]
 
 
 def classifier_lines(evaluation: dict, export: dict) -> list[str]:
@@ -552,9 +601,10 @@ def classifier_lines(evaluation: dict, export: dict) -> list[str]:
     ]
     for name, model in export["models"].items():
         latency = model["latency"]
-        lines.append(
-            f"onnxruntime {name}: test macro-F1 {model['test']['macro_f1']:.4f}, latency batch 1 p50 {latency['batch_1']['p50_ms']} ms"
-        )
+        line = f"onnxruntime {name}: test macro-F1 {model['test']['macro_f1']:.4f}, latency batch 1 p50 {latency['batch_1']['p50_ms']} ms"
+        if model.get("file", name) is None:  # export deleted it (export.judge_int8)
+            line += f"; dropped: {export['int8_macro_f1_drop']:.4f} below fp32, more than int8_max_f1_drop allows"
+        lines.append(line)
     return lines
 
 

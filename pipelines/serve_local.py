@@ -1,38 +1,92 @@
-"""make serve: the local run's registered model (the config's registry_uri and model_name) behind
-components.serve, KServe's V1 and V2 protocols on one port.
+"""make serve: a registered model behind components.serve, KServe's V1 and V2 protocols on one port.
 
-    python -m pipelines.serve_local [--config configs/default.yaml] [--port 8080] [--version latest] [key=value ...]
+    python -m pipelines.serve_local [--config configs/default.yaml] [--port 8080] [--model NAME] [--version latest] [key=value ...]
+
+The model served: `--model` (make serve MODEL=...), else the config's model_name when an override
+names it, else the model the newest run under local.run_root registered (its run folder's
+registration.json), else the config's model_name. The registry is the config's registry_uri, or
+the one that run registered into.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
+from components.lib.cli import configure_logging
+from components.lib.data.contract import DECISION_FILE
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
-from pipelines.config import load_config
+from pipelines.config import RunConfig, load_config
+
+log = logging.getLogger("pipelines.serve_local")
+DEFAULT_VERSION = "latest"  # make serve's VERSION, and components.serve's --version
+REGISTRATION = Path("register") / "registration" / DECISION_FILE  # where a run folder keeps register's decision
+
+
+@dataclass(frozen=True)
+class Choice:
+    registry_uri: str
+    model_name: str
+    why: str  # how it was chosen, for the log
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--config", default="configs/default.yaml", help="the run configuration (YAML)")
     parser.add_argument("--port", default="8080", help="HTTP port")
-    parser.add_argument("--version", default="latest", help="a version number or an alias (latest, production, ...)")
+    parser.add_argument("--model", default="", help="the registered model's name; empty: the newest run's model (see above)")
+    parser.add_argument("--version", default=DEFAULT_VERSION, help="a version number or an alias (latest, production, ...)")
     parser.add_argument("overrides", nargs="*", help="key=value to override a config parameter (registry_uri=..., model_name=...)")
     arguments = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    configure_logging()
     try:
-        parameters = load_config(arguments.config, arguments.overrides).parameters
-        missing = [name for name in ("registry_uri", "model_name") if not parameters.get(name)]
-        if missing:
-            raise UserError(f"{arguments.config}: parameters.{missing[0]} is not set; serving needs registry_uri and model_name")
+        choice = chosen_model(load_config(arguments.config, arguments.overrides), arguments.model, arguments.overrides, arguments.config)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
-    command = [sys.executable, "-m", "components.serve", "--registry_uri", parameters["registry_uri"], "--model_name",
-               parameters["model_name"], "--version", arguments.version, "--port", arguments.port]  # fmt: skip
+    log.info("serving %s version %s from %s: %s", choice.model_name, arguments.version, choice.registry_uri, choice.why)
+    command = [sys.executable, "-m", "components.serve", "--registry_uri", choice.registry_uri, "--model_name",
+               choice.model_name, "--version", arguments.version, "--port", arguments.port]  # fmt: skip
     # The server replaces this process, so that Ctrl-C, SIGTERM and its exit status reach it directly.
     os.execv(sys.executable, command)  # noqa: S606 (a list of arguments, no shell)
+
+
+def chosen_model(config: RunConfig, model: str, overrides: list[str], config_path: str) -> Choice:
+    parameters = config.parameters
+    registry_uri = parameters.get("registry_uri", "")
+    if not registry_uri:
+        raise UserError(f"{config_path}: parameters.registry_uri is not set; serving needs the registry")
+    if model:
+        return Choice(registry_uri, model, "MODEL given")
+    named = any(override.startswith("model_name=") for override in overrides)
+    newest = None if named else newest_registration(Path(config.local.run_root))
+    if newest is not None:
+        run_dir, decision = newest
+        registry_of_run = decision["uri"].rsplit("/", 2)[0]  # <registry>/<model>/<version>
+        return Choice(registry_of_run, decision["model_name"], f"the model the newest run registered ({run_dir}); MODEL= picks another")
+    if not parameters.get("model_name"):
+        raise UserError(f"{config_path}: parameters.model_name is not set and no run registered a model; pass MODEL=<name>")
+    return Choice(registry_uri, parameters["model_name"], "the config's model_name" + ("" if named else " (no run registered a model)"))
+
+
+def newest_registration(run_root: Path) -> tuple[Path, dict] | None:
+    """The newest run folder whose register stage registered a version, with its decision."""
+    if not run_root.is_dir():
+        return None
+    for run_dir in sorted((path for path in run_root.iterdir() if (path / REGISTRATION).is_file()), reverse=True):
+        try:
+            decision = json.loads((run_dir / REGISTRATION).read_text())
+        except (OSError, json.JSONDecodeError):
+            log.warning("%s: unreadable; skipped", run_dir / REGISTRATION)
+            continue
+        if decision.get("registered") and isinstance(decision.get("uri"), str) and isinstance(decision.get("model_name"), str):
+            return run_dir, decision
+    return None
 
 
 if __name__ == "__main__":

@@ -171,6 +171,84 @@ def test_the_report_says_why_register_did_not_run_from_the_numbers(run, task, th
         assert "test perplexity 76.00, bits per character 2.4900" in saved and "n-gram baseline: perplexity 64.30" in saved
 
 
+def write_decision(run_dir, decision: dict) -> None:
+    registration = run_dir / "register" / "registration"
+    registration.mkdir(parents=True)
+    (registration / "registration.json").write_text(json.dumps(decision))
+
+
+REFUSED_BY_BASELINE = {
+    "registered": False, "refused": "the model does not beat the majority-class baseline",
+    "checks": [{"check": "gate_min", "result": "passed"}, {"check": "require_beat_baseline", "result": "refused", "why": "the model does not beat the majority-class baseline"},
+               {"check": "compare_with_production", "result": "not checked"}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("allowed, status", [(False, 3), (True, 0)])
+def test_a_run_whose_model_was_not_registered_exits_3_with_the_refusal_last(allowed, status, tmp_path, capsys):
+    from pipelines.local_run import NOT_REGISTERED_EXIT_CODE, report, unregistered_status
+
+    write_finished_run(tmp_path, *CLASSIFIER_RUN)
+    write_decision(tmp_path, REFUSED_BY_BASELINE)
+    assert report(tmp_path, {}, {}) == 0  # the summary itself is fine
+    assert unregistered_status(tmp_path, {}, allowed) == status
+    captured = capsys.readouterr()
+    assert "quality gate: gate_min passed, require_beat_baseline refused, compare_with_production not checked" in captured.out
+    if not allowed:
+        assert status == NOT_REGISTERED_EXIT_CODE
+        assert captured.err.strip().splitlines()[-1] == (
+            "error: not registered: the model does not beat the majority-class baseline (exit status 3; allow_unregistered=true exits 0)"
+        )
+    else:
+        assert "allow_unregistered=true: exit status 0 although the model was not registered" in captured.out
+
+
+def test_a_run_held_back_by_evaluates_check_exits_3_and_a_registered_one_0(tmp_path, capsys):
+    from pipelines.local_run import unregistered_status
+
+    write_finished_run(tmp_path / "held", *CLASSIFIER_RUN)
+    assert unregistered_status(tmp_path / "held", {"min_macro_f1": 0.6}, False) == 3
+    assert "is below min_macro_f1 0.6 (the pipeline's quality gate)" in capsys.readouterr().err.strip().splitlines()[-1]
+    write_finished_run(tmp_path / "registered", *CLASSIFIER_RUN)
+    write_decision(tmp_path / "registered", {"registered": True, "model_name": "m", "version": 1, "uri": "x/m/1", "checks": []})
+    assert unregistered_status(tmp_path / "registered", {}, False) == 0
+
+
+def test_the_summary_says_when_export_dropped_the_int8_model(tmp_path, capsys):
+    from pipelines.local_run import report
+
+    latency = {"batch_1": {"p50_ms": 1.0}}
+    export = {**CLASSIFIER_RUN[1], "int8_macro_f1_drop": 0.0367,
+              "models": {"fp32": {"file": "model.onnx", "test": {"macro_f1": 0.71}, "latency": latency},
+                         "int8": {"file": None, "test": {"macro_f1": 0.6761}, "latency": latency}}}  # fmt: skip
+    write_finished_run(tmp_path, CLASSIFIER_RUN[0], export)
+    report(tmp_path, {}, {})
+    out = capsys.readouterr().out
+    assert "onnxruntime int8: test macro-F1 0.6761, latency batch 1 p50 1.0 ms; dropped: 0.0367 below fp32" in out
+    assert "onnxruntime fp32: test macro-F1 0.7100, latency batch 1 p50 1.0 ms\n" in out
+
+
+def test_a_typo_on_the_command_line_is_blamed_on_the_command_line_not_the_config():
+    result = run_module("pipelines.local_run", "--config", "configs/default.yaml", "text_colum=tweet")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: text_colum=tweet: unknown key (did you mean text_column, label_column?)"]
+    assert "configs/default.yaml" not in result.stderr
+
+
+def test_a_failed_run_leaves_no_empty_folder(tmp_path):
+    from pipelines.local_run import remove_empty_folders
+
+    run_dir = tmp_path / "20261207-101010"
+    (run_dir / "preprocess" / "dataset").mkdir(parents=True)
+    remove_empty_folders(run_dir)
+    assert not run_dir.exists()
+    (run_dir / "preprocess" / "dataset").mkdir(parents=True)
+    (run_dir / "tokenize" / "tokenized").mkdir(parents=True)
+    (run_dir / "preprocess" / "dataset" / "rejects.parquet").write_text("kept")
+    remove_empty_folders(run_dir)
+    assert [str(path.relative_to(run_dir)) for path in run_dir.rglob("*")] == ["preprocess", "preprocess/dataset", "preprocess/dataset/rejects.parquet"]
+
+
 def test_a_user_error_stops_the_run_at_once_and_is_its_last_line(sample_source, tmp_path):
     """A stage that exits with status 2 (a user's mistake) is not retried: the same mistake would fail again."""
     parameters = {"source_uri": str(sample_source), "text_column": "review_text", "model_name": "m", "registry_uri": str(tmp_path / "registry"),

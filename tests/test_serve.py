@@ -377,3 +377,50 @@ def test_the_micro_batcher_hands_a_model_error_to_every_request_of_the_call():
         return await asyncio.wait_for(asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]), return_exceptions=True), timeout=10)
 
     assert [str(error) for error in asyncio.run(scenario())] == ["model failed", "model failed"]
+
+
+def write_run(run_root: Path, name: str, decision: dict) -> None:
+    from pipelines.serve_local import REGISTRATION
+
+    (run_root / name / REGISTRATION).parent.mkdir(parents=True)
+    (run_root / name / REGISTRATION).write_text(json.dumps(decision))
+
+
+def test_make_serve_serves_the_model_the_newest_run_registered_unless_told_otherwise(tmp_path):
+    """Finding 1 of issue 28: after `make run ARGS="model_name=rt-sentiment"`, make serve served the config's model."""
+    from pipelines.config import load_config
+    from pipelines.serve_local import chosen_model
+
+    runs = tmp_path / "runs"
+    write_run(runs, "20261207-090000", {"registered": True, "model_name": "older", "version": 4, "uri": f"{tmp_path}/reg-a/older/4"})
+    write_run(runs, "20261207-100000", {"registered": True, "model_name": "rt-sentiment", "version": 1, "uri": f"{tmp_path}/reg-b/rt-sentiment/1"})
+    write_run(runs, "20261207-110000", {"registered": False, "refused": "below the baseline", "model_name": "refused-one"})
+    (runs / "registry").mkdir()  # not a run folder
+    overrides = [f"local.run_root={runs}"]
+
+    def choose(model: str = "", extra: tuple = ()):
+        return chosen_model(load_config("configs/default.yaml", [*overrides, *extra]), model, [*overrides, *extra], "configs/default.yaml")
+
+    newest = choose()
+    assert (newest.model_name, newest.registry_uri) == ("rt-sentiment", f"{tmp_path}/reg-b")  # the newest that registered
+    assert choose(model="older").model_name == "older"  # MODEL=
+    assert choose(extra=("model_name=named",)).model_name == "named"  # an override of model_name
+    empty = tmp_path / "no-runs"
+    config = load_config("configs/default.yaml", [f"local.run_root={empty}"])
+    assert chosen_model(config, "", [], "configs/default.yaml").model_name == config.parameters["model_name"]  # no run yet
+
+
+def test_one_default_version_everywhere():
+    """make serve's VERSION, make help, the README and components.serve's --version say the same."""
+    import inspect
+
+    from components.serve import serve
+    from pipelines.serve_local import DEFAULT_VERSION
+
+    makefile = (REPO / "Makefile").read_text()
+    assert f"VERSION ?= {DEFAULT_VERSION}\n" in makefile
+    serve_help = next(line for line in makefile.splitlines() if line.startswith("serve:"))
+    assert f"VERSION={DEFAULT_VERSION}" in serve_help and "VERSION=production" not in serve_help
+    assert inspect.signature(serve).parameters["version"].default == DEFAULT_VERSION
+    readme_serve = [line for line in (REPO / "README.md").read_text().splitlines() if "make serve" in line and "VERSION=" in line]
+    assert readme_serve and all(f"VERSION={DEFAULT_VERSION}" in line for line in readme_serve)
