@@ -4,7 +4,6 @@
 PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-MLFLOW_SERVER_VENV := $(VENV)/mlflow-server
 CONFIG ?= configs/default.yaml
 # What the targets that act on a cluster read: the CONFIG given, else the cluster example.
 CLUSTER_CONFIG = $(if $(filter configs/default.yaml,$(CONFIG)),configs/cluster.yaml,$(CONFIG))
@@ -37,15 +36,14 @@ export REGISTRY TAG
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml constraints.txt tests/mlflow_server/constraints.txt
+# The MLflow server that tests/test_tracking.py starts lives in an environment of its own (its pins
+# clash with ours), .venv/mlflow-server, which that test module makes the first time it runs.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	# torch first and alone: pinned to 2.13.0, which is the CPU build on a machine without CUDA
 	$(PYTHON) -m pip install --quiet -c constraints.txt torch==2.13.0
 	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[pipelines,serve,tracking,dev]'
-	# The MLflow server that tests/test_tracking.py starts, in an environment of its own (its pins clash with ours)
-	$(PYTHON_BOOTSTRAP) -m venv $(MLFLOW_SERVER_VENV)
-	$(MLFLOW_SERVER_VENV)/bin/python -m pip install --quiet -c tests/mlflow_server/constraints.txt mlflow==3.17.2
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv and install the pinned dependencies

@@ -1,8 +1,9 @@
 """report_to=mlflow against a real MLflow server on loopback, and report_to=wandb in W&B's offline mode.
 
-The MLflow server is mlflow 3.17.2 in its own virtual environment (.venv/mlflow-server, made by
-make setup: its pins clash with the project's), with a SQLite backend and proxied artifacts; the
-stages talk to it over HTTP with the mlflow-skinny client, as on a cluster.
+The MLflow server is mlflow 3.17.2 in its own virtual environment (.venv/mlflow-server: its pins
+clash with the project's), made by this module the first time it runs and kept, so `make setup`
+does not carry 850 MB that only these tests use; a SQLite backend and proxied artifacts; the stages
+talk to it over HTTP with the mlflow-skinny client, as on a cluster.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -23,7 +25,11 @@ from components.register import register
 from components.train import train
 from tests.conftest import REPO, train_flags
 
-SERVER_PYTHON = REPO / ".venv" / "mlflow-server" / "bin" / "python"
+SERVER_ENVIRONMENT = REPO / ".venv" / "mlflow-server"
+SERVER_PYTHON = SERVER_ENVIRONMENT / "bin" / "python"
+SERVER_PACKAGE = "mlflow==3.17.2"
+SERVER_CONSTRAINTS = REPO / "tests" / "mlflow_server" / "constraints.txt"
+INSTALLED_MARKER = SERVER_ENVIRONMENT / ".installed"  # written last: an install cut short is redone
 STARTUP_SECONDS = 120
 PLANTED = {"MLFLOW_TRACKING_TOKEN": "planted-mlflow-token-4e1d7b", "WANDB_API_KEY": "planted0wandb0key0123456789abcdef"}
 
@@ -34,10 +40,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def server_environment() -> None:
+    """.venv/mlflow-server with the pinned server, made once (about 850 MB) and reused while its pins are unchanged."""
+    wanted = f"{SERVER_PACKAGE}\n{SERVER_CONSTRAINTS.read_text()}"
+    if INSTALLED_MARKER.is_file() and INSTALLED_MARKER.read_text() == wanted:
+        return
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(SERVER_ENVIRONMENT)], check=True)
+    install = [str(SERVER_PYTHON), "-m", "pip", "install", "--quiet", "-c", str(SERVER_CONSTRAINTS), SERVER_PACKAGE]
+    subprocess.run(install, check=True)
+    INSTALLED_MARKER.write_text(wanted)
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """`mlflow server` on a free loopback port; up within STARTUP_SECONDS or the test fails, stopped afterwards."""
-    assert SERVER_PYTHON.is_file(), f"{SERVER_PYTHON}: the MLflow server's environment is missing; run make setup"
+    server_environment()
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     command = [str(SERVER_PYTHON), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
