@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks import (
     causal_lm,
+    default_recipe,
     gpu_train,
     inference_latency,
     kfold_learning_rates,
@@ -58,6 +59,7 @@ BENCHMARKS = {
     "profile": ("benchmarks.profile_train",),
     "time_to_model": ("benchmarks.time_to_model",),
     "causal_lm": ("benchmarks.causal_lm",),
+    "default_recipe": ("benchmarks.default_recipe",),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -72,6 +74,7 @@ SECTIONS = [
     ("profile", "9. Where the train stage's time goes (torch.profiler)", profile_train.markdown),
     ("time_to_model", "10. Time to a registered model: `make run` beside a Trainer script", time_to_model.markdown),
     ("causal_lm", "11. Causal language models: trained tokenizers, the train stage beside the Trainer, perplexity", causal_lm.markdown),
+    ("default_recipe", "12. The default recipe on its bundled data and on data it was not chosen on", default_recipe.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],
@@ -143,6 +146,18 @@ def gpu_mfu_target(gpu: dict) -> list:
     return [name, figure, best["mfu"] >= gpu_train.MFU_TARGET]
 
 
+def default_recipe_targets(result: dict) -> list[list]:
+    """Issue 28: `make run` on its bundled data within the time limit, its model labelling the README's examples right."""
+    bundled = result["datasets"]["vader_tweets"]
+    right = sum(bundled["examples"].get(text) == label for text, label in default_recipe.README_EXAMPLES.items())
+    return [
+        [f"make run (bundled data, default recipe) within {default_recipe.TIME_LIMIT_SECONDS} s", f"{bundled['seconds']:.0f} s",
+         bundled["seconds"] <= default_recipe.TIME_LIMIT_SECONDS],
+        ["make run's model labels the README's example sentences right", f"{right} of {len(default_recipe.README_EXAMPLES)}",
+         right == len(default_recipe.README_EXAMPLES)],
+    ]  # fmt: skip
+
+
 def targets(results: dict) -> list[list]:
     """The issues' targets, each with the figure that answers it; speed judged on the review first sentences.
 
@@ -191,6 +206,8 @@ def targets(results: dict) -> list[list]:
                 speedup >= time_to_model.TARGET,
             ]
         )
+    if "default_recipe" in results:
+        rows += default_recipe_targets(results["default_recipe"])
     rows.append(gpu_mfu_target(results.get("gpu", {})))
     if "causal_lm" in results:
         test = results["causal_lm"]["test"]

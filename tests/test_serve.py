@@ -341,7 +341,7 @@ def make_serve_command(registry: Path, port: int) -> list[str]:
 
 def test_make_serve_answers_the_readmes_curl(registry):
     readme = (REPO / "README.md").read_text()
-    curl = re.search(r"curl -s localhost:8080/v1/models/drug-review-sentiment:predict -H '(.+?)' \\\n\s+-d '(.+?)'", readme)
+    curl = re.search(r"curl -s localhost:8080/v1/models/[\w-]+:predict -H '(.+?)' \\\n\s+-d '(.+?)'", readme)
     header, body = curl.group(1).split(": "), curl.group(2)
     running = Server(registry, command=make_serve_command)
     try:

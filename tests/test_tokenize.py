@@ -37,6 +37,25 @@ def test_max_length_truncates_and_is_capped_at_the_models_limit(prepared_data, t
     assert stats["requested_max_length"] == 4096 and stats["splits"]["train"]["tokens"]["max"] <= 64
 
 
+def test_max_length_0_is_chosen_from_the_train_splits_token_lengths(prepared_data, tiny_model, tmp_path, caplog):
+    """The 99th percentile of train's untruncated lengths, rounded up to a multiple of 8, within the model's limit."""
+    import numpy as np
+
+    data = prepared_data[0]
+    reference = AutoTokenizer.from_pretrained(str(tiny_model))
+    texts = pq.read_table(data / "train.parquet").column("text").to_pylist()
+    untruncated = [len(reference(text, truncation=True, max_length=64)["input_ids"]) for text in texts]
+    expected = min(64, int(np.ceil(np.percentile(untruncated, 99) / 8) * 8))
+    assert expected < 64  # else the cap, not the percentile, would be tested
+    caplog.set_level("INFO", logger="components.tokenize")
+    result = tokenize(data_uri=str(data), output_uri=str(tmp_path / "auto"), base_model=str(tiny_model), batch_size=7)
+    assert result.summary["max_length"] == expected
+    lengths = pq.read_table(tmp_path / "auto" / "train.parquet").column("length").to_pylist()
+    assert max(lengths) == expected and sum(length == expected for length in lengths) >= 1  # the cut applied
+    assert f"--max_length 0: {expected} tokens, the 99th percentile of {len(texts)} train texts' lengths" in caplog.text
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "auto" / "tokenizer")).model_max_length == expected  # serving cuts alike
+
+
 def test_small_record_batches_give_the_same_output(prepared_data, tiny_model, tmp_path):
     tokenize(data_uri=str(prepared_data[0]), output_uri=str(tmp_path / "one"), base_model=str(tiny_model), max_length=32, batch_size=1)
     assert pq.read_table(tmp_path / "one" / "train.parquet").to_pylist() == pq.read_table(prepared_data[1] / "train.parquet").to_pylist()
