@@ -23,6 +23,12 @@ def test_a_mistyped_flag_is_refused_with_the_nearest_name(prepared_data, tiny_mo
     assert_refused_before_work(result, line, tmp_path / "model")
 
 
+def test_a_flag_with_no_near_name_is_refused_without_a_stray_separator(prepared_data, tmp_path):
+    result = run_module("components.tokenize", "--data_uri", str(prepared_data[0]), "--output_uri", str(tmp_path / "tokens"), "--zzzz", "1")
+    line = "error: --zzzz: components.tokenize has no such flag (python -m components.tokenize --help lists them)"
+    assert_refused_before_work(result, line, tmp_path / "tokens")
+
+
 @pytest.mark.parametrize("flag", ["-o", "-d"])
 def test_short_flags_are_refused(flag, prepared_data, tmp_path):
     result = run_module("components.tokenize", "--data_uri", str(prepared_data[0]), flag, str(tmp_path / "tokens"))

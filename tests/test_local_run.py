@@ -262,6 +262,7 @@ def test_a_user_error_stops_the_run_at_once_and_is_its_last_line(sample_source, 
     assert len(stage_error) == 1, result.stdout  # one attempt
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"error: the local run stopped: stage preprocess failed: {stage_error[0].removeprefix('error: ')}"
+    assert last.endswith("; pass text_column=... with the right name")  # as make run takes it, not --text_column
     assert "UserWarning" not in result.stderr  # kfp.local's warning about resources, which a local run leaves out by design
     assert not list((tmp_path / "runs").iterdir())  # preprocess wrote nothing: no empty run folder is left
     assert "removed: no stage wrote anything" in result.stdout

@@ -129,8 +129,8 @@ def check_flags(argv: list[str], commands: Callable | dict[str, Callable], modul
         if name in known or (name.startswith("no") and name[2:] in known):
             continue
         nearest = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f"did you mean --{nearest[0]}? " if nearest else ""
-        raise UserError(f"--{name}: {module} has no such flag; {hint}(python -m {module} --help lists them)")
+        hint = f"; did you mean --{nearest[0]}?" if nearest else ""
+        raise UserError(f"--{name}: {module} has no such flag{hint} (python -m {module} --help lists them)")
 
 
 def is_number(token: str) -> bool:

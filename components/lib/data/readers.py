@@ -27,7 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from components.lib import storage
-from components.lib.errors import UserError
+from components.lib.errors import UserError, flag_hint
+from components.lib.modelling.sources import offline_unless_hub_answers
 from components.lib.storage.safe_paths import contained
 
 HF_SCHEME = "hf://"
@@ -286,7 +287,7 @@ def wanted_columns(text_column: str, label_column: str) -> list[tuple[str, str]]
 
 def missing_column_error(item: SourceFile, column: str, flag: str, present: list[str]) -> UserError:
     shown = ", ".join(repr(name) for name in present[:12]) or "none"
-    return UserError(f"{item.uri}: no column {column!r} (columns: {shown}); pass --{flag} with the right name")
+    return UserError(f"{item.uri}: no column {column!r} (columns: {shown}); pass {flag_hint(flag)} with the right name")
 
 
 def first_line(error: Exception) -> str:
@@ -374,7 +375,7 @@ def text_layout(item: SourceFile, encoding: str) -> TextLayout:
             raise UserError(f"{item.uri}: this is not {item.format.upper()} text but {what}")
     controls = sum(1 for byte in head if byte in CONTROL_BYTES)
     if head.count(0) and (utf16 := utf16_without_mark(head)):
-        raise UserError(f"{item.uri}: looks like {utf16.upper()} text without a byte-order mark; pass --encoding {utf16}")
+        raise UserError(f"{item.uri}: looks like {utf16.upper()} text without a byte-order mark; pass {flag_hint('encoding', utf16)}")
     if controls > BINARY_SHARE * len(head):
         first = next(index for index, byte in enumerate(head) if byte in CONTROL_BYTES)
         raise UserError(
@@ -730,6 +731,7 @@ def read_hf_dataset(hf_id: str, text_column: str, label_column: str) -> Iterator
         import datasets
     except ImportError:
         raise UserError("hf:// inputs need the 'datasets' package: pip install datasets") from None
+    offline_unless_hub_answers()
     try:
         loaded = datasets.load_dataset(name, config or None)
     except Exception as error:  # the hub client raises many types; each means "could not load"
@@ -745,7 +747,7 @@ def read_hf_dataset(hf_id: str, text_column: str, label_column: str) -> Iterator
         for column, flag in wanted_columns(text_column, label_column):
             if column not in dataset.column_names:
                 shown = ", ".join(dataset.column_names)
-                raise UserError(f"{source}: no column {column!r} (columns: {shown}); pass --{flag} with the right name")
+                raise UserError(f"{source}: no column {column!r} (columns: {shown}); pass {flag_hint(flag)} with the right name")
         class_names = getattr(dataset.features[label_column], "names", None) if label_column else None
         rows_read = 0
         for table in dataset.data.to_batches(max_chunksize=BATCH_ROWS):
