@@ -1,7 +1,7 @@
 """serve: a registered model behind an HTTP endpoint, as a KServe predictor.
 
     python -m components.serve --registry_uri runs/registry --model_name drug-review-sentiment [--version production] [--port 8080]
-    curl -s localhost:8080/v1/models/drug-review-sentiment:predict -d '{"instances": ["It works and no side effects."]}'
+    curl -s localhost:8080/v1/models/tweet-sentiment:predict -d '{"instances": ["What a great day!"]}'
 
 Loads one registry version (local or s3://, every file checked against its sha256 manifest), with
 the tokenizer, labels, text cleaning and calibration temperature it was registered with, on
@@ -68,7 +68,7 @@ def serve(
         where = f"{model_name} version {number} in {registry_uri}"
         classifier = onnx_text_classifier(folder, manifest, where, model_file)
         log.info("serving %s (%s) on port %d; try:\n  curl -s localhost:%d/v1/models/%s:predict -H 'Content-Type: application/json' "
-                 "-d '{\"instances\": [\"It works and no side effects.\"]}'", where, model_file, port, port, model_name)  # fmt: skip
+                 "-d '{\"instances\": [\"What a great day!\"]}'", where, model_file, port, port, model_name)  # fmt: skip
         kserve = import_kserve()
         from fastapi.exceptions import RequestValidationError
         from kserve import model_server

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.lib.cli import configure_logging
 from components.lib.data.contract import DECISION_FILE
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from pipelines.config import RunConfig, load_config
 
-log = logging.getLogger("pipelines.serve_local")
 DEFAULT_VERSION = "latest"  # make serve's VERSION, and components.serve's --version
 REGISTRATION = Path("register") / "registration" / DECISION_FILE  # where a run folder keeps register's decision
 
@@ -43,13 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default=DEFAULT_VERSION, help="a version number or an alias (latest, production, ...)")
     parser.add_argument("overrides", nargs="*", help="key=value to override a config parameter (registry_uri=..., model_name=...)")
     arguments = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    configure_logging()
     try:
         choice = chosen_model(load_config(arguments.config, arguments.overrides), arguments.model, arguments.overrides, arguments.config)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
-    log.info("serving %s version %s from %s: %s", choice.model_name, arguments.version, choice.registry_uri, choice.why)
+    print(f"make serve: {choice.model_name} version {arguments.version} from {choice.registry_uri}: {choice.why}", file=sys.stderr)
     command = [sys.executable, "-m", "components.serve", "--registry_uri", choice.registry_uri, "--model_name",
                choice.model_name, "--version", arguments.version, "--port", arguments.port]  # fmt: skip
     # The server replaces this process, so that Ctrl-C, SIGTERM and its exit status reach it directly.
@@ -82,7 +78,7 @@ def newest_registration(run_root: Path) -> tuple[Path, dict] | None:
         try:
             decision = json.loads((run_dir / REGISTRATION).read_text())
         except (OSError, json.JSONDecodeError):
-            log.warning("%s: unreadable; skipped", run_dir / REGISTRATION)
+            print(f"make serve: {run_dir / REGISTRATION}: unreadable; skipped", file=sys.stderr)
             continue
         if decision.get("registered") and isinstance(decision.get("uri"), str) and isinstance(decision.get("model_name"), str):
             return run_dir, decision
