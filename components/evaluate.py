@@ -105,7 +105,7 @@ def evaluate(
     passes = gate.passes(value, threshold)
     result.parameters[PASSES_OUTPUT] = passes
     # The gate's first check only; register runs the others (the baseline, production), so this is not the verdict.
-    result.summary[f"gate_{gate.flag}"] = f"{PASSED}; register checks the rest of the gate" if passes else gate.shortfall(value, threshold)
+    result.summary[gate.flag] = f"{PASSED}; register checks the rest of the gate" if passes else gate.shortfall(value, threshold)
     return result
 
 
