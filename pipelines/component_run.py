@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import os
 import shlex
 import shutil
@@ -110,13 +109,7 @@ def check_stage_flags(stage: str, stage_args: list[str]) -> None:
     check (components/lib/cli.py), and a missing required one, which Fire reports in a screenful of usage."""
     if any(word in HELP_WORDS for word in stage_args):
         return  # the stage prints its help
-    command, module = typed_command(stage_function(stage)), stage_command(stage)[-1]
-    check_flags(stage_args, command, module)
-    given = {name for name, _ in given_flags(stage_args)}
-    required = [name for name, parameter in inspect.signature(command).parameters.items() if parameter.default is parameter.empty]
-    missing = [f"--{name}" for name in required if name not in given]
-    if missing:
-        raise UserError(f"{module} needs {', '.join(missing)}; python -m {module} --help lists its flags")
+    check_flags(stage_args, typed_command(stage_function(stage)), stage_command(stage)[-1])
 
 
 def flag_mounts(stage_args: list[str], workspace: str) -> list[Mount]:

@@ -29,6 +29,12 @@ def test_a_flag_with_no_near_name_is_refused_without_a_stray_separator(prepared_
     assert_refused_before_work(result, line, tmp_path / "tokens")
 
 
+def test_a_missing_required_flag_is_one_line_not_fires_usage_screen(tmp_path):
+    result = run_module("components.tokenize", "--output_uri", str(tmp_path / "tokens"))
+    line = "error: components.tokenize needs --data_uri; python -m components.tokenize --help lists its flags"
+    assert_refused_before_work(result, line, tmp_path / "tokens")
+
+
 @pytest.mark.parametrize("flag", ["-o", "-d"])
 def test_short_flags_are_refused(flag, prepared_data, tmp_path):
     result = run_module("components.tokenize", "--data_uri", str(prepared_data[0]), flag, str(tmp_path / "tokens"))

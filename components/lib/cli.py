@@ -117,20 +117,26 @@ def check_flags(argv: list[str], commands: Callable | dict[str, Callable], modul
     command, argv, module = chosen_command(argv, commands, module)
     if command is None:
         return  # Fire lists the subcommands
-    known = set(inspect.signature(command).parameters)
+    parameters = inspect.signature(command).parameters
+    given = set()
     for word in argv:
         if word == "--":  # Fire's own flags follow
-            return
+            break
         if not word.startswith("-") or is_number(word):
             continue
         name = word.lstrip("-").partition("=")[0].replace("-", "_")
         if not word.startswith("--"):
             raise UserError(f"{word}: short flags are not accepted; give the full name (python -m {module} --help lists them)")
-        if name in known or (name.startswith("no") and name[2:] in known):
+        given.add(name)
+        if name in parameters or (name.startswith("no") and name[2:] in parameters):
             continue
-        nearest = difflib.get_close_matches(name, sorted(known), n=1)
+        nearest = difflib.get_close_matches(name, sorted(parameters), n=1)
         hint = f"; did you mean --{nearest[0]}?" if nearest else ""
         raise UserError(f"--{name}: {module} has no such flag{hint} (python -m {module} --help lists them)")
+    # Fire would print a screenful of usage for these, after the log has started.
+    missing = [f"--{name}" for name, parameter in parameters.items() if parameter.default is parameter.empty and name not in given]
+    if missing:
+        raise UserError(f"{module} needs {', '.join(missing)}; python -m {module} --help lists its flags")
 
 
 def is_number(token: str) -> bool:
