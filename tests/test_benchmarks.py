@@ -237,7 +237,9 @@ def test_the_default_recipe_targets_judge_the_bundled_runs_time_and_the_readme_e
     from benchmarks.run_all import default_recipe_targets
 
     examples = dict(default_recipe.README_EXAMPLES)
-    result = {"datasets": {"vader_tweets": {"seconds": 290.0, "examples": examples}}}
+    result = {
+        "datasets": {"vader_tweets": {"seconds": float(default_recipe.TIME_LIMIT_SECONDS), "examples": examples}}
+    }  # at the limit: met
     assert [row[2] for row in default_recipe_targets(result)] == [True, True]
     wrong = {**examples, next(iter(examples)): "neutral"}
     result = {"datasets": {"vader_tweets": {"seconds": 301.0, "examples": wrong}}}

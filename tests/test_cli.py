@@ -143,3 +143,13 @@ def test_a_credential_in_a_flag_is_refused_before_any_work(sample_source, tmp_pa
         " tracking; give the service its credentials through its own environment variables or a Secret"
     ]
     assert "s3cret-pass" not in result.stdout + result.stderr
+
+
+def test_fires_own_flags_after_a_double_dash_are_not_checked_but_the_required_ones_still_are():
+    from components.lib.cli import check_flags
+    from components.lib.errors import UserError
+    from components.tokenize import tokenize
+
+    check_flags(["--data_uri", "d", "--output_uri", "o", "--", "--trace"], tokenize, "components.tokenize")
+    with pytest.raises(UserError, match="components.tokenize needs --data_uri, --output_uri"):
+        check_flags(["--", "--trace"], tokenize, "components.tokenize")

@@ -328,3 +328,43 @@ def test_numbers_written_without_a_dot_are_numbers():
     assert config.parameters["learning_rate"] == 3e-5
     assert config.sweep.space == {"learning_rate": [1e-5, 2e-5]}
     assert config.parameters["model_name"] == "1e5x"
+
+
+def test_when_register_did_not_run_the_gate_line_names_evaluates_refusing_check(tmp_path, capsys):
+    from pipelines.local_run import report
+
+    write_finished_run(tmp_path, *CLASSIFIER_RUN)
+    report(tmp_path, {}, {"min_macro_f1": 0.6})
+    assert "quality gate: gate_min refused\n" in capsys.readouterr().out
+
+
+def test_a_kept_int8_model_is_not_called_dropped(tmp_path, capsys):
+    from pipelines.local_run import report
+
+    latency = {"batch_1": {"p50_ms": 1.0}}
+    export = {**CLASSIFIER_RUN[1], "int8_macro_f1_drop": 0.001,
+              "models": {"fp32": {"file": "model.onnx", "test": {"macro_f1": 0.71}, "latency": latency},
+                         "int8": {"file": "model.int8.onnx", "test": {"macro_f1": 0.709}, "latency": latency}}}  # fmt: skip
+    write_finished_run(tmp_path, CLASSIFIER_RUN[0], export)
+    report(tmp_path, {}, {})
+    assert "dropped" not in capsys.readouterr().out
+
+
+def test_local_keys_may_be_given_bare_and_a_sections_mistake_is_blamed_where_it_was_typed():
+    from components.lib.errors import UserError
+
+    assert load_config("configs/default.yaml", ["allow_unregistered=true"]).local.allow_unregistered is True
+    with pytest.raises(UserError, match=r"^local\.allow_unregistered=maybe: expected bool"):
+        load_config("configs/default.yaml", ["local.allow_unregistered=maybe"])
+    with pytest.raises(UserError, match=r"^local\.run_roo=x: unknown key"):
+        load_config("configs/default.yaml", ["local.run_roo=x"])
+
+
+def test_the_docker_runner_tells_the_stages_to_write_hints_as_make_run_takes_them(monkeypatch):
+    from kfp import local
+
+    from components.lib.errors import FLAG_STYLE_ENV, KEY_VALUE_STYLE
+    from pipelines.local_run import docker_runner
+
+    monkeypatch.setattr(local, "DockerRunner", lambda **settings: settings)
+    assert docker_runner()["environment"][FLAG_STYLE_ENV] == KEY_VALUE_STYLE

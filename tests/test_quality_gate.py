@@ -20,3 +20,11 @@ from components.lib.quality_gate import GATES
 )
 def test_the_gate_passes_exactly_what_it_should(task, value, threshold, passes):
     assert GATES[task].passes(value, threshold) is passes
+
+
+def test_a_check_switched_off_stays_off_after_a_refusal_and_the_rest_are_not_run():
+    from components.lib.quality_gate import gate_checks
+
+    ran = []
+    results = gate_checks([("a", True, lambda: "no"), ("b", False, lambda: ran.append("b")), ("c", True, lambda: ran.append("c"))])
+    assert [result["result"] for result in results] == ["refused", "off", "not checked"] and ran == []

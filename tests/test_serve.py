@@ -396,7 +396,11 @@ def test_make_serve_serves_the_model_the_newest_run_registered_unless_told_other
     write_run(
         runs, "20261207-100000", {"registered": True, "model_name": "rt-sentiment", "version": 1, "uri": f"{tmp_path}/reg-b/rt-sentiment/1"}
     )
-    write_run(runs, "20261207-110000", {"registered": False, "refused": "below the baseline", "model_name": "refused-one"})
+    write_run(
+        runs,
+        "20261207-110000",
+        {"registered": False, "refused": "below", "model_name": "refused-one", "uri": f"{tmp_path}/reg-c/refused-one/2"},
+    )
     (runs / "registry").mkdir()  # not a run folder
     overrides = [f"local.run_root={runs}"]
 

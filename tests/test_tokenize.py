@@ -116,3 +116,62 @@ def test_an_empty_s3_prefix_says_what_to_pass(s3, tmp_path, tiny_model):
     result = tokenize_cli("s3://bucket/run/data", tmp_path, tiny_model)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: s3://bucket/run/data: nothing there, so no preprocess output; {PASS_PREPROCESS_OUTPUT}"
+
+
+class CharacterTokenizer:
+    """A stand-in whose Rust encoder gives one token per character, truncated where it is told."""
+
+    class Encoder:
+        def __init__(self):
+            self.limit = None
+
+        def no_padding(self):
+            pass
+
+        def enable_truncation(self, limit):
+            self.limit = limit
+
+        def encode_batch_fast(self, texts):
+            from types import SimpleNamespace
+
+            return [SimpleNamespace(ids=[0] * min(len(text), self.limit)) for text in texts]
+
+    def __init__(self):
+        self.backend_tokenizer = self.Encoder()
+
+
+@pytest.mark.parametrize(
+    "lengths, model_limit, chosen",
+    [
+        ([0] * 100, 512, 8),
+        ([3] * 100, 512, 8),
+        ([33] * 100, 512, 40),
+        ([40] * 100, 512, 40),
+        ([600] * 100, 514, 514),
+        ([10] * 99 + [200], 512, 16),
+    ],
+    ids=[
+        "at least 8",
+        "8 for a few tokens",
+        "rounded up to 8",
+        "a multiple of 8 kept",
+        "capped at the model's limit",
+        "the 99th percentile, not the longest",
+    ],
+)
+def test_the_length_chosen_from_the_data(lengths, model_limit, chosen, tmp_path):
+    import pyarrow as pa
+
+    from components.lib.data.contract import CLEAN_SCHEMA
+    from components.tokenize import length_from_data
+
+    texts = ["x" * length for length in lengths]
+    table = pa.table({"text": texts, "label": [0] * len(texts), "source_row": [str(row) for row in range(len(texts))]}, schema=CLEAN_SCHEMA)
+    pq.write_table(table, tmp_path / "train.parquet")
+    assert length_from_data(tmp_path, CharacterTokenizer(), model_limit) == chosen
+
+
+def test_a_max_length_under_8_other_than_0_is_refused_before_any_work(prepared_data, tiny_model, tmp_path):
+    with pytest.raises(UserError, match=r"--max_length: must be at least 8 \(or 0: chosen from the data\), got 7"):
+        tokenize(data_uri=str(prepared_data[0]), output_uri=str(tmp_path / "out"), base_model=str(tiny_model), max_length=7)
+    assert not (tmp_path / "out").exists()
