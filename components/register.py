@@ -241,7 +241,7 @@ def classification_verdict(registry: Registry, metrics: dict, flags: GateFlags, 
         log.warning(warning)
     checks = gate_checks(
         [
-            ("gate_min", True, lambda: gate_min_refusal(candidate, flags.gate_metric, flags.gate_min)),
+            (GATES[CLASSIFICATION].flag, True, lambda: gate_min_refusal(candidate, flags.gate_metric, flags.gate_min)),
             ("require_beat_baseline", flags.require_beat_baseline, lambda: baseline_refusal(metrics)),
             (
                 "compare_with_production",
