@@ -27,6 +27,22 @@ STAGES = ("preprocess", "tokenize", "train", "evaluate", "export", "register")  
 OPTIONAL_STAGES = ("deploy",)
 ALL_STAGES = STAGES + OPTIONAL_STAGES
 
+# Each artifact's name in a stage's component (task.outputs[...] in the DAG); an output's is also its
+# folder in a kfp.local run folder, <run>/<task>/<output>/, where pipelines/run_summary.py reads the reports.
+DATASET_ARTIFACT = "dataset"
+DATA_ARTIFACT = "data"
+TOKENIZED_ARTIFACT = "tokenized"
+MODEL_ARTIFACT = "model"
+EVALUATION_ARTIFACT = "evaluation"
+REPORT_ARTIFACT = "report"
+ONNX_ARTIFACT = "onnx"
+KFOLD_ARTIFACT = "kfold"
+TUNING_ARTIFACT = "tuning"
+REGISTRATION_ARTIFACT = "registration"
+DEPLOYMENT_ARTIFACT = "deployment"
+METRICS_ARTIFACT = "metrics"
+CONFUSION_MATRIX_ARTIFACT = "confusion_matrix"
+
 
 @dataclass(frozen=True)
 class ArtifactFlag:
@@ -53,42 +69,43 @@ def writes(flag: str, name: str, kind: type) -> ArtifactFlag:
 
 
 INTERFACES = {
-    "preprocess": StageInterface((writes("output_uri", "dataset", dsl.Dataset),)),
+    "preprocess": StageInterface((writes("output_uri", DATASET_ARTIFACT, dsl.Dataset),)),
     "tokenize": StageInterface(
-        (reads("data_uri", "data", dsl.Dataset), writes("output_uri", "tokenized", dsl.Dataset)), {"tokenized_uri": str}
+        (reads("data_uri", DATA_ARTIFACT, dsl.Dataset), writes("output_uri", TOKENIZED_ARTIFACT, dsl.Dataset)), {"tokenized_uri": str}
     ),
     # train, evaluate and export take the tokenized data by URI (tokenize's output parameter
     # tokenized_uri) and fetch only the splits they read: the launcher would download the whole
     # Dataset artifact first (backend/src/v2/component/launcher_v2.go, downloadArtifacts), the
     # train split for export and the test split for train.
-    "train": StageInterface((writes("output_uri", "model", dsl.Model),), {"best_validation_value": float, "model_uri": str}),
+    "train": StageInterface((writes("output_uri", MODEL_ARTIFACT, dsl.Model),), {"best_validation_value": float, "model_uri": str}),
     "evaluate": StageInterface(
         (
-            reads("model_uri", "model", dsl.Model),
-            writes("output_uri", "evaluation", dsl.Artifact),
-            writes("report_path", "report", dsl.HTML),
+            reads("model_uri", MODEL_ARTIFACT, dsl.Model),
+            writes("output_uri", EVALUATION_ARTIFACT, dsl.Artifact),
+            writes("report_path", REPORT_ARTIFACT, dsl.HTML),
         ),
         {PASSES_OUTPUT: bool, "evaluation_uri": str},
     ),
-    "export": StageInterface((reads("model_uri", "model", dsl.Model), writes("output_uri", "onnx", dsl.Model))),
-    "kfold_report": StageInterface((writes("report_uri", "kfold", dsl.Artifact),)),
+    "export": StageInterface((reads("model_uri", MODEL_ARTIFACT, dsl.Model), writes("output_uri", ONNX_ARTIFACT, dsl.Model))),
+    "kfold_report": StageInterface((writes("report_uri", KFOLD_ARTIFACT, dsl.Artifact),)),
     "select_best": StageInterface(
-        (writes("tuning_uri", "tuning", dsl.Artifact),), {"best_value": float, "best_trial": int, "model_uri": str}
+        (writes("tuning_uri", TUNING_ARTIFACT, dsl.Artifact),), {"best_value": float, "best_trial": int, "model_uri": str}
     ),
     # register takes the model, evaluation and data as URIs (it reads a few small files of each),
     # the ONNX export as the artifact it publishes.
     "register": StageInterface(
-        (reads("export_uri", "onnx", dsl.Model), writes("output_uri", "registration", dsl.Artifact)), {"registered": bool, "version": str}
+        (reads("export_uri", ONNX_ARTIFACT, dsl.Model), writes("output_uri", REGISTRATION_ARTIFACT, dsl.Artifact)),
+        {"registered": bool, "version": str},
     ),
-    "deploy": StageInterface((writes("output_uri", "deployment", dsl.Artifact),), {"url": str}),
+    "deploy": StageInterface((writes("output_uri", DEPLOYMENT_ARTIFACT, dsl.Artifact),), {"url": str}),
 }
 
 # Outputs that no flag names; the stage fills them through the executor output: evaluate's exist
 # only as metadata for the KFP UI, and select_best points its Model at the best trial's own folder
 # (StageResult.artifact_uris), so the release reads that trial's model and nothing is copied.
 FLAGLESS_OUTPUTS = {
-    "evaluate": {"metrics": dsl.Metrics, "confusion_matrix": dsl.ClassificationMetrics},
-    "select_best": {"model": dsl.Model},
+    "evaluate": {METRICS_ARTIFACT: dsl.Metrics, CONFUSION_MATRIX_ARTIFACT: dsl.ClassificationMetrics},
+    "select_best": {MODEL_ARTIFACT: dsl.Model},
 }
 
 

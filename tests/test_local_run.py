@@ -108,7 +108,7 @@ def test_a_sweep_runs_locally_with_the_store_on_s3(s3, sample_source, tiny_model
 def test_docker_runner_mounts_local_storage_and_refuses_an_input_its_user_cannot_read(tmp_path):
     """`make run RUNNER=docker` as root: the containers run as the image's user in group 0."""
     from components.lib.errors import UserError
-    from pipelines.local_run import DockerMounts
+    from pipelines.docker_runner import DockerMounts
 
     model = tmp_path / "model"
     model.mkdir(mode=0o755)
@@ -160,7 +160,7 @@ LANGUAGE_MODEL_RUN = (
     ],
 )  # fmt: skip
 def test_the_report_says_why_register_did_not_run_from_the_numbers(run, task, threshold, status, line, tmp_path, capsys):
-    from pipelines.local_run import report
+    from pipelines.run_summary import report
 
     write_finished_run(tmp_path, *run, task=task)
     assert report(tmp_path, {}, threshold) == status
@@ -188,7 +188,8 @@ REFUSED_BY_BASELINE = {
 
 @pytest.mark.parametrize("allowed, status", [(False, 3), (True, 0)])
 def test_a_run_whose_model_was_not_registered_exits_3_with_the_refusal_last(allowed, status, tmp_path, capsys):
-    from pipelines.local_run import NOT_REGISTERED_EXIT_CODE, report, unregistered_status
+    from pipelines.local_run import NOT_REGISTERED_EXIT_CODE, unregistered_status
+    from pipelines.run_summary import report
 
     write_finished_run(tmp_path, *CLASSIFIER_RUN)
     write_decision(tmp_path, REFUSED_BY_BASELINE)
@@ -217,7 +218,7 @@ def test_a_run_held_back_by_evaluates_check_exits_3_and_a_registered_one_0(tmp_p
 
 
 def test_the_summary_says_when_export_dropped_the_int8_model(tmp_path, capsys):
-    from pipelines.local_run import report
+    from pipelines.run_summary import report
 
     latency = {"batch_1": {"p50_ms": 1.0}}
     export = {**CLASSIFIER_RUN[1], "int8_macro_f1_drop": 0.0367,
@@ -331,7 +332,7 @@ def test_numbers_written_without_a_dot_are_numbers():
 
 
 def test_when_register_did_not_run_the_gate_line_names_evaluates_refusing_check(tmp_path, capsys):
-    from pipelines.local_run import report
+    from pipelines.run_summary import report
 
     write_finished_run(tmp_path, *CLASSIFIER_RUN)
     report(tmp_path, {}, {"min_macro_f1": 0.6})
@@ -339,7 +340,7 @@ def test_when_register_did_not_run_the_gate_line_names_evaluates_refusing_check(
 
 
 def test_a_kept_int8_model_is_not_called_dropped(tmp_path, capsys):
-    from pipelines.local_run import report
+    from pipelines.run_summary import report
 
     latency = {"batch_1": {"p50_ms": 1.0}}
     export = {**CLASSIFIER_RUN[1], "int8_macro_f1_drop": 0.001,
@@ -364,7 +365,7 @@ def test_the_docker_runner_tells_the_stages_to_write_hints_as_make_run_takes_the
     from kfp import local
 
     from components.lib.errors import FLAG_STYLE_ENV, KEY_VALUE_STYLE
-    from pipelines.local_run import docker_runner
+    from pipelines.docker_runner import docker_runner
 
     monkeypatch.setattr(local, "DockerRunner", lambda **settings: settings)
     assert docker_runner()["environment"][FLAG_STYLE_ENV] == KEY_VALUE_STYLE

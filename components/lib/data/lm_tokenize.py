@@ -41,7 +41,7 @@ from components.lib.data.contract import (
     split_file,
 )
 from components.lib.errors import UserError, flag_hint
-from components.lib.modelling.sources import load_tokenizer, local_model_source, model_max_positions
+from components.lib.model_sources import load_tokenizer, local_model_source, model_max_positions
 from components.lib.storage.artifacts import staged_input, staged_output
 
 log = logging.getLogger("components.tokenize")

@@ -17,7 +17,7 @@ import torch
 from components.lib.modelling.classifier import ModelRequest, TextClassifierModel
 from components.lib.modelling.sources import describe_load_failure
 
-log = logging.getLogger("components.export")
+log = logging.getLogger(__name__)
 LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.")
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from components.lib.data.contract import MODEL_TYPE_FILE
-from components.lib.errors import UserError
 from components.lib.modelling.sources import describe_load_failure
 
 MODEL_TYPE = "causal_lm"
@@ -133,11 +132,6 @@ class CausalLanguageModel(torch.nn.Module):
 def layer_number(parameter_name: str) -> int | None:
     match = LAYER_PATTERN.search(parameter_name)
     return int(match.group(1) or match.group(2)) if match else None
-
-
-def check_lm_size(lm_size: str) -> None:
-    if lm_size not in LM_SIZES:
-        raise UserError(f"--lm_size: {lm_size!r} is not one of {', '.join(LM_SIZES)}")
 
 
 def causal_lm_from_pretrained(spec: str, source: str, trust_remote_code: bool = False, attn_implementation: str | None = None):
