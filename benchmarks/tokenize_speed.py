@@ -45,8 +45,8 @@ def main() -> int:
     arguments = parser.parse_args()
     rows = arguments.rows
 
+    from components.lib.data.labelled_tokenize import prepare_encoder
     from components.lib.modelling.sources import bundled_model_path, load_tokenizer
-    from components.tokenize import prepare_encoder
 
     corpus = texts(rows)
     tokenizer = load_tokenizer(BASE_MODEL, str(bundled_model_path("all-MiniLM-L6-v2")))
@@ -74,9 +74,10 @@ def main() -> int:
 def paths(corpus: list[str], encoder, scratch: Path) -> dict:
     """Each path as a function returning the rows it tokenized; the stage's input is written once, here."""
     from components.lib.data.contract import CLEAN_SCHEMA
+    from components.lib.data.labelled_tokenize import tokenize_split
     from components.lib.data.labels import write_labels
     from components.lib.storage.artifacts import commit
-    from components.tokenize import tokenize, tokenize_split
+    from components.tokenize import tokenize
 
     rows = len(corpus)
     batches = [corpus[start : start + BATCH] for start in range(0, rows, BATCH)]

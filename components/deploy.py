@@ -27,7 +27,7 @@ import yaml
 
 from components.lib import storage
 from components.lib.cli import StageResult, run_stage
-from components.lib.data.contract import CAUSAL_LM, DEPLOYMENT_FILE, INFERENCE_SERVICE_FILE, task_of
+from components.lib.data.contract import DEPLOYMENT_FILE, INFERENCE_SERVICE_FILE
 from components.lib.errors import UserError
 from components.lib.runtime import S3_SECRET_NAME, S3_SETTINGS
 from components.lib.serving.inference_service import (
@@ -43,6 +43,7 @@ from components.lib.serving.inference_service import (
 from components.lib.serving.kubernetes_api import InferenceServices, connect
 from components.lib.storage.artifacts import read_manifest, staged_output
 from components.lib.storage.registry import Registry
+from components.lib.tasks import task_for
 
 log = logging.getLogger("components.deploy")
 POLL_SECONDS = 5.0
@@ -93,11 +94,9 @@ def deploy(
     check_flags(canary_traffic_percent, min_replicas, max_replicas, ready_timeout_s)
     registry = Registry(registry_uri, model_name)
     number = registry.resolve(version)
-    if task_of(read_manifest(registry.version_uri(number))) == CAUSAL_LM:
-        raise UserError(
-            f"{model_name} version {number} is a causal language model; the model server (components.serve) serves classifiers,"
-            " and serving a language model is not built yet"
-        )
+    task = task_for(read_manifest(registry.version_uri(number)), registry.version_uri(number))
+    if task.serving_refusal():
+        raise UserError(f"{model_name} version {number} {task.serving_refusal()}")
     services = connect(namespace)
     predictor = Predictor(
         service_name=service_name_for(model_name, service_name), namespace=services.namespace if services else namespace or "default",

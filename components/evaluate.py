@@ -1,74 +1,22 @@
-"""evaluate: score the fine-tuned model on the test split, beside a majority-class baseline.
+"""evaluate: score the trained model on the test split beside a baseline; say whether it passes the quality gate.
 
     python -m components.evaluate --model_uri runs/x/model --data_uri runs/x/tokens --output_uri runs/x/evaluation
 
-Writes metrics.json (loss, accuracy, macro and weighted precision/recall/F1, per-class scores and
-average precision, confusion matrix, and the same for the majority-class baseline),
-predictions.parquet (text, the source file and row it came from, gold, predicted, confidence and
-one probability column per class, for error analysis), and report.html with the confusion
-matrix, precision-recall curves, a confidence histogram, the reliability diagram before and after
-train's temperature scaling, and the training curves as pictures. Probabilities are calibrated with
-the model's temperature (calibration.json); metrics.json has the expected calibration error before and
-after it on the test split.
-
-For a causal language model (`--task causal_lm`, read from the model's lineage) it does what
-components/lib/reporting/lm_evaluation.py describes instead: perplexity and bits per character on
-the test split beside an interpolated trigram baseline, a few generated samples, and a report.
+What it scores and writes is the task's (read from the model's lineage): for a classifier, metrics
+beside a majority-class baseline, predictions.parquet and report.html with its pictures
+(components/lib/reporting/classifier_evaluation.py); for a causal language model, perplexity and bits
+per character beside an n-gram baseline, generated samples and a report
+(components/lib/reporting/lm_evaluation.py).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
-from pathlib import Path
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-import torch
-
 from components.lib.cli import StageResult, run_stage
-from components.lib.data.batching import TokenizedSplit
-from components.lib.data.contract import (
-    CAUSAL_LM,
-    CONFIDENCE_PICTURE,
-    CONFUSION_MATRIX_PICTURE,
-    HISTORY_FILE,
-    LR_RANGE_TEST_PICTURE,
-    METRICS_FILE,
-    PRECISION_RECALL_PICTURE,
-    PREDICTIONS_FILE,
-    RELIABILITY_PICTURE,
-    STATS_FILE,
-    TOKENIZED_SCHEMA,
-    TRAINING_CURVES_PICTURE,
-    other_splits,
-    read_split,
-    require_output_of,
-    split_file_name,
-    task_of,
-)
-from components.lib.data.labels import read_labels
-from components.lib.errors import UserError
-from components.lib.modelling.calibration import calibration_summary, read_temperature, reliability_bins, softmax
-from components.lib.modelling.families import load_model
-from components.lib.modelling.inference import mean_cross_entropy, predict_logits
-from components.lib.modelling.sources import load_tokenizer
-from components.lib.quality_gate import GATES, PASSED, PASSES_OUTPUT
-from components.lib.reporting.lm_evaluation import evaluate_language_model
-from components.lib.reporting.metrics import classification_metrics, headline, precision_recall_curve
-from components.lib.reporting.plots import (
-    confidence_histogram_png,
-    confusion_matrix_png,
-    precision_recall_png,
-    reliability_png,
-    training_curves_png,
-)
-from components.lib.reporting.report import evaluation_html
-from components.lib.reporting.tracking import publish_report
-from components.lib.storage.artifacts import made_from, read_manifest, staged_input, staged_output
+from components.lib.data.contract import require_output_of
+from components.lib.quality_gate import PASSED, PASSES_OUTPUT
+from components.lib.stage_flags import StageUris
+from components.lib.storage.artifacts import read_manifest
+from components.lib.tasks import task_for
 
 
 def evaluate(
@@ -96,10 +44,9 @@ def evaluate(
     """
     require_output_of("train", model_uri, "--model_uri")
     require_output_of("tokenize", data_uri, "--data_uri")
-    task = task_of(read_manifest(model_uri))
-    score = evaluate_language_model if task == CAUSAL_LM else evaluate_classifier
-    result = score(model_uri=model_uri, data_uri=data_uri, output_uri=output_uri, report_path=report_path, batch_size=batch_size)
-    gate = GATES[task]
+    task = task_for(read_manifest(model_uri), model_uri)
+    result = task.evaluate(StageUris(model_uri, data_uri, output_uri), report_path, batch_size)
+    gate = task.gate
     threshold = {"gate_min": gate_min, "max_perplexity": max_perplexity}[gate.flag]
     value = result.parameters[gate.metric]
     passes = gate.passes(value, threshold)
@@ -107,161 +54,6 @@ def evaluate(
     # The gate's first check only; register runs the others (the baseline, production), so this is not the verdict.
     result.summary[gate.flag] = f"{PASSED}; register checks the rest of the gate" if passes else gate.shortfall(value, threshold)
     return result
-
-
-def majority_class(data_uri: str, data_dir: Path, label_names: list[str]) -> int:
-    """The train split's most frequent label, from the counts tokenize recorded; data tokenized before
-    it recorded them has its train split's labels read instead."""
-    counts = json.loads((data_dir / STATS_FILE).read_text())["splits"]["train"].get("class_counts")
-    if counts is None:
-        with staged_input(data_uri, only=[split_file_name("train")]) as (train_dir, _):
-            labels = read_split(train_dir, "train", TOKENIZED_SCHEMA, columns=["label"]).column("label").to_numpy()
-        return int(np.bincount(labels, minlength=len(label_names)).argmax())
-    return int(np.argmax([counts[name] for name in label_names]))
-
-
-def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, report_path: str, batch_size: int) -> StageResult:
-    """Scores, predictions, pictures and the report of a classifier on the test split."""
-    with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri, skip=other_splits("test")) as (data_dir, _):
-        label_names = read_labels(data_dir)
-        if read_labels(model_dir) != label_names:
-            raise UserError(
-                f"{model_uri}: the model's labels {read_labels(model_dir)} differ from the data's {label_names};"
-                " evaluate it on data from the same preprocess run"
-            )
-        model = load_model(model_dir, model_uri)
-        pad_id = load_tokenizer(model_uri, str(model_dir)).pad_token_id or 0
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        test = TokenizedSplit.load(data_dir, "test")
-        logits = predict_logits(model.to(device), test, batch_size, device, pad_id)
-        metrics = classification_metrics(test.labels, logits.argmax(axis=1), label_names)
-        metrics["loss"] = mean_cross_entropy(logits, test.labels)
-        majority = majority_class(data_uri, data_dir, label_names)
-        baseline = classification_metrics(test.labels, np.full(len(test), majority), label_names)
-        baseline["predicts"] = label_names[majority]
-        history = json.loads((model_dir / HISTORY_FILE).read_text()) if (model_dir / HISTORY_FILE).is_file() else {}
-        temperature = read_temperature(model_dir, model_uri)
-        probabilities = softmax(logits, temperature)
-        metrics["calibration"] = calibration_summary(logits, test.labels, temperature)
-        add_average_precision(metrics, test.labels, probabilities, label_names)
-        with staged_output(output_uri, extra=made_from(model_manifest)) as out:
-            rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
-            predictions = write_predictions(out / PREDICTIONS_FILE, rows, test.labels, probabilities, label_names)
-            result = {"test": metrics, "baseline_majority_class": baseline, "model_uri": model_uri, "data_uri": data_uri}
-            (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
-            pictures = draw_pictures(out, metrics, history, test.labels, probabilities, label_names)
-            if metrics["calibration"]["rows"]:
-                pictures.append(draw_reliability(out, logits, test.labels, metrics["calibration"]))
-            if (model_dir / LR_RANGE_TEST_PICTURE).is_file():  # train ran the learning-rate range test
-                pictures.append(Path(shutil.copyfile(model_dir / LR_RANGE_TEST_PICTURE, out / LR_RANGE_TEST_PICTURE)))
-            lineage = model_manifest.get("lineage", {})
-            heading = {
-                "base model": lineage.get("base_model", "?"),
-                "model": model_uri,
-                "run": lineage.get("run_id") or "not recorded (train ran without --run_id)",
-                "trained": readable_time(model_manifest.get("committed_at", "?")),
-                "evaluated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                "calibration": calibration_line(metrics["calibration"]),
-            }
-            context = {"data": data_uri, "test rows": len(test), "baseline predicts": baseline["predicts"], **lineage}
-            report = evaluation_html(
-                "Evaluation on the test split", heading, metrics, baseline, pictures, most_confident_mistakes(predictions), context
-            )
-            publish_report(report, out, report_path, model_dir, metrics, [out / METRICS_FILE, *pictures])
-    scores = headline(metrics)
-    return StageResult(
-        summary={"stage": "evaluate", "output_uri": output_uri, "test": scores, "baseline": headline(baseline)},
-        artifact_metadata={
-            "metrics": {
-                **scores,
-                "loss": round(metrics["loss"], 6),
-                "baseline_macro_f1": round(baseline["macro_f1"], 4),
-                "baseline_accuracy": round(baseline["accuracy"], 4),
-                **{key: round(value, 6) for key, value in metrics["calibration"].items() if key.startswith("ece_")},
-            },
-            "confusion_matrix": kfp_confusion_matrix(metrics, label_names),
-        },
-        parameters={
-            "accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro_f1"],
-            "weighted_f1": metrics["weighted_f1"],
-            "evaluation_uri": output_uri,
-        },
-        artifact_uri_parameters={"evaluation_uri": "evaluation"},
-    )
-
-
-def calibration_line(calibration: dict) -> str:
-    if not calibration["rows"]:
-        return f"temperature {calibration['temperature']:.3f} (no test rows to measure it on)"
-    return (
-        f"temperature {calibration['temperature']:.3f}; test expected calibration error"
-        f" {calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after"
-    )
-
-
-def readable_time(manifest_time: str) -> str:
-    """A manifest's commit time, '2025-01-31T09:15:02Z', as '2025-01-31 09:15:02 UTC'."""
-    return manifest_time.replace("T", " ").replace("Z", " UTC")
-
-
-def add_average_precision(metrics: dict, gold: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> None:
-    """Each class's average precision (area under its precision-recall curve), None without test rows."""
-    for index, name in enumerate(label_names):
-        curve = precision_recall_curve(gold == index, probabilities[:, index])
-        metrics["per_class"][name]["average_precision"] = curve[2] if curve else None
-
-
-def draw_pictures(
-    out: Path, metrics: dict, history: dict, gold: np.ndarray, probabilities: np.ndarray, label_names: list[str]
-) -> list[Path]:
-    """The report's pictures, saved beside it; the training curves only if the model kept its history."""
-    matrix = metrics["confusion_matrix"]["rows_gold_columns_predicted"]
-    confusion_matrix_png(matrix, label_names, out / CONFUSION_MATRIX_PICTURE, "test confusion matrix")
-    precision_recall_png(gold, probabilities, label_names, out / PRECISION_RECALL_PICTURE)
-    correct = probabilities.argmax(axis=1) == gold
-    confidence_histogram_png(probabilities.max(axis=1), correct, len(label_names), out / CONFIDENCE_PICTURE)
-    pictures = [out / CONFUSION_MATRIX_PICTURE, out / PRECISION_RECALL_PICTURE, out / CONFIDENCE_PICTURE]
-    if training_curves_png(history, out / TRAINING_CURVES_PICTURE, "macro_f1"):
-        pictures.append(out / TRAINING_CURVES_PICTURE)
-    return pictures
-
-
-def draw_reliability(out: Path, logits: np.ndarray, gold: np.ndarray, calibration: dict) -> Path:
-    temperature = calibration["temperature"]
-    before, after = reliability_bins(softmax(logits), gold), reliability_bins(softmax(logits, temperature), gold)
-    reliability_png(before, after, temperature, (calibration["ece_before"], calibration["ece_after"]), out / RELIABILITY_PICTURE)
-    return out / RELIABILITY_PICTURE
-
-
-def write_predictions(path, rows: pa.Table, gold: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> pa.Table:
-    """One row per test row; `source_row` names the file and row it came from (as preprocess wrote it)."""
-    predicted = probabilities.argmax(axis=1)
-    names = np.array(label_names, dtype=object)
-    columns = {
-        "text": rows.column("text"),
-        "source_row": rows.column("source_row"),
-        "gold": pa.array(names[gold].tolist()),
-        "predicted": pa.array(names[predicted].tolist()),
-        "correct": pa.array(predicted == gold),
-        "confidence": pa.array(probabilities.max(axis=1)),
-        **{f"prob_{name}": pa.array(probabilities[:, index]) for index, name in enumerate(label_names)},
-    }
-    table = pa.table(columns)
-    pq.write_table(table, path)
-    return table
-
-
-def most_confident_mistakes(predictions: pa.Table, count: int = 15) -> list[dict]:
-    wrong = predictions.filter(pc.invert(predictions.column("correct")))
-    order = np.argsort(-wrong.column("confidence").to_numpy())[:count]
-    return wrong.take(pa.array(order, pa.int64())).select(["gold", "predicted", "confidence", "source_row", "text"]).to_pylist()
-
-
-def kfp_confusion_matrix(metrics: dict, label_names: list[str]) -> dict:
-    """The ClassificationMetrics metadata layout that the KFP UI draws."""
-    rows = metrics["confusion_matrix"]["rows_gold_columns_predicted"]
-    return {"confusionMatrix": {"annotationSpecs": [{"displayName": name} for name in label_names], "rows": [{"row": row} for row in rows]}}
 
 
 if __name__ == "__main__":

@@ -12,50 +12,20 @@ Writes `model.onnx` with dynamic batch and sequence axes (TorchScript exporter, 
 - TorchScript (`torch.jit.trace`) beside them, for PyTorch serving, under the same parity check.
 The tokenizer, labels.json and the model's config go alongside, so the folder is all serving needs.
 Only transformers are fused; every model family exports through the same checks.
-A causal language model (`--task causal_lm`, read from the model's lineage) exports its next-token logits
-instead, checked on test blocks; see components/lib/modelling/lm_export.py.
+What is exported is the task's (read from the model's lineage): a classifier as above
+(components/lib/exporting/classifier.py); a causal language model its next-token logits, checked
+on test blocks (components/lib/modelling/lm_export.py).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import shutil
-import tempfile
-import warnings
-from pathlib import Path
-
-import numpy as np
-import torch
-
 from components.lib.cli import StageResult, run_stage
-from components.lib.data.batching import TokenizedSplit
-from components.lib.data.contract import (
-    CALIBRATION_FILE,
-    CAUSAL_LM,
-    EXPORT_REPORT_FILE,
-    MODEL_TYPE_FILE,
-    ONNX_FP32_FILE,
-    ONNX_INT8_FILE,
-    TOKENIZER_FILES,
-    TORCHSCRIPT_FILE,
-    other_splits,
-    require_output_of,
-    task_of,
-)
-from components.lib.data.labels import LABELS_FILE, read_labels
-from components.lib.errors import UserError
-from components.lib.modelling.classifier import TextClassifierModel
-from components.lib.modelling.families import load_model
-from components.lib.modelling.inference import predict_logits
-from components.lib.modelling.lm_export import export_language_model
-from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_batches, latency_ms, session_logits
-from components.lib.modelling.sources import load_tokenizer
-from components.lib.reporting.metrics import classification_metrics, headline
-from components.lib.storage.artifacts import made_from, read_manifest, staged_input, staged_output
+from components.lib.data.contract import require_output_of
+from components.lib.stage_flags import ExportFlags, StageUris
+from components.lib.storage.artifacts import read_manifest
+from components.lib.tasks import task_for
 
 OPSET = 17
-log = logging.getLogger("components.export")
 
 
 def export(
@@ -93,183 +63,20 @@ def export(
     """
     require_output_of("train", model_uri, "--model_uri")
     require_output_of("tokenize", data_uri, "--data_uri")
-    if task_of(read_manifest(model_uri)) == CAUSAL_LM:
-        return export_language_model(
-            model_uri=model_uri,
-            data_uri=data_uri,
-            output_uri=output_uri,
-            opset=OPSET,
-            parity_rows=parity_rows,
-            parity_atol=parity_atol,
-            min_argmax_agreement=min_argmax_agreement,
-            latency_runs=latency_runs,
-            batch_size=batch_size,
-        )
-    with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri, skip=other_splits("test")) as (data_dir, _):
-        label_names = read_labels(model_dir)
-        if read_labels(data_dir) != label_names:
-            raise UserError(f"{data_uri}: its labels differ from the model's {label_names}; use data from the same preprocess run")
-        model = load_model(model_dir, model_uri, for_export=True).eval()
-        pad_id = load_tokenizer(model_uri, str(model_dir)).pad_token_id or 0
-        test = TokenizedSplit.load(data_dir, "test")
-        with (
-            staged_output(output_uri, extra=made_from(model_manifest)) as out,
-            tempfile.TemporaryDirectory(prefix="export-") as scratch,
-        ):
-            exported = Path(scratch) / "exported.onnx"
-            export_onnx(model, test, pad_id, exported)
-            fused = model.fuse_onnx_operators(exported, out / ONNX_FP32_FILE) if fuse_for_onnxruntime else {}
-            if not fused:
-                shutil.copyfile(exported, out / ONNX_FP32_FILE)
-            fp32 = cpu_session(out / ONNX_FP32_FILE)
-            sample = test.subset(np.arange(min(parity_rows, len(test))))
-            reference = predict_logits(model, sample, 32, torch.device("cpu"), pad_id)
-            fp32_logits = session_logits(fp32, test, batch_size, pad_id)  # once: its first rows are the parity sample's
-            parity = check_parity("ONNX", reference, fp32_logits[: len(sample)], parity_atol, min_argmax_agreement)
-            report = {
-                "opset": OPSET,
-                "onnxruntime_fused_operators": fused,
-                "parity": parity,
-                "models": {"fp32": score(ONNX_FP32_FILE, fp32, fp32_logits, test, pad_id, label_names, latency_runs)},
-            }
-            if quantize_int8:
-                quantize(out / ONNX_FP32_FILE, out / ONNX_INT8_FILE, Path(scratch))
-                report.update(
-                    judge_int8(
-                        out / ONNX_INT8_FILE,
-                        report["models"]["fp32"],
-                        test,
-                        pad_id,
-                        label_names,
-                        batch_size,
-                        latency_runs,
-                        int8_max_f1_drop,
-                    )
-                )
-                report["models"]["int8"] = report.pop("int8")
-            if torchscript:
-                export_torchscript(model, test, pad_id, out / TORCHSCRIPT_FILE)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export; still the portable format
-                    scripted = torch.jit.load(str(out / TORCHSCRIPT_FILE))
-                traced_logits = predict_logits(scripted, sample, 32, torch.device("cpu"), pad_id)
-                report["torchscript_parity"] = check_parity("TorchScript", reference, traced_logits, parity_atol, min_argmax_agreement)
-            for name in (*TOKENIZER_FILES, LABELS_FILE, MODEL_TYPE_FILE, CALIBRATION_FILE, model.config_file):
-                if (model_dir / name).is_file():
-                    shutil.copyfile(model_dir / name, out / name)
-            (out / EXPORT_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    return StageResult(
-        summary={
-            "stage": "export",
-            "output_uri": output_uri,
-            "parity": parity,
-            "latency": {name: entry["latency"] for name, entry in report["models"].items()},
-        },
-        artifact_metadata={
-            "onnx": {
-                "max_abs_logit_diff": parity["max_abs_logit_diff"],
-                "argmax_agreement": parity["argmax_agreement"],
-                "int8_kept": report.get("int8_kept", False),
-            }
-        },
+    flags = ExportFlags(
+        opset=OPSET,
+        quantize_int8=quantize_int8,
+        torchscript=torchscript,
+        fuse_for_onnxruntime=fuse_for_onnxruntime,
+        int8_max_f1_drop=int8_max_f1_drop,
+        parity_rows=parity_rows,
+        parity_atol=parity_atol,
+        min_argmax_agreement=min_argmax_agreement,
+        latency_runs=latency_runs,
+        batch_size=batch_size,
     )
-
-
-def export_onnx(model: TextClassifierModel, test: TokenizedSplit, pad_id: int, path: Path) -> None:
-    """TorchScript exporter, pinned: it needs no onnxscript, and the parity check below guards it.
-
-    Its tracer warns about Python-side branches in the attention code; they are constant for
-    this model, and a wrong export would fail the parity check, so the warnings are silenced.
-    """
-    example = test.collate(np.arange(min(2, len(test))), pad_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_traced(model, example, path)
-
-
-def export_traced(model: TextClassifierModel, example: dict, path: Path) -> None:
-    torch.onnx.export(
-        model.eval(),
-        (example["input_ids"], example["attention_mask"]),
-        str(path),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}},
-        opset_version=OPSET,
-        dynamo=False,
-    )
-
-
-def export_torchscript(model: TextClassifierModel, test: TokenizedSplit, pad_id: int, path: Path) -> None:
-    """torch.jit.trace, with the tracer's warnings silenced as for ONNX: the parity check judges the result.
-    Traced over a padded batch of two rows, so the graph keeps the attention mask's effect."""
-    example = test.collate(np.arange(min(2, len(test))), pad_id)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model.eval(), (example["input_ids"], example["attention_mask"]))
-    traced.save(str(path))
-
-
-def check_parity(exported: str, torch_logits: np.ndarray, exported_logits: np.ndarray, atol: float, min_agreement: float) -> dict:
-    """PyTorch's logits against the exported model's on the same test rows; refuses an unfaithful export."""
-    difference = float(np.abs(torch_logits - exported_logits).max())
-    agreement = float((torch_logits.argmax(axis=1) == exported_logits.argmax(axis=1)).mean())
-    parity = {
-        "rows": len(torch_logits),
-        "max_abs_logit_diff": difference,
-        "argmax_agreement": agreement,
-        "atol": atol,
-        "min_argmax_agreement": min_agreement,
-    }
-    if difference > atol or agreement < min_agreement:
-        raise UserError(
-            f"{exported} parity check failed on {len(torch_logits)} test rows: largest logit difference {difference:.2e}"
-            f" (allowed {atol:.0e}), argmax agreement {agreement:.3f} (needed {min_agreement}); the export is not faithful"
-        )
-    return parity
-
-
-def quantize(fp32_path: Path, int8_path: Path, scratch: Path) -> None:
-    """onnxruntime's quantization pre-processing, then dynamic INT8 quantization of the weights."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = scratch / "prepared.onnx"
-    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-    # Fused com.microsoft operators have no ONNX type inference; their outputs are float.
-    quantize_dynamic(
-        str(prepared), str(int8_path), weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}
-    )
-
-
-def judge_int8(
-    path: Path, fp32: dict, test: TokenizedSplit, pad_id: int, label_names: list[str], batch_size: int, latency_runs: int, max_drop: float
-) -> dict:
-    """Score the INT8 model; delete it if it loses more than `max_drop` macro-F1 against fp32."""
-    session = cpu_session(path)
-    int8 = score(path.name, session, session_logits(session, test, batch_size, pad_id), test, pad_id, label_names, latency_runs)
-    drop = round(fp32["test"]["macro_f1"] - int8["test"]["macro_f1"], 4)
-    kept = drop <= max_drop
-    if not kept:
-        log.warning("dropping %s: its test macro-F1 is %.4f below fp32's, more than --int8_max_f1_drop %s", path.name, drop, max_drop)
-        path.unlink()
-        int8["file"] = None
-    return {"int8": int8, "int8_macro_f1_drop": drop, "int8_kept": kept}
-
-
-def score(file: str, session, logits: np.ndarray, test: TokenizedSplit, pad_id: int, label_names: list[str], latency_runs: int) -> dict:
-    """A model's test scores from its logits over the test split, and its latency at batch 1."""
-    metrics = classification_metrics(test.labels, logits.argmax(axis=1), label_names)
-
-    def run(batch):
-        session.run(["logits"], feeds(batch))
-
-    return {
-        "file": file,
-        "test": headline(metrics),
-        "latency": {"batch_1": latency_ms(run, latency_batches(test, pad_id, 1, latency_runs))},
-    }
+    task = task_for(read_manifest(model_uri), model_uri)
+    return task.export(StageUris(model_uri, data_uri, output_uri), flags)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ in its lineage (`trial`: `<configuration>.fold<k>`). For every configuration: th
 macro-F1 (the cross-validation estimate, taken at the best checkpoint, which that same fold chose, so
 slightly optimistic) and the test split's, as mean and standard deviation over folds. Between the
 first two configurations: a paired t-test over the folds' held-out scores, and McNemar's test on the
-test split between their fold ensembles (the mean of the K models' probabilities).
+test split between their fold ensembles (the task's: the mean of the K models' probabilities for a
+classifier, a majority vote per label for a multi-label model).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from components.lib.errors import UserError
 from components.lib.reporting.plots import fold_scores_png
 from components.lib.reporting.significance import mcnemar, paired_t_test
 from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.tasks import task_for
 
 TRIAL_PATTERN = re.compile(r"^(?P<config>[A-Za-z0-9_-]+)\.fold(?P<fold>\d+)\Z")
 
@@ -71,12 +73,9 @@ def read_fold(uri: str) -> dict:
         best = json.loads((model_folder / TRAIN_SUMMARY_FILE).read_text())["best"]
     if best["metric"] != "macro_f1":
         raise UserError(f"{metrics['model_uri']}: trained with --metric_for_best {best['metric']}; a K-fold run compares macro_f1")
-    probabilities = np.column_stack([predictions.column(name).to_numpy() for name in predictions.column_names if name.startswith("prob_")])
     return {
         "config": match["config"], "fold": int(match["fold"]), "evaluation_uri": uri, "held_out_macro_f1": float(best["value"]),
-        "test_macro_f1": float(metrics["test"]["macro_f1"]), "gold": predictions.column("gold").to_pylist(),
-        "classes": [name.removeprefix("prob_") for name in predictions.column_names if name.startswith("prob_")],
-        "probabilities": probabilities,
+        "test_macro_f1": float(metrics["test"]["macro_f1"]), "predictions": predictions, "task": task_for(manifest, uri),
     }  # fmt: skip
 
 
@@ -103,9 +102,12 @@ def summarize(runs: list[dict]) -> dict:
 def compare(by_config: dict[str, list[dict]]) -> dict:
     (first_name, first), (second_name, second) = list(by_config.items())[:2]
     t_test = paired_t_test([run["held_out_macro_f1"] for run in first], [run["held_out_macro_f1"] for run in second])
-    classes = first[0]["classes"]
-    gold = np.array([classes.index(label) for label in first[0]["gold"]])
-    ensemble = lambda runs: np.mean([run["probabilities"] for run in runs], axis=0).argmax(axis=1)  # noqa: E731
+    task = first[0]["task"]
+    gold = np.array(first[0]["predictions"].column("gold").to_pylist(), dtype=str)
+
+    def ensemble(runs: list[dict]) -> np.ndarray:
+        return np.array(task.fold_ensemble([run["predictions"] for run in runs]), dtype=str)
+
     return {"first": first_name, "second": second_name, "tests": [t_test, mcnemar(gold, ensemble(first), ensemble(second))]}
 
 

@@ -118,7 +118,9 @@ def write_predictions(
                 continue
             rows, texts = readable_rows(item, encoding, skipped)
             if texts:
-                writer.write_table(predictions_table(rows, texts, classifier.probabilities(texts, batch_size), classifier.labels, schema))
+                probabilities = classifier.probabilities(texts, batch_size)
+                answers = classifier.answers(probabilities)
+                writer.write_table(predictions_table(rows, texts, probabilities, answers, classifier.labels, schema))
                 written += len(texts)
             progress.update(len(item.positions))
     return written, skipped
@@ -147,9 +149,11 @@ def predictions_schema(labels: list[str]) -> pa.Schema:
     return pa.schema(fields + [(f"prob_{label}", pa.float32()) for label in labels])
 
 
-def predictions_table(rows: list[str], texts: list[str], probabilities, labels: list[str], schema: pa.Schema) -> pa.Table:
-    best = probabilities.argmax(axis=1)
-    columns = [rows, texts, [labels[index] for index in best], probabilities.max(axis=1)]
+def predictions_table(
+    rows: list[str], texts: list[str], probabilities, answers: list[str], labels: list[str], schema: pa.Schema
+) -> pa.Table:
+    """`answers`: each text's class, or (multi-label) its labels joined by "|"; confidence is the highest probability."""
+    columns = [rows, texts, answers, probabilities.max(axis=1)]
     return pa.table(columns + [probabilities[:, index] for index in range(len(labels))], schema=schema)
 
 

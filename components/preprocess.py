@@ -24,33 +24,25 @@ It works in two streaming passes, so memory holds 16 bytes per row rather than t
    (splitting.py). Rejected rows go to the quarantine (quarantine.py); stats.json and the checks
    that fail the stage are in outcome.py. Augmentation, if asked, comes last, on train alone.
 
-With `--task causal_lm` it reads an unlabelled corpus instead (also plain-text files, a document
-each) and writes document-level splits without labels, near-duplicates removed:
-components/lib/data/corpus.py.
+What it reads and writes is the task's (components/lib/tasks/): labelled texts as above
+(components/lib/data/labelled.py); with `--task causal_lm` an unlabelled corpus (also plain-text files,
+a document each), written as document-level splits without labels, near-duplicates removed
+(components/lib/data/corpus.py).
 """
 
 from __future__ import annotations
 
 import codecs
-import json
 import logging
-import tempfile
-from pathlib import Path
 
 from components.lib import storage
 from components.lib.cli import StageResult, run_stage
-from components.lib.data.augment import augment_train_split, check_augmentation
-from components.lib.data.candidates import Cleaning, spool_candidates
-from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION, REJECTS_FILE, STATS_FILE, TASKS
-from components.lib.data.corpus import CorpusFlags, preprocess_corpus
-from components.lib.data.labels import LabelMapper, write_labels
-from components.lib.data.outcome import build_stats, check_files, check_outcome, label_rule
-from components.lib.data.quarantine import RejectsWriter, rejects_note
-from components.lib.data.readers import DOCUMENT_UNITS, installed_data_path, open_source, read_source
-from components.lib.data.splitting import assign_splits, carved_splits, find_duplicates, route_rows
-from components.lib.data.textclean import TextCleaning
+from components.lib.data.augment import check_augmentation
+from components.lib.data.contract import CLASSIFICATION
+from components.lib.data.readers import DOCUMENT_UNITS, installed_data_path
 from components.lib.errors import UserError
-from components.lib.storage.artifacts import staged_output
+from components.lib.stage_flags import PreprocessFlags
+from components.lib.tasks import task_named
 
 log = logging.getLogger("components.preprocess")  # not __main__: our INFO lines show under python -m
 
@@ -62,7 +54,9 @@ def preprocess(
     task: str = CLASSIFICATION,
     text_column: str = "text",
     label_column: str = "label",
-    label_names: str = "negative,neutral,positive",
+    label_columns: str = "",
+    label_delimiter: str = "|",
+    label_names: str = PreprocessFlags.DEFAULT_LABEL_NAMES,
     rating_buckets: str = "",
     delimiter: str = "",
     encoding: str = "utf-8",
@@ -87,9 +81,11 @@ def preprocess(
     Args:
       input_uri: Source data: a file or folder (local, s3:// or package://package/path) of CSV/TSV/JSON/JSONL/Parquet, or hf://name[:config].
       output_uri: Folder (local or s3://) for the splits, labels.json, stats.json and rejects.parquet.
-      task: sequence_classification (labelled texts, the default) or causal_lm (an unlabelled corpus for a language model).
+      task: sequence_classification (one label per text, the default), multi_label_classification (any number), or causal_lm (unlabelled).
       text_column: Name of the column that holds the text.
-      label_column: Name of the column that holds the label (a name or a numeric rating).
+      label_column: Name of the column that holds the label (a name or a numeric rating); multi-label: the labels, split on label_delimiter.
+      label_columns: multi_label_classification only: comma-separated names of 0/1 columns, one per label, instead of label_column.
+      label_delimiter: multi_label_classification only: what separates the labels in a label_column cell, as in "toxic|insult".
       label_names: Label names in id order, comma-separated, or "auto" to take the sorted names found in the data.
       rating_buckets: Map numeric ratings to labels instead, e.g. "negative:1-4,neutral:5-6,positive:7-10".
       delimiter: Field delimiter for delimited text; default "," for .csv and tab for .tsv.
@@ -110,7 +106,7 @@ def preprocess(
       expected_source_fingerprint: Fail if the source's content fingerprint differs (set by the pipeline; pins the cache key to the data).
       executor_input: Set by Kubeflow; leave empty when running by hand.
     """
-    check_task(task)
+    chosen = task_named(task)
     check_ratios(validation_ratio, test_ratio)
     check_max_reject_share(max_reject_share)
     check_encoding(encoding)
@@ -118,100 +114,38 @@ def preprocess(
     if document_unit not in DOCUMENT_UNITS:
         raise UserError(f"--document_unit: {document_unit!r} is not one of {', '.join(DOCUMENT_UNITS)}")
     check_augmentation(augment_factor, augment_alpha)
-    if task == CAUSAL_LM:
-        check_corpus_flags(augment_factor, rating_buckets)
-        flags = CorpusFlags(
-            input_uri=input_uri,
-            output_uri=output_uri,
-            source_fingerprint=source_fingerprint(input_uri, expected_source_fingerprint),
-            text_column=text_column,
-            delimiter=delimiter,
-            cleaning=Cleaning(encoding, mask_urls, mask_mentions, max_chars),
-            use_source_splits=use_source_splits,
-            validation_ratio=validation_ratio,
-            test_ratio=test_ratio,
-            seed=seed,
-            max_reject_share=max_reject_share,
-            near_duplicate_threshold=near_duplicate_threshold,
-            document_unit=document_unit,
-        )
-        return preprocess_corpus(flags)
-    mapper = LabelMapper.from_flags(label_names, rating_buckets)
-    fingerprint = source_fingerprint(input_uri, expected_source_fingerprint)
-    cleaning = Cleaning(encoding, mask_urls, mask_mentions, max_chars)
-    lineage = {"source_uri": input_uri, "source_fingerprint": fingerprint, **TextCleaning(mask_urls, mask_mentions).lineage()}
-    with (
-        open_source(installed_data_path(input_uri)) as source,
-        tempfile.TemporaryDirectory(prefix="preprocess-") as scratch,
-        staged_output(output_uri, extra={"lineage": lineage}) as out,
-    ):
-        rejects = RejectsWriter(out / REJECTS_FILE)
-        spool_path = Path(scratch) / "candidates.parquet"
-        candidates = spool_candidates(
-            read_source(source, text_column, label_column, delimiter, encoding),
-            cleaning,
-            mapper,
-            rejects,
-            spool_path,
-        )
-        notes = source.all_notes() + check_files(candidates, source, encoding, text_column, label_column)
-        rule = label_rule(mapper)
-        if mapper is not None and mapper.by_index:
-            notes.append(rule)  # names were asked for and numbers found: a warning, kept in stats.json
-        label_names_found = candidates.finish_labels(mapper)
-        use_sources = use_source_splits and source.has_named_splits
-        keep, reasons = find_duplicates(candidates, use_sources)
-        carve = carved_splits(candidates, keep, use_sources, validation_ratio, test_ratio)
-        splits = assign_splits(candidates, keep, use_sources, carve, seed)
-        counts = route_rows(spool_path, candidates, keep, reasons, splits, out, rejects, label_names_found)
-        rejects.close()
-        stats = build_stats(candidates, keep, splits, counts, rejects, label_names_found, lineage, use_sources)
-        stats["label_rule"] = rule
-        if augment_factor:  # after the split, so no copy of a validation or test text is trained on
-            stats["augmentation"] = augment_train_split(out, augment_factor, augment_alpha, seed)
-            stats["splits"]["train"]["rows_augmented"] = stats["augmentation"]["rows_added"]
-            notes.append(augmentation_note(stats["augmentation"]))
-        check_outcome(stats, label_names_found, input_uri, allow_missing_classes, carve, max_reject_share)
-        if stats["rows_rejected"]:
-            notes.append(rejects_note(stats, input_uri))
-        stats["notes"] = notes
-        write_labels(out, label_names_found)
-        (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
-    if rule not in notes:  # the index rule is a note already
-        log.info(rule)
-    for note in notes:
-        log.warning(note)
-    return StageResult(
-        summary={"stage": "preprocess", "output_uri": output_uri, **{key: stats[key] for key in ("rows_in", "rows_kept", "rows_rejected")}},
-        artifact_metadata={
-            "dataset": {key: stats[key] for key in ("rows_in", "rows_kept", "rows_rejected", "leaked_across_splits")}
-            | {"labels": label_names_found, "source_fingerprint": fingerprint}
-        },
+    flags = PreprocessFlags(
+        input_uri=input_uri,
+        output_uri=output_uri,
+        source_fingerprint=source_fingerprint(input_uri, expected_source_fingerprint),
+        text_column=text_column,
+        label_column=label_column,
+        label_columns=tuple(name.strip() for name in label_columns.split(",") if name.strip()),
+        label_delimiter=label_delimiter,
+        label_names=label_names,
+        rating_buckets=rating_buckets,
+        delimiter=delimiter,
+        encoding=encoding,
+        mask_urls=mask_urls,
+        mask_mentions=mask_mentions,
+        max_chars=max_chars,
+        near_duplicate_threshold=near_duplicate_threshold,
+        document_unit=document_unit,
+        use_source_splits=use_source_splits,
+        validation_ratio=validation_ratio,
+        test_ratio=test_ratio,
+        seed=seed,
+        allow_missing_classes=allow_missing_classes,
+        max_reject_share=max_reject_share,
+        augment_factor=augment_factor,
+        augment_alpha=augment_alpha,
     )
-
-
-def augmentation_note(augmentation: dict) -> str:
-    operations = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in augmentation["operations"].items())
-    return (f"augmented the train split (--augment_factor {augmentation['factor']}, --augment_alpha {augmentation['alpha']}):"
-            f" {augmentation['rows_added']} rows added to {augmentation['rows_before']}; {operations}")  # fmt: skip
-
-
-def check_task(task: str) -> None:
-    if task not in TASKS:
-        raise UserError(f"--task: must be one of {', '.join(TASKS)}; got {task!r}")
+    return chosen.preprocess(flags)
 
 
 def check_near_duplicate_threshold(threshold: float) -> None:
     if not 0.0 <= threshold < 1.0:
         raise UserError(f"--near_duplicate_threshold: must be at least 0 (off) and below 1, got {threshold}")
-
-
-def check_corpus_flags(augment_factor: int, rating_buckets: str) -> None:
-    """Refuse the flags that need labels, which --task causal_lm does not read."""
-    if augment_factor:
-        raise UserError("--augment_factor: EDA augmentation is for labelled texts; with --task causal_lm pass 0")
-    if rating_buckets:
-        raise UserError("--rating_buckets: maps ratings to labels, and --task causal_lm reads no labels; leave it empty")
 
 
 def check_ratios(validation_ratio: float, test_ratio: float) -> None:

@@ -22,12 +22,14 @@ from typing import Any
 
 from components.lib import storage
 from components.lib.cli import HELP_WORDS, StageResult, run_stage
-from components.lib.data.contract import CAUSAL_LM, METRICS_FILE, MODEL_CARD_FILE, task_of
+from components.lib.data.contract import METRICS_FILE, MODEL_CARD_FILE
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
 from components.lib.storage.artifacts import MANIFEST, manifest_text
 from components.lib.storage.registry import PRODUCTION, Registry, model_names
 from components.lib.storage.safe_paths import contained
+from components.lib.tasks import task_for
+from components.lib.tasks.base import Task
 
 FETCHED = ".fetched.json"  # in a folder fetch filled: which version it holds, and that a later fetch may replace it
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -89,17 +91,17 @@ def show(*, registry_uri: str, model_name: str, version: str = "latest", as_json
 
 def version_summary(registry: Registry, number: int, folder: Path, manifest: dict[str, Any]) -> list[str]:
     """The lines of `show`: what a person reads first about a version, one fact a line."""
-    lineage, task, files = manifest.get("lineage", {}), task_of(manifest), manifest["files"]
+    lineage, task, files = manifest.get("lineage", {}), task_for(manifest, registry.version_uri(number)), manifest["files"]
     test = manifest.get("metrics", {})
     metrics = json.loads((folder / METRICS_FILE).read_text()) if METRICS_FILE in files else {}
     total_size = sum(entry["size"] for entry in files.values())
     facts = {
         "aliases": ", ".join(sorted(name for name, target in registry.aliases().items() if target == number)) or "none",
         "registered": f"{manifest.get('committed_at', '?')} by {manifest.get('written_by', '?')}",
-        "task": task + (f": {', '.join(read_labels(folder))}" if LABELS_FILE in files else ""),
+        "task": task.name + (f": {', '.join(read_labels(folder))}" if LABELS_FILE in files else ""),
         "test": figures(test, test),
         "baseline": baseline_line(task, test, metrics),
-        "model": model_origin(task, lineage),
+        "model": task.model_origin(lineage),
         "data": data_line(lineage),
         "code": code_line(lineage.get("code_version", {})),
         "card": storage.join(registry.version_uri(number), MODEL_CARD_FILE) if MODEL_CARD_FILE in files else "none",
@@ -119,20 +121,10 @@ def figures(names: dict[str, Any], values: dict[str, Any]) -> str:
     return ", ".join(f"{name} {value}" for name, value in zip(names, shown)) or "none recorded"
 
 
-def baseline_line(task: str, test: dict[str, Any], metrics: dict[str, Any]) -> str:
-    """The same figures for the baseline evaluate scored beside the model (metrics.json)."""
-    if task == CAUSAL_LM:
-        baseline = metrics.get("baseline_ngram", {})
-        return f"{figures(test, baseline)} ({baseline.get('order', 'n')}-gram model)"
-    baseline = metrics.get("baseline_majority_class", {})
-    return f"{figures(test, baseline)} (always the majority class {baseline.get('predicts', '?')!r})"
-
-
-def model_origin(task: str, lineage: dict[str, Any]) -> str:
-    # Imported here: the model card's module pulls in torch, which the other commands do without.
-    from components.lib.reporting.model_card import language_model_origin, origin
-
-    return language_model_origin(lineage, lineage.get("training", {})) if task == CAUSAL_LM else origin(lineage)
+def baseline_line(task: Task, test: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """The same figures for the baseline evaluate scored beside the model (metrics.json), and what it is."""
+    baseline, description = task.baseline(metrics)
+    return f"{figures(test, baseline)} ({description})"
 
 
 def data_line(lineage: dict[str, Any]) -> str:

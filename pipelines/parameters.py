@@ -14,8 +14,8 @@ import json
 import docstring_parser
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
-from components.lib.quality_gate import GATES
 from components.lib.runtime import S3_SECRET_NAME
+from components.lib.tasks import all_gates
 from pipelines.stages import ALL_STAGES, CACHE_SCOPE, stage_function
 
 FILLED_BY_THE_DAG = {
@@ -24,7 +24,7 @@ FILLED_BY_THE_DAG = {
     "train": {"data_uri", "output_uri", "checkpoint_uri", "run_id", "trial", "processes", "expected_gpus"},
     "evaluate": {"model_uri", "data_uri", "output_uri", "report_path", "batch_size"},
     "export": {"model_uri", "data_uri", "output_uri", "parity_rows", "min_argmax_agreement", "latency_runs", "batch_size"},
-    "register": {"export_uri", "evaluation_uri", "model_uri", "data_uri", "output_uri", "gate_metric"},
+    "register": {"export_uri", "evaluation_uri", "model_uri", "data_uri", "output_uri"},
     "deploy": {"version", "image", "image_pull_secrets", "output_uri", "s3_secret_name"},
 }
 # Flags of a stage that are pipeline parameters under a prefix: deploy's --namespace or --cpu would
@@ -35,7 +35,7 @@ RENAMED = {
     ("preprocess", "input_uri"): "source_uri",
     ("preprocess", "expected_source_fingerprint"): "source_fingerprint",
     ("preprocess", "seed"): "split_seed",
-    **{(stage, gate.flag): gate.parameter for gate in GATES.values() for stage in ("evaluate", "register") if gate.flag != gate.parameter},
+    **{(stage, gate.flag): gate.parameter for gate in all_gates() for stage in ("evaluate", "register") if gate.flag != gate.parameter},
 }
 CLUSTER_DEFAULTS = {"num_workers": 2, "checkpoint_every_steps": 200}
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}

@@ -27,9 +27,8 @@ import re
 from kfp import dsl, kubernetes
 
 from components.lib.credentials import credential_in
-from components.lib.data.contract import CLASSIFICATION
 from components.lib.errors import UserError
-from components.lib.quality_gate import GATES, PASSES_OUTPUT
+from components.lib.quality_gate import PASSES_OUTPUT
 from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS, S3_SECRET_NAME
 from components.lib.training.settings import SWEEPABLE
 from pipelines.config import KubeflowSettings
@@ -76,7 +75,7 @@ def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize
     with dsl.If(evaluate.outputs[PASSES_OUTPUT] == True, name="quality-gate"):  # noqa: E712 (KFP conditions)
         register = ops["register"](
             onnx=export.outputs["onnx"], evaluation_uri=evaluate.outputs["evaluation_uri"], model_uri=model_uri,
-            data_uri=data_uri, gate_metric=GATES[CLASSIFICATION].metric, **arguments_for("register", given),
+            data_uri=data_uri, **arguments_for("register", given),
         )  # fmt: skip
         register.set_caching_options(enable_caching=build.settings.cache_register)
         deploy = wire_deploy(build, given, register)

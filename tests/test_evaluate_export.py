@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_fscore_support
 
-from components import export as export_stage
 from components.evaluate import evaluate
 from components.export import export
 from components.lib.errors import UserError
+from components.lib.exporting import classifier as export_stage
 from components.lib.modelling import huggingface
 from components.lib.reporting import plots
 from components.lib.reporting.metrics import classification_metrics, precision_recall_curve
@@ -239,8 +239,8 @@ def test_an_export_that_does_not_match_pytorch_is_refused(model, prepared_data, 
     differ by 0.01 everywhere, ten times the default tolerance, so the parity check must refuse it."""
     real_export = export_stage.export_onnx
 
-    def export_with_a_shifted_bias(model, test, pad_id, path):
-        real_export(model, test, pad_id, path)
+    def export_with_a_shifted_bias(model, test, pad_id, path, opset):
+        real_export(model, test, pad_id, path, opset)
         graph = onnx.load(str(path))
         [bias] = [tensor for tensor in graph.graph.initializer if tensor.name.endswith("classifier.bias")]
         shifted = onnx.numpy_helper.to_array(bias) + np.array([0.01, 0.0, 0.0], dtype=np.float32)

@@ -144,7 +144,7 @@ def test_each_parity_figure_alone_refuses_an_export(stray, message):
 @pytest.mark.parametrize(
     ("lineage", "largest_id", "message"),
     [
-        ({}, 1, r"is sequence_classification data, not causal_lm blocks"),
+        ({}, 1, r"is sequence_classification data, not causal_lm data"),
         ({TASK_KEY: CAUSAL_LM}, VOCABULARY, rf"holds token id {VOCABULARY}, beyond the model's {VOCABULARY} entries"),
     ],
     ids=["classification-data", "another-vocabulary"],

@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from components import register
 from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION, STATS_FILE, TOKENIZED_SCHEMA, read_split
 from components.lib.errors import UserError
 from components.lib.reporting.model_card import (
@@ -19,8 +18,10 @@ from components.lib.reporting.model_card import (
     rows_trained_on,
     shaping_flags,
 )
+from components.lib.tasks import task_named
+from components.lib.tasks.causal_lm_training import language_model_settings
 from components.lib.training.settings import SETTINGS, TrainConfig, applies_to
-from components.train import settings_for_task, train
+from components.train import train
 from tests.conftest import FAKE_ACCESS_KEY, LABELS, train_flags
 
 SCORES = {"accuracy": 0.5, "macro_f1": 0.5, "weighted_f1": 0.5}
@@ -129,7 +130,7 @@ def off_default(spec: dataclasses.Field):
 def refused_for_a_language_model(spec: dataclasses.Field) -> bool:
     """Whether train refuses the setting itself (not one value of it) for causal_lm data."""
     try:
-        settings_for_task(TrainConfig(**{spec.name: off_default(spec)}), CAUSAL_LM)
+        language_model_settings(TrainConfig(**{spec.name: off_default(spec)}))
     except UserError as refusal:
         return str(refusal).startswith(f"--{spec.name}: not available for causal_lm data")
     return False
@@ -147,7 +148,7 @@ def test_the_snippet_classifies_the_first_text_of_the_models_own_test_split(prep
     _, tokens = prepared_data
     facts = {"lineage": LINEAGE, "training": {}, "train_summary": {}, "metrics": METRICS, "export_report": {}, "code_version": {},
              "data_stats": json.loads((tokens / STATS_FILE).read_text())}  # fmt: skip
-    card = register.model_card(CLASSIFICATION, "reviews", 1, tokens, {"files": []}, facts, tokens)
+    card = task_named(CLASSIFICATION).model_card("reviews", 1, tokens, {"files": []}, facts, tokens)
     first = read_split(tokens, "test", TOKENIZED_SCHEMA, columns=["text"]).column("text")[0].as_py()
     assert snippet_example(card) == first != GENERIC_EXAMPLE
     assert "The side effects were mild" not in card

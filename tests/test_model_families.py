@@ -164,7 +164,7 @@ def test_a_student_with_only_soft_targets_learns_its_teacher_not_the_gold_labels
 ):
     """distill_alpha 1: the gold labels weigh nothing, so the student must side with its contrary
     teacher; and the teacher reads each training row once, not once per epoch."""
-    from components import train as train_stage
+    from components.lib.tasks import classification_training as train_stage
 
     rows_read = []
     real_loader = train_stage.load_text_classifier

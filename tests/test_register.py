@@ -14,6 +14,7 @@ from components.export import export
 from components.lib.data.labels import LABELS_FILE
 from components.lib.errors import UserError
 from components.lib.storage.artifacts import commit
+from components.lib.tasks import classification_gate
 from components.preprocess import preprocess
 from components.tokenize import tokenize
 from components.train import train
@@ -110,7 +111,7 @@ def test_evaluate_and_export_refuse_another_stages_output_in_one_line(tweet_rele
     assert not (tmp_path / "out").exists()
 
 
-def test_a_model_worse_than_the_majority_baseline_is_refused_by_default(tweet_release, tmp_path, capsys):
+def test_a_model_worse_than_the_majority_baseline_is_refused_by_default(tweet_release, tmp_path, caplog):
     baseline = baseline_of(tweet_release)
     # the run: a better macro-F1 than the baseline's, a worse accuracy
     worse = with_test_scores(tweet_release, tmp_path, accuracy=baseline["accuracy"] - 0.07, macro_f1=baseline["macro_f1"] + 0.1)
@@ -120,7 +121,7 @@ def test_a_model_worse_than_the_majority_baseline_is_refused_by_default(tweet_re
     assert "does not beat the majority-class baseline" in refusal and "\n" not in refusal
     assert f"accuracy {baseline['accuracy'] - 0.07:.4f} against {baseline['accuracy']:.4f}" in refusal
     assert f"macro_f1 {baseline['macro_f1'] + 0.1:.4f} against {baseline['macro_f1']:.4f}" in refusal
-    assert "--require_beat_baseline false" in refusal and f"register: not registered: {refusal}" in capsys.readouterr().out
+    assert "--require_beat_baseline false" in refusal and f"not registered: {refusal}" in caplog.messages
     decision = json.loads((tmp_path / "decision" / "registration.json").read_text())
     assert decision["refused"] == refusal
     assert decision["checks"] == [  # each check of the gate in one place, in order; none after the refusal
@@ -151,8 +152,8 @@ def test_a_test_split_too_small_to_judge_is_warned_about(tweet_release, tmp_path
     warning = result.summary["warning"]  # 15 test rows per class
     assert "too small to judge" in warning and "'negative' (15)" in warning and "45 rows in all" in warning
     assert warning in caplog.text
-    per_class = {label: {"support": register.MIN_TEST_ROWS_PER_CLASS} for label in ("a", "b")}
-    assert register.small_test_split_warning({"per_class": per_class}) is None
+    per_class = {label: {"support": classification_gate.MIN_TEST_ROWS_PER_CLASS} for label in ("a", "b")}
+    assert classification_gate.small_test_split_warning({"per_class": per_class}) is None
 
 
 def test_the_registered_lineage_records_the_text_cleaning(tweet_release, tmp_path):
@@ -174,9 +175,9 @@ def test_production_is_rescored_with_its_own_tokenizers_pad_id(prepared_data, ti
         used["pad_id"] = pad_id
         return np.zeros((len(split), 3), dtype=np.float32)
 
-    monkeypatch.setattr(register, "cpu_session", lambda path: None)
-    monkeypatch.setattr(register, "session_logits", fake_logits)
-    register.score_version(version_dir, data_dir, "macro_f1")
+    monkeypatch.setattr(classification_gate, "cpu_session", lambda path: None)
+    monkeypatch.setattr(classification_gate, "session_logits", fake_logits)
+    classification_gate.score_version(version_dir, data_dir, "macro_f1")
     assert used["pad_id"] == tokenizer.convert_tokens_to_ids("[MASK]") != 0
 
 

@@ -23,6 +23,7 @@ from components import register
 from components.lib.data.contract import BLOCKS_SCHEMA, CAUSAL_LM, CLASSIFICATION
 from components.lib.storage.artifacts import MADE_FROM, made_from, read_manifest, staged_output
 from components.lib.storage.registry import Registry
+from components.lib.tasks import causal_lm_gate
 from tests.conftest import FAKE_SECRET_KEY, run_module
 
 VOCAB = ["<|endoftext|>", "the", "cat", "sat", "on", "a", "mat", "today"]
@@ -220,7 +221,7 @@ def test_the_cards_usage_snippet_generates_with_the_version_folder_alone(tmp_pat
 def test_a_language_model_above_max_perplexity_is_refused_in_one_line_and_exit_status_0(tmp_path):
     result = run_module("components.register", *cli_flags(lm_release(tmp_path), tmp_path), "--max_perplexity", "10")
     assert result.returncode == 0, result.stderr
-    assert "register: not registered: test perplexity 20.0000 is above --max_perplexity 10.0\n" in result.stdout
+    assert "components.register: not registered: test perplexity 20.0000 is above --max_perplexity 10.0\n" in result.stderr
     decision = json.loads((tmp_path / "decision" / "registration.json").read_text())
     assert decision["registered"] is False and decision["refused"] == "test perplexity 20.0000 is above --max_perplexity 10.0"
     assert not (tmp_path / "registry" / "corpus-lm").exists()
@@ -231,7 +232,7 @@ def test_max_perplexity_0_sets_no_limit(tmp_path):
 
 
 @pytest.mark.parametrize("perplexity", [40.0, 30.0])  # worse than the baseline's 30, and level with it
-def test_a_language_model_that_does_not_beat_the_ngram_baseline_is_refused_unless_the_check_is_off(tmp_path, capsys, perplexity):
+def test_a_language_model_that_does_not_beat_the_ngram_baseline_is_refused_unless_the_check_is_off(tmp_path, caplog, perplexity):
     release = lm_release(tmp_path, perplexity=perplexity)
     refused = register_lm(release, tmp_path / "first")
     assert refused.summary["registered"] is False
@@ -239,7 +240,7 @@ def test_a_language_model_that_does_not_beat_the_ngram_baseline_is_refused_unles
         f"the model does not beat the 3-gram baseline on the test split: perplexity {perplexity:.4f} against 30.0000;"
         " pass --require_beat_baseline false to register it anyway"
     )
-    assert f"register: not registered: {refused.summary['refused']}\n" in capsys.readouterr().out
+    assert f"not registered: {refused.summary['refused']}" in caplog.messages
     assert register_lm(release, tmp_path / "second", require_beat_baseline=False).summary["registered"] is True
 
 
@@ -274,7 +275,7 @@ def with_production(tmp_path: Path, **release_options) -> Path:
 
 def test_production_is_scored_with_onnxruntime_on_this_runs_test_blocks_when_the_tokenizer_is_the_same(tmp_path):
     version = with_production(tmp_path)
-    assert register.onnx_perplexity(version, tmp_path / "production" / "tokens") == pytest.approx(BIGRAM_PERPLEXITY, rel=1e-5)
+    assert causal_lm_gate.onnx_perplexity(version, tmp_path / "production" / "tokens") == pytest.approx(BIGRAM_PERPLEXITY, rel=1e-5)
     worse = BIGRAM_PERPLEXITY * 1.01 + 0.001  # more than --max_regression 0.01 above production
     refused = register_lm(lm_release(tmp_path / "worse", perplexity=worse), tmp_path)
     assert refused.summary["refused"] == (
@@ -312,7 +313,7 @@ def test_a_classifier_in_production_is_not_compared_with_a_language_model(tmp_pa
 
 def test_language_model_evaluation_with_classification_data_is_a_user_error(tmp_path):
     release = lm_release(tmp_path, data_lineage={**LINEAGE, "task": CLASSIFICATION})
-    with pytest.raises(register.UserError, match="is sequence_classification data, not causal_lm blocks"):
+    with pytest.raises(register.UserError, match="is sequence_classification data, not causal_lm data"):
         register_lm(release, tmp_path)
 
 

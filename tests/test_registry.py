@@ -73,7 +73,7 @@ def test_the_gate_refuses_below_the_minimum_without_crashing(release, tmp_path):
     result = run_module("components.register", *flags_of(release), "--registry_uri", str(tmp_path / "registry"), "--model_name", "sentiment",
                         "--output_uri", str(tmp_path / "decision"), "--gate_min", "1.01")  # fmt: skip
     assert result.returncode == 0
-    assert "register: not registered: test macro_f1 " in result.stdout and "is below --gate_min 1.01" in result.stdout
+    assert "components.register: not registered: test macro_f1 " in result.stderr and "is below --gate_min 1.01" in result.stderr
     assert not (tmp_path / "registry" / "sentiment").exists()
     decision = json.loads((tmp_path / "decision" / "registration.json").read_text())
     assert decision["registered"] is False and "below --gate_min" in decision["refused"]

@@ -163,12 +163,28 @@ def test_the_length_chosen_from_the_data(lengths, model_limit, chosen, tmp_path)
     import pyarrow as pa
 
     from components.lib.data.contract import CLEAN_SCHEMA
-    from components.tokenize import length_from_data
+    from components.lib.data.labelled_tokenize import length_from_data
 
     texts = ["x" * length for length in lengths]
     table = pa.table({"text": texts, "label": [0] * len(texts), "source_row": [str(row) for row in range(len(texts))]}, schema=CLEAN_SCHEMA)
     pq.write_table(table, tmp_path / "train.parquet")
     assert length_from_data(tmp_path, CharacterTokenizer(), model_limit) == chosen
+
+
+def test_texts_that_reach_the_models_limit_are_counted_as_cut(tmp_path, caplog):
+    """Lengths are measured cut at the model's limit, so a text that reaches it was (most likely) longer:
+    when the chosen length is the limit, those texts are the ones cut, and the log says how many."""
+    import pyarrow as pa
+
+    from components.lib.data.contract import CLEAN_SCHEMA
+    from components.lib.data.labelled_tokenize import length_from_data
+
+    texts = ["x" * 600] * 30 + ["x" * 100] * 70
+    table = pa.table({"text": texts, "label": [0] * 100, "source_row": [str(row) for row in range(100)]}, schema=CLEAN_SCHEMA)
+    pq.write_table(table, tmp_path / "train.parquet")
+    with caplog.at_level("INFO", logger="components.tokenize"):
+        assert length_from_data(tmp_path, CharacterTokenizer(), 512) == 512
+    assert "30.0% of train texts are cut" in caplog.text
 
 
 def test_a_max_length_under_8_other_than_0_is_refused_before_any_work(prepared_data, tiny_model, tmp_path):

@@ -1,5 +1,6 @@
-"""The pipeline's quality gate, declared once per task: the test metric it reads, the flag of evaluate
-and register that holds its threshold, the pipeline parameter that flag is, and which way is better.
+"""The pipeline's quality gate: each task declares its `Gate` once (components/lib/tasks/): the test metric
+it reads, the flag of evaluate and register that holds its threshold, the pipeline parameter that flag
+is, and which way is better.
 
 evaluate compares its test score with the threshold and says whether it passes (its output
 PASSES_OUTPUT); the DAG runs register only then (pipelines/pipeline.py). register checks the same
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION
 
 # evaluate's output parameter that the DAG's condition reads. The verdict, not a score: every output
 # parameter a component declares must be written by every run, or the launcher fails the task
@@ -40,10 +39,30 @@ class Gate:
         return f"test {self.label} {value:.4f} is {'below' if self.higher_is_better else 'above'} {self.parameter} {threshold}"
 
 
-GATES = {
-    CLASSIFICATION: Gate(metric="macro_f1", label="macro-F1", flag="gate_min", parameter="min_macro_f1", higher_is_better=True),
-    CAUSAL_LM: Gate(metric="perplexity", label="perplexity", flag="max_perplexity", parameter="max_perplexity", higher_is_better=False),
-}
+@dataclass(frozen=True)
+class GateFlags:
+    """register's flags of the gate; each task reads those that are its own."""
+
+    gate_metric: str  # empty: the task's own gate metric
+    gate_min: float
+    compare_with_production: bool
+    max_regression: float
+    require_beat_baseline: bool
+    max_perplexity: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    metric: str  # the test metric the gate read
+    candidate: float  # its value
+    checks: list[dict]  # each check of the gate, in order, with its result (gate_checks)
+    warning: str | None = None
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the model is not registered: the first check that refused it; None: it is registered."""
+        return next((check["why"] for check in self.checks if check["result"] == REFUSED), None)
+
 
 # The result of each check of the gate, as registration.json and the local run's summary give it.
 PASSED, REFUSED, OFF, NOT_CHECKED = "passed", "refused", "off", "not checked"

@@ -107,7 +107,7 @@ def check_rows(
         if problem is None:
             label = to_label_code(label_text, mapper, candidates)
             if label is None:
-                problem = ("unknown_label", mapper.unknown(label_text))
+                problem = (mapper.rejection(label_text), mapper.unknown(label_text))
         candidates.tally(batch.source, position, problem[0] if problem else None)
         if problem is not None:
             reason, detail = problem

@@ -22,8 +22,8 @@ from components.lib.errors import UserError
 from components.lib.storage.artifacts import MANIFEST, read_manifest
 
 SPLITS = ("train", "validation", "test")
-CLASSIFICATION, CAUSAL_LM = "sequence_classification", "causal_lm"
-TASKS = (CLASSIFICATION, CAUSAL_LM)
+# the tasks' names (components/lib/tasks/)
+CLASSIFICATION, CAUSAL_LM, MULTI_LABEL = "sequence_classification", "causal_lm", "multi_label_classification"
 TASK_KEY = "task"  # the lineage key that names the task
 READS_OUTPUT_OF = {"tokenize": "preprocess", "train": "tokenize", "evaluate": "train", "export": "train"}
 STATS_FILE = "stats.json"
@@ -42,6 +42,7 @@ TRAINING_ARGS_FILE = "training_args.json"
 LR_RANGE_TEST_FILE = "lr_range_test.json"
 LR_RANGE_TEST_PICTURE = "lr_range_test.png"
 CALIBRATION_FILE = "calibration.json"  # the temperature fitted on validation; export and register carry it
+THRESHOLDS_FILE = "thresholds.json"  # multi-label: each label's decision threshold, tuned on validation; carried like calibration
 # evaluate's folder
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.parquet"
@@ -114,6 +115,13 @@ REJECTS_SCHEMA = pa.schema(
 def task_of(manifest: dict) -> str:
     """The task a stage output belongs to, from its manifest's lineage; outputs from before tasks classify."""
     return manifest.get("lineage", {}).get(TASK_KEY, CLASSIFICATION)
+
+
+def require_task(manifest: dict, task: str, uri: str) -> None:
+    """Refuse in one line a stage input whose lineage names another task than the one at hand."""
+    found = task_of(manifest)
+    if found != task:
+        raise UserError(f"{uri}: is {found} data, not {task} data; pass the tokenize output the model was trained on")
 
 
 def produced_by(files: dict) -> str | None:

@@ -58,6 +58,7 @@ from components.lib.data.readers import DOCUMENT_FORMATS, WHOLE_FILE, SourceBatc
 from components.lib.data.splitting import KEEP_PRIORITY, assign_splits, carved_splits, find_duplicates
 from components.lib.data.textclean import TextCleaning, clean_text
 from components.lib.errors import UserError, flag_hint
+from components.lib.stage_flags import PreprocessFlags
 from components.lib.storage.artifacts import staged_output
 
 log = logging.getLogger("components.preprocess")
@@ -121,6 +122,35 @@ class Decision:
     splits: np.ndarray
     carve: dict[str, float]
     use_sources: bool
+
+
+def preprocess_corpus_flags(flags: PreprocessFlags) -> StageResult:
+    """preprocess's flags for an unlabelled corpus: those that need labels refused."""
+    check_corpus_flags(flags.augment_factor, flags.rating_buckets)
+    corpus = CorpusFlags(
+        input_uri=flags.input_uri,
+        output_uri=flags.output_uri,
+        source_fingerprint=flags.source_fingerprint,
+        text_column=flags.text_column,
+        delimiter=flags.delimiter,
+        cleaning=Cleaning(flags.encoding, flags.mask_urls, flags.mask_mentions, flags.max_chars),
+        use_source_splits=flags.use_source_splits,
+        validation_ratio=flags.validation_ratio,
+        test_ratio=flags.test_ratio,
+        seed=flags.seed,
+        max_reject_share=flags.max_reject_share,
+        near_duplicate_threshold=flags.near_duplicate_threshold,
+        document_unit=flags.document_unit,
+    )
+    return preprocess_corpus(corpus)
+
+
+def check_corpus_flags(augment_factor: int, rating_buckets: str) -> None:
+    """Refuse the flags that need labels, which --task causal_lm does not read."""
+    if augment_factor:
+        raise UserError("--augment_factor: EDA augmentation is for labelled texts; with --task causal_lm pass 0")
+    if rating_buckets:
+        raise UserError("--rating_buckets: maps ratings to labels, and --task causal_lm reads no labels; leave it empty")
 
 
 def preprocess_corpus(flags: CorpusFlags) -> StageResult:

@@ -111,6 +111,10 @@ class LabelMapper:
             )
         return f"labels are matched by name to --label_names ({', '.join(self.names)}), ignoring case"
 
+    def rejection(self, raw: str) -> str:
+        """The reject reason of a label `to_id` does not map."""
+        return "unknown_label"
+
     def unknown(self, raw: str) -> str:
         """Why `raw` fits no label, and what to pass instead: the detail of its reject."""
         value = raw.strip()

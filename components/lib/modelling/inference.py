@@ -11,12 +11,14 @@ import numpy as np
 import torch
 
 from components.lib.data.batching import TokenizedSplit, sorted_batches
+from components.lib.data.label_sets import SET_JOIN
 from components.lib.data.labels import read_labels
 from components.lib.data.textclean import TextCleaning
 from components.lib.modelling.calibration import read_temperature, softmax
 from components.lib.modelling.classifier import TextClassifierModel
 from components.lib.modelling.families import load_model
 from components.lib.modelling.sources import load_tokenizer
+from components.lib.modelling.thresholds import read_thresholds, sigmoid
 
 
 def predict_logits(
@@ -48,8 +50,10 @@ def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 @dataclass
 class TextClassifier:
-    """Raw texts in, class probabilities out: each text cleaned as the training data was, then
-    tokenized with the model's own tokenizer, which truncates as in training."""
+    """Raw texts in, label probabilities out: each text cleaned as the training data was, then
+    tokenized with the model's own tokenizer, which truncates as in training. A single-label model's
+    probabilities are a softmax over its classes; a multi-label model's (one with `thresholds`) one
+    sigmoid per label, each label predicted at or above its threshold."""
 
     labels: list[str]
     cleaning: TextCleaning
@@ -57,13 +61,26 @@ class TextClassifier:
     pad_id: int
     logits: Callable[[TokenizedSplit, int], np.ndarray]  # (split, batch size) -> logits in row order
     temperature: float  # train's calibration: probabilities are softmax(logits / temperature)
+    thresholds: np.ndarray | None = None  # multi-label: each label's decision threshold
+
+    @property
+    def multi_label(self) -> bool:
+        return self.thresholds is not None
 
     def encode(self, texts: list[str]) -> TokenizedSplit:
         encodings = self.encoder.encode_batch_fast([self.cleaning.clean(text) for text in texts])
         return TokenizedSplit.from_token_lists([encoding.ids for encoding in encodings], np.zeros(len(texts), dtype=np.int64))
 
     def probabilities(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return softmax(self.logits(self.encode(texts), batch_size), self.temperature)
+        logits = self.logits(self.encode(texts), batch_size)
+        return sigmoid(logits) if self.multi_label else softmax(logits, self.temperature)
+
+    def answers(self, probabilities: np.ndarray) -> list[str]:
+        """Each text's answer: the most probable class, or (multi-label) its labels joined by SET_JOIN, "" for none."""
+        if not self.multi_label:
+            return [self.labels[index] for index in probabilities.argmax(axis=1)]
+        chosen = probabilities >= self.thresholds[None, :]
+        return [SET_JOIN.join(name for name, on in zip(self.labels, row) if on) for row in chosen]
 
 
 def text_classifier(folder: Path, manifest: dict, where: str, logits: Callable[[TokenizedSplit, int, int], np.ndarray]) -> TextClassifier:
@@ -79,6 +96,7 @@ def text_classifier(folder: Path, manifest: dict, where: str, logits: Callable[[
         pad_id=pad_id,
         logits=lambda split, batch_size: logits(split, batch_size, pad_id),
         temperature=read_temperature(folder, where),
+        thresholds=read_thresholds(folder, read_labels(folder), where),
     )
 
 

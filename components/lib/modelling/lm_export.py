@@ -40,13 +40,14 @@ from components.lib.data.contract import (
     ONNX_INT8_FILE,
     TOKENIZER_FILES,
     TORCHSCRIPT_FILE,
+    require_task,
     split_file,
-    task_of,
 )
 from components.lib.errors import UserError
 from components.lib.modelling.language_model import CausalLanguageModel, next_token_loss_sum, predicted_tokens
 from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_ms
 from components.lib.modelling.sources import load_tokenizer
+from components.lib.modelling.sources import pad_id as pad_token
 from components.lib.storage.artifacts import made_from, staged_input, staged_output
 
 # float32 rounding differs per position and averages out over the thousands of positions of the
@@ -77,12 +78,9 @@ def export_language_model(
     """Export a causal LM (train's folder) to ONNX, check it on test blocks, time it; export's flags as export() has them."""
     test_file = split_file(Path(), "test").name
     with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri, only=[test_file]) as (data_dir, data_manifest):
-        if task_of(data_manifest) != CAUSAL_LM:
-            raise UserError(
-                f"{data_uri}: is {task_of(data_manifest)} data, not causal_lm blocks; pass the tokenize output the model was trained on"
-            )
+        require_task(data_manifest, CAUSAL_LM, data_uri)
         model = CausalLanguageModel.load(model_dir, model_uri, for_export=True).eval()
-        pad_id = load_tokenizer(model_uri, str(model_dir)).pad_token_id or 0
+        pad_id = pad_token(load_tokenizer(model_uri, str(model_dir)))
         test = TokenizedSplit.load_blocks(data_dir, "test")
         check_vocabulary(test, model.vocab_size, data_uri)
         block_size = int(test.lengths.max())

@@ -31,12 +31,12 @@ from components.lib.data.contract import (
     STATS_FILE,
     TOKENIZER_DIR,
     TRAINING_CURVES_PICTURE,
-    task_of,
+    require_task,
 )
 from components.lib.errors import UserError
 from components.lib.modelling.language_model import PRETRAINED, BlockScores, CausalLanguageModel, score_blocks
 from components.lib.modelling.ngram import ORDER, TrigramModel, baseline_scores, split_positions, split_stream
-from components.lib.modelling.sources import load_tokenizer
+from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.reporting.plots import language_model_curves_png
 from components.lib.reporting.report import embedded_png, key_value_table, page_start, table
 from components.lib.reporting.tracking import publish_report
@@ -55,14 +55,14 @@ WEIGHTS_CHOSEN = "expectation-maximisation on the validation split"
 def evaluate_language_model(*, model_uri: str, data_uri: str, output_uri: str, report_path: str = "", batch_size: int = 64) -> StageResult:
     """Score a causal LM on the test split beside a trigram baseline; write metrics.json and report.html."""
     with staged_input(model_uri) as (model_dir, model_manifest), staged_input(data_uri) as (data_dir, data_manifest):
-        check_language_model_data(data_uri, data_manifest, model_uri)
+        require_task(data_manifest, CAUSAL_LM, data_uri)
         tokenizer = load_tokenizer(model_uri, str(model_dir))
         vocab_size = check_same_tokenizer(model_uri, tokenizer, data_uri, load_tokenizer(data_uri, str(data_dir / TOKENIZER_DIR)))
         tokens_per_character = tokens_per_character_of_test(data_dir, data_uri)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = CausalLanguageModel.load(model_dir, model_uri).to(device).eval()
         test = TokenizedSplit.load_blocks(data_dir, "test")
-        metrics = model_scores(score_blocks(model, test, batch_size, device, tokenizer.pad_token_id or 0), tokens_per_character)
+        metrics = model_scores(score_blocks(model, test, batch_size, device, pad_id(tokenizer)), tokens_per_character)
         baseline = ngram_baseline(data_dir, vocab_size, test, tokens_per_character)
         samples = generate_samples(model, test, tokenizer)
         with staged_output(output_uri, extra=made_from(model_manifest)) as out:
@@ -89,13 +89,6 @@ def write_report(out: Path, result: dict, model_dir: Path, model_manifest: dict,
     context = {"data": result["data_uri"], **model_manifest.get("lineage", {})}
     report = report_html(heading(result["model_uri"], model_manifest), result, pictures, context)
     publish_report(report, out, report_path, model_dir, result["test"], [out / METRICS_FILE, *pictures])
-
-
-def check_language_model_data(data_uri: str, data_manifest: dict, model_uri: str) -> None:
-    if task_of(data_manifest) != CAUSAL_LM:
-        raise UserError(
-            f"{data_uri}: is {task_of(data_manifest)} data; {model_uri} is a causal language model: evaluate it on causal_lm data"
-        )
 
 
 def check_same_tokenizer(model_uri: str, model_tokenizer, data_uri: str, data_tokenizer) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "weighted_f1": True, "macro_precision": True, "macro_recall": True, "loss": False,
-                    "perplexity": False, "next_token_accuracy": True}  # fmt: skip
+                    "perplexity": False, "next_token_accuracy": True,
+                    "micro_f1": True, "micro_precision": True, "micro_recall": True,  # multi-label's
+                    "subset_accuracy": True, "hamming_loss": False}  # fmt: skip
 LANGUAGE_MODEL_METRICS = ("loss", "perplexity", "next_token_accuracy")  # what a causal LM's evaluation reports
 
 

@@ -2,10 +2,12 @@
 
 V1      POST /v1/models/<name>:predict   {"instances": ["text", ...]}
         -> {"predictions": [{"label": "positive", "probabilities": {"negative": 0.02, ...}}, ...]}
+           a multi-label model: {"labels": ["insult", "toxic"], "probabilities": {...}} (each label's own)
 V2      POST /v2/models/<name>/infer     (the Open Inference Protocol)
         {"inputs": [{"name": "text", "shape": [n], "datatype": "BYTES", "data": ["text", ...]}]}
-        -> outputs "label" (BYTES, [n]) and "probabilities" (FP32, [n, classes]); the response's
-           "labels" parameter names the columns of "probabilities".
+        -> outputs "label" (BYTES, [n]; multi-label: the labels joined by "|", "" for none) and
+           "probabilities" (FP32, [n, labels]); the response's "labels" parameter names the columns
+           of "probabilities".
 
 Every mistake in a request is an `InvalidInput`, which the KServe server answers with status 400
 and {"error": "<one line>"}.
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from components.lib.data.label_sets import SET_JOIN
 
 TEXT_INPUT = "text"
 LABEL_OUTPUT = "label"
@@ -93,23 +97,26 @@ def checked_texts(values: object, where: str, limits: RequestLimits) -> list[str
     return values
 
 
-def predicted_labels(labels: list[str], probabilities: np.ndarray) -> list[str]:
-    return [labels[index] for index in probabilities.argmax(axis=1)]
-
-
-def v1_response(labels: list[str], probabilities: np.ndarray) -> dict:
+def v1_response(labels: list[str], probabilities: np.ndarray, answers: list[str], multi_label: bool) -> dict:
+    """`answers`: each text's class, or (multi-label) its labels joined by SET_JOIN."""
+    if multi_label:
+        return {
+            "predictions": [
+                {"labels": answer.split(SET_JOIN) if answer else [], "probabilities": dict(zip(labels, row.tolist()))}
+                for answer, row in zip(answers, probabilities)
+            ]
+        }
     return {
-        "predictions": [
-            {"label": label, "probabilities": dict(zip(labels, row.tolist()))}
-            for label, row in zip(predicted_labels(labels, probabilities), probabilities)
-        ]
+        "predictions": [{"label": answer, "probabilities": dict(zip(labels, row.tolist()))} for answer, row in zip(answers, probabilities)]
     }
 
 
-def v2_response(request: InferRequest, model_name: str, version: str, labels: list[str], probabilities: np.ndarray) -> InferResponse:
+def v2_response(
+    request: InferRequest, model_name: str, version: str, labels: list[str], probabilities: np.ndarray, answers: list[str]
+) -> InferResponse:
     rows = len(probabilities)
     outputs = [
-        InferOutput(LABEL_OUTPUT, [rows], "BYTES", predicted_labels(labels, probabilities)),
+        InferOutput(LABEL_OUTPUT, [rows], "BYTES", answers),
         InferOutput(PROBABILITIES_OUTPUT, [rows, len(labels)], "FP32", probabilities.astype(np.float32).reshape(-1).tolist()),
     ]
     response_id = request.id or str(uuid.uuid4())

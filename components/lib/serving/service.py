@@ -11,9 +11,10 @@ from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferRequest
 from prometheus_client import Counter, Histogram
 
+from components.lib.data.label_sets import SET_JOIN
 from components.lib.modelling.inference import TextClassifier
 from components.lib.serving.batching import MicroBatcher
-from components.lib.serving.protocol import RequestLimits, predicted_labels, v1_response, v1_texts, v2_metadata, v2_response, v2_texts
+from components.lib.serving.protocol import RequestLimits, v1_response, v1_texts, v2_metadata, v2_response, v2_texts
 
 # Beside KServe's own request_*_seconds histograms on GET /metrics.
 PREDICTIONS = Counter("textclf_predictions", "Texts classified, by predicted label", ["model_name", "label"])
@@ -62,11 +63,14 @@ class TextClassifierService(kserve.Model):
             REFUSED.labels(self.name).inc()
             raise
         probabilities = await self.classify(texts)
-        for label in predicted_labels(self.classifier.labels, probabilities):
-            PREDICTIONS.labels(self.name, label).inc()
+        answers = self.classifier.answers(probabilities)
+        for answer in answers:
+            for label in answer.split(SET_JOIN) if self.classifier.multi_label else [answer]:
+                if label:
+                    PREDICTIONS.labels(self.name, label).inc()
         if v2:
-            return v2_response(payload, self.name, self.version, self.classifier.labels, probabilities)
-        return v1_response(self.classifier.labels, probabilities)
+            return v2_response(payload, self.name, self.version, self.classifier.labels, probabilities, answers)
+        return v1_response(self.classifier.labels, probabilities, answers, self.classifier.multi_label)
 
     def get_input_types(self) -> list[dict]:
         return v2_metadata(self.classifier.labels)[0]

@@ -40,17 +40,8 @@ class LanguageModelTuner(FineTuner):
     def loss_units(self, rows: np.ndarray) -> int:
         return predicted_tokens(self.train_split.lengths[rows])
 
-    def forward_backward(self, batch: dict[str, torch.Tensor], step_tokens: int) -> torch.Tensor:
-        """One micro-batch's backward pass; returns its loss sum, left on the device (see settle_losses)."""
-        self.samples_seen += len(batch["input_ids"])
-        self.tokens_seen += int(batch["attention_mask"].sum())
-        self.padded_tokens_seen += batch["input_ids"].numel()
-        batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-        with self.autocast():
-            logits = self.train_model(batch["input_ids"], batch["attention_mask"])
-        loss_sum = next_token_loss_sum(logits, batch["input_ids"], batch["attention_mask"])
-        self.scaler.scale(loss_sum * self.dist.world_size / step_tokens).backward()
-        return loss_sum.detach()
+    def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return next_token_loss_sum(logits, batch["input_ids"], batch["attention_mask"])
 
     def evaluate(self) -> dict[str, Any]:
         scores = score_blocks(self.model, self.validation, self.config.eval_batch_size, self.device, self.pad_id, self.autocast)

@@ -14,8 +14,9 @@ cuDNN/cuBLAS nondeterminism.
 The loss of an optimizer step is the sum of per-row losses over every row of the step (all
 micro-batches, all processes) divided by that row count. So accumulating k micro-batches, or
 splitting a batch over k processes, computes the same update as one k-times-larger batch.
-`LanguageModelTuner` (language_model.py) is the same loop for causal language models, where the
-unit of the loss is a predicted token instead of a row.
+A task with another loss or validation subclasses `FineTuner` and overrides `loss_sum`, `loss_units`
+and `evaluate` (`LanguageModelTuner` in lm_trainer.py: the unit of the loss is a predicted token
+instead of a row); the task (components/lib/tasks/) names its tuner.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from tqdm import tqdm
 
 from components.lib.data.batching import TokenizedSplit, curriculum_epoch, plan_epoch, shard
 from components.lib.errors import UserError
-from components.lib.modelling.classifier import TextClassifierModel
 from components.lib.modelling.inference import mean_cross_entropy, predict_logits
 from components.lib.reporting.metrics import classification_metrics, headline, is_improvement
 from components.lib.training import checkpoint
@@ -125,7 +125,7 @@ class FineTuner:
     def __init__(
         self,
         config: TrainConfig,
-        model: TextClassifierModel,
+        model: torch.nn.Module,  # a TextClassifierModel, or what the task's tuner trains
         label_names: list[str],
         train: TokenizedSplit,
         validation: TokenizedSplit,
@@ -150,6 +150,7 @@ class FineTuner:
         self.device = distributed.device
         self.dtype = autocast_dtype(config.precision, self.device)
         self.global_batch_size = config.batch_size * distributed.world_size
+        self.said_rows_left_out = False  # plan() warns once when torchrun leaves rows out
         self.micro_batches_per_epoch = len(self.plan(0))
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / config.grad_accum_steps)
         self.total_steps = config.epochs * self.steps_per_epoch
@@ -203,8 +204,15 @@ class FineTuner:
         else:
             batches = plan_epoch(self.train_split.lengths, self.global_batch_size, config.seed, epoch, config.group_by_length)
         # Every process needs at least one row of each batch; a last batch smaller than the
-        # number of processes is dropped (only ever under torchrun).
-        return [batch for batch in batches if len(batch) >= self.dist.world_size]
+        # number of processes is dropped (only ever under torchrun), and said.
+        kept = [batch for batch in batches if len(batch) >= self.dist.world_size]
+        if len(kept) < len(batches) and self.dist.is_main and not self.said_rows_left_out:
+            self.said_rows_left_out = True
+            dropped = sum(len(batch) for batch in batches) - sum(len(batch) for batch in kept)
+            log.warning(
+                "%d row(s) per epoch left out: a last batch smaller than the %d processes cannot be shared", dropped, self.dist.world_size
+            )
+        return kept
 
     def resume(self) -> bool:
         if not self.checkpoint_uri:
@@ -343,20 +351,24 @@ class FineTuner:
         batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
         with self.autocast():
             logits = self.train_model(batch["input_ids"], batch["attention_mask"])
+        loss_sum = self.loss_sum(logits, batch)
+        # DDP averages gradients over processes, so scale by world size to get the sum over loss units.
+        self.scaler.scale(loss_sum * self.dist.world_size / step_rows).backward()
+        return loss_sum.detach()
+
+    def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The micro-batch's loss summed over its loss units (`loss_units`): here cross-entropy over rows, with
+        class weights and label smoothing, and distillation from a teacher's logits. A task with another
+        loss subclasses the tuner and overrides this (lm_trainer.py, multilabel_trainer.py)."""
+        logits = logits.float()
         loss_sum = torch.nn.functional.cross_entropy(
-            logits.float(),
-            batch["labels"],
-            weight=self.loss_weights,
-            label_smoothing=self.config.label_smoothing,
-            reduction="sum",
+            logits, batch["labels"], weight=self.loss_weights, label_smoothing=self.config.label_smoothing, reduction="sum"
         )
         if "teacher_logits" in batch:
             loss_sum = distillation_loss_sum(
-                logits.float(), batch["teacher_logits"], loss_sum, self.config.distill_temperature, self.config.distill_alpha
+                logits, batch["teacher_logits"], loss_sum, self.config.distill_temperature, self.config.distill_alpha
             )
-        # DDP averages gradients over processes, so scale by world size to get the sum over rows.
-        self.scaler.scale(loss_sum * self.dist.world_size / step_rows).backward()
-        return loss_sum.detach()
+        return loss_sum
 
     def optimizer_step(self) -> None:
         if self.config.max_grad_norm > 0:
