@@ -1,4 +1,4 @@
-"""The pipeline's side of the quality gate (declared per task in components/lib/quality_gate.py):
+"""The pipeline's side of the quality gate (each task declares its Gate in components/lib/tasks/):
 the threshold a run compared with, for the local run's summary. The DAG's condition reads evaluate's
 PASSES_OUTPUT (pipelines/pipeline.py); the parameters' names come from the same declarations
 (pipelines/parameters.py)."""

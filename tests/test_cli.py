@@ -2,6 +2,7 @@
 lists every flag in full, and a committed output is replaced only when asked."""
 
 import json
+import shlex
 
 import pytest
 
@@ -99,7 +100,7 @@ def test_registry_help_lists_its_commands_and_each_commands_flags():
 def as_typed(default) -> str:
     if isinstance(default, bool):
         return str(default).lower()
-    return str(default) if default != "" else "''"
+    return shlex.quote(default) if isinstance(default, str) else str(default)  # as typed on a command line: '' and '|' quoted
 
 
 @pytest.fixture

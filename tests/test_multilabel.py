@@ -220,3 +220,15 @@ def test_one_column_per_label_is_multi_label_data_and_classification_says_so(tmp
         input_uri=str(source), output_uri=str(tmp_path / "kept"), task=TASK, label_columns="toxic,insult", allow_missing_classes=True
     )
     assert read_labels(tmp_path / "kept") == ["insult", "toxic|insult"]  # the sets, first seen first, in the columns' order
+
+
+def test_the_bundled_foldoc_sample_is_what_the_data_readme_says():
+    from tests.conftest import REPO
+
+    table = pq.read_table(REPO / "data" / "sample" / "foldoc" / "foldoc.parquet").to_pydict()
+    sets = [labels.split("|") for labels in table["labels"]]
+    assert len(sets) == 7220 and len({name for labels in sets for name in labels}) == 28
+    assert sum(len(labels) > 1 for labels in sets) == 1355
+    assert sum(labels.count("language") for labels in sets) == 1148 and sum(labels.count("chat") for labels in sets) == 110
+    text = (REPO / "data" / "sample" / "README.md").read_text()
+    assert "7,220 rows" in text and "1,355 rows (18.8%)" in text and "language 1,148" in text

@@ -291,15 +291,16 @@ def test_register_takes_only_the_onnx_export_as_an_artifact(compiled):
 
 def test_the_gate_is_declared_once(tmp_path):
     """register runs on evaluate's verdict, and evaluate and register read each task's threshold from the
-    one pipeline parameter its declaration names (components/lib/quality_gate.py)."""
-    from components.lib.quality_gate import GATES, PASSES_OUTPUT
+    one pipeline parameter its declaration names (each task's Gate, components/lib/tasks/)."""
+    from components.lib.quality_gate import PASSES_OUTPUT
+    from components.lib.tasks import all_gates
 
     spec = next(yaml.safe_load_all(compile_pipeline(KubeflowSettings(), tmp_path / "pipeline.yaml").read_text()))
     condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
     assert condition == f"inputs.parameter_values['pipelinechannel--evaluate-{PASSES_OUTPUT}'] == true"
     evaluate = spec["root"]["dag"]["tasks"]["evaluate"]["inputs"]["parameters"]
     register = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register"]["inputs"]["parameters"]
-    for task_gate in GATES.values():
+    for task_gate in all_gates():
         assert evaluate[task_gate.flag]["componentInputParameter"] == task_gate.parameter
         assert register[task_gate.flag]["componentInputParameter"] == f"pipelinechannel--{task_gate.parameter}"
 

@@ -223,7 +223,10 @@ def test_classification_still_refuses_txt_files(tmp_path):
         ),
         (["--near_duplicate_threshold", "1"], "error: --near_duplicate_threshold: must be at least 0 (off) and below 1, got 1.0"),
         (["--near_duplicate_threshold", "-0.1"], "error: --near_duplicate_threshold: must be at least 0 (off) and below 1, got -0.1"),
-        (["--task", "causal"], "error: --task: must be one of sequence_classification, causal_lm; got 'causal'"),
+        (
+            ["--task", "causal"],
+            "error: --task: must be one of sequence_classification, causal_lm, multi_label_classification; got 'causal'",
+        ),
     ],
 )
 def test_refusals_are_one_line_and_exit_status_2(flags, expected, tmp_path):

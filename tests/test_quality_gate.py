@@ -3,7 +3,7 @@
 import pytest
 
 from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION
-from components.lib.quality_gate import GATES
+from components.lib.tasks import task_named
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,7 @@ from components.lib.quality_gate import GATES
     ],
 )
 def test_the_gate_passes_exactly_what_it_should(task, value, threshold, passes):
-    assert GATES[task].passes(value, threshold) is passes
+    assert task_named(task).gate.passes(value, threshold) is passes
 
 
 def test_a_check_switched_off_stays_off_after_a_refusal_and_the_rest_are_not_run():

@@ -74,12 +74,15 @@ def test_a_task_declared_here_goes_through_every_stage(sample_source, tiny_model
         assert read_manifest(str(root / folder))["lineage"][TASK_KEY] == "ordinal_sentiment", folder
 
 
-def test_registry_show_names_the_task_from_the_versions_lineage(sample_source, tiny_model, tmp_path, monkeypatch):
-    """`registry show` runs in its own process here, where the task is unknown: the lineage names it, and the
-    command says so in one line rather than guessing classification."""
+def test_an_output_whose_lineage_names_an_unknown_task_is_refused_in_one_line(sample_source, tiny_model, tmp_path, monkeypatch):
+    """A stage reads the task from its input's lineage: one it does not know (written where that task was
+    registered, read where it is not) is refused in one line naming it, never taken for classification."""
     monkeypatch.setitem(TASKS, OrdinalSentimentTask.name, OrdinalSentimentTask())
     preprocess(input_uri=str(sample_source), output_uri=str(tmp_path / "data"), task="ordinal_sentiment")
-    with pytest.raises(UserError, match=r"data: its lineage's task: must be one of sequence_classification, causal_lm"):
+    with pytest.raises(
+        UserError,
+        match=r"data: its lineage's task: must be one of sequence_classification, causal_lm, multi_label_classification; got 'ordinal_sentiment'$",
+    ):
         monkeypatch.delitem(TASKS, OrdinalSentimentTask.name)
         tokenize(data_uri=str(tmp_path / "data"), output_uri=str(tmp_path / "tokens"), base_model=str(tiny_model), max_length=32)
     assert not (tmp_path / "tokens").exists()
@@ -92,7 +95,10 @@ def test_an_unknown_task_is_refused_in_one_line_naming_the_known_ones(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: --task: must be one of sequence_classification, causal_lm; got 'regression'"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: --task: must be one of sequence_classification, causal_lm, multi_label_classification; got 'regression'"
+    )
     assert not (tmp_path / "out").exists()
 
 
