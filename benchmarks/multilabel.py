@@ -14,6 +14,7 @@ components/lib/reporting/multilabel_metrics.py on the same test rows.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,7 @@ def main() -> int:
         "labels": len(names),
         "recipe": {key: value for key, value in yaml.safe_load((REPO / CONFIG).read_text())["parameters"].items() if key in RECIPE_KEYS},
         "make_run_seconds": round(seconds, 1),
+        "load_average_at_end": [round(value, 2) for value in os.getloadavg()],  # 1, 5, 15 minutes: other work on the machine
         "stage_seconds": summary[0].split(": ", 1)[1],
         "registered": any(line.startswith("registered: ") for line in summary),
         "pipeline": {name: round(test[name], 4) for name in FIGURES},
@@ -90,6 +92,15 @@ def main() -> int:
     return 0
 
 
+def load_note(result: dict) -> str:
+    """The machine's load while the run went on, when it was recorded: on 2 cores anything above 2 slowed it."""
+    if "load_during_run" in result:
+        return f"; {result['load_during_run']}"
+    if "load_average_at_end" in result:
+        return f"; load average at the end {', '.join(map(str, result['load_average_at_end']))} (1, 5, 15 min)"
+    return ""
+
+
 def markdown(result: dict) -> str:
     rows = [[name.replace("_", " "), result["pipeline"][name], result["tfidf"][name], result["label_frequency"][name]] for name in FIGURES]
     per_label = [[name, *figures] for name, figures in sorted(result["per_label_f1"].items(), key=lambda item: -item[1][2])]
@@ -98,7 +109,7 @@ def markdown(result: dict) -> str:
         f" standard benchmark): {result['rows']['train']} train, {result['rows']['validation']} validation and"
         f" {result['rows']['test']} test rows, {result['labels']} labels. `make run CONFIG={CONFIG}` (MiniLM; "
         + ", ".join(f"{key} {value}" for key, value in result["recipe"].items())
-        + f") took {result['make_run_seconds']:.0f} s ({result['stage_seconds']});"
+        + f") took {result['make_run_seconds']:.0f} s ({result['stage_seconds']}{load_note(result)});"
         f" {'registered' if result['registered'] else 'not registered'}. The TF-IDF one-vs-rest logistic regression"
         f" (C {result['tfidf']['C']}, chosen on validation micro-F1) took {result['tfidf']['seconds']:.0f} s on the same splits."
         " Both decide each label at its own threshold tuned on validation; test scores:\n\n"
