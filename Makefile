@@ -59,9 +59,10 @@ test: setup ## compile, lint, golden YAML, submit stub, component dry-runs, then
 compile: setup ## compile the pipelines to build/pipeline.yaml, build/sweep.yaml and build/kfold.yaml
 	$(PYTHON) -m pipelines.compile --config $(CONFIG) $(ARGS)
 
-lint: setup compile ## ruff, yamllint, the compiled YAML against the backend contract (docs/kubeflow-contract.md), the InferenceService against Knative and KServe, manifests, hadolint
+lint: setup compile ## ruff, mypy (components/ and pipelines/, [tool.mypy]), yamllint, the compiled YAML against the backend contract (docs/kubeflow-contract.md), the InferenceService against Knative and KServe, manifests, hadolint
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 	$(PYTHON) -m yamllint -c .yamllint.yaml build/pipeline.yaml build/sweep.yaml build/kfold.yaml configs manifests
 	$(PYTHON) -m pipelines.lint build/pipeline.yaml build/sweep.yaml build/kfold.yaml
 	$(PYTHON) -m pipelines.serving_lint

@@ -17,6 +17,7 @@ import difflib
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,13 @@ def promote(*, registry_uri: str, model_name: str, version: str, alias: str = PR
     return StageResult(summary={"model_name": model_name, "alias": alias, "version": number, "previous": previous})
 
 
-COMMANDS = {"models": models, "list": list_versions, "show": show, "fetch": fetch, "promote": promote}
+COMMANDS: dict[str, Callable[..., StageResult | None]] = {
+    "models": models,
+    "list": list_versions,
+    "show": show,
+    "fetch": fetch,
+    "promote": promote,
+}
 
 
 def refuse_unknown_command(argv: list[str]) -> None:

@@ -54,7 +54,7 @@ from components.lib.training.distributed import Distributed
 from components.lib.training.lr_finder import RangeTest, lr_range_test
 from components.lib.training.reporters import Reporters, parse_report_to
 from components.lib.training.settings import TrainConfig, takes_settings
-from components.lib.training.trainer import FineTuner, sample_training_rows, seed_everything
+from components.lib.training.trainer import FineTuner, TunerInputs, sample_training_rows, seed_everything
 
 log = logging.getLogger("components.train")
 SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}\Z")
@@ -120,17 +120,19 @@ def train(
         work = Path(scratch)
         reporters = Reporters(reporters_wanted if distributed.is_main else [], work / "logs", asdict(config))
         tuner = setup.tuner_class(
-            config,
-            model,
-            label_names,
-            sample_training_rows(train_split, config.max_train_samples, config.seed),
-            setup.validation,
-            pad_id(tokenizer),
-            work,
-            checkpoint_uri,
-            identity,
-            reporters,
-            distributed,
+            TunerInputs(
+                config=config,
+                model=model,
+                label_names=label_names,
+                train=sample_training_rows(train_split, config.max_train_samples, config.seed),
+                validation=setup.validation,
+                pad_id=pad_id(tokenizer),
+                work_dir=work,
+                checkpoint_uri=checkpoint_uri,
+                identity=identity,
+                reporters=reporters,
+                distributed=distributed,
+            )
         )
         range_test = find_learning_rate(tuner, config.lr_finder_steps, config.learning_rate) if config.lr_finder_steps else None
         resumed = tuner.resume()

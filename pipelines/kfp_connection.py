@@ -121,5 +121,5 @@ def harden_requests() -> None:
             raise WebPageAnswer(answer.url)
         return response
 
-    request.hardened = True
+    vars(request)["hardened"] = True  # a function attribute: mypy's function type declares none
     rest.RESTClientObject.request = request

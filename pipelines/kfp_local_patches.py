@@ -104,8 +104,10 @@ def timed_handlers() -> None:
             """kfp.local's own subprocess run (use_venv=False: this interpreter), keeping the exit status."""
             command = subprocess_task_handler.replace_python_executable(self.full_command, sys.executable)
             environment = {**os.environ, **self.env_vars}
-            output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "bufsize": 1}
-            with subprocess.Popen(command, env=environment, **output) as process:
+            with subprocess.Popen(
+                command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            ) as process:
+                assert process.stdout is not None  # stdout=PIPE
                 error_line = stream(process.stdout)
                 return process.wait(), error_line
 
@@ -169,7 +171,7 @@ def no_retry_of_user_errors() -> None:
             logging.getLogger(__name__).error("stage %s: a user error, not retried", error)
             return {}, status.Status.FAILURE
 
-    execute_single_task.stops_on_user_error = True
+    vars(execute_single_task)["stops_on_user_error"] = True  # a function attribute: mypy's function type declares none
     # The orchestrators call it as task_executor.execute_single_task, so rebinding it is enough.
     task_executor.execute_single_task = execute_single_task
 
@@ -242,7 +244,7 @@ def resolve_named_task_outputs() -> None:
                     pass
             raise
 
-    get_parent_input.resolves_named_outputs = True
+    vars(get_parent_input)["resolves_named_outputs"] = True
     io.IOStore.get_parent_input = get_parent_input
 
 
@@ -274,5 +276,5 @@ def loops_keep_upstream_outputs() -> None:
             iteration.inputs.parameters[name].CopyFrom(spec)
         return iteration
 
-    create_parameter_loop_iteration_task_spec.keeps_upstream_outputs = True
+    vars(create_parameter_loop_iteration_task_spec)["keeps_upstream_outputs"] = True
     task_spec_utils.create_parameter_loop_iteration_task_spec = create_parameter_loop_iteration_task_spec

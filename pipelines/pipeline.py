@@ -15,7 +15,7 @@ On the cluster:
 - checkpoints go to `<checkpoint_root>/<run id>`, outside the artifact graph, so a retried
   train task resumes from them;
 - register runs only if evaluate's test score passes the task's quality gate (`min_macro_f1`, or
-  `max_perplexity` for causal_lm; components/lib/quality_gate.py);
+  `max_perplexity` for causal_lm; each task declares its gate in components/lib/tasks/);
 - deploy runs after it only with `deploy=true` and a registered version: a KServe InferenceService.
 """
 
@@ -26,6 +26,7 @@ import re
 
 from kfp import dsl, kubernetes
 
+from components.lib.cli import set_signature
 from components.lib.credentials import credential_in
 from components.lib.errors import UserError
 from components.lib.quality_gate import PASSES_OUTPUT
@@ -253,7 +254,7 @@ def pipeline_function(variant: str):
         wire(build, build.given)
 
     pipeline.__name__ = pipeline.__qualname__ = name.replace("-", "_")
-    pipeline.__signature__ = inspect.Signature(parameters)
+    set_signature(pipeline, inspect.Signature(parameters))
     pipeline.__doc__ = docstring(summary, help_texts)
     return pipeline
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from typing import Any
 
 from kfp import dsl
 
-from components.lib.cli import EXECUTOR_INPUT_FLAG
+from components.lib.cli import EXECUTOR_INPUT_FLAG, set_signature
 from components.lib.quality_gate import PASSES_OUTPUT
 
 CACHE_SCOPE = "cache_scope"  # every component's input that only the cache key reads (pipelines/parameters.py)
@@ -156,7 +157,7 @@ def make_component(stage: str, image: str):
     parameters.append(inspect.Parameter(CACHE_SCOPE, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str, default=""))
     order = [parameter.name for parameter in parameters]
 
-    def container(*values):
+    def container(*values: Any) -> dsl.ContainerSpec:
         given = dict(zip(order, values))
         args: list = []
         for artifact in interface.artifacts:
@@ -169,7 +170,7 @@ def make_component(stage: str, image: str):
     container.__name__ = stage
     container.__qualname__ = stage
     container.__doc__ = function.__doc__
-    container.__signature__ = inspect.Signature(parameters)
+    set_signature(container, inspect.Signature(parameters))
     container.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
     return dsl.container_component(container)
 

@@ -380,7 +380,10 @@ def pipeline_version(client, submission: Submission) -> tuple[str, str, bool]:
         except kfp_server_api.ApiException as error:
             if error.status != HTTP_CONFLICT:
                 raise
-            return pipeline_id, find_version(client, pipeline_id, submission.version_name), False  # a submit beside ours uploaded it
+            uploaded = find_version(client, pipeline_id, submission.version_name)  # by a submit beside ours
+            if uploaded is None:  # the conflict named a version that is not there: the server's error says more
+                raise
+            return pipeline_id, uploaded, False
     return pipeline_id, version.pipeline_version_id, True
 
 

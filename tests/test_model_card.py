@@ -8,16 +8,11 @@ import re
 
 import pytest
 
+from components.lib.cards.classifier import build_model_card
+from components.lib.cards.language_model import build_language_model_card
+from components.lib.cards.shared import EXAMPLE_CHARACTERS, GENERIC_EXAMPLE, rows_trained_on, shaping_flags
 from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION, STATS_FILE, TOKENIZED_SCHEMA, read_split
 from components.lib.errors import UserError
-from components.lib.reporting.model_card import (
-    EXAMPLE_CHARACTERS,
-    GENERIC_EXAMPLE,
-    build_language_model_card,
-    build_model_card,
-    rows_trained_on,
-    shaping_flags,
-)
 from components.lib.tasks import task_named
 from components.lib.tasks.causal_lm_training import language_model_settings
 from components.lib.training.settings import SETTINGS, TrainConfig, applies_to

@@ -318,7 +318,7 @@ def test_language_model_evaluation_with_classification_data_is_a_user_error(tmp_
 
 
 def test_the_card_of_a_fine_tuned_model_names_its_base_model_and_tokenizer():
-    from components.lib.reporting.model_card import build_language_model_card
+    from components.lib.cards.language_model import build_language_model_card
 
     lineage = {**LINEAGE, "lm_size": "pretrained", "tokenizer": "base", "base_model": "distilgpt2"}
     metrics = {"test": {"perplexity": 20.0}, "baseline_ngram": {"perplexity": 30.0}, "samples": []}

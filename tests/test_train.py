@@ -16,7 +16,7 @@ from components.lib.training.distributed import Distributed
 from components.lib.training.optim import parameter_groups
 from components.lib.training.reporters import Reporters
 from components.lib.training.settings import SETTINGS, TrainConfig
-from components.lib.training.trainer import FineTuner, autocast_dtype
+from components.lib.training.trainer import FineTuner, TunerInputs, autocast_dtype
 from components.train import train
 from tests.conftest import train_flags
 
@@ -148,8 +148,10 @@ def make_tuner(prepared_data, tiny_model, tmp_path, **overrides) -> FineTuner:
     labels = ["negative", "neutral", "positive"]
     model = HuggingFaceClassifier.create(ModelRequest(str(tiny_model), str(tiny_model), labels, vocab_size=0))
     tokens = prepared_data[1]
-    return FineTuner(config, model, ["negative", "neutral", "positive"], TokenizedSplit.load(tokens, "train"), TokenizedSplit.load(tokens, "validation"),
-                     0, tmp_path, "", {}, Reporters([], tmp_path, {}), Distributed())  # fmt: skip
+    return FineTuner(TunerInputs(config=config, model=model, label_names=["negative", "neutral", "positive"],
+                                 train=TokenizedSplit.load(tokens, "train"), validation=TokenizedSplit.load(tokens, "validation"), pad_id=0,
+                                 work_dir=tmp_path, checkpoint_uri="", identity={}, reporters=Reporters([], tmp_path, {}),
+                                 distributed=Distributed()))  # fmt: skip
 
 
 # The settings' own defaults, made fast and deterministic for the tiny model.
@@ -451,7 +453,7 @@ def test_each_setting_is_declared_once_and_reaches_the_flags_the_help_and_the_pi
 
     import docstring_parser
 
-    from components.lib.reporting.model_card import ON_MODEL_CARD
+    from components.lib.cards.shared import ON_MODEL_CARD
     from pipelines.parameters import pipeline_parameters
     from pipelines.pipeline import SWEEPABLE
 

@@ -83,7 +83,8 @@ def run_stage(stage_fn: Callable[..., StageResult | None] | dict[str, Callable[.
     else:
         component = typed_command(stage_fn)
     main = sys.modules["__main__"]
-    module = main.__spec__.name if getattr(main, "__spec__", None) else Path(sys.argv[0]).stem
+    spec = getattr(main, "__spec__", None)
+    module = spec.name if spec else Path(sys.argv[0]).stem
     argv = sys.argv[1:]
     artifacts.WRITER.set(module)  # recorded in every manifest this stage commits
     if any(word in HELP_WORDS for word in argv):
@@ -225,8 +226,14 @@ def typed_command(stage_fn: Callable[..., StageResult | None]) -> Callable[..., 
     ]
     if guards_output:
         parameters.append(inspect.Parameter(OVERWRITE_FLAG, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool))
-    command.__signature__ = signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
+    set_signature(command, signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty))
     return command
+
+
+def set_signature(function: Callable[..., Any], signature: inspect.Signature) -> None:
+    """What inspect.signature (how Fire and kfp read a function) answers for `function` from now on: its
+    __signature__, set through its __dict__ as mypy's function type declares no such attribute."""
+    vars(function)["__signature__"] = signature
 
 
 def refuse_credentials(flags: dict[str, Any]) -> None:

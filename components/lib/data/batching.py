@@ -30,6 +30,13 @@ class TokenizedSplit:
     labels: np.ndarray | None  # None for a language model's blocks, which predict their own next tokens
     teacher_logits: np.ndarray | None = None  # a distillation teacher's logits, one row per row, when there is one
 
+    @property
+    def gold(self) -> np.ndarray:
+        """The labels of a labelled split (every split but a language model's blocks)."""
+        if self.labels is None:
+            raise ValueError("this split has no labels: a language model's blocks predict their own next tokens")
+        return self.labels
+
     @classmethod
     def load(cls, folder: Path, split: str) -> TokenizedSplit:
         table = read_split(folder, split, TOKENIZED_SCHEMA, columns=["input_ids", "length", "label"])
@@ -97,7 +104,7 @@ def plan_epoch(lengths: np.ndarray, global_batch_size: int, seed: int, epoch: in
     if not group_by_length:
         return [order[start : start + global_batch_size] for start in range(0, len(order), global_batch_size)]
     window = global_batch_size * LENGTH_GROUP_WINDOW
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(order), window):
         chunk = order[start : start + window]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]

@@ -16,6 +16,7 @@ from components.lib.data.contract import CLEAN_SCHEMA, SPLITS
 from components.lib.data.labels import LabelMapper
 from components.lib.data.quarantine import RejectsWriter
 from components.lib.data.readers import SourceBatch
+from components.lib.data.readers.common import RawValue
 from components.lib.data.textclean import clean_text
 
 UNASSIGNED = -1
@@ -96,17 +97,19 @@ def check_rows(
     for position, raw_text, raw_label in zip(batch.positions, batch.texts, batch.labels):
         candidates.rows_in += 1
         text, label_text, problem = decode_row(raw_text, raw_label, encoding)
-        if problem is None and not (raw_text.isascii() and (raw_label is None or raw_label.isascii())):
+        if problem is None and not all_ascii(raw_text, raw_label):
             candidates.files.setdefault(batch.source, Counter())["decoded_non_ascii"] += 1
         if problem is not None and problem[0] == "undecodable_text":
             candidates.first_undecodable.setdefault(batch.source, b"\n".join(v for v in (raw_text, raw_label) if isinstance(v, bytes)))
         if problem is None:
             text = clean_text(text, cleaning.mask_urls, cleaning.mask_mentions)
-            problem = check_text(text, cleaning.max_chars) or check_label_present(label_text) or check_unicode(text, label_text)
+            problem = check_text(text, cleaning.max_chars) or check_label_present(label_text) or check_unicode(text, label_text or "")
         label = None
         if problem is None:
+            assert label_text is not None  # check_label_present passed
             label = to_label_code(label_text, mapper, candidates)
             if label is None:
+                assert mapper is not None  # without a mapper every label gets a code
                 problem = (mapper.rejection(label_text), mapper.unknown(label_text))
         candidates.tally(batch.source, position, problem[0] if problem else None)
         if problem is not None:
@@ -131,7 +134,13 @@ def text_key(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.casefold().encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def decode_row(raw_text, raw_label, encoding: str) -> tuple[str | None, str | None, tuple[str, str] | None]:
+def all_ascii(*values: RawValue) -> bool:
+    """No value holds a non-ASCII character or byte (None holds none)."""
+    return all(value is None or value.isascii() for value in values)
+
+
+def decode_row(raw_text, raw_label, encoding: str) -> tuple[str, str | None, tuple[str, str] | None]:
+    """The text ("" when there is none), the label, and what is wrong with them, if anything."""
     hint = "pass --encoding if the file uses another"
     label_text, problem = raw_label, None
     if isinstance(raw_label, bytes):
@@ -141,7 +150,7 @@ def decode_row(raw_text, raw_label, encoding: str) -> tuple[str | None, str | No
             label_text = raw_label.decode(encoding, "replace")
             problem = ("undecodable_text", f"the label is not valid {encoding}: {error.reason} at byte {error.start}; {hint}")
     if raw_text is None:
-        return None, label_text, ("missing_text", "the text is null")
+        return "", label_text, ("missing_text", "the text is null")
     if isinstance(raw_text, bytes):
         try:
             return raw_text.decode(encoding), label_text, problem

@@ -209,7 +209,7 @@ def spool_documents(records, flags: CorpusFlags, rejects: RejectsWriter, spool_p
 def check_documents(batch: SourceBatch, cleaning: Cleaning, rejects: RejectsWriter, documents: Documents) -> pa.Table:
     """Decode, clean and check one batch; quarantine what fails; return the documents that pass."""
     encoding = documents.encodings.setdefault(batch.source, batch.encoding or cleaning.encoding)
-    kept = {name: [] for name in SPOOL_SCHEMA.names}
+    kept: dict[str, list] = {name: [] for name in SPOOL_SCHEMA.names}
     hashes, lengths, signatures = [], [], []
     for position, raw in zip(batch.positions, batch.texts):
         documents.rows_in += 1
@@ -231,7 +231,7 @@ def check_documents(batch: SourceBatch, cleaning: Cleaning, rejects: RejectsWrit
     return pa.table(kept, schema=SPOOL_SCHEMA)
 
 
-def decode_document(raw, encoding: str, source: str, position: str, documents: Documents) -> tuple[str | None, tuple[str, str] | None]:
+def decode_document(raw, encoding: str, source: str, position: str, documents: Documents) -> tuple[str, tuple[str, str] | None]:
     """The text, or why it is not text; records for check_files whether a record's non-ASCII bytes decoded."""
     text, _, problem = decode_row(raw, None, encoding)
     if position == WHOLE_FILE:

@@ -70,8 +70,8 @@ def tokenize_labelled(flags: TokenizeFlags) -> StageResult:
         with staged_output(output_uri, extra={"lineage": lineage}) as out:
             split_stats = {split: tokenize_split(data_dir, out, split, encoder, effective_length, batch_size) for split in SPLITS}
             if num_folds:
-                for split, rows in write_fold(out, num_folds, fold, fold_seed).items():
-                    split_stats[split] = {"rows": rows, "fold": f"{fold} of {num_folds}"}
+                for split, fold_rows in write_fold(out, num_folds, fold, fold_seed).items():
+                    split_stats[split] = {"rows": fold_rows, "fold": f"{fold} of {num_folds}"}
                 log.info("fold %d of %d: %d train rows, %d validation rows (the held-out fold)",
                          fold, num_folds, split_stats["train"]["rows"], split_stats["validation"]["rows"])  # fmt: skip
             for split, entry in split_stats.items():

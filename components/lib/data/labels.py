@@ -75,7 +75,7 @@ class LabelMapper:
 
     def to_id(self, raw: str) -> int | None:
         if self.buckets is not None:
-            return self.bucket_id(raw)
+            return self.bucket_id(raw, self.buckets)
         if self.first_label is None:
             self.first_label = raw.strip()
             self.by_index = self.name_id(raw) is None and self.index_id(raw) is not None
@@ -90,11 +90,11 @@ class LabelMapper:
             return int(value)
         return None
 
-    def bucket_id(self, raw: str) -> int | None:
+    def bucket_id(self, raw: str, buckets: list[RatingBucket]) -> int | None:
         value = as_number(raw)
         if value is None:
             return None
-        for bucket in self.buckets:
+        for bucket in buckets:
             if bucket.low <= value <= bucket.high:
                 return self.ids[bucket.name.strip().lower()]
         return None

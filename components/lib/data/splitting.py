@@ -104,7 +104,7 @@ def route_rows(
     Labels are taken from `candidates.label`, which holds the final ids (see `finish_labels`).
     """
     writers = {name: pq.ParquetWriter(split_file(out, name), CLEAN_SCHEMA) for name in SPLITS}
-    counts = Counter()
+    counts: Counter[str] = Counter()
     start = 0
     for batch in pq.ParquetFile(spool_path).iter_batches(batch_size=WRITE_BATCH_ROWS):
         window = slice(start, start + batch.num_rows)

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ def export_classifier(uris: StageUris, flags: ExportFlags) -> StageResult:
             reference = predict_logits(model, sample, 32, torch.device("cpu"), pad_id)
             fp32_logits = session_logits(fp32, test, batch_size, pad_id)  # once: its first rows are the parity sample's
             parity = check_parity("ONNX", reference, fp32_logits[: len(sample)], parity_atol, min_argmax_agreement)
-            report = {
+            report: dict[str, Any] = {
                 "opset": flags.opset,
                 "onnxruntime_fused_operators": fused,
                 "parity": parity,
@@ -202,7 +203,7 @@ def judge_int8(
 
 def score(file: str, session, logits: np.ndarray, test: TokenizedSplit, pad_id: int, label_names: list[str], latency_runs: int) -> dict:
     """A model's test scores from its logits over the test split, and its latency at batch 1."""
-    metrics = classification_metrics(test.labels, logits.argmax(axis=1), label_names)
+    metrics = classification_metrics(test.gold, logits.argmax(axis=1), label_names)
 
     def run(batch):
         session.run(["logits"], feeds(batch))

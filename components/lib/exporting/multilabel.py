@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,7 @@ def export_multilabel(uris: StageUris, flags: ExportFlags) -> StageResult:
             fp32_logits = session_logits(fp32, test, flags.batch_size, pad)
             parity = check_parity("ONNX", reference, fp32_logits[: len(sample)], thresholds, flags)
             models = {"fp32": score(ONNX_FP32_FILE, fp32, fp32_logits, gold, thresholds, names, test, pad, flags.latency_runs)}
-            report = {"opset": flags.opset, "onnxruntime_fused_operators": fused, "parity": parity, "models": models}
+            report: dict[str, Any] = {"opset": flags.opset, "onnxruntime_fused_operators": fused, "parity": parity, "models": models}
             if flags.quantize_int8:
                 quantize(out / ONNX_FP32_FILE, out / ONNX_INT8_FILE, Path(scratch))
                 report.update(judge_int8(out / ONNX_INT8_FILE, models["fp32"], gold, thresholds, names, test, pad, flags))
@@ -146,7 +147,7 @@ def judge_int8(path: Path, fp32: dict, gold: np.ndarray, thresholds: np.ndarray,
         path.name, session, session_logits(session, test, flags.batch_size, pad), gold, thresholds, names, test, pad, flags.latency_runs
     )
     drops = {name: round(fp32["per_label_f1"][name] - int8["per_label_f1"][name], 4) for name in names}
-    worst = max(drops, key=drops.get)
+    worst = max(drops, key=drops.__getitem__)
     kept = drops[worst] <= flags.int8_max_f1_drop
     if not kept:
         log.warning("dropping %s: label %r's test F1 is %.4f below fp32's, more than --int8_max_f1_drop %s",

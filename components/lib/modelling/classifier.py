@@ -32,7 +32,25 @@ class ModelRequest:
     pretrained_embeddings: bool = False  # families that learn their own embeddings start from the base model's
 
 
-class TextClassifierModel(torch.nn.Module, ABC):
+class TrainableModel(torch.nn.Module, ABC):
+    """What the training loop needs of a model, whatever its task: token ids and an attention mask in,
+    logits out; the parameters below its head; each parameter's depth. A classifier family
+    (TextClassifierModel) is one, and so is a causal language model (language_model.py)."""
+
+    @abstractmethod
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def encoder_parameters(self) -> Iterator[torch.nn.Parameter]:
+        """The parameters below the head: frozen by --freeze_encoder_epochs."""
+
+    def layer_depth(self, parameter_name: str) -> tuple[int, int]:
+        """(depth of this parameter, number of layers) for layer-wise LR decay: 0 is the input
+        embedding, number of layers + 1 the head. A family without layers puts everything in the head."""
+        return 1, 0
+
+
+class TextClassifierModel(TrainableModel):
     model_type: ClassVar[str]  # the --model_type value that names this family
     config_file: ClassVar[str]  # the file beside the weights that describes the architecture
 
@@ -52,11 +70,6 @@ class TextClassifierModel(torch.nn.Module, ABC):
     @abstractmethod
     def encoder_parameters(self) -> Iterator[torch.nn.Parameter]:
         """The parameters below the classification head: frozen by --freeze_encoder_epochs."""
-
-    def layer_depth(self, parameter_name: str) -> tuple[int, int]:
-        """(depth of this parameter, number of layers) for layer-wise LR decay: 0 is the input
-        embedding, number of layers + 1 the head. A family without layers puts everything in the head."""
-        return 1, 0
 
     @abstractmethod
     def save_weights_and_config(self, folder: Path) -> None:

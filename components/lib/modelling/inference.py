@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,14 +16,16 @@ from components.lib.data.label_sets import SET_JOIN
 from components.lib.data.labels import read_labels
 from components.lib.data.textclean import TextCleaning
 from components.lib.modelling.calibration import read_temperature, softmax
-from components.lib.modelling.classifier import TextClassifierModel
 from components.lib.modelling.families import load_model
-from components.lib.modelling.sources import load_tokenizer
+from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.modelling.thresholds import read_thresholds, sigmoid
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 def predict_logits(
-    model: TextClassifierModel | torch.jit.ScriptModule,
+    model: torch.nn.Module,
     split: TokenizedSplit,
     batch_size: int,
     device: torch.device,
@@ -57,7 +60,7 @@ class TextClassifier:
 
     labels: list[str]
     cleaning: TextCleaning
-    encoder: object  # the tokenizers.Tokenizer saved with the model, set to pad nothing
+    encoder: Tokenizer  # the one saved with the model, set to pad nothing
     pad_id: int
     logits: Callable[[TokenizedSplit, int], np.ndarray]  # (split, batch size) -> logits in row order
     temperature: float  # train's calibration: probabilities are softmax(logits / temperature)
@@ -77,7 +80,7 @@ class TextClassifier:
 
     def answers(self, probabilities: np.ndarray) -> list[str]:
         """Each text's answer: the most probable class, or (multi-label) its labels joined by SET_JOIN, "" for none."""
-        if not self.multi_label:
+        if self.thresholds is None:  # not multi-label
             return [self.labels[index] for index in probabilities.argmax(axis=1)]
         chosen = probabilities >= self.thresholds[None, :]
         return [SET_JOIN.join(name for name, on in zip(self.labels, row) if on) for row in chosen]
@@ -88,13 +91,13 @@ def text_classifier(folder: Path, manifest: dict, where: str, logits: Callable[[
     tokenizer = load_tokenizer(where, str(folder))
     encoder = tokenizer.backend_tokenizer
     encoder.no_padding()
-    pad_id = tokenizer.pad_token_id or 0
+    pad = pad_id(tokenizer)
     return TextClassifier(
         labels=read_labels(folder),
         cleaning=TextCleaning.from_lineage(manifest.get("lineage", {}), where),
         encoder=encoder,
-        pad_id=pad_id,
-        logits=lambda split, batch_size: logits(split, batch_size, pad_id),
+        pad_id=pad,
+        logits=lambda split, batch_size: logits(split, batch_size, pad),
         temperature=read_temperature(folder, where),
         thresholds=read_thresholds(folder, read_labels(folder), where),
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from components.lib.data.contract import MODEL_TYPE_FILE
+from components.lib.modelling.classifier import TrainableModel
 from components.lib.modelling.sources import describe_load_failure
 
 MODEL_TYPE = "causal_lm"
@@ -49,7 +50,7 @@ SIZES = {
 LM_SIZES = (*SIZES, PRETRAINED)
 
 
-class CausalLanguageModel(torch.nn.Module):
+class CausalLanguageModel(TrainableModel):
     model_type = MODEL_TYPE
     config_file = "config.json"
 

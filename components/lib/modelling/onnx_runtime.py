@@ -27,10 +27,10 @@ def feeds(batch: dict) -> dict[str, np.ndarray]:
 
 
 def session_logits(session, split: TokenizedSplit, batch_size: int, pad_id: int) -> np.ndarray:
-    logits = None
+    logits = np.zeros((len(split), 0), dtype=np.float32)  # no rows, no columns: as predict_logits answers
     for rows in sorted_batches(split.lengths, batch_size):
         output = session.run(["logits"], feeds(split.collate(rows, pad_id)))[0]
-        if logits is None:
+        if not logits.shape[1]:
             logits = np.zeros((len(split), output.shape[1]), dtype=np.float32)
         logits[rows] = output
     return logits

@@ -1,1 +1,1 @@
-"""What people read: metrics, pictures, the HTML report and the model card."""
+"""What people read: metrics, pictures and the HTML report (the model cards are components/lib/cards)."""

@@ -85,24 +85,24 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         test = TokenizedSplit.load(data_dir, "test")
         logits = predict_logits(model.to(device), test, batch_size, device, pad)
-        metrics = classification_metrics(test.labels, logits.argmax(axis=1), label_names)
-        metrics["loss"] = mean_cross_entropy(logits, test.labels)
+        metrics = classification_metrics(test.gold, logits.argmax(axis=1), label_names)
+        metrics["loss"] = mean_cross_entropy(logits, test.gold)
         majority = majority_class(data_uri, data_dir, label_names)
-        baseline = classification_metrics(test.labels, np.full(len(test), majority), label_names)
+        baseline = classification_metrics(test.gold, np.full(len(test), majority), label_names)
         baseline["predicts"] = label_names[majority]
         history = json.loads((model_dir / HISTORY_FILE).read_text()) if (model_dir / HISTORY_FILE).is_file() else {}
         temperature = read_temperature(model_dir, model_uri)
         probabilities = softmax(logits, temperature)
-        metrics["calibration"] = calibration_summary(logits, test.labels, temperature)
-        add_average_precision(metrics, test.labels, probabilities, label_names)
+        metrics["calibration"] = calibration_summary(logits, test.gold, temperature)
+        add_average_precision(metrics, test.gold, probabilities, label_names)
         with staged_output(output_uri, extra=made_from(model_manifest)) as out:
             rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
-            predictions = write_predictions(out / PREDICTIONS_FILE, rows, test.labels, probabilities, label_names)
+            predictions = write_predictions(out / PREDICTIONS_FILE, rows, test.gold, probabilities, label_names)
             result = {"test": metrics, "baseline_majority_class": baseline, "model_uri": model_uri, "data_uri": data_uri}
             (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
-            pictures = draw_pictures(out, metrics, history, test.labels, probabilities, label_names)
+            pictures = draw_pictures(out, metrics, history, test.gold, probabilities, label_names)
             if metrics["calibration"]["rows"]:
-                pictures.append(draw_reliability(out, logits, test.labels, metrics["calibration"]))
+                pictures.append(draw_reliability(out, logits, test.gold, metrics["calibration"]))
             if (model_dir / LR_RANGE_TEST_PICTURE).is_file():  # train ran the learning-rate range test
                 pictures.append(Path(shutil.copyfile(model_dir / LR_RANGE_TEST_PICTURE, out / LR_RANGE_TEST_PICTURE)))
             lineage = model_manifest.get("lineage", {})

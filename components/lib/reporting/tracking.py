@@ -42,6 +42,8 @@ def mlflow_client(run_id: str | None, stage: str):
 
 
 def log_evaluation(run_id: str | None, test_metrics: dict, files: list[Path]) -> None:
+    if not run_id:
+        return
     client = mlflow_client(run_id, "evaluate")
     if client is None:
         return
@@ -56,6 +58,8 @@ def log_evaluation(run_id: str | None, test_metrics: dict, files: list[Path]) ->
 
 def register_version(run_id: str | None, model_name: str, version: int, model_files: list[Path], lineage: dict) -> dict | None:
     """Log the version's files to the run and create an MLflow model version from them; its name and number."""
+    if not run_id:
+        return None
     client = mlflow_client(run_id, "register")
     if client is None:
         return None

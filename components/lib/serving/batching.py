@@ -20,18 +20,18 @@ class MicroBatcher:
         self.worker: asyncio.Task | None = None
 
     async def submit(self, texts: list[str]) -> np.ndarray:
-        if self.worker is None:  # started in the server's own event loop, on the first request
+        if self.queue is None:  # started in the server's own event loop, on the first request
             self.queue = asyncio.Queue()
-            self.worker = asyncio.create_task(self.run())
+            self.worker = asyncio.create_task(self.run(self.queue))
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((texts, future))
         return await future
 
-    async def run(self) -> None:
+    async def run(self, queue: asyncio.Queue) -> None:
         carried = None
         while True:
-            waiting = [carried or await self.queue.get()]
-            carried = await self.gather_more(waiting)
+            waiting = [carried or await queue.get()]
+            carried = await self.gather_more(queue, waiting)
             texts = [text for request_texts, _ in waiting for text in request_texts]
             try:
                 probabilities = await asyncio.get_running_loop().run_in_executor(None, self.infer, texts)
@@ -46,7 +46,7 @@ class MicroBatcher:
                     future.set_result(probabilities[start : start + len(request_texts)])
                 start += len(request_texts)
 
-    async def gather_more(self, waiting: list) -> tuple | None:
+    async def gather_more(self, queue: asyncio.Queue, waiting: list) -> tuple | None:
         """Add queued requests to `waiting` up to `max_texts` texts or until the wait is over;
         returns the request that did not fit, which opens the next call."""
         loop = asyncio.get_running_loop()
@@ -54,10 +54,10 @@ class MicroBatcher:
         count = len(waiting[0][0])
         while count < self.max_texts:
             try:
-                if self.queue.empty():
-                    item = await asyncio.wait_for(self.queue.get(), max(deadline - loop.time(), 0))
+                if queue.empty():
+                    item = await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0))
                 else:
-                    item = self.queue.get_nowait()
+                    item = queue.get_nowait()
             except TimeoutError:
                 return None
             if count + len(item[0]) > self.max_texts:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from components.lib.errors import UserError
 from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS
@@ -101,7 +102,7 @@ def spec_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(manifest["spec"], sort_keys=True).encode()).hexdigest()
 
 
-def runs_this_spec(existing: dict | None, manifest: dict) -> bool:
+def runs_this_spec(existing: dict | None, manifest: dict) -> TypeGuard[dict]:
     annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
     return annotations.get(SPEC_ANNOTATION) == manifest["metadata"]["annotations"][SPEC_ANNOTATION]
 

@@ -124,9 +124,10 @@ class Registry:
         if re.fullmatch(r"[0-9]{1,18}", text):
             version = int(text)
         else:
-            version = self.read_alias(text)
-            if version is None:
+            aliased = self.read_alias(text)
+            if aliased is None:
                 raise UserError(f"{self.root}: no alias {text!r}; see the list command for the aliases that exist")
+            version = aliased
         if version not in self.versions():
             raise UserError(f"{self.version_uri(version)}: no committed version {version}; see the list command")
         return version

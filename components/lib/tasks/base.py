@@ -15,6 +15,7 @@ commands and the pipeline compiler look tasks up without loading a model library
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from components.lib.cli import StageResult
     from components.lib.storage.registry import Registry
     from components.lib.training.settings import TrainConfig
+    from components.lib.training.trainer import FineTuner, TunerInputs
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class TrainingRequest:
     data_dir: Path
     trust_remote_code: bool
 
+    def base_model_source(self) -> str:
+        """`source`, for a task that needs its base model (train fetched it: Task.needs_base_model)."""
+        if self.source is None:
+            raise ValueError(f"no local copy of --base_model {self.base_model}: the task said it needs none")
+        return self.source
+
 
 @dataclass
 class TrainingSetup:
@@ -46,7 +54,7 @@ class TrainingSetup:
 
     model: Any
     label_names: list[str]
-    tuner_class: type
+    tuner_class: Callable[[TunerInputs], FineTuner]  # a FineTuner class, or a partial of one
     train_split: Any
     validation: Any
 

@@ -108,7 +108,7 @@ class CausalLanguageModelTask(Task):
         return {key: round(test[key], 4) for key in HEADLINE if test.get(key) is not None}
 
     def model_card(self, name: str, version: int, export_dir: Path, export_manifest: dict, facts: dict, data_dir: Path) -> str:
-        from components.lib.reporting.model_card import build_language_model_card
+        from components.lib.cards.language_model import build_language_model_card
 
         return build_language_model_card(name, version, **facts)
 
@@ -117,7 +117,7 @@ class CausalLanguageModelTask(Task):
         return baseline, f"{baseline.get('order', 'n')}-gram model"
 
     def model_origin(self, lineage: dict) -> str:
-        from components.lib.reporting.model_card import language_model_origin
+        from components.lib.cards.language_model import language_model_origin
 
         return language_model_origin(lineage, lineage.get("training", {}))
 

@@ -32,17 +32,18 @@ def language_model_settings(config: TrainConfig) -> TrainConfig:
 
 
 def language_model_setup(request: TrainingRequest) -> TrainingSetup:
-    model = language_model(request.config, request.base_model, request.source, request.tokenizer, request.trust_remote_code)
+    model = language_model(request)
     train, validation = TokenizedSplit.load_blocks(request.data_dir, "train"), TokenizedSplit.load_blocks(request.data_dir, "validation")
     return TrainingSetup(model, [], LanguageModelTuner, train, validation)
 
 
-def language_model(config: TrainConfig, base_model: str, source: str | None, tokenizer, trust_remote_code: bool) -> CausalLanguageModel:
+def language_model(request: TrainingRequest) -> CausalLanguageModel:
     """A GPT-2 of --lm_size from scratch over the tokenizer's vocabulary, or --base_model's own causal LM."""
+    config, tokenizer, base_model = request.config, request.tokenizer, request.base_model
     if config.lm_size != PRETRAINED:
         block_size = tokenizer.model_max_length
         return CausalLanguageModel.from_scratch(config.lm_size, len(tokenizer), block_size, tokenizer.eos_token_id)
-    model = CausalLanguageModel.pretrained(base_model, source, trust_remote_code)
+    model = CausalLanguageModel.pretrained(base_model, request.base_model_source(), request.trust_remote_code)
     if model.vocab_size < len(tokenizer):
         raise UserError(
             f"--lm_size pretrained: {base_model} has {model.vocab_size} vocabulary entries, the tokenizer {len(tokenizer)};"

@@ -88,9 +88,9 @@ class ClassificationTask(Task):
 
     def model_card(self, name: str, version: int, export_dir: Path, export_manifest: dict, facts: dict, data_dir: Path) -> str:
         """A classifier's card, with its labels, its calibration and an example text of its own test split."""
+        from components.lib.cards.classifier import build_model_card
         from components.lib.data.contract import CALIBRATION_FILE
         from components.lib.data.labels import read_labels
-        from components.lib.reporting.model_card import build_model_card
 
         calibrated = CALIBRATION_FILE in export_manifest["files"]
         return build_model_card(
@@ -102,7 +102,7 @@ class ClassificationTask(Task):
         return baseline, f"always the majority class {baseline.get('predicts', '?')!r}"
 
     def model_origin(self, lineage: dict) -> str:
-        from components.lib.reporting.model_card import origin
+        from components.lib.cards.shared import origin
 
         return origin(lineage)
 

@@ -117,4 +117,4 @@ def score_version(version_dir: Path, data_dir: Path, metric: str) -> float:
     token_lists = [encoding.ids for encoding in encoder.encode_batch_fast(test_table.column("text").to_pylist())]
     test = TokenizedSplit.from_token_lists(token_lists, test_table.column("label").to_numpy())
     logits = session_logits(cpu_session(version_dir / ONNX_FP32_FILE), test, 64, pad_id(tokenizer))
-    return classification_metrics(test.labels, logits.argmax(axis=1), labels)[metric]
+    return classification_metrics(test.gold, logits.argmax(axis=1), labels)[metric]

@@ -40,7 +40,7 @@ def classifier_setup(request: TrainingRequest, tuner_class: type[FineTuner] = Fi
     """A new model of --model_type over the data's labels, trained by `tuner_class` on the train split."""
     config, data_dir = request.config, request.data_dir
     label_names = read_labels(data_dir)
-    model_request = ModelRequest(request.base_model, request.source, label_names, len(request.tokenizer),
+    model_request = ModelRequest(request.base_model, request.base_model_source(), label_names, len(request.tokenizer),
                                  request.trust_remote_code, config.cnn_pretrained_embeddings)  # fmt: skip
     model = family(config.model_type).create(model_request)
     train_split = training_split(data_dir, config.teacher_uri, label_names)
@@ -54,7 +54,7 @@ def save_classifier_files(out: Path, data_dir: Path, summary: dict) -> None:
 
 def calibrate(tuner: FineTuner) -> dict:
     """The temperature for calibrated probabilities, fitted on the validation split with the best weights."""
-    calibration = fit_calibration(tuner.validation_logits(), tuner.validation.labels)
+    calibration = fit_calibration(tuner.validation_logits(), tuner.validation.gold)
     if calibration["rows"]:
         log.info(
             "calibrated on %d validation rows: temperature %.3f, expected calibration error %.4f -> %.4f",

@@ -89,8 +89,8 @@ class MultiLabelTask(ClassificationTask):
         return headline(test)
 
     def model_card(self, name: str, version: int, export_dir: Path, export_manifest: dict, facts: dict, data_dir: Path) -> str:
+        from components.lib.cards.multilabel import build_multilabel_card
         from components.lib.data.labels import read_labels
-        from components.lib.reporting.multilabel_card import build_multilabel_card
 
         return build_multilabel_card(name, version, read_labels(export_dir), **facts, test_texts=first_test_texts(data_dir))
 

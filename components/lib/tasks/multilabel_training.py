@@ -37,7 +37,7 @@ def multilabel_setup(request: TrainingRequest) -> TrainingSetup:
     config, data_dir = request.config, request.data_dir
     set_keys = read_labels(data_dir)
     label_names = label_names_of(set_keys)
-    model_request = ModelRequest(request.base_model, request.source, label_names, len(request.tokenizer),
+    model_request = ModelRequest(request.base_model, request.base_model_source(), label_names, len(request.tokenizer),
                                  request.trust_remote_code, config.cnn_pretrained_embeddings)  # fmt: skip
     model = family(config.model_type).create(model_request)
     tuner = functools.partial(MultiLabelTuner, membership=membership(set_keys, label_names))

@@ -16,13 +16,13 @@ import torch
 
 from components.lib.modelling.thresholds import mean_binary_cross_entropy
 from components.lib.reporting.multilabel_metrics import DEFAULT_THRESHOLD, headline, multilabel_metrics
-from components.lib.training.trainer import FineTuner
+from components.lib.training.trainer import FineTuner, TunerInputs
 
 
 class MultiLabelTuner(FineTuner):
-    def __init__(self, *args: Any, membership: np.ndarray, **kwargs: Any) -> None:
+    def __init__(self, inputs: TunerInputs, *, membership: np.ndarray) -> None:
         self.membership = membership  # (label sets x labels) 0/1; set before FineTuner asks for class weights
-        super().__init__(*args, **kwargs)
+        super().__init__(inputs)
         self.targets_by_set = torch.from_numpy(membership).to(self.device)
 
     def class_weights(self) -> torch.Tensor | None:

@@ -8,7 +8,7 @@ from collections import defaultdict
 import torch
 
 from components.lib.errors import UserError
-from components.lib.modelling.classifier import TextClassifierModel
+from components.lib.modelling.classifier import TrainableModel
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "constant_with_warmup")
 log = logging.getLogger("components.train")
@@ -20,7 +20,7 @@ def no_decay(name: str, parameter: torch.nn.Parameter) -> bool:
     return parameter.ndim < 2 or lowered.endswith(".bias") or "layernorm" in lowered or "layer_norm" in lowered
 
 
-def parameter_groups(model: TextClassifierModel, learning_rate: float, weight_decay: float, layerwise_lr_decay: float) -> list[dict]:
+def parameter_groups(model: TrainableModel, learning_rate: float, weight_decay: float, layerwise_lr_decay: float) -> list[dict]:
     """AdamW groups: decay or not, and with layer-wise decay, a learning rate per depth.
 
     With decay d < 1, the head trains at `learning_rate` and each layer below at d times the

@@ -41,12 +41,17 @@ class Reporters:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(log_dir=str(log_dir))
-            return (lambda step, values: [writer.add_scalar(key, value, step) for key, value in values.items()], writer.close)
+
+            def scalars(step: int, values: dict[str, float]) -> None:
+                for key, value in values.items():
+                    writer.add_scalar(key, value, step)
+
+            return (scalars, writer.close)
         if name == "mlflow":
             import mlflow
 
-            run = mlflow.start_run()
-            self.links[MLFLOW_RUN_KEY] = run.info.run_id
+            active = mlflow.start_run()
+            self.links[MLFLOW_RUN_KEY] = active.info.run_id
             mlflow.log_params({key: str(value)[:250] for key, value in run_config.items()})
             return (lambda step, values: mlflow.log_metrics(values, step=step), mlflow.end_run)
         import wandb

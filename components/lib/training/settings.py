@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import math
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +141,7 @@ class TrainConfig:
         return {spec.name: getattr(self, spec.name) for spec in dataclasses.fields(self) if spec.metadata["resume"]}
 
 
-def check_value(name: str, value: Any, metadata: dict) -> None:
+def check_value(name: str, value: Any, metadata: Mapping[str, Any]) -> None:
     choices, within = metadata["choices"], metadata["within"]
     if choices is not None and value not in choices:
         raise UserError(f"--{name}: {value!r} is not one of {', '.join(choices)}")

@@ -128,7 +128,8 @@ def open_source(uri: str, formats: dict[str, str] = FORMATS) -> Iterator[Source]
         return
     notes: list[str] = []
     located = locate_files(uri, notes)
-    unsupported = [name for name in located if file_format(name, formats) is None]
+    known = {name: kind for name in located if (kind := file_format(name, formats)) is not None}
+    unsupported = [name for name in located if name not in known]
     if unsupported:
         raise UserError(
             f"{located[unsupported[0]]}: unsupported file type; use {formats_named(formats)} (optionally compressed: .gz, .bz2, .zst, .lz4)"
@@ -142,7 +143,7 @@ def open_source(uri: str, formats: dict[str, str] = FORMATS) -> Iterator[Source]
                 storage.download_file(remote, local[name])
         else:
             local = {name: Path(path) for name, path in located.items()}
-        files = [SourceFile(local[name], name, file_format(name, formats), split_from_name(name), located[name]) for name in sorted(local)]
+        files = [SourceFile(local[name], name, known[name], split_from_name(name), located[name]) for name in sorted(local)]
         if any(item.split for item in files) and not all(item.split for item in files):
             unnamed = next(item.name for item in files if not item.split)
             raise UserError(

@@ -43,7 +43,7 @@ def binary_value(value, encoding: str = "utf-8") -> bool | None:
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
-        return {1: True, 0: False}.get(value)  # 1.0 == 1; NaN and 2 are neither
+        return {1.0: True, 0.0: False}.get(value)  # 1 == 1.0; NaN and 2 are neither
     if isinstance(value, str):
         return BINARY_WORDS.get(value.strip().lower())
     return None

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from components.lib.data.readers.common import (
     BATCH_ROWS,
+    RawValue,
     SourceBatch,
     SourceFile,
     SourceReject,
@@ -57,7 +58,7 @@ def read_parquet(
                 yield from with_joined_labels(texts, label_columns, [batch.column(column).to_pylist() for column in label_columns])
                 continue
             raw_labels = batch.column(label_column).to_pylist() if label_column else [None] * batch.num_rows
-            labels = [None if value is None else format_label(value) for value in raw_labels]
+            labels: list[RawValue] = [None if value is None else format_label(value) for value in raw_labels]
             positions = [f"row {rows_read + index + 1}" for index in range(batch.num_rows)]
             rows_read += batch.num_rows
             yield SourceBatch(item.name, item.split, positions, batch.column(text_column).to_pylist(), labels)

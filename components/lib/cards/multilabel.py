@@ -1,11 +1,12 @@
 """The model card of a multi-label classifier's registry version: its labels and thresholds, test scores beside
 the label-frequency baseline, each label's scores, training, lineage and a snippet that runs the folder.
-Only recorded facts go in, as for a classifier's card (model_card.py, whose helpers it shares)."""
+Only recorded facts go in, as for a classifier's card (classifier.py; the helpers are shared.py's)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from components.lib.cards.shared import example_text, flag_rows, origin, pattern_source, python_string, rows_trained_on
 from components.lib.data.contract import METRICS_FILE, ONNX_FP32_FILE, THRESHOLDS_FILE, TOKENIZER_FILE
 from components.lib.data.label_sets import SET_JOIN
 from components.lib.data.labels import LABELS_FILE
@@ -18,7 +19,6 @@ from components.lib.data.textclean import (
     WHITESPACE_PATTERN,
     TextCleaning,
 )
-from components.lib.reporting.model_card import example_text, flag_rows, origin, pattern_source, python_string, rows_trained_on
 from components.lib.storage.artifacts import MANIFEST
 
 
