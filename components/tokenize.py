@@ -21,6 +21,7 @@ from components.lib.data.folds import check_fold_flags
 from components.lib.data.labelled_tokenize import AUTO_LENGTH
 from components.lib.data.lm_tokenize import check_corpus_flags
 from components.lib.errors import UserError
+from components.lib.model_sources import DEFAULT_BASE_MODEL
 from components.lib.stage_flags import TokenizeFlags
 from components.lib.storage.artifacts import read_manifest
 from components.lib.tasks import task_for
@@ -30,7 +31,7 @@ def tokenize(
     *,
     data_uri: str,
     output_uri: str,
-    base_model: str = "bundled://all-MiniLM-L6-v2",
+    base_model: str = DEFAULT_BASE_MODEL,
     max_length: int = AUTO_LENGTH,
     tokenizer: str = "base",
     vocab_size: int = 8000,

@@ -44,6 +44,7 @@ from components.lib.data.contract import (
     require_output_of,
 )
 from components.lib.errors import UserError
+from components.lib.model_sources import DEFAULT_BASE_MODEL
 from components.lib.modelling.sources import load_tokenizer, local_model_source, pad_id
 from components.lib.reporting.plots import lr_range_test_png
 from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
@@ -64,7 +65,7 @@ def train(
     *,
     data_uri: str,
     output_uri: str,
-    base_model: str = "bundled://all-MiniLM-L6-v2",
+    base_model: str = DEFAULT_BASE_MODEL,
     checkpoint_uri: str = "",
     run_id: str = "",
     trial: str = "",
