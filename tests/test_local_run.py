@@ -234,7 +234,9 @@ def test_the_summary_says_when_export_dropped_the_int8_model(tmp_path, capsys):
 def test_a_typo_on_the_command_line_is_blamed_on_the_command_line_not_the_config():
     result = run_module("pipelines.local_run", "--config", "configs/default.yaml", "text_colum=tweet")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: text_colum=tweet: unknown key (did you mean text_column, label_column, label_columns?)"]
+    assert result.stderr.strip().splitlines() == [
+        "error: text_colum=tweet: unknown key (did you mean text_column, label_column, label_columns?)"
+    ]
     assert "configs/default.yaml" not in result.stderr
 
 
