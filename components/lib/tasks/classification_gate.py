@@ -13,7 +13,10 @@ purpose: --require_beat_baseline false registers it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import ONNX_FP32_FILE, TOKENIZED_SCHEMA, read_split
@@ -87,12 +90,16 @@ def small_test_split_warning(test_metrics: dict) -> str | None:
     )
 
 
-def production_refusal(registry: Registry, candidate: float, metric: str, max_regression: float, data_dir: Path) -> str | None:
-    """None if there is no production version or the candidate is not more than max_regression below it on this test split."""
+def production_refusal(
+    registry: Registry, candidate: float, metric: str, max_regression: float, data_dir: Path,
+    score: Callable[[Path, Path, str], float] | None = None,
+) -> str | None:  # fmt: skip
+    """None if there is no production version or the candidate is not more than max_regression below it on this
+    test split; `score(version folder, data folder, metric)` scores production (a classifier's: score_version)."""
     if registry.read_alias(PRODUCTION) is None:
         return None
     with registry.fetch(PRODUCTION) as (version, folder, _):
-        production = score_version(folder, data_dir, metric)
+        production = (score or score_version)(folder, data_dir, metric)
     log.info("production version %d scores %s %.4f on this test split; candidate %.4f", version, metric, production, candidate)
     if candidate < production - max_regression:
         return (
@@ -110,11 +117,16 @@ def score_version(version_dir: Path, data_dir: Path, metric: str) -> float:
             f"the production version's labels {read_labels(version_dir)} differ from this model's {labels};"
             f" register under another {flag_hint('model_name')}, or pass {flag_hint('compare_with_production', 'false')}"
         )
+    logits, test = version_test_logits(version_dir, data_dir)
+    return classification_metrics(test.gold, logits.argmax(axis=1), labels)[metric]
+
+
+def version_test_logits(version_dir: Path, data_dir: Path) -> tuple[np.ndarray, TokenizedSplit]:
+    """A registered version's fp32 ONNX logits on this run's test texts, tokenized with the version's own tokenizer."""
     tokenizer = load_tokenizer(f"production version folder {version_dir}", str(version_dir))
     encoder = tokenizer.backend_tokenizer
     encoder.no_padding()
     test_table = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "label"])
     token_lists = [encoding.ids for encoding in encoder.encode_batch_fast(test_table.column("text").to_pylist())]
     test = TokenizedSplit.from_token_lists(token_lists, test_table.column("label").to_numpy())
-    logits = session_logits(cpu_session(version_dir / ONNX_FP32_FILE), test, 64, pad_id(tokenizer))
-    return classification_metrics(test.gold, logits.argmax(axis=1), labels)[metric]
+    return session_logits(cpu_session(version_dir / ONNX_FP32_FILE), test, 64, pad_id(tokenizer)), test
