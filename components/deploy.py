@@ -27,6 +27,7 @@ import yaml
 
 from components.lib import storage
 from components.lib.cli import StageResult, run_stage
+from components.lib.common_flags import takes_common_flags
 from components.lib.data.contract import DEPLOYMENT_FILE, INFERENCE_SERVICE_FILE
 from components.lib.errors import UserError
 from components.lib.runtime import S3_SECRET_NAME, S3_SETTINGS
@@ -41,6 +42,7 @@ from components.lib.serving.inference_service import (
     stable_version,
 )
 from components.lib.serving.kubernetes_api import InferenceServices, connect
+from components.lib.stage_outputs import URL_OUTPUT
 from components.lib.storage.artifacts import read_manifest, staged_output
 from components.lib.storage.registry import Registry
 from components.lib.tasks import task_for
@@ -50,6 +52,7 @@ POLL_SECONDS = 5.0
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")  # a Kubernetes object name (DNS subdomain)
 
 
+@takes_common_flags
 def deploy(
     *,
     registry_uri: str,
@@ -73,9 +76,6 @@ def deploy(
     """Render a KServe InferenceService for a registered version and apply it when a cluster is configured.
 
     Args:
-      registry_uri: Registry root (local folder or s3:// prefix) holding --model_name.
-      model_name: Registered model name; also the name in the request URLs.
-      version: A version number or an alias (latest, production, ...); the service pins the number.
       image: The predictor's image: this project's CPU image.
       output_uri: Folder (local or s3://) for the rendered manifest and deployment.json.
       namespace: Kubernetes namespace; empty: the pod's own, or the kubeconfig context's.
@@ -89,7 +89,6 @@ def deploy(
       image_pull_secrets: Comma-separated Secrets of a private registry holding --image, in the namespace.
       dry_run: Let the API server validate the change (server-side dry run) without making it.
       ready_timeout_s: How long to wait for the service to become Ready after applying; 0 does not wait.
-      executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     check_flags(canary_traffic_percent, min_replicas, max_replicas, ready_timeout_s)
     registry = Registry(registry_uri, model_name)
@@ -123,7 +122,7 @@ def deploy(
     with staged_output(output_uri) as out:
         write_outputs(out, manifest, outcome)
     log.info("%s: %s", predictor.service_name, outcome["action"])
-    return StageResult(summary={"stage": "deploy", **outcome}, parameters={"url": outcome.get("url", "")})
+    return StageResult(summary={"stage": "deploy", **outcome}, parameters={URL_OUTPUT: outcome.get("url", "")})
 
 
 def check_flags(canary_traffic_percent: int, min_replicas: int, max_replicas: int, ready_timeout_s: int) -> None:

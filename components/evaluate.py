@@ -11,14 +11,18 @@ per character beside an n-gram baseline, generated samples and a report
 
 from __future__ import annotations
 
+import json
+
 from components.lib.cli import StageResult, run_stage
-from components.lib.data.contract import require_output_of
-from components.lib.quality_gate import PASSED, PASSES_OUTPUT
+from components.lib.common_flags import GATE_METRIC, GATE_MIN, MAX_PERPLEXITY, takes_common_flags
+from components.lib.data.contract import METRICS_FILE, require_output_of
+from components.lib.quality_gate import PASSED, PASSES_OUTPUT, check_gate_metric
 from components.lib.stage_flags import StageUris
-from components.lib.storage.artifacts import read_manifest
+from components.lib.storage.artifacts import read_manifest, staged_input
 from components.lib.tasks import task_for
 
 
+@takes_common_flags
 def evaluate(
     *,
     model_uri: str,
@@ -26,8 +30,9 @@ def evaluate(
     output_uri: str,
     report_path: str = "",
     batch_size: int = 64,
-    gate_min: float = 0.0,
-    max_perplexity: float = 0.0,
+    gate_metric: str = GATE_METRIC.default,
+    gate_min: float = GATE_MIN.default,
+    max_perplexity: float = MAX_PERPLEXITY.default,
     executor_input: str = "",
 ) -> StageResult:
     """Score the model on the test split; write metrics, predictions and an HTML report; say whether it passes the quality gate.
@@ -38,17 +43,17 @@ def evaluate(
       output_uri: Folder (local or s3://) for metrics.json, predictions.parquet, report.html and the pictures.
       report_path: Also write the HTML report to this local file (Kubeflow's HTML artifact). Empty: only in output_uri.
       batch_size: Rows per inference batch.
-      gate_min: Refuse to register below this test macro-F1 (the pipeline's quality gate for classification).
-      max_perplexity: causal_lm: refuse to register above this test perplexity; 0: no limit.
-      executor_input: Set by Kubeflow; leave empty when running by hand.
     """
+    check_gate_metric(gate_metric)
     require_output_of("train", model_uri, "--model_uri")
     require_output_of("tokenize", data_uri, "--data_uri")
     task = task_for(read_manifest(model_uri), model_uri)
     result = task.evaluate(StageUris(model_uri, data_uri, output_uri), report_path, batch_size)
     gate = task.gate
-    threshold = {"gate_min": gate_min, "max_perplexity": max_perplexity}[gate.flag]
-    value = result.parameters[gate.metric]
+    threshold = {GATE_MIN.name: gate_min, MAX_PERPLEXITY.name: max_perplexity}[gate.flag]
+    with staged_input(output_uri, only=[METRICS_FILE]) as (evaluation_dir, _):
+        test_metrics = json.loads((evaluation_dir / METRICS_FILE).read_text())["test"]  # what register's gate reads
+    value = test_metrics[gate.metric_to_read(gate_metric, test_metrics, "the evaluation")]
     passes = gate.passes(value, threshold)
     result.parameters[PASSES_OUTPUT] = passes
     # The gate's first check only; register runs the others (the baseline, production), so this is not the verdict.

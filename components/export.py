@@ -20,6 +20,7 @@ on test blocks (components/lib/modelling/lm_export.py).
 from __future__ import annotations
 
 from components.lib.cli import StageResult, run_stage
+from components.lib.common_flags import takes_common_flags
 from components.lib.data.contract import require_output_of
 from components.lib.stage_flags import ExportFlags, StageUris
 from components.lib.storage.artifacts import read_manifest
@@ -28,6 +29,7 @@ from components.lib.tasks import task_for
 OPSET = 17
 
 
+@takes_common_flags
 def export(
     *,
     model_uri: str,
@@ -59,7 +61,6 @@ def export(
       min_argmax_agreement: Smallest share of rows on which PyTorch and onnxruntime must pick the same class.
       latency_runs: Timed runs per latency figure.
       batch_size: Rows per batch when scoring the test split.
-      executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     require_output_of("train", model_uri, "--model_uri")
     require_output_of("tokenize", data_uri, "--data_uri")

@@ -22,23 +22,25 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from components.lib.cli import StageResult, run_stage
+from components.lib.common_flags import takes_common_flags
 from components.lib.data.contract import KFOLD_PICTURE, KFOLD_RESULTS_FILE, METRICS_FILE, PREDICTIONS_FILE, TRAIN_SUMMARY_FILE
 from components.lib.errors import UserError
 from components.lib.reporting.plots import fold_scores_png
 from components.lib.reporting.significance import mcnemar, paired_t_test
+from components.lib.stage_outputs import KFOLD_ARTIFACT
 from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.tasks import task_for
 
 TRIAL_PATTERN = re.compile(r"^(?P<config>[A-Za-z0-9_-]+)\.fold(?P<fold>\d+)\Z")
 
 
+@takes_common_flags
 def kfold_report(*, evaluation_uris: list, report_uri: str, executor_input: str = "") -> StageResult:
     """Tabulate a K-fold run per configuration, and test the first two against each other.
 
     Args:
       evaluation_uris: JSON list of folders (local or s3://) written by evaluate, one per configuration and fold.
       report_uri: Folder (local or s3://) for kfold_results.json and kfold_scores.png.
-      executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     if not evaluation_uris:
         raise UserError("--evaluation_uris: the list is empty")
@@ -58,7 +60,7 @@ def kfold_report(*, evaluation_uris: list, report_uri: str, executor_input: str 
     summary = {"stage": "kfold_report", "held_out_macro_f1": headline, "report_uri": report_uri}
     if results["comparison"]:
         summary["p_values"] = {test["test"]: test["p_value"] for test in results["comparison"]["tests"]}
-    return StageResult(summary=summary, artifact_metadata={"report": {"configurations": len(configs)}})
+    return StageResult(summary=summary, artifact_metadata={KFOLD_ARTIFACT: {"configurations": len(configs)}})
 
 
 def read_fold(uri: str) -> dict:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from components.lib.cli import StageResult, run_stage
+from components.lib.common_flags import DELIMITER, TEXT_COLUMN, takes_common_flags
 from components.lib.data.contract import PREDICTIONS_FILE
 from components.lib.data.readers import Source, SourceBatch, SourceReject, open_source, read_source
 from components.lib.errors import UserError
@@ -37,6 +38,7 @@ from components.lib.storage.registry import Registry
 log = logging.getLogger("components.predict")
 
 
+@takes_common_flags
 def predict(
     *,
     input_uri: str,
@@ -45,8 +47,8 @@ def predict(
     registry_uri: str = "",
     model_name: str = "",
     version: str = "latest",
-    text_column: str = "text",
-    delimiter: str = "",
+    text_column: str = TEXT_COLUMN.default,
+    delimiter: str = DELIMITER.default,
     encoding: str = "utf-8",
     batch_size: int = 64,
 ) -> StageResult:
@@ -55,12 +57,7 @@ def predict(
     Args:
       input_uri: Texts to classify: a file or folder (local or s3://) of CSV/TSV/JSON/JSONL/Parquet.
       output_uri: Folder (local or s3://) for predictions.parquet.
-      model_uri: A model folder (local or s3://) written by export (ONNX) or train (PyTorch). Or use --registry_uri.
-      registry_uri: Registry root (local folder or s3:// prefix) holding --model_name; instead of --model_uri.
-      model_name: Registered model name, with --registry_uri.
-      version: A version number or an alias (latest, production, ...), with --registry_uri.
-      text_column: Name of the column that holds the text.
-      delimiter: Field delimiter for delimited text; default "," for .csv and tab for .tsv.
+      model_uri: A model folder (local or s3://) written by export (ONNX) or train (PyTorch). Or --registry_uri, --model_name, --version.
       encoding: Text encoding of CSV/TSV/JSON files.
       batch_size: Rows per inference batch.
     """

@@ -37,6 +37,7 @@ import logging
 
 from components.lib import storage
 from components.lib.cli import StageResult, run_stage
+from components.lib.common_flags import DELIMITER, TEXT_COLUMN, takes_common_flags
 from components.lib.data.augment import check_augmentation
 from components.lib.data.contract import CLASSIFICATION
 from components.lib.data.readers import DOCUMENT_UNITS, installed_data_path
@@ -47,18 +48,19 @@ from components.lib.tasks import task_named
 log = logging.getLogger("components.preprocess")  # not __main__: our INFO lines show under python -m
 
 
+@takes_common_flags
 def preprocess(
     *,
     input_uri: str,
     output_uri: str,
     task: str = CLASSIFICATION,
-    text_column: str = "text",
+    text_column: str = TEXT_COLUMN.default,
     label_column: str = "label",
     label_columns: str = "",
     label_delimiter: str = "|",
     label_names: str = PreprocessFlags.DEFAULT_LABEL_NAMES,
     rating_buckets: str = "",
-    delimiter: str = "",
+    delimiter: str = DELIMITER.default,
     encoding: str = "utf-8",
     mask_urls: bool = False,
     mask_mentions: bool = False,
@@ -82,13 +84,11 @@ def preprocess(
       input_uri: Source data: a file or folder (local, s3:// or package://package/path) of CSV/TSV/JSON/JSONL/Parquet, or hf://name[:config].
       output_uri: Folder (local or s3://) for the splits, labels.json, stats.json and rejects.parquet.
       task: sequence_classification (one label per text, the default), multi_label_classification (any number), or causal_lm (unlabelled).
-      text_column: Name of the column that holds the text.
       label_column: Name of the column that holds the label (a name or a numeric rating); multi-label: the labels, split on label_delimiter.
       label_columns: multi_label_classification only: comma-separated names of 0/1 columns, one per label, instead of label_column.
       label_delimiter: multi_label_classification only: what separates the labels in a label_column cell, as in "toxic|insult".
       label_names: Label names in id order, comma-separated, or "auto" to take the sorted names found in the data.
       rating_buckets: Map numeric ratings to labels instead, e.g. "negative:1-4,neutral:5-6,positive:7-10".
-      delimiter: Field delimiter for delimited text; default "," for .csv and tab for .tsv.
       encoding: Text encoding of CSV/TSV/JSON files; rows that do not decode are quarantined.
       mask_urls: Replace URLs with "http" (for tweets).
       mask_mentions: Replace @user mentions with "@user" (for tweets).
@@ -104,7 +104,6 @@ def preprocess(
       augment_factor: EDA augmentation (Wei and Zou 2019) of the train split only: this many new versions of each row; 0: none.
       augment_alpha: Share of a text's words each augmentation changes (synonyms from WordNet, insertions, swaps, deletions).
       expected_source_fingerprint: Fail if the source's content fingerprint differs (set by the pipeline; pins the cache key to the data).
-      executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     chosen = task_named(task)
     check_ratios(validation_ratio, test_ratio)

@@ -23,6 +23,7 @@ from typing import Any
 
 from components.lib import storage
 from components.lib.cli import HELP_WORDS, StageResult, run_stage
+from components.lib.common_flags import takes_common_flags
 from components.lib.data.contract import METRICS_FILE, MODEL_CARD_FILE
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError
@@ -36,12 +37,11 @@ FETCHED = ".fetched.json"  # in a folder fetch filled: which version it holds, a
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
+@takes_common_flags
 def list_versions(*, registry_uri: str, model_name: str, as_json: bool = False) -> StageResult | None:
     """List every committed version with its test metrics and aliases.
 
     Args:
-      registry_uri: Registry root (local folder or s3:// prefix).
-      model_name: Registered model name.
       as_json: Print JSON instead of a table.
     """
     registry = Registry(registry_uri, model_name)
@@ -57,18 +57,16 @@ def list_versions(*, registry_uri: str, model_name: str, as_json: bool = False) 
     return StageResult(summary={"model_name": model_name, "versions": rows})
 
 
+@takes_common_flags
 def models(*, registry_uri: str) -> StageResult:
-    """List the models registered in a registry.
-
-    Args:
-      registry_uri: Registry root (local folder or s3:// prefix).
-    """
+    """List the models registered in a registry."""
     names = model_names(registry_uri)
     if not names:
         raise UserError(f"{registry_uri}: no registered model there; check --registry_uri")
     return StageResult(summary={"registry_uri": registry_uri, "models": names})
 
 
+@takes_common_flags
 def show(*, registry_uri: str, model_name: str, version: str = "latest", as_json: bool = False) -> StageResult | None:
     """Summarise one version (aliases, test scores beside the baseline, lineage, files) after verifying its files.
 
@@ -76,9 +74,6 @@ def show(*, registry_uri: str, model_name: str, version: str = "latest", as_json
     manifest instead, with both.
 
     Args:
-      registry_uri: Registry root (local folder or s3:// prefix).
-      model_name: Registered model name.
-      version: A version number or an alias (latest, production, ...).
       as_json: Print the version's whole manifest (every file's sha256, the full lineage) as JSON instead of the summary.
     """
     registry = Registry(registry_uri, model_name)
@@ -160,14 +155,12 @@ def check_destination(target: Path, destination: str) -> None:
         )
 
 
+@takes_common_flags
 def fetch(*, registry_uri: str, model_name: str, destination: str, version: str = "production") -> StageResult:
     """Copy a version to a local folder, after checking every sha256 in its manifest.
 
     Args:
-      registry_uri: Registry root (local folder or s3:// prefix).
-      model_name: Registered model name.
       destination: Local folder to copy the version into.
-      version: A version number or an alias (production, latest, ...).
     """
     registry = Registry(registry_uri, model_name)
     with registry.fetch(version) as (number, folder, manifest):
@@ -184,13 +177,11 @@ def fetch(*, registry_uri: str, model_name: str, destination: str, version: str 
     return StageResult(summary={"model_name": model_name, "version": number, "destination": destination, "verified": True})
 
 
+@takes_common_flags
 def promote(*, registry_uri: str, model_name: str, version: str, alias: str = PRODUCTION) -> StageResult:
     """Point an alias (production by default) at a version, atomically.
 
     Args:
-      registry_uri: Registry root (local folder or s3:// prefix).
-      model_name: Registered model name.
-      version: The version number (or another alias, e.g. latest) to point at.
       alias: The alias to move.
     """
     registry = Registry(registry_uri, model_name)

@@ -16,19 +16,21 @@ import csv
 import json
 
 from components.lib.cli import StageResult, run_stage
+from components.lib.common_flags import takes_common_flags
 from components.lib.data.contract import TRAIN_SUMMARY_FILE, TRAINING_ARGS_FILE, TUNING_RESULTS_FILE
 from components.lib.errors import UserError
 from components.lib.reporting.metrics import HIGHER_IS_BETTER
+from components.lib.stage_outputs import BEST_TRIAL_OUTPUT, BEST_VALUE_OUTPUT, MODEL_ARTIFACT, MODEL_URI_OUTPUT, TUNING_ARTIFACT
 from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
 
 
+@takes_common_flags
 def select_best(*, model_uris: list, tuning_uri: str, executor_input: str = "") -> StageResult:
     """Pick the trial with the best validation score; tabulate every trial.
 
     Args:
       model_uris: JSON list of model folders (local or s3://) written by train, one per trial.
       tuning_uri: Folder (local or s3://) for tuning_results.json and tuning_results.csv.
-      executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     if not model_uris:
         raise UserError("--model_uris: the list of trials is empty")
@@ -49,9 +51,9 @@ def select_best(*, model_uris: list, tuning_uri: str, executor_input: str = "") 
         write_csv((out / TUNING_RESULTS_FILE).with_suffix(".csv"), ranked)
     return StageResult(
         summary={"stage": "select_best", "metric": metric, "best_trial": best["trial"], "best_value": best["value"], "trials": len(trials)},
-        artifact_metadata={"tuning": {"trials": len(trials), "metric": metric, "best_trial": best["trial"]}},
-        parameters={"best_value": float(best["value"]), "best_trial": int(best["trial"]), "model_uri": best["model_uri"]},
-        artifact_uris={"model": best["model_uri"]},
+        artifact_metadata={TUNING_ARTIFACT: {"trials": len(trials), "metric": metric, "best_trial": best["trial"]}},
+        parameters={BEST_VALUE_OUTPUT: float(best["value"]), BEST_TRIAL_OUTPUT: int(best["trial"]), MODEL_URI_OUTPUT: best["model_uri"]},
+        artifact_uris={MODEL_ARTIFACT: best["model_uri"]},
     )
 
 

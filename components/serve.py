@@ -23,6 +23,7 @@ import socket
 import warnings
 
 from components.lib.cli import run_stage
+from components.lib.common_flags import takes_common_flags
 from components.lib.data.contract import ONNX_FP32_FILE, ONNX_INT8_FILE
 from components.lib.errors import UserError
 from components.lib.modelling.onnx_runtime import onnx_text_classifier
@@ -33,6 +34,7 @@ log = logging.getLogger("components.serve")
 PRECISIONS = {"int8": ONNX_INT8_FILE, "fp32": ONNX_FP32_FILE}
 
 
+@takes_common_flags
 def serve(
     *,
     registry_uri: str,
@@ -49,9 +51,6 @@ def serve(
     """Serve a registered model over HTTP (KServe V1 and V2 protocols) until SIGTERM or Ctrl-C.
 
     Args:
-      registry_uri: Registry root (local folder or s3:// prefix) holding --model_name.
-      model_name: Registered model name; also the name in the request URLs.
-      version: A version number or an alias (latest, production, ...).
       precision: int8 (the quantized model, when the version has one) or fp32.
       port: HTTP port (KServe's default, 8080).
       max_batch_size: Most texts the micro-batcher puts in one model call; 0 (the default, faster on CPU) turns it off.

@@ -16,22 +16,23 @@ train split (`--tokenizer bpe|unigram`): components/lib/data/lm_tokenize.py.
 from __future__ import annotations
 
 from components.lib.cli import StageResult, run_stage
+from components.lib.common_flags import BASE_MODEL, TRUST_REMOTE_CODE, takes_common_flags
 from components.lib.data.contract import require_output_of
 from components.lib.data.folds import check_fold_flags
 from components.lib.data.labelled_tokenize import AUTO_LENGTH
 from components.lib.data.lm_tokenize import check_corpus_flags
 from components.lib.errors import UserError
-from components.lib.model_sources import DEFAULT_BASE_MODEL
 from components.lib.stage_flags import TokenizeFlags
 from components.lib.storage.artifacts import read_manifest
 from components.lib.tasks import task_for
 
 
+@takes_common_flags
 def tokenize(
     *,
     data_uri: str,
     output_uri: str,
-    base_model: str = DEFAULT_BASE_MODEL,
+    base_model: str = BASE_MODEL.default,
     max_length: int = AUTO_LENGTH,
     tokenizer: str = "base",
     vocab_size: int = 8000,
@@ -40,7 +41,7 @@ def tokenize(
     num_folds: int = 0,
     fold: int = 0,
     fold_seed: int = 0,
-    trust_remote_code: bool = False,
+    trust_remote_code: bool = TRUST_REMOTE_CODE.default,
     executor_input: str = "",
 ) -> StageResult:
     """Tokenize every split with the base model's fast tokenizer, without padding; cut causal_lm corpora into blocks.
@@ -48,7 +49,6 @@ def tokenize(
     Args:
       data_uri: Folder (local or s3://) written by preprocess.
       output_uri: Folder (local or s3://) for the tokenized splits and the tokenizer.
-      base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2.
       max_length: Longest token sequence kept, within the model's limit; 0: the train split's 99th percentile, rounded up to 8 (logged).
       tokenizer: causal_lm only: base (the base model's), or bpe / unigram trained on the train split; classification needs base.
       vocab_size: causal_lm only, with --tokenizer bpe or unigram: size of the trained vocabulary (at least 258).
@@ -57,8 +57,6 @@ def tokenize(
       num_folds: K-fold cross-validation: pool train and validation, cut them into this many stratified folds; 0: keep the splits.
       fold: With num_folds: this fold (0..K-1) is the validation split, the others the train split; test is untouched.
       fold_seed: Seed of the folds' shuffle.
-      trust_remote_code: Allow code shipped with a hub model to run. Off unless you trust its author.
-      executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     if max_length != AUTO_LENGTH and max_length < 8:
         raise UserError(f"--max_length: must be at least 8 (or {AUTO_LENGTH}: chosen from the data), got {max_length}")

@@ -33,6 +33,7 @@ import torch
 
 from components.lib import storage
 from components.lib.cli import StageResult, run_stage
+from components.lib.common_flags import BASE_MODEL, TRUST_REMOTE_CODE, takes_common_flags
 from components.lib.data.contract import (
     HISTORY_FILE,
     LR_RANGE_TEST_FILE,
@@ -44,9 +45,9 @@ from components.lib.data.contract import (
     require_output_of,
 )
 from components.lib.errors import UserError
-from components.lib.model_sources import DEFAULT_BASE_MODEL
 from components.lib.modelling.sources import load_tokenizer, local_model_source, pad_id
 from components.lib.reporting.plots import lr_range_test_png
+from components.lib.stage_outputs import BEST_VALIDATION_VALUE_OUTPUT, MODEL_ARTIFACT, MODEL_URI_OUTPUT
 from components.lib.storage.artifacts import read_manifest, staged_input, staged_output
 from components.lib.tasks import task_for
 from components.lib.tasks.base import TrainingRequest
@@ -61,11 +62,12 @@ log = logging.getLogger("components.train")
 SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}\Z")
 
 
+@takes_common_flags
 def train(
     *,
     data_uri: str,
     output_uri: str,
-    base_model: str = DEFAULT_BASE_MODEL,
+    base_model: str = BASE_MODEL.default,
     checkpoint_uri: str = "",
     run_id: str = "",
     trial: str = "",
@@ -73,7 +75,7 @@ def train(
     report_to: str = "tensorboard",
     processes: int = 1,
     expected_gpus: str = "",
-    trust_remote_code: bool = False,
+    trust_remote_code: bool = TRUST_REMOTE_CODE.default,
     executor_input: str = "",
     **settings,
 ) -> StageResult | None:
@@ -85,7 +87,6 @@ def train(
     Args:
       data_uri: Folder (local or s3://) written by tokenize.
       output_uri: Folder (local or s3://) for the fine-tuned model.
-      base_model: Hugging Face Hub id, local or s3:// folder, or bundled://all-MiniLM-L6-v2; as given to tokenize.
       checkpoint_uri: Run-stable folder (local or s3://) for checkpoints; a restart with the same URI resumes. Empty: none.
       run_id: Sub-folder of checkpoint_uri for this run; Kubeflow passes its run id, so a retried task finds its checkpoints.
       trial: Sub-folder of run_id for one trial of a sweep; empty outside sweeps.
@@ -93,8 +94,6 @@ def train(
       report_to: Comma-separated reporters: tensorboard, mlflow, wandb, or none.
       processes: Training processes on this node, one per GPU, under torchrun (DDP); 0 = one per visible GPU; 1 = plain.
       expected_gpus: GPUs this task asked the cluster for; fewer visible ones stop the stage at once. Empty: no check.
-      trust_remote_code: Allow code shipped with a hub model to run. Off unless you trust its author.
-      executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     config = TrainConfig(**settings)
     config.check()
@@ -180,10 +179,15 @@ def train(
             "samples_per_second": summary["training_samples_per_second"],
         },
         artifact_metadata={
-            "model": {"base_model": base_model, "model_type": lineage["model_type"], "best_validation": best_summary, "labels": label_names}
+            MODEL_ARTIFACT: {
+                "base_model": base_model,
+                "model_type": lineage["model_type"],
+                "best_validation": best_summary,
+                "labels": label_names,
+            }
         },
-        parameters={"best_validation_value": float(summary["best"]["value"]), "model_uri": output_uri},
-        artifact_uri_parameters={"model_uri": "model"},
+        parameters={BEST_VALIDATION_VALUE_OUTPUT: float(summary["best"]["value"]), MODEL_URI_OUTPUT: output_uri},
+        artifact_uri_parameters={MODEL_URI_OUTPUT: MODEL_ARTIFACT},
     )
 
 

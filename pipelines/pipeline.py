@@ -34,7 +34,18 @@ from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONA
 from components.lib.training.settings import SWEEPABLE
 from pipelines.config import KubeflowSettings
 from pipelines.parameters import arguments_for, docstring, pipeline_parameters, store_scope
-from pipelines.stages import CACHE_SCOPE, make_components
+from pipelines.stages import (
+    CACHE_SCOPE,
+    DATASET_ARTIFACT,
+    EVALUATION_URI_OUTPUT,
+    MODEL_ARTIFACT,
+    MODEL_URI_OUTPUT,
+    ONNX_ARTIFACT,
+    REGISTERED_OUTPUT,
+    TOKENIZED_URI_OUTPUT,
+    VERSION_OUTPUT,
+    make_components,
+)
 
 PIPELINE_NAME = "textclf-training"
 SWEEP_PIPELINE_NAME = "textclf-sweep"
@@ -50,7 +61,7 @@ KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 
 def wire_data(build: "PipelineBuild", given: dict):
     preprocess = build.components["preprocess"](**arguments_for("preprocess", given))
-    tokenize = build.components["tokenize"](data=preprocess.outputs["dataset"], **arguments_for("tokenize", given))
+    tokenize = build.components["tokenize"](data=preprocess.outputs[DATASET_ARTIFACT], **arguments_for("tokenize", given))
     return preprocess, tokenize
 
 
@@ -59,7 +70,7 @@ def train_task(build: "PipelineBuild", given: dict, tokenize, trial="", varied: 
     reuses and a new run (a clone included) does not. It starts one process per GPU it is given."""
     flags = {**arguments_for("train", given), **(varied or {})}
     task = build.components["train"](
-        data_uri=tokenize.outputs["tokenized_uri"], checkpoint_uri=given["checkpoint_root"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        data_uri=tokenize.outputs[TOKENIZED_URI_OUTPUT], checkpoint_uri=given["checkpoint_root"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         trial=trial, processes=0, expected_gpus=given["gpu_count"], **flags,
     )  # fmt: skip
     build.place_on_gpu(task, given)
@@ -69,13 +80,13 @@ def train_task(build: "PipelineBuild", given: dict, tokenize, trial="", varied: 
 def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize) -> list:
     """evaluate -> export -> (quality gate) -> register, for the chosen model (an artifact, and its URI)."""
     ops = build.components
-    data_uri = tokenize.outputs["tokenized_uri"]
+    data_uri = tokenize.outputs[TOKENIZED_URI_OUTPUT]
     evaluate = ops["evaluate"](model=model, data_uri=data_uri, batch_size=given["eval_batch_size"], **arguments_for("evaluate", given))
     export = ops["export"](model=model, data_uri=data_uri, **arguments_for("export", given))
     export.after(evaluate)
     with dsl.If(evaluate.outputs[PASSES_OUTPUT] == True, name="quality-gate"):  # noqa: E712 (KFP conditions)
         register = ops["register"](
-            onnx=export.outputs["onnx"], evaluation_uri=evaluate.outputs["evaluation_uri"], model_uri=model_uri,
+            onnx=export.outputs[ONNX_ARTIFACT], evaluation_uri=evaluate.outputs[EVALUATION_URI_OUTPUT], model_uri=model_uri,
             data_uri=data_uri, **arguments_for("register", given),
         )  # fmt: skip
         register.set_caching_options(enable_caching=build.settings.cache_register)
@@ -85,9 +96,9 @@ def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize
 
 def wire_deploy(build: "PipelineBuild", given: dict, register):
     """deploy, when the pipeline parameter says so and register made a version; never cached (it changes the cluster)."""
-    with dsl.If(register.outputs["registered"] == True, name="registered"), dsl.If(given["deploy"] == True, name="deploy-enabled"):  # noqa: E712 (KFP conditions)
+    with dsl.If(register.outputs[REGISTERED_OUTPUT] == True, name="registered"), dsl.If(given["deploy"] == True, name="deploy-enabled"):  # noqa: E712 (KFP conditions)
         deploy = build.components["deploy"](
-            version=register.outputs["version"], image=build.settings.cpu_image, s3_secret_name=given["s3_secret_name"],
+            version=register.outputs[VERSION_OUTPUT], image=build.settings.cpu_image, s3_secret_name=given["s3_secret_name"],
             image_pull_secrets=",".join(build.settings.image_pull_secrets),
             **arguments_for("deploy", given),
         )  # fmt: skip
@@ -97,7 +108,7 @@ def wire_deploy(build: "PipelineBuild", given: dict, register):
 def wire_training(build: "PipelineBuild", given: dict) -> None:
     preprocess, tokenize = wire_data(build, given)
     train = train_task(build, given, tokenize)
-    released = wire_release(build, given, train.outputs["model"], train.outputs["model_uri"], tokenize)
+    released = wire_release(build, given, train.outputs[MODEL_ARTIFACT], train.outputs[MODEL_URI_OUTPUT], tokenize)
     build.place_on_cpu([preprocess, tokenize, *released], given)
 
 
@@ -110,11 +121,11 @@ def wire_sweep(build: "PipelineBuild", given: dict) -> None:
     with dsl.ParallelFor(given["sweep_configs"], parallelism=build.settings.sweep_parallelism, name="trials") as trial:
         # KFP substitutes its run-id placeholder only as a whole value, so the trial goes in a flag of its own.
         train = train_task(build, given, tokenize, trial.trial_id, {name: getattr(trial, name) for name in SWEEPABLE}, cache=False)
-    select = build.components["select_best"](model_uris=dsl.Collected(train.outputs["model_uri"]))
+    select = build.components["select_best"](model_uris=dsl.Collected(train.outputs[MODEL_URI_OUTPUT]))
     # select_best's Model is the best trial's own folder (pipelines/stages.py, FLAGLESS_OUTPUTS). Not an
     # importer: the backend resolves an importer's URI only from its parent DAG's inputs, never from a
     # task's output (docs/kubeflow-contract.md, row importer-uri).
-    released = wire_release(build, given, select.outputs["model"], select.outputs["model_uri"], tokenize)
+    released = wire_release(build, given, select.outputs[MODEL_ARTIFACT], select.outputs[MODEL_URI_OUTPUT], tokenize)
     build.place_on_cpu([preprocess, tokenize, select, *released], given)
 
 
@@ -123,13 +134,13 @@ def wire_kfold(build: "PipelineBuild", given: dict) -> None:
     ops = build.components
     preprocess = ops["preprocess"](**arguments_for("preprocess", given))
     with dsl.ParallelFor(given["kfold_configs"], parallelism=build.settings.sweep_parallelism, name="folds") as item:
-        tokenize = ops["tokenize"](data=preprocess.outputs["dataset"], num_folds=item.num_folds, fold=item.fold,
+        tokenize = ops["tokenize"](data=preprocess.outputs[DATASET_ARTIFACT], num_folds=item.num_folds, fold=item.fold,
                                    fold_seed=item.fold_seed, **arguments_for("tokenize", given))  # fmt: skip
         train = train_task(build, given, tokenize, item.trial_id, {name: getattr(item, name) for name in SWEEPABLE})
         evaluate = ops["evaluate"](
-            model=train.outputs["model"], data_uri=tokenize.outputs["tokenized_uri"], batch_size=given["eval_batch_size"]
+            model=train.outputs[MODEL_ARTIFACT], data_uri=tokenize.outputs[TOKENIZED_URI_OUTPUT], batch_size=given["eval_batch_size"]
         )
-    report = ops["kfold_report"](evaluation_uris=dsl.Collected(evaluate.outputs["evaluation_uri"]))
+    report = ops["kfold_report"](evaluation_uris=dsl.Collected(evaluate.outputs[EVALUATION_URI_OUTPUT]))
     build.place_on_cpu([preprocess, tokenize, evaluate, report], given)
 
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from components.lib.data.contract import DECISION_FILE
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
+from components.lib.stage_outputs import REGISTRATION_ARTIFACT
 from pipelines.config import RunConfig, load_config
 
 DEFAULT_VERSION = "latest"  # make serve's VERSION, and components.serve's --version
-REGISTRATION = Path("register") / "registration" / DECISION_FILE  # where a run folder keeps register's decision
+REGISTRATION = Path("register") / REGISTRATION_ARTIFACT / DECISION_FILE  # where a run folder keeps register's decision
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,30 @@ from kfp import dsl
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG, set_signature
 from components.lib.quality_gate import PASSES_OUTPUT
+from components.lib.stage_outputs import (
+    BEST_TRIAL_OUTPUT,
+    BEST_VALIDATION_VALUE_OUTPUT,
+    BEST_VALUE_OUTPUT,
+    CONFUSION_MATRIX_ARTIFACT,
+    DATA_ARTIFACT,
+    DATASET_ARTIFACT,
+    DEPLOYMENT_ARTIFACT,
+    EVALUATION_ARTIFACT,
+    EVALUATION_URI_OUTPUT,
+    KFOLD_ARTIFACT,
+    METRICS_ARTIFACT,
+    MODEL_ARTIFACT,
+    MODEL_URI_OUTPUT,
+    ONNX_ARTIFACT,
+    REGISTERED_OUTPUT,
+    REGISTRATION_ARTIFACT,
+    REPORT_ARTIFACT,
+    TOKENIZED_ARTIFACT,
+    TOKENIZED_URI_OUTPUT,
+    TUNING_ARTIFACT,
+    URL_OUTPUT,
+    VERSION_OUTPUT,
+)
 
 CACHE_SCOPE = "cache_scope"  # every component's input that only the cache key reads (pipelines/parameters.py)
 
@@ -28,21 +52,8 @@ STAGES = ("preprocess", "tokenize", "train", "evaluate", "export", "register")  
 OPTIONAL_STAGES = ("deploy",)
 ALL_STAGES = STAGES + OPTIONAL_STAGES
 
-# Each artifact's name in a stage's component (task.outputs[...] in the DAG); an output's is also its
-# folder in a kfp.local run folder, <run>/<task>/<output>/, where pipelines/run_summary.py reads the reports.
-DATASET_ARTIFACT = "dataset"
-DATA_ARTIFACT = "data"
-TOKENIZED_ARTIFACT = "tokenized"
-MODEL_ARTIFACT = "model"
-EVALUATION_ARTIFACT = "evaluation"
-REPORT_ARTIFACT = "report"
-ONNX_ARTIFACT = "onnx"
-KFOLD_ARTIFACT = "kfold"
-TUNING_ARTIFACT = "tuning"
-REGISTRATION_ARTIFACT = "registration"
-DEPLOYMENT_ARTIFACT = "deployment"
-METRICS_ARTIFACT = "metrics"
-CONFUSION_MATRIX_ARTIFACT = "confusion_matrix"
+# Each output's name (task.outputs[...] in the DAG, and its folder in a kfp.local run folder) is declared
+# once, in components/lib/stage_outputs.py, where the components read it too; pipelines/ imports it from here.
 
 
 @dataclass(frozen=True)
@@ -72,33 +83,35 @@ def writes(flag: str, name: str, kind: type) -> ArtifactFlag:
 INTERFACES = {
     "preprocess": StageInterface((writes("output_uri", DATASET_ARTIFACT, dsl.Dataset),)),
     "tokenize": StageInterface(
-        (reads("data_uri", DATA_ARTIFACT, dsl.Dataset), writes("output_uri", TOKENIZED_ARTIFACT, dsl.Dataset)), {"tokenized_uri": str}
+        (reads("data_uri", DATA_ARTIFACT, dsl.Dataset), writes("output_uri", TOKENIZED_ARTIFACT, dsl.Dataset)), {TOKENIZED_URI_OUTPUT: str}
     ),
     # train, evaluate and export take the tokenized data by URI (tokenize's output parameter
     # tokenized_uri) and fetch only the splits they read: the launcher would download the whole
     # Dataset artifact first (backend/src/v2/component/launcher_v2.go, downloadArtifacts), the
     # train split for export and the test split for train.
-    "train": StageInterface((writes("output_uri", MODEL_ARTIFACT, dsl.Model),), {"best_validation_value": float, "model_uri": str}),
+    "train": StageInterface(
+        (writes("output_uri", MODEL_ARTIFACT, dsl.Model),), {BEST_VALIDATION_VALUE_OUTPUT: float, MODEL_URI_OUTPUT: str}
+    ),
     "evaluate": StageInterface(
         (
             reads("model_uri", MODEL_ARTIFACT, dsl.Model),
             writes("output_uri", EVALUATION_ARTIFACT, dsl.Artifact),
             writes("report_path", REPORT_ARTIFACT, dsl.HTML),
         ),
-        {PASSES_OUTPUT: bool, "evaluation_uri": str},
+        {PASSES_OUTPUT: bool, EVALUATION_URI_OUTPUT: str},
     ),
     "export": StageInterface((reads("model_uri", MODEL_ARTIFACT, dsl.Model), writes("output_uri", ONNX_ARTIFACT, dsl.Model))),
     "kfold_report": StageInterface((writes("report_uri", KFOLD_ARTIFACT, dsl.Artifact),)),
     "select_best": StageInterface(
-        (writes("tuning_uri", TUNING_ARTIFACT, dsl.Artifact),), {"best_value": float, "best_trial": int, "model_uri": str}
+        (writes("tuning_uri", TUNING_ARTIFACT, dsl.Artifact),), {BEST_VALUE_OUTPUT: float, BEST_TRIAL_OUTPUT: int, MODEL_URI_OUTPUT: str}
     ),
     # register takes the model, evaluation and data as URIs (it reads a few small files of each),
     # the ONNX export as the artifact it publishes.
     "register": StageInterface(
         (reads("export_uri", ONNX_ARTIFACT, dsl.Model), writes("output_uri", REGISTRATION_ARTIFACT, dsl.Artifact)),
-        {"registered": bool, "version": str},
+        {REGISTERED_OUTPUT: bool, VERSION_OUTPUT: str},
     ),
-    "deploy": StageInterface((writes("output_uri", DEPLOYMENT_ARTIFACT, dsl.Artifact),), {"url": str}),
+    "deploy": StageInterface((writes("output_uri", DEPLOYMENT_ARTIFACT, dsl.Artifact),), {URL_OUTPUT: str}),
 }
 
 # Outputs that no flag names; the stage fills them through the executor output: evaluate's exist

@@ -283,3 +283,27 @@ def test_a_corrupt_model_folder_without_a_manifest_is_one_line(model, prepared_d
     assert line.startswith(f"error: {broken}: cannot load the model from this folder (") and line.endswith(
         "the folder is incomplete or corrupt"
     )
+
+
+def test_evaluate_holds_gate_min_to_the_gate_metric_register_reads(prepared_data, tiny_model, tmp_path):
+    """With --gate_metric, the DAG's condition (evaluate's passes_gate) must read the metric register's gate reads."""
+    model = tmp_path / "model"  # trained too little to score every metric alike
+    train(data_uri=str(prepared_data[1]), output_uri=str(model), base_model=str(tiny_model), **train_flags(epochs=1, batch_size=8))
+    evaluate(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "evaluation"))
+    test = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["test"]
+    low, high = sorted(("accuracy", "macro_f1"), key=lambda name: test[name])
+    assert test[low] < test[high]
+    threshold = (test[low] + test[high]) / 2
+    for metric, passes in ((high, True), (low, False), ("", test["macro_f1"] >= threshold)):
+        result = evaluate(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(tmp_path / f"evaluation-{metric}"),
+                          gate_metric=metric, gate_min=threshold)  # fmt: skip
+        assert result.parameters["passes_gate"] is passes, metric
+
+
+def test_evaluate_refuses_a_gate_metric_where_lower_is_better_before_scoring(model, prepared_data, tmp_path):
+    result = run_module("components.evaluate", "--model_uri", str(model), "--data_uri", str(prepared_data[1]),
+                        "--output_uri", str(tmp_path / "evaluation"), "--gate_metric", "loss")  # fmt: skip
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
+        "--gate_metric: 'loss' is not one of accuracy, macro_f1, weighted_f1, macro_precision, macro_recall, next_token_accuracy, micro_f1, micro_precision, micro_recall, subset_accuracy"
+    )
+    assert not (tmp_path / "evaluation").exists()

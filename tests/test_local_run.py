@@ -10,6 +10,7 @@ import os
 import pytest
 import yaml
 
+from components.lib.common_flags import REGISTRY_URI
 from components.lib.data.contract import CAUSAL_LM, CLASSIFICATION, TASK_KEY
 from components.lib.storage.artifacts import staged_output
 from components.lib.storage.registry import Registry
@@ -303,8 +304,7 @@ def test_a_missing_required_parameter_is_one_line(tmp_path):
     result = run_module("pipelines.local_run", "--config", str(config))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: parameters.registry_uri: required, and the config does not set it"
-        " (Registry root (local folder or s3:// prefix); versions go to <registry>/<model_name>/<version>/);"
+        f"error: parameters.registry_uri: required, and the config does not set it ({REGISTRY_URI.help.rstrip('.')});"
         " set it there or add registry_uri=..."
     ]
 

@@ -1,5 +1,6 @@
 """The compiled pipelines: flags match the stages, placement, secrets, caching, and the lint itself."""
 
+import ast
 import dataclasses
 import inspect
 from pathlib import Path
@@ -339,3 +340,63 @@ def test_tracking_settings_reach_every_task_and_credentials_only_from_a_secret(t
 def test_a_credential_in_the_tracking_environment_is_refused_at_compile_time(tmp_path, settings, complaint):
     with pytest.raises(UserError, match=complaint):
         compile_pipeline(KubeflowSettings(**settings), tmp_path / "pipeline.yaml")
+
+
+# What a stage hands back (components/lib/cli.py, StageResult), keyed by its outputs' names.
+RESULT_FIELDS = ("parameters", "artifact_metadata", "artifact_uri_parameters", "artifact_uris")
+
+
+def top_level_dicts(node):
+    """The dict literals a value is made of: `{...}`, or `{...} | {...}`."""
+    if isinstance(node, ast.Dict):
+        return [node]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return top_level_dicts(node.left) + top_level_dicts(node.right)
+    return []
+
+
+def retyped_output_names(source: str, names: set[str]) -> list[tuple[int, str]]:
+    """(line, name) for each output name typed as a string in `source`: a key (or, for artifact_uri_parameters,
+    a value) of a StageResult field, or the subscript of `.outputs[...]`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        named = []
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "outputs":
+            named.append(node.slice)
+        elif isinstance(node, ast.keyword) and node.arg in RESULT_FIELDS:
+            for literal in top_level_dicts(node.value):
+                named += literal.keys
+                named += literal.values if node.arg == "artifact_uri_parameters" else []
+        found += [(item.lineno, item.value) for item in named if isinstance(item, ast.Constant) and item.value in names]
+    return found
+
+
+# Literals still typed in files not yet changed over: (file, name). Remove an entry when its file uses the
+# constant (the test fails on an entry no longer there, so the list stays honest).
+NOT_YET_NAMED: set[tuple[str, str]] = set()  # (file, name) of retyped output names left to name
+
+
+def test_outputs_are_named_by_their_constants_never_retyped():
+    """Each output's name is declared once (components/lib/stage_outputs.py; evaluate's verdict in
+    components/lib/quality_gate.py): the components' StageResults and the DAG's task.outputs[...] use the
+    constant, so a component and the pipeline cannot disagree on a name."""
+    from components.lib import stage_outputs
+    from components.lib.quality_gate import PASSES_OUTPUT
+    from tests.conftest import REPO
+
+    names = {value for name, value in vars(stage_outputs).items() if name.endswith(("_ARTIFACT", "_OUTPUT"))} | {PASSES_OUTPUT}
+    assert {"tokenized", "evaluation_uri", "registered", "url"} <= names
+    found = {
+        (str(path.relative_to(REPO)), line, name)
+        for package in ("components", "pipelines")
+        for path in sorted((REPO / package).rglob("*.py"))
+        for line, name in retyped_output_names(path.read_text(), names)
+    }
+    retyped = sorted(f"{path}:{line}: {name!r}" for path, line, name in found if (path, name) not in NOT_YET_NAMED)
+    assert not retyped, "use the constant of components/lib/stage_outputs.py:\n" + "\n".join(retyped)
+    named_now = NOT_YET_NAMED - {(path, name) for path, _, name in found}
+    assert not named_now, f"named now: remove {sorted(named_now)} from NOT_YET_NAMED"
+    assert retyped_output_names('task.outputs["model"]\nStageResult(parameters={"a": 1} | {"version": v})', names) == [
+        (1, "model"),
+        (2, "version"),
+    ]

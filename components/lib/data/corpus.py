@@ -59,6 +59,7 @@ from components.lib.data.splitting import KEEP_PRIORITY, assign_splits, carved_s
 from components.lib.data.textclean import TextCleaning, clean_text
 from components.lib.errors import UserError, flag_hint
 from components.lib.stage_flags import PreprocessFlags
+from components.lib.stage_outputs import DATASET_ARTIFACT
 from components.lib.storage.artifacts import staged_output
 
 log = logging.getLogger("components.preprocess")
@@ -181,7 +182,7 @@ def preprocess_corpus(flags: CorpusFlags) -> StageResult:
     return StageResult(
         summary={"stage": "preprocess", "output_uri": flags.output_uri, **counts},
         artifact_metadata={
-            "dataset": counts
+            DATASET_ARTIFACT: counts
             | {key: stats[key] for key in (TASK_KEY, "exact_duplicates", "near_duplicates", "leaked_across_splits", "source_fingerprint")}
         },
     )

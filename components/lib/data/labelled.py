@@ -24,6 +24,7 @@ from components.lib.data.readers import installed_data_path, open_source, read_s
 from components.lib.data.splitting import assign_splits, carved_splits, find_duplicates, route_rows
 from components.lib.data.textclean import TextCleaning
 from components.lib.stage_flags import PreprocessFlags
+from components.lib.stage_outputs import DATASET_ARTIFACT
 from components.lib.storage.artifacts import staged_output
 
 log = logging.getLogger("components.preprocess")
@@ -94,7 +95,7 @@ def preprocess_labelled(flags: PreprocessFlags, task: str, rules: LabelRules | N
             **{key: stats[key] for key in ("rows_in", "rows_kept", "rows_rejected")},
         },
         artifact_metadata={
-            "dataset": {key: stats[key] for key in ("rows_in", "rows_kept", "rows_rejected", "leaked_across_splits")}
+            DATASET_ARTIFACT: {key: stats[key] for key in ("rows_in", "rows_kept", "rows_rejected", "leaked_across_splits")}
             | {"labels": label_names_found, "source_fingerprint": fingerprint}
         },
     )

@@ -33,6 +33,7 @@ from components.lib.data.lm_tokenize import BASE
 from components.lib.errors import UserError
 from components.lib.model_sources import load_tokenizer, local_model_source, model_max_positions
 from components.lib.stage_flags import TokenizeFlags
+from components.lib.stage_outputs import TOKENIZED_ARTIFACT, TOKENIZED_URI_OUTPUT
 from components.lib.storage.artifacts import staged_input, staged_output
 
 log = logging.getLogger("components.tokenize")
@@ -91,9 +92,9 @@ def tokenize_labelled(flags: TokenizeFlags) -> StageResult:
     rows = {split: entry["rows"] for split, entry in split_stats.items()}
     return StageResult(
         summary={"stage": "tokenize", "output_uri": output_uri, "max_length": effective_length, "rows": rows},
-        artifact_metadata={"tokenized": {"max_length": effective_length, "base_model": base_model, "rows": rows}},
-        parameters={"tokenized_uri": output_uri},
-        artifact_uri_parameters={"tokenized_uri": "tokenized"},
+        artifact_metadata={TOKENIZED_ARTIFACT: {"max_length": effective_length, "base_model": base_model, "rows": rows}},
+        parameters={TOKENIZED_URI_OUTPUT: output_uri},
+        artifact_uri_parameters={TOKENIZED_URI_OUTPUT: TOKENIZED_ARTIFACT},
     )
 
 

@@ -38,6 +38,7 @@ from components.lib.modelling.sources import load_tokenizer
 from components.lib.modelling.sources import pad_id as pad_token
 from components.lib.reporting.metrics import classification_metrics, headline
 from components.lib.stage_flags import ExportFlags, StageUris
+from components.lib.stage_outputs import ONNX_ARTIFACT
 from components.lib.storage.artifacts import made_from, staged_input, staged_output
 
 log = logging.getLogger("components.export")
@@ -109,7 +110,7 @@ def export_classifier(uris: StageUris, flags: ExportFlags) -> StageResult:
             "latency": {name: entry["latency"] for name, entry in report["models"].items()},
         },
         artifact_metadata={
-            "onnx": {
+            ONNX_ARTIFACT: {
                 "max_abs_logit_diff": parity["max_abs_logit_diff"],
                 "argmax_agreement": parity["argmax_agreement"],
                 "int8_kept": report.get("int8_kept", False),

@@ -41,6 +41,7 @@ from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.modelling.thresholds import read_thresholds, sigmoid
 from components.lib.reporting.multilabel_metrics import headline, multilabel_metrics
 from components.lib.stage_flags import ExportFlags, StageUris
+from components.lib.stage_outputs import ONNX_ARTIFACT
 from components.lib.storage.artifacts import made_from, staged_input, staged_output
 
 
@@ -99,7 +100,7 @@ def export_multilabel(uris: StageUris, flags: ExportFlags) -> StageResult:
             "latency": {name: entry["latency"] for name, entry in report["models"].items()},
         },  # fmt: skip
         artifact_metadata={
-            "onnx": {key: parity[key] for key in ("max_abs_probability_diff", "decision_agreement")}
+            ONNX_ARTIFACT: {key: parity[key] for key in ("max_abs_probability_diff", "decision_agreement")}
             | {"int8_kept": report.get("int8_kept", False)}
         },  # fmt: skip
     )

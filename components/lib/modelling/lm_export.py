@@ -48,6 +48,7 @@ from components.lib.modelling.language_model import CausalLanguageModel, next_to
 from components.lib.modelling.onnx_runtime import cpu_session, feeds, latency_ms
 from components.lib.modelling.sources import load_tokenizer
 from components.lib.modelling.sources import pad_id as pad_token
+from components.lib.stage_outputs import ONNX_ARTIFACT
 from components.lib.storage.artifacts import made_from, staged_input, staged_output
 
 # float32 rounding differs per position and averages out over the thousands of positions of the
@@ -247,7 +248,7 @@ def stage_result(output_uri: str, report: dict) -> StageResult:
             "latency": {name: entry["latency"] for name, entry in report["models"].items()},
         },
         artifact_metadata={
-            "onnx": {
+            ONNX_ARTIFACT: {
                 "task": CAUSAL_LM,
                 "max_abs_logit_diff": parity["max_abs_logit_diff"],
                 "argmax_agreement": parity["argmax_agreement"],

@@ -57,6 +57,7 @@ from components.lib.reporting.plots import (
 )
 from components.lib.reporting.report import evaluation_html
 from components.lib.reporting.tracking import publish_report
+from components.lib.stage_outputs import CONFUSION_MATRIX_ARTIFACT, EVALUATION_ARTIFACT, EVALUATION_URI_OUTPUT, METRICS_ARTIFACT
 from components.lib.storage.artifacts import made_from, staged_input, staged_output
 
 
@@ -123,22 +124,22 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
     return StageResult(
         summary={"stage": "evaluate", "output_uri": output_uri, "test": scores, "baseline": headline(baseline)},
         artifact_metadata={
-            "metrics": {
+            METRICS_ARTIFACT: {
                 **scores,
                 "loss": round(metrics["loss"], 6),
                 "baseline_macro_f1": round(baseline["macro_f1"], 4),
                 "baseline_accuracy": round(baseline["accuracy"], 4),
                 **{key: round(value, 6) for key, value in metrics["calibration"].items() if key.startswith("ece_")},
             },
-            "confusion_matrix": kfp_confusion_matrix(metrics, label_names),
+            CONFUSION_MATRIX_ARTIFACT: kfp_confusion_matrix(metrics, label_names),
         },
         parameters={
             "accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"],
             "weighted_f1": metrics["weighted_f1"],
-            "evaluation_uri": output_uri,
+            EVALUATION_URI_OUTPUT: output_uri,
         },
-        artifact_uri_parameters={"evaluation_uri": "evaluation"},
+        artifact_uri_parameters={EVALUATION_URI_OUTPUT: EVALUATION_ARTIFACT},
     )
 
 

@@ -40,6 +40,7 @@ from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.reporting.plots import language_model_curves_png
 from components.lib.reporting.report import embedded_png, key_value_table, page_start, table
 from components.lib.reporting.tracking import publish_report
+from components.lib.stage_outputs import EVALUATION_ARTIFACT, EVALUATION_URI_OUTPUT, METRICS_ARTIFACT
 from components.lib.storage.artifacts import made_from, staged_input, staged_output
 
 SAMPLES = 3  # generations shown, one from the start of each of the first test blocks
@@ -193,7 +194,7 @@ def stage_result(output_uri: str, metrics: dict, baseline: dict) -> StageResult:
             "baseline": {"perplexity": round(baseline["perplexity"], 4)},
         },
         artifact_metadata={
-            "metrics": {
+            METRICS_ARTIFACT: {
                 "perplexity": round(metrics["perplexity"], 4),
                 "loss": round(metrics["loss"], 6),
                 "bits_per_character": rounded(metrics["bits_per_character"]),
@@ -201,8 +202,8 @@ def stage_result(output_uri: str, metrics: dict, baseline: dict) -> StageResult:
                 "baseline_perplexity": round(baseline["perplexity"], 4),
             }
         },
-        parameters={"perplexity": metrics["perplexity"], "evaluation_uri": output_uri},
-        artifact_uri_parameters={"evaluation_uri": "evaluation"},
+        parameters={"perplexity": metrics["perplexity"], EVALUATION_URI_OUTPUT: output_uri},
+        artifact_uri_parameters={EVALUATION_URI_OUTPUT: EVALUATION_ARTIFACT},
     )
 
 

@@ -42,6 +42,7 @@ from components.lib.reporting.multilabel_metrics import frequency_baseline, head
 from components.lib.reporting.plots import pyplot, save, training_curves_png
 from components.lib.reporting.report import embedded_png, key_value_table, page_start, table
 from components.lib.reporting.tracking import publish_report
+from components.lib.stage_outputs import EVALUATION_ARTIFACT, EVALUATION_URI_OUTPUT, METRICS_ARTIFACT
 from components.lib.storage.artifacts import made_from, staged_input, staged_output
 
 PER_LABEL_PICTURE = "per_label_f1.png"
@@ -164,8 +165,10 @@ def stage_result(output_uri: str, metrics: dict, baseline: dict) -> StageResult:
     scores = headline(metrics)
     return StageResult(
         summary={"stage": "evaluate", "output_uri": output_uri, "test": scores, "baseline": headline(baseline)},
-        artifact_metadata={"metrics": {**scores, "loss": round(metrics["loss"], 6), "baseline_micro_f1": round(baseline["micro_f1"], 4)}},
+        artifact_metadata={
+            METRICS_ARTIFACT: {**scores, "loss": round(metrics["loss"], 6), "baseline_micro_f1": round(baseline["micro_f1"], 4)}
+        },
         parameters={key: metrics[key] for key in ("micro_f1", "macro_f1", "weighted_f1", "subset_accuracy")}
-        | {"evaluation_uri": output_uri},
-        artifact_uri_parameters={"evaluation_uri": "evaluation"},
+        | {EVALUATION_URI_OUTPUT: output_uri},
+        artifact_uri_parameters={EVALUATION_URI_OUTPUT: EVALUATION_ARTIFACT},
     )

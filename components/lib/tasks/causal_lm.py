@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.lib.common_flags import MAX_PERPLEXITY
 from components.lib.data.contract import CAUSAL_LM
 from components.lib.quality_gate import Gate, Verdict
 from components.lib.tasks.base import ExportFlags, GateInputs, StageUris, Task, TokenizeFlags, TrainingRequest, TrainingSetup
@@ -23,7 +24,14 @@ HEADLINE = ("perplexity", "bits_per_character", "next_token_accuracy")  # a lang
 
 class CausalLanguageModelTask(Task):
     name = CAUSAL_LM
-    gate = Gate(metric="perplexity", label="perplexity", flag="max_perplexity", parameter="max_perplexity", higher_is_better=False)
+    gate = Gate(
+        metric="perplexity",
+        label="perplexity",
+        flag=MAX_PERPLEXITY.name,
+        parameter=MAX_PERPLEXITY.name,
+        higher_is_better=False,
+        takes_gate_metric=False,
+    )
     labelled = False
 
     def preprocess(self, flags: Any) -> StageResult:
@@ -34,6 +42,7 @@ class CausalLanguageModelTask(Task):
     def tokenize(self, flags: TokenizeFlags) -> StageResult:
         from components.lib.cli import StageResult
         from components.lib.data.lm_tokenize import CorpusFlags, refuse_folds, tokenize_corpus
+        from components.lib.stage_outputs import TOKENIZED_ARTIFACT, TOKENIZED_URI_OUTPUT
 
         refuse_folds(flags.num_folds)
         corpus = CorpusFlags(
@@ -45,7 +54,7 @@ class CausalLanguageModelTask(Task):
         return StageResult(
             summary={"stage": "tokenize", "output_uri": flags.output_uri, "task": self.name, "block_size": block_size, "rows": rows},
             artifact_metadata={
-                "tokenized": {
+                TOKENIZED_ARTIFACT: {
                     "task": self.name,
                     "block_size": block_size,
                     "base_model": stats["base_model"],
@@ -53,8 +62,8 @@ class CausalLanguageModelTask(Task):
                     "rows": rows,
                 }
             },
-            parameters={"tokenized_uri": flags.output_uri},
-            artifact_uri_parameters={"tokenized_uri": "tokenized"},
+            parameters={TOKENIZED_URI_OUTPUT: flags.output_uri},
+            artifact_uri_parameters={TOKENIZED_URI_OUTPUT: TOKENIZED_ARTIFACT},
         )
 
     def training_settings(self, config: TrainConfig) -> TrainConfig:

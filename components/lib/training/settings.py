@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.lib.cli import EXECUTOR_INPUT_FLAG
+from components.lib.common_flags import with_args
 from components.lib.data.batching import PACINGS
 from components.lib.data.contract import CAUSAL_LM
 from components.lib.errors import UserError
@@ -179,15 +180,10 @@ def as_parameters() -> list[inspect.Parameter]:
     ]
 
 
-def help_lines() -> list[str]:
-    """The settings' lines of a Google-style `Args:` section."""
-    return [f"      {spec.name}: {spec.metadata['help']}" for spec in SETTINGS]
-
-
 def takes_settings(stage) -> None:
     """Make the settings flags of `stage`, whose last parameter is **settings: in its signature (what
-    Fire and --help read), its annotations and its docstring's Args (what the pipeline parameters read),
-    before `executor_input`, which stays last."""
+    Fire and --help read), its annotations and its docstring's Args (what the pipeline parameters read);
+    `executor_input` stays the last parameter."""
     signature = inspect.signature(stage)
     explicit = [parameter for parameter in signature.parameters.values() if parameter.kind is not inspect.Parameter.VAR_KEYWORD]
     last = [parameter for parameter in explicit if parameter.name == EXECUTOR_INPUT_FLAG]
@@ -199,5 +195,4 @@ def takes_settings(stage) -> None:
         **TYPES,
         "return": hints["return"],
     }
-    marker = f"      {EXECUTOR_INPUT_FLAG}:"
-    stage.__doc__ = stage.__doc__.replace(marker, "\n".join(help_lines()) + "\n" + marker)
+    stage.__doc__ = with_args(stage.__doc__, {spec.name: spec.metadata["help"] for spec in SETTINGS})
