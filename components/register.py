@@ -9,7 +9,9 @@ The gate is the task's (read from the evaluation's lineage; components/lib/tasks
 `--gate_metric` is below `--gate_min`; with `--require_beat_baseline` (the default), when the model
 does not beat the majority-class baseline on the test split in both accuracy and macro-F1; or,
 with `--compare_with_production`, when it is more than `--max_regression` below the current
-`production` version scored on the same test split. A test split with fewer than
+`production` version scored on the same test split: significantly so at `--significance` by a paired
+bootstrap of the test rows (both fp32 ONNX models on the same rows; the figures go into
+registration.json), or, with `--significance 0`, by the score alone. A test split with fewer than
 MIN_TEST_ROWS_PER_CLASS rows of some class is judged anyway, with a warning that it is too small. A
 registered version holds the ONNX files, tokenizer, labels, metrics, a model card and a manifest
 with every file's sha256 and the lineage. `latest` then moves to it; `production` moves only by
@@ -40,7 +42,9 @@ import tempfile
 from pathlib import Path
 
 import components
+from components.lib.cards.shared import production_comparison_section
 from components.lib.cli import StageResult, run_stage
+from components.lib.common_flags import GATE_METRIC, GATE_MIN, MAX_PERPLEXITY, takes_common_flags
 from components.lib.data.contract import (
     DECISION_FILE,
     EXPORT_REPORT_FILE,
@@ -55,10 +59,10 @@ from components.lib.data.contract import (
 )
 from components.lib.data.labels import LABELS_FILE
 from components.lib.errors import UserError
-from components.lib.quality_gate import GateFlags
-from components.lib.reporting.metrics import HIGHER_IS_BETTER
+from components.lib.quality_gate import GateFlags, check_gate_metric
 from components.lib.reporting.tracking import mlflow_run_of
 from components.lib.reporting.tracking import register_version as register_in_mlflow
+from components.lib.stage_outputs import REGISTERED_OUTPUT, REGISTRATION_ARTIFACT, VERSION_OUTPUT
 from components.lib.storage.artifacts import MADE_FROM, made_from, read_manifest, staged_input, staged_output
 from components.lib.storage.registry import LATEST, Registry
 from components.lib.tasks import task_for
@@ -72,6 +76,7 @@ TRAINING_FILES = [TRAINING_ARGS_FILE, TRAIN_SUMMARY_FILE]
 DATA_FILES = [LABELS_FILE, STATS_FILE, split_file(Path(), "test").name]
 
 
+@takes_common_flags
 def register(
     *,
     export_uri: str,
@@ -81,11 +86,12 @@ def register(
     registry_uri: str,
     model_name: str,
     output_uri: str,
-    gate_metric: str = "",
-    gate_min: float = 0.0,
-    max_perplexity: float = 0.0,
+    gate_metric: str = GATE_METRIC.default,
+    gate_min: float = GATE_MIN.default,
+    max_perplexity: float = MAX_PERPLEXITY.default,
     compare_with_production: bool = True,
     max_regression: float = 0.01,
+    significance: float = 0.05,
     require_beat_baseline: bool = True,
     executor_input: str = "",
 ) -> StageResult:
@@ -96,16 +102,11 @@ def register(
       evaluation_uri: Folder (local or s3://) written by evaluate.
       model_uri: Folder (local or s3://) written by train (training flags and summary are read).
       data_uri: Folder (local or s3://) written by tokenize (the test split, to score production on).
-      registry_uri: Registry root (local folder or s3:// prefix); versions go to <registry>/<model_name>/<version>/.
-      model_name: Registry name: letters, digits, '.', '_' and '-'.
       output_uri: Folder (local or s3://) for registration.json: the decision, and the version's URI.
-      gate_metric: Test metric the gate reads: macro_f1, accuracy, weighted_f1, ...; empty: the task's own (macro_f1 for classification).
-      gate_min: Refuse to register below this value of gate_metric.
-      max_perplexity: causal_lm: refuse to register above this test perplexity; 0: no limit.
       compare_with_production: Also refuse if worse than the production version on this test split.
       max_regression: How far below production the candidate may score and still register (causal_lm: how far above, relative).
+      significance: Classifiers: refuse for production only if worse by over max_regression at this level (paired bootstrap); 0: by score.
       require_beat_baseline: Refuse unless the model beats the majority class in test accuracy and macro-F1 (causal_lm: n-gram perplexity).
-      executor_input: Set by Kubeflow; leave empty when running by hand.
     """
     for producer, uri, flag in (
         ("export", export_uri, "--export_uri"),
@@ -116,7 +117,7 @@ def register(
         require_output_of(producer, uri, flag)
     require_one_model(model_uri, evaluation_uri, export_uri)
     registry = Registry(registry_uri, model_name)
-    flags = GateFlags(gate_metric, gate_min, compare_with_production, max_regression, require_beat_baseline, max_perplexity)
+    flags = GateFlags(gate_metric, gate_min, compare_with_production, max_regression, require_beat_baseline, max_perplexity, significance)
     check_flags(flags)
     with staged_input(evaluation_uri, only=[METRICS_FILE]) as (evaluation_dir, evaluation_manifest):
         metrics = json.loads((evaluation_dir / METRICS_FILE).read_text())
@@ -133,8 +134,10 @@ def register(
         }
         if verdict.warning:
             decision["warning"] = verdict.warning
+        if verdict.comparison:
+            decision["production_comparison"] = verdict.comparison
         if verdict.refusal is None:
-            version = publish(registry, export_uri, model_uri, data_dir, data_manifest, metrics, task)
+            version = publish(registry, export_uri, model_uri, data_dir, data_manifest, metrics, task, verdict.comparison)
             decision.update(
                 registered=True,
                 version=version,
@@ -150,9 +153,9 @@ def register(
     return StageResult(
         summary={"stage": "register", **decision},
         artifact_metadata={
-            "registration": {key: value for key, value in decision.items() if key in ("registered", "version", "uri", "refused")}
+            REGISTRATION_ARTIFACT: {key: value for key, value in decision.items() if key in ("registered", "version", "uri", "refused")}
         },
-        parameters={"registered": decision["registered"], "version": str(decision.get("version", ""))},
+        parameters={REGISTERED_OUTPUT: decision["registered"], VERSION_OUTPUT: str(decision.get("version", ""))},
     )
 
 
@@ -170,14 +173,17 @@ def require_one_model(model_uri: str, evaluation_uri: str, export_uri: str) -> N
 
 
 def check_flags(flags: GateFlags) -> None:
-    if flags.gate_metric and not HIGHER_IS_BETTER.get(flags.gate_metric, False):
-        choices = ", ".join(name for name, up in HIGHER_IS_BETTER.items() if up)
-        raise UserError(f"--gate_metric: {flags.gate_metric!r} is not one of {choices}")
+    check_gate_metric(flags.gate_metric)
+    if not 0 <= flags.significance < 1:
+        raise UserError(f"--significance: must be in [0, 1), got {flags.significance}; 0 compares the scores alone")
     if flags.max_perplexity < 0:
         raise UserError(f"--max_perplexity: {flags.max_perplexity} is negative; give a perplexity to refuse above, or 0 for no limit")
 
 
-def publish(registry: Registry, export_uri: str, model_uri: str, data_dir: Path, data_manifest: dict, metrics: dict, task: Task) -> int:
+def publish(
+    registry: Registry, export_uri: str, model_uri: str, data_dir: Path, data_manifest: dict, metrics: dict, task: Task,
+    comparison: dict | None,
+) -> int:  # fmt: skip
     """Claim a version number, write the version folder, commit it, move `latest`."""
     with staged_input(export_uri) as (export_dir, export_manifest), staged_input(model_uri, only=TRAINING_FILES) as (model_dir, _):
         training = json.loads((model_dir / TRAINING_ARGS_FILE).read_text())
@@ -199,6 +205,7 @@ def publish(registry: Registry, export_uri: str, model_uri: str, data_dir: Path,
             facts = {"lineage": lineage, "training": training, "train_summary": train_summary, "metrics": metrics,
                      "export_report": export_report, "data_stats": data_stats, "code_version": lineage["code_version"]}  # fmt: skip
             card = task.model_card(registry.model_name, version, export_dir, export_manifest, facts, data_dir)
+            card += production_comparison_section(comparison)
             (out / MODEL_CARD_FILE).write_text(card)
             if task.labelled and not (out / LABELS_FILE).is_file():
                 raise UserError(f"{export_uri}: has no {LABELS_FILE}; export it again")

@@ -115,6 +115,14 @@ def gate_lines(decision: dict) -> list[str]:
     """Each check of the quality gate with its result, in one line, then what register decided."""
     checks = ", ".join(f"{check['check']} {check['result']}" for check in decision.get("checks", []))
     lines = [f"quality gate: {checks}"] if checks else []
+    comparison = decision.get("production_comparison")
+    if comparison and "p_value" in comparison:
+        low, high = comparison["interval_95"]
+        lines.append(
+            f"against production v{comparison['version']}: {comparison['metric']} {comparison['candidate']:.4f} vs"
+            f" {comparison['production']:.4f}, difference {comparison['difference']:+.4f} (95% interval {low:+.4f} to {high:+.4f},"
+            f" paired bootstrap p = {comparison['p_value']:.3g})"
+        )
     if decision["registered"]:
         return [*lines, f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}"]
     return [*lines, f"not registered: {decision['refused']}"]

@@ -5,6 +5,7 @@ probabilities, the gate, predict and the model server's answers."""
 
 import json
 import random
+import shutil
 import sys
 
 import numpy as np
@@ -21,7 +22,8 @@ from components.lib.data.labels import read_labels
 from components.lib.errors import UserError
 from components.lib.modelling.onnx_runtime import onnx_text_classifier
 from components.lib.reporting.multilabel_metrics import frequency_baseline, multilabel_metrics, tune_thresholds
-from components.lib.storage.artifacts import MANIFEST, read_manifest
+from components.lib.storage.artifacts import MANIFEST, commit, read_manifest
+from components.lib.storage.registry import Registry
 from components.lib.tasks.multilabel_gate import baseline_refusal
 from components.predict import predict
 from components.preprocess import preprocess
@@ -232,3 +234,23 @@ def test_the_bundled_foldoc_sample_is_what_the_data_readme_says():
     assert sum(labels.count("language") for labels in sets) == 1148 and sum(labels.count("chat") for labels in sets) == 110
     text = (REPO / "data" / "sample" / "README.md").read_text()
     assert "7,220 rows" in text and "1,355 rows (18.8%)" in text and "language 1,148" in text
+
+
+def test_register_compares_a_multi_label_candidate_with_production_at_each_ones_own_thresholds(release, tmp_path):
+    root = release["root"]
+    registry = tmp_path / "registry"
+    shutil.copytree(root / "registry", registry)
+    Registry(str(registry), "tags").move_alias("production", 1)
+    inputs = {"evaluation_uri": str(root / "evaluation"), "model_uri": str(root / "model"), "data_uri": str(root / "tokens"),
+              "registry_uri": str(registry), "model_name": "tags"}  # fmt: skip
+    same = register(export_uri=str(root / "onnx"), output_uri=str(tmp_path / "same"), **inputs).summary
+    assert same["registered"] and same["production_comparison"]["difference"] == 0.0 and same["production_comparison"]["p_value"] == 1.0
+    silent = tmp_path / "silent"  # the same weights, with thresholds no probability reaches: it answers no label
+    shutil.copytree(root / "onnx", silent)
+    thresholds = json.loads((silent / THRESHOLDS_FILE).read_text())
+    (silent / THRESHOLDS_FILE).write_text(json.dumps({**thresholds, "by_label": dict.fromkeys(thresholds["by_label"], 1.0)}))
+    manifest = json.loads((silent / "MANIFEST.json").read_text())
+    commit(silent, str(silent), extra={key: value for key, value in manifest.items() if key not in ("files", "committed_at")})
+    refused = register(export_uri=str(silent), output_uri=str(tmp_path / "refused"), **inputs).summary
+    assert refused["registered"] is False and "significantly" in refused["refused"]
+    assert refused["production_comparison"]["candidate"] == 0.0 and refused["production_comparison"]["p_value"] < 0.05

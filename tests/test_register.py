@@ -177,7 +177,7 @@ def test_production_is_rescored_with_its_own_tokenizers_pad_id(prepared_data, ti
 
     monkeypatch.setattr(classification_gate, "cpu_session", lambda path: None)
     monkeypatch.setattr(classification_gate, "session_logits", fake_logits)
-    classification_gate.score_version(version_dir, data_dir, "macro_f1")
+    classification_gate.classifier_scorer(version_dir, data_dir, "macro_f1")
     assert used["pad_id"] == tokenizer.convert_tokens_to_ids("[MASK]") != 0
 
 

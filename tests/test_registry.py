@@ -5,14 +5,18 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 
 from components.evaluate import evaluate
 from components.export import export
 from components.lib import storage
 from components.lib.errors import UserError
-from components.lib.storage.artifacts import staged_input, staged_output
+from components.lib.storage.artifacts import commit, staged_input, staged_output
 from components.lib.storage.registry import CLAIM, Registry, check_alias, check_model_name
+from components.lib.tasks import classification_gate
 from components.register import register
 from components.train import train
 from tests.conftest import run_module, train_flags
@@ -83,23 +87,65 @@ def flags_of(release: dict) -> list[str]:
     return [part for key, value in release.items() for part in (f"--{key}", value)]
 
 
-def test_the_gate_compares_with_production_on_the_same_test_split(release, tmp_path):
+def shifted_export(release: dict, folder: Path, shift: float) -> dict:
+    """The release with its export's first-class logit bias raised by `shift`: a model that answers that class more often."""
+    shutil.copytree(release["export_uri"], folder)
+    graph = onnx.load(folder / "model.onnx")
+    [bias] = [tensor for tensor in graph.graph.initializer if "classifier" in tensor.name and tensor.name.endswith("bias")]
+    values = onnx.numpy_helper.to_array(bias).copy()
+    values[0] += shift
+    bias.CopyFrom(onnx.numpy_helper.from_array(values, bias.name))
+    onnx.save(graph, folder / "model.onnx")
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    commit(folder, str(folder), extra={key: value for key, value in manifest.items() if key not in ("files", "committed_at")})
+    return {**release, "export_uri": str(folder)}
+
+
+@pytest.fixture
+def production_registry(release, tmp_path) -> str:
     registry = str(tmp_path / "registry")
     register_into(release, registry, tmp_path / "first")
     Registry(registry, "sentiment").move_alias("production", 1)
-    result = register_into(release, registry, tmp_path / "second", max_regression=0.0)
-    assert result.summary["registered"]  # the same model scores the same: not worse
-    better_metrics = json.loads((Path(release["evaluation_uri"]) / "metrics.json").read_text())
-    worse = dict(release, evaluation_uri=str(tmp_path / "worse-evaluation"))
-    shutil.copytree(release["evaluation_uri"], worse["evaluation_uri"])
-    better_metrics["test"]["macro_f1"] -= 0.2
-    from components.lib.storage.artifacts import commit
+    return registry
 
-    (tmp_path / "worse-evaluation" / "metrics.json").write_text(json.dumps(better_metrics))
-    commit(tmp_path / "worse-evaluation", worse["evaluation_uri"])
-    refused = register_into(worse, registry, tmp_path / "third", max_regression=0.05)
+
+def test_the_same_model_as_production_registers_with_the_comparison_on_record(release, production_registry, tmp_path):
+    result = register_into(release, production_registry, tmp_path / "second", max_regression=0.0)
+    assert result.summary["registered"]
+    comparison = json.loads((tmp_path / "second" / "registration.json").read_text())["production_comparison"]
+    assert comparison["version"] == 1 and comparison["candidate"] == comparison["production"]
+    assert comparison["difference"] == 0.0 and comparison["interval_95"] == [0.0, 0.0] and comparison["p_value"] == 1.0
+    card = (Path(result.summary["uri"]) / "MODEL_CARD.md").read_text()
+    assert "## Against production" in card and "Paired bootstrap of 45 rows (1000 resamples): difference +0.0000" in card
+    from pipelines.run_summary import gate_lines
+
+    assert any(
+        line.startswith("against production v1: macro_f1 ") and "paired bootstrap p = 1" in line for line in gate_lines(result.summary)
+    )
+
+
+def test_a_candidate_significantly_worse_than_production_is_refused(release, production_registry, tmp_path):
+    worse = shifted_export(release, tmp_path / "worse", 50.0)  # answers the first class whatever the text
+    refused = register_into(worse, production_registry, tmp_path / "third", max_regression=0.05)
     assert refused.summary["registered"] is False
-    assert "more than --max_regression 0.05 below production (version 1:" in refused.summary["refused"]
+    assert "more than --max_regression 0.05 below production, significantly (version 1:" in refused.summary["refused"]
+    assert refused.summary["production_comparison"]["p_value"] < 0.05 and refused.summary["production_comparison"]["difference"] < -0.05
+    assert Registry(production_registry, "sentiment").versions() == [1]
+
+
+def test_a_candidate_worse_within_noise_registers_by_the_bootstrap_but_not_by_its_score_alone(release, production_registry, tmp_path):
+    """A candidate that errs on a row or two more than production, of 45 test rows: the paired bootstrap finds that
+    within noise (p >= 0.05) and registers it; --significance 0 compares the scores alone and refuses it."""
+    logits, _ = classification_gate.version_test_logits(Path(release["export_uri"]), Path(release["data_uri"]))
+    room = np.sort(logits.max(axis=1) - logits[:, 0])  # how far below each row's answer the first class's logit is
+    room = room[room > 0]
+    candidate = shifted_export(release, tmp_path / "shifted", float(room[:2].mean()))  # turns the one closest row to the first class
+    decision = register_into(candidate, production_registry, tmp_path / "decision", max_regression=0.0).summary
+    assert decision["production_comparison"]["difference"] < 0, "the shift turned no row wrong"
+    assert decision["registered"] is True and decision["production_comparison"]["p_value"] >= 0.05, json.dumps(decision)
+    refused = register_into(candidate, production_registry, tmp_path / "point", max_regression=0.0, significance=0.0).summary
+    assert refused["registered"] is False and "below production (version 1:" in refused["refused"]
+    assert "p_value" not in refused["production_comparison"]
 
 
 def test_eight_concurrent_registrations_get_eight_versions(release, tmp_path):

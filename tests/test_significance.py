@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from components.lib.reporting.significance import mcnemar, paired_t_test
+from components.lib.reporting.significance import mcnemar, paired_bootstrap, paired_t_test
 
 
 def test_the_paired_t_test_matches_the_table():
@@ -36,3 +36,33 @@ def test_mcnemar_is_exact_for_few_disagreements_and_chi_square_for_many():
     assert many["test"] == "McNemar (chi-square with continuity correction)"
     assert many["p_value"] == pytest.approx(math.erfc(math.sqrt(27**2 / 28 / 2)), rel=1e-9) == pytest.approx(3.35e-7, rel=0.01)
     assert mcnemar(gold, first, first)["p_value"] == 1.0
+
+
+def accuracy_on(gold: np.ndarray, predicted: np.ndarray):
+    return lambda indices: float(np.mean(gold[indices] == predicted[indices]))
+
+
+def test_the_paired_bootstrap_agrees_with_the_normal_approximation_for_a_mean_difference():
+    """Accuracy is a mean of per-row 0/1, so the difference of two is a mean of per-row d in {-1, 0, 1}: here 40 rows
+    of -1 and 20 of +1 in 400, mean -0.05, standard error sqrt((60/400 - 0.05^2) / 400) = 0.0192. So the interval is
+    -0.05 +- 1.96 * 0.0192 and P(difference >= 0) = 1 - Phi(0.05 / 0.0192) = 0.0046."""
+    gold = np.zeros(400, dtype=int)
+    first, second = gold.copy(), gold.copy()
+    first[:40] = 1  # only the second model is right
+    second[40:60] = 1  # only the first model is right
+    result = paired_bootstrap(accuracy_on(gold, first), accuracy_on(gold, second), 400, margin=0.0)
+    standard_error = math.sqrt((60 / 400 - 0.05**2) / 400)
+    assert result["difference"] == pytest.approx(-0.05)
+    assert result["interval_95"] == pytest.approx([-0.05 - 1.96 * standard_error, -0.05 + 1.96 * standard_error], abs=0.006)
+    assert result["p_value"] == pytest.approx(0.0046, abs=0.004)
+    # A margin as wide as the difference is not exceeded: about half the resamples fall either side of it.
+    assert paired_bootstrap(accuracy_on(gold, first), accuracy_on(gold, second), 400, margin=0.05)["p_value"] == pytest.approx(
+        0.5, abs=0.06
+    )
+
+
+def test_the_paired_bootstrap_of_one_model_against_itself_is_never_significant():
+    gold = np.arange(50) % 3
+    predicted = (gold + (np.arange(50) % 4 == 0)) % 3
+    result = paired_bootstrap(accuracy_on(gold, predicted), accuracy_on(gold, predicted), 50, margin=0.0)
+    assert result["difference"] == 0.0 and result["interval_95"] == [0.0, 0.0] and result["p_value"] == 1.0

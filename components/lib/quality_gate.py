@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from components.lib.errors import UserError
+from components.lib.reporting.metrics import HIGHER_IS_BETTER
+
 # evaluate's output parameter that the DAG's condition reads. The verdict, not a score: every output
 # parameter a component declares must be written by every run, or the launcher fails the task
 # (backend/src/v2/component/launcher_v2.go, collectOutputParameters: "failed to read output
@@ -27,6 +30,16 @@ class Gate:
     flag: str  # evaluate's and register's flag that holds the threshold
     parameter: str  # that flag's pipeline parameter
     higher_is_better: bool
+    takes_gate_metric: bool = True  # whether --gate_metric may name another test metric for the threshold to hold to
+
+    def metric_to_read(self, gate_metric: str, test_metrics: dict, where: str) -> str:
+        """The test metric the threshold holds to: --gate_metric where this gate takes one, else its own."""
+        if not (gate_metric and self.takes_gate_metric):
+            return self.metric
+        if gate_metric not in test_metrics:
+            known = ", ".join(name for name in test_metrics if HIGHER_IS_BETTER.get(name))
+            raise UserError(f"--gate_metric {gate_metric}: {where} has no such test metric; it has {known}")
+        return gate_metric
 
     def passes(self, value: float, threshold: float) -> bool:
         """A lower-is-better threshold of 0 means no limit (a perplexity is never 0)."""
@@ -39,6 +52,13 @@ class Gate:
         return f"test {self.label} {value:.4f} is {'below' if self.higher_is_better else 'above'} {self.parameter} {threshold}"
 
 
+def check_gate_metric(gate_metric: str) -> None:
+    """--gate_metric, if given, names a metric where higher is better (--gate_min is a minimum)."""
+    if gate_metric and not HIGHER_IS_BETTER.get(gate_metric, False):
+        choices = ", ".join(name for name, up in HIGHER_IS_BETTER.items() if up)
+        raise UserError(f"--gate_metric: {gate_metric!r} is not one of {choices}")
+
+
 @dataclass(frozen=True)
 class GateFlags:
     """register's flags of the gate; each task reads those that are its own."""
@@ -49,6 +69,7 @@ class GateFlags:
     max_regression: float
     require_beat_baseline: bool
     max_perplexity: float
+    significance: float  # the paired bootstrap's level against production; 0: compare the scores alone
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,7 @@ class Verdict:
     candidate: float  # its value
     checks: list[dict]  # each check of the gate, in order, with its result (gate_checks)
     warning: str | None = None
+    comparison: dict | None = None  # the comparison with production, when one ran: both scores, the test and its p-value
 
     @property
     def refusal(self) -> str | None:

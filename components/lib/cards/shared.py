@@ -84,3 +84,23 @@ def figure(value: Any, digits: int = 4) -> str:
 
 def scientific(value: Any) -> str:
     return f"{value:.2e}" if isinstance(value, (int, float)) else "-"
+
+
+def production_comparison_section(comparison: dict | None) -> str:
+    """The card's account of register's comparison with the production version; empty when none ran."""
+    if not comparison:
+        return ""
+    lines = [
+        "",
+        "## Against production",
+        f"On this version's test split, {comparison['metric']} {comparison['candidate']:.4f} against production"
+        f" (version {comparison['version']}) {comparison['production']:.4f}, both scored as fp32 ONNX on the same rows.",
+    ]
+    if "p_value" in comparison:
+        low, high = comparison["interval_95"]
+        lines.append(
+            f"Paired bootstrap of {comparison['rows']} rows ({comparison['samples']} resamples):"
+            f" difference {comparison['difference']:+.4f}, 95% interval {low:+.4f} to {high:+.4f};"
+            f" p = {comparison['p_value']:.3g} that it is not worse by more than {comparison['margin']} (small: significantly worse)."
+        )
+    return "\n".join(lines) + "\n"

@@ -1,14 +1,17 @@
-"""Is one configuration really better than another? Two tests, from scipy.stats.
+"""Is one model or configuration really better than another? Three tests:
 
-- a paired t-test over the folds of a K-fold run (both configurations saw the same folds);
+- a paired t-test over the folds of a K-fold run (both configurations saw the same folds; scipy.stats);
 - McNemar's test on one test split: only the rows where exactly one model is right count. Exact
   (binomial) below 25 such rows, else the chi-square version with continuity correction
-  (Edwards 1948), as is usual.
+  (Edwards 1948), as is usual;
+- a paired bootstrap of any metric on one test split (register's comparison with production): the
+  rows resampled, both models scored on each resample.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -45,3 +48,27 @@ def mcnemar(gold: np.ndarray, first: np.ndarray, second: np.ndarray) -> dict:
         p_value, version = float(stats.chi2.sf(statistic, df=1)), "chi-square with continuity correction"
     return {"test": f"McNemar ({version})", "rows": len(gold), "only_first_right": only_first, "only_second_right": only_second,
             "p_value": p_value}  # fmt: skip
+
+
+BOOTSTRAP_SAMPLES = 1000  # resamples of the test rows; the p-value's own error is about 0.007 at p = 0.05
+BOOTSTRAP_SEED = 0  # fixed, so that the same test rows give the same verdict
+
+
+def paired_bootstrap(first: Callable[[np.ndarray], float], second: Callable[[np.ndarray], float], rows: int, margin: float) -> dict:
+    """Is `first` worse than `second` by more than `margin`, on the same rows? Each argument scores a
+    model on the rows at the given indices (any metric where higher is better). The rows are resampled
+    with replacement BOOTSTRAP_SAMPLES times, both models scored on each resample, and the p-value is
+    the share of resamples where first - second is at least -margin (one-sided; H0: first is not
+    worse by more than margin, Koehn 2004's paired bootstrap). The interval is the 2.5th to 97.5th
+    percentile of the differences."""
+    everything = np.arange(rows)
+    observed = first(everything) - second(everything)
+    generator = np.random.default_rng(BOOTSTRAP_SEED)
+    differences = np.empty(BOOTSTRAP_SAMPLES)
+    for sample in range(BOOTSTRAP_SAMPLES):
+        indices = generator.integers(0, rows, rows)
+        differences[sample] = first(indices) - second(indices)
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return {"test": "paired bootstrap", "rows": rows, "samples": BOOTSTRAP_SAMPLES, "difference": float(observed),
+            "interval_95": [float(low), float(high)], "margin": margin,
+            "p_value": float(np.mean(differences >= -margin))}  # fmt: skip

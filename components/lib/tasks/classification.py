@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.lib.common_flags import GATE_MIN
 from components.lib.data.contract import CLASSIFICATION, MULTI_LABEL, TOKENIZED_SCHEMA, open_split
 from components.lib.errors import UserError
 from components.lib.quality_gate import Gate, Verdict
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 class ClassificationTask(Task):
     name = CLASSIFICATION
-    gate = Gate(metric="macro_f1", label="macro-F1", flag="gate_min", parameter="min_macro_f1", higher_is_better=True)
+    gate = Gate(metric="macro_f1", label="macro-F1", flag=GATE_MIN.name, parameter="min_macro_f1", higher_is_better=True)
 
     def preprocess(self, flags: PreprocessFlags) -> StageResult:
         from components.lib.data.labelled import preprocess_labelled
@@ -79,7 +80,7 @@ class ClassificationTask(Task):
     def verdict(self, inputs: GateInputs) -> Verdict:
         from components.lib.tasks.classification_gate import classification_verdict
 
-        return classification_verdict(self.gate, inputs.registry, inputs.metrics, inputs.flags, inputs.data_dir)
+        return classification_verdict(self.gate, inputs)
 
     def headline(self, test: dict) -> dict:
         from components.lib.reporting.metrics import headline

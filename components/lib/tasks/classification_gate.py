@@ -26,7 +26,10 @@ from components.lib.modelling.onnx_runtime import cpu_session, session_logits
 from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.quality_gate import Gate, GateFlags, Verdict, gate_checks
 from components.lib.reporting.metrics import classification_metrics
+from components.lib.reporting.significance import paired_bootstrap
+from components.lib.storage.artifacts import staged_input
 from components.lib.storage.registry import PRODUCTION, Registry
+from components.lib.tasks.base import GateInputs
 
 log = logging.getLogger("components.register")
 BASELINE_METRICS = ("accuracy", "macro_f1")
@@ -36,13 +39,15 @@ BASELINE_METRICS = ("accuracy", "macro_f1")
 MIN_TEST_ROWS_PER_CLASS = 30
 
 
-def classification_verdict(gate: Gate, registry: Registry, metrics: dict, flags: GateFlags, data_dir: Path) -> Verdict:
+def classification_verdict(gate: Gate, inputs: GateInputs) -> Verdict:
     """--gate_min, then the majority-class baseline, then production on this test split."""
-    metric = flags.gate_metric or gate.metric
+    metrics, flags = inputs.metrics, inputs.flags
+    metric = gate.metric_to_read(flags.gate_metric, metrics["test"], "the evaluation")
     candidate = metrics["test"][metric]
     warning = small_test_split_warning(metrics["test"])
     if warning:
         log.warning(warning)
+    comparison: dict = {}
     checks = gate_checks(
         [
             (gate.flag, True, lambda: gate_min_refusal(candidate, metric, flags.gate_min)),
@@ -50,11 +55,11 @@ def classification_verdict(gate: Gate, registry: Registry, metrics: dict, flags:
             (
                 "compare_with_production",
                 flags.compare_with_production,
-                lambda: production_refusal(registry, candidate, metric, flags.max_regression, data_dir),
+                lambda: production_refusal(inputs.registry, metric, flags, inputs.data_dir, inputs.export_uri, comparison),
             ),
         ]
     )
-    return Verdict(metric, candidate, checks, warning)
+    return Verdict(metric, candidate, checks, warning, comparison or None)
 
 
 def gate_min_refusal(candidate: float, metric: str, minimum: float) -> str | None:
@@ -91,34 +96,54 @@ def small_test_split_warning(test_metrics: dict) -> str | None:
 
 
 def production_refusal(
-    registry: Registry, candidate: float, metric: str, max_regression: float, data_dir: Path,
-    score: Callable[[Path, Path, str], float] | None = None,
+    registry: Registry, metric: str, flags: GateFlags, data_dir: Path, export_uri: str, comparison: dict,
+    scorer: RowScorer | None = None,
 ) -> str | None:  # fmt: skip
-    """None if there is no production version or the candidate is not more than max_regression below it on this
-    test split; `score(version folder, data folder, metric)` scores production (a classifier's: score_version)."""
+    """None if there is no production version, or the candidate is not worse than it by more than
+    --max_regression on this test split: significantly worse, by a paired bootstrap of `metric` at
+    --significance, or (--significance 0) by its score alone. Both are the fp32 ONNX models scored on
+    the same rows by `scorer` (a classifier's: classifier_scorer); `comparison` receives the figures."""
     if registry.read_alias(PRODUCTION) is None:
         return None
-    with registry.fetch(PRODUCTION) as (version, folder, _):
-        production = (score or score_version)(folder, data_dir, metric)
-    log.info("production version %d scores %s %.4f on this test split; candidate %.4f", version, metric, production, candidate)
-    if candidate < production - max_regression:
+    score = scorer or classifier_scorer
+    with registry.fetch(PRODUCTION) as (version, folder, _), staged_input(export_uri) as (export_dir, _):
+        production, rows = score(folder, data_dir, metric)
+        candidate, _ = score(export_dir, data_dir, metric)
+    everything = np.arange(rows)
+    comparison.update(version=version, metric=metric, candidate=candidate(everything), production=production(everything))
+    log.info("production version %d scores %s %.4f on this test split; the candidate %.4f", version, metric,
+             comparison["production"], comparison["candidate"])  # fmt: skip
+    below = f"test {metric} {comparison['candidate']:.4f} is more than --max_regression {flags.max_regression} below production"
+    beside = f"version {version}: {comparison['production']:.4f} on the same test split"
+    if not flags.significance:
+        return f"{below} ({beside})" if comparison["candidate"] < comparison["production"] - flags.max_regression else None
+    comparison.update(paired_bootstrap(candidate, production, rows, flags.max_regression))
+    low, high = comparison["interval_95"]
+    log.info("paired bootstrap against production: difference %+.4f, 95%% interval %+.4f to %+.4f, p = %.3g",
+             comparison["difference"], low, high, comparison["p_value"])  # fmt: skip
+    if comparison["p_value"] < flags.significance:
         return (
-            f"test {metric} {candidate:.4f} is more than --max_regression {max_regression} below production"
-            f" (version {version}: {production:.4f} on the same test split)"
+            f"{below}, significantly ({beside}; paired bootstrap of {rows} rows: difference {comparison['difference']:+.4f},"
+            f" 95% interval {low:+.4f} to {high:+.4f}, p = {comparison['p_value']:.3g} < --significance {flags.significance})"
         )
     return None
 
 
-def score_version(version_dir: Path, data_dir: Path, metric: str) -> float:
-    """Score a registered version's fp32 ONNX on this run's test split, with its own tokenizer."""
+def classifier_scorer(folder: Path, data_dir: Path, metric: str) -> tuple[Callable[[np.ndarray], float], int]:
+    """A classifier folder's (a registered version's, or export's) fp32 ONNX answers on this run's test
+    rows, with its own tokenizer, as a function from row indices to `metric` on those rows; and the rows."""
     labels = read_labels(data_dir)
-    if read_labels(version_dir) != labels:
+    if read_labels(folder) != labels:
         raise UserError(
-            f"the production version's labels {read_labels(version_dir)} differ from this model's {labels};"
+            f"the production version's labels {read_labels(folder)} differ from this model's {labels};"
             f" register under another {flag_hint('model_name')}, or pass {flag_hint('compare_with_production', 'false')}"
         )
-    logits, test = version_test_logits(version_dir, data_dir)
-    return classification_metrics(test.gold, logits.argmax(axis=1), labels)[metric]
+    logits, test = version_test_logits(folder, data_dir)
+    predicted = logits.argmax(axis=1)
+    return lambda rows: classification_metrics(test.gold[rows], predicted[rows], labels)[metric], len(predicted)
+
+
+RowScorer = Callable[[Path, Path, str], tuple[Callable[[np.ndarray], float], int]]
 
 
 def version_test_logits(version_dir: Path, data_dir: Path) -> tuple[np.ndarray, TokenizedSplit]:

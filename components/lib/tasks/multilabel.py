@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.lib.common_flags import GATE_MIN
 from components.lib.data.contract import MULTI_LABEL
 from components.lib.data.label_sets import SET_JOIN
 from components.lib.errors import UserError
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 class MultiLabelTask(ClassificationTask):
     name = MULTI_LABEL
-    gate = Gate(metric="macro_f1", label="macro-F1", flag="gate_min", parameter="min_macro_f1", higher_is_better=True)
+    gate = Gate(metric="macro_f1", label="macro-F1", flag=GATE_MIN.name, parameter="min_macro_f1", higher_is_better=True)
 
     def preprocess(self, flags: PreprocessFlags) -> StageResult:
         from components.lib.data.label_sets import SET_JOIN, LabelSetMapper, check_label_set_outcome
@@ -81,7 +82,7 @@ class MultiLabelTask(ClassificationTask):
     def verdict(self, inputs: GateInputs) -> Verdict:
         from components.lib.tasks.multilabel_gate import multilabel_verdict
 
-        return multilabel_verdict(self.gate, inputs.registry, inputs.metrics, inputs.flags, inputs.data_dir)
+        return multilabel_verdict(self.gate, inputs)
 
     def headline(self, test: dict) -> dict:
         from components.lib.reporting.multilabel_metrics import headline
