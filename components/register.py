@@ -11,7 +11,9 @@ does not beat the majority-class baseline on the test split in both accuracy and
 with `--compare_with_production`, when it is more than `--max_regression` below the current
 `production` version scored on the same test split: significantly so at `--significance` by a paired
 bootstrap of the test rows (both fp32 ONNX models on the same rows; the figures go into
-registration.json), or, with `--significance 0`, by the score alone. A test split with fewer than
+registration.json), or, with `--significance 0`, by the score alone; with the bootstrap, also
+when it is significantly more than `--max_slice_regression` below production on a slice of the test split
+(length in tokens, source file; components/lib/reporting/slices.py) of at least `--min_slice_rows` rows. A test split with fewer than
 MIN_TEST_ROWS_PER_CLASS rows of some class is judged anyway, with a warning that it is too small. A
 registered version holds the ONNX files, tokenizer, labels, metrics, a model card and a manifest
 with every file's sha256 and the lineage. `latest` then moves to it; `production` moves only by
@@ -92,6 +94,8 @@ def register(
     compare_with_production: bool = True,
     max_regression: float = 0.01,
     significance: float = 0.05,
+    min_slice_rows: int = 200,
+    max_slice_regression: float = 0.05,
     require_beat_baseline: bool = True,
     executor_input: str = "",
 ) -> StageResult:
@@ -106,6 +110,8 @@ def register(
       compare_with_production: Also refuse if worse than the production version on this test split.
       max_regression: How far below production the candidate may score and still register (causal_lm: how far above, relative).
       significance: Classifiers: refuse for production only if worse by over max_regression at this level (paired bootstrap); 0: by score.
+      min_slice_rows: Also compare with production on each test slice (length, source file) of this many rows or more.
+      max_slice_regression: How far below production the candidate may score on such a slice (tested as significance says).
       require_beat_baseline: Refuse unless the model beats the majority class in test accuracy and macro-F1 (causal_lm: n-gram perplexity).
     """
     for producer, uri, flag in (
@@ -117,7 +123,17 @@ def register(
         require_output_of(producer, uri, flag)
     require_one_model(model_uri, evaluation_uri, export_uri)
     registry = Registry(registry_uri, model_name)
-    flags = GateFlags(gate_metric, gate_min, compare_with_production, max_regression, require_beat_baseline, max_perplexity, significance)
+    flags = GateFlags(
+        gate_metric,
+        gate_min,
+        compare_with_production,
+        max_regression,
+        require_beat_baseline,
+        max_perplexity,
+        significance,
+        min_slice_rows,
+        max_slice_regression,
+    )
     check_flags(flags)
     with staged_input(evaluation_uri, only=[METRICS_FILE]) as (evaluation_dir, evaluation_manifest):
         metrics = json.loads((evaluation_dir / METRICS_FILE).read_text())
@@ -174,6 +190,8 @@ def require_one_model(model_uri: str, evaluation_uri: str, export_uri: str) -> N
 
 def check_flags(flags: GateFlags) -> None:
     check_gate_metric(flags.gate_metric)
+    if flags.min_slice_rows < 1:
+        raise UserError(f"--min_slice_rows: must be at least 1, got {flags.min_slice_rows}")
     if not 0 <= flags.significance < 1:
         raise UserError(f"--significance: must be in [0, 1), got {flags.significance}; 0 compares the scores alone")
     if flags.max_perplexity < 0:

@@ -307,3 +307,15 @@ def test_evaluate_refuses_a_gate_metric_where_lower_is_better_before_scoring(mod
         "--gate_metric: 'loss' is not one of accuracy, macro_f1, weighted_f1, macro_precision, macro_recall, next_token_accuracy, micro_f1, micro_precision, micro_recall, subset_accuracy"
     )
     assert not (tmp_path / "evaluation").exists()
+
+
+def test_the_evaluation_scores_every_slice_of_the_test_split_in_metrics_report_card_and_kfp(evaluation, prepared_data):
+    out, result = evaluation
+    test = json.loads((out / "evaluation" / "metrics.json").read_text())["test"]
+    lengths = pq.read_table(prepared_data[1] / "test.parquet", columns=["length"]).column("length").to_pylist()
+    by_length = [entry for entry in test["slices"] if entry["slice"].startswith("tokens ")]
+    assert sum(entry["rows"] for entry in by_length) == len(lengths) == 45
+    assert all(entry["small"] == (entry["rows"] < 30) for entry in test["slices"])
+    report = (out / "report.html").read_text()
+    assert "<h2>Slices</h2>" in report and by_length[0]["slice"] in report and (out / "evaluation" / "slices.png").is_file()
+    assert result.artifact_metadata["metrics"][f"accuracy [{by_length[0]['slice']}]"] == round(by_length[0]["accuracy"], 4)

@@ -110,13 +110,15 @@ def production_registry(release, tmp_path) -> str:
 
 
 def test_the_same_model_as_production_registers_with_the_comparison_on_record(release, production_registry, tmp_path):
-    result = register_into(release, production_registry, tmp_path / "second", max_regression=0.0)
+    result = register_into(release, production_registry, tmp_path / "second", max_regression=0.0, min_slice_rows=1)
     assert result.summary["registered"]
     comparison = json.loads((tmp_path / "second" / "registration.json").read_text())["production_comparison"]
     assert comparison["version"] == 1 and comparison["candidate"] == comparison["production"]
     assert comparison["difference"] == 0.0 and comparison["interval_95"] == [0.0, 0.0] and comparison["p_value"] == 1.0
+    assert comparison["slices"] and all(entry["difference"] == 0.0 and entry["p_value"] == 1.0 for entry in comparison["slices"])
     card = (Path(result.summary["uri"]) / "MODEL_CARD.md").read_text()
     assert "## Against production" in card and "Paired bootstrap of 45 rows (1000 resamples): difference +0.0000" in card
+    assert "By slice of the test split (95% bootstrap intervals):" in card
     from pipelines.run_summary import gate_lines
 
     assert any(

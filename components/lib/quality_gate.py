@@ -70,6 +70,8 @@ class GateFlags:
     require_beat_baseline: bool
     max_perplexity: float
     significance: float  # the paired bootstrap's level against production; 0: compare the scores alone
+    min_slice_rows: int  # slices of the test split this large are compared with production too
+    max_slice_regression: float  # how far below production on such a slice the candidate may be
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ with the highest probability.
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|
 {per_class}
-
+{slice_lines(test.get("slices", []))}
 ## Training
 Best validation {train_summary.get("best", {}).get("metric")}: {train_summary.get("best", {}).get("value")}
 at step {train_summary.get("best", {}).get("step")}, on {train_summary.get("device", "?")} in {train_summary.get("precision", "?")}.
@@ -124,6 +124,24 @@ run in this folder; `python -m components.predict` does the same for a whole fil
 ```python
 {usage_snippet(cleaning, calibrated, example_text(test_texts))}
 ```
+"""
+
+
+def slice_lines(slices: list[dict]) -> str:
+    """The test scores by slice (length in tokens, source file), with their 95% intervals; empty for older evaluations."""
+    if not slices:
+        return ""
+    rows = "\n".join(
+        f"| {entry['slice']} | {entry['rows']} | {entry['accuracy']:.3f} ({entry['accuracy_95'][0]:.3f} to {entry['accuracy_95'][1]:.3f})"
+        f" | {entry['macro_f1']:.3f} |{' too few rows to judge' if entry['small'] else ''} |"
+        for entry in slices
+    )
+    return f"""
+By slice of the test split (95% bootstrap intervals):
+
+| slice | rows | accuracy | macro F1 | |
+|---|---|---|---|---|
+{rows}
 """
 
 

@@ -34,6 +34,7 @@ from components.lib.data.contract import (
     PRECISION_RECALL_PICTURE,
     PREDICTIONS_FILE,
     RELIABILITY_PICTURE,
+    SLICES_PICTURE,
     STATS_FILE,
     TOKENIZED_SCHEMA,
     TRAINING_CURVES_PICTURE,
@@ -53,9 +54,11 @@ from components.lib.reporting.plots import (
     confusion_matrix_png,
     precision_recall_png,
     reliability_png,
+    slices_png,
     training_curves_png,
 )
 from components.lib.reporting.report import evaluation_html
+from components.lib.reporting.slices import slice_scores, split_slices
 from components.lib.reporting.tracking import publish_report
 from components.lib.stage_outputs import CONFUSION_MATRIX_ARTIFACT, EVALUATION_ARTIFACT, EVALUATION_URI_OUTPUT, METRICS_ARTIFACT
 from components.lib.storage.artifacts import made_from, staged_input, staged_output
@@ -96,8 +99,10 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
         probabilities = softmax(logits, temperature)
         metrics["calibration"] = calibration_summary(logits, test.gold, temperature)
         add_average_precision(metrics, test.gold, probabilities, label_names)
+        rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
+        slices = split_slices(test.lengths, rows.column("source_row").to_pylist())
+        metrics["slices"] = slice_scores(slices, test.gold, logits.argmax(axis=1), label_names)
         with staged_output(output_uri, extra=made_from(model_manifest)) as out:
-            rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
             predictions = write_predictions(out / PREDICTIONS_FILE, rows, test.gold, probabilities, label_names)
             result = {"test": metrics, "baseline_majority_class": baseline, "model_uri": model_uri, "data_uri": data_uri}
             (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
@@ -130,6 +135,7 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
                 "baseline_macro_f1": round(baseline["macro_f1"], 4),
                 "baseline_accuracy": round(baseline["accuracy"], 4),
                 **{key: round(value, 6) for key, value in metrics["calibration"].items() if key.startswith("ece_")},
+                **{f"accuracy [{entry['slice']}]": round(entry["accuracy"], 4) for entry in metrics["slices"]},
             },
             CONFUSION_MATRIX_ARTIFACT: kfp_confusion_matrix(metrics, label_names),
         },
@@ -173,7 +179,8 @@ def draw_pictures(
     precision_recall_png(gold, probabilities, label_names, out / PRECISION_RECALL_PICTURE)
     correct = probabilities.argmax(axis=1) == gold
     confidence_histogram_png(probabilities.max(axis=1), correct, len(label_names), out / CONFIDENCE_PICTURE)
-    pictures = [out / CONFUSION_MATRIX_PICTURE, out / PRECISION_RECALL_PICTURE, out / CONFIDENCE_PICTURE]
+    slices_png(metrics["slices"], out / SLICES_PICTURE)
+    pictures = [out / CONFUSION_MATRIX_PICTURE, out / PRECISION_RECALL_PICTURE, out / CONFIDENCE_PICTURE, out / SLICES_PICTURE]
     if training_curves_png(history, out / TRAINING_CURVES_PICTURE, "macro_f1"):
         pictures.append(out / TRAINING_CURVES_PICTURE)
     return pictures

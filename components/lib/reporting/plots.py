@@ -258,3 +258,21 @@ def fold_scores_png(scores: dict[str, list[float]], path: Path) -> None:
     axes.set_ylabel("held-out fold macro-F1")
     axes.set_title("K-fold cross-validation: one point per fold, the bar is the mean")
     save(figure, path)
+
+
+def slices_png(slices: list[dict], path: Path) -> None:
+    """Test accuracy on each slice with its 95% interval; small slices in grey."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(slices) + 1.2))
+    positions = np.arange(len(slices))[::-1]
+    for position, entry in zip(positions, slices):
+        low, high = entry["accuracy_95"]
+        color = "tab:gray" if entry["small"] else "tab:blue"
+        axes.errorbar(
+            entry["accuracy"], position, xerr=[[entry["accuracy"] - low], [high - entry["accuracy"]]], fmt="o", color=color, capsize=3
+        )
+    axes.set_yticks(positions, [f"{entry['slice']} ({entry['rows']} rows)" for entry in slices])
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("test accuracy, with its 95% bootstrap interval")
+    axes.set_title("Accuracy by slice (grey: too few rows to judge)")
+    save(figure, path)

@@ -13,6 +13,8 @@ CAPTIONS = {
     "confidence": "How sure the model was of the class it predicted: wrong predictions with high confidence deserve a look.",
     "training_curves": "Training: the loss (training loss is the mean over each logged interval), validation scores, "
     "the learning rate and validation F1 per class, by optimizer step.",
+    "slices": "Accuracy on each slice of the test split (by length in tokens, and by source file), with its 95% bootstrap "
+    "interval; a slice of few rows has a wide one.",
     "lr_range_test": "The learning-rate range test before training: the smoothed loss as the rate grew; training used the "
     "suggested rate, a tenth of where the loss was lowest.",
 }
@@ -64,6 +66,10 @@ def format_cell(cell) -> str:
     return f"{cell:.4f}" if isinstance(cell, float) else str(cell)
 
 
+def interval(bounds: list[float]) -> str:
+    return f"{bounds[0]:.3f} to {bounds[1]:.3f}"
+
+
 def evaluation_html(
     title: str, heading: dict, metrics: dict, baseline: dict, pictures: list[Path], errors: list[dict], context: dict
 ) -> str:
@@ -88,6 +94,11 @@ def evaluation_html(
         if errors
         else "<p>None: every test row was predicted right.</p>"
     )
+    sliced = table(
+        ["slice", "rows", "accuracy", "95% interval", "macro-F1", "95% interval", ""],
+        [[entry["slice"], entry["rows"], entry["accuracy"], interval(entry["accuracy_95"]), entry["macro_f1"],
+          interval(entry["macro_f1_95"]), "small: within noise" if entry["small"] else ""] for entry in metrics.get("slices", [])],
+    )  # fmt: skip
     facts = key_value_table(context)
     by_name = {path.stem: embedded_png(path) for path in pictures}
     first_pair = "".join(by_name.pop(name) for name in ("confusion_matrix", "precision_recall") if name in by_name)
@@ -95,6 +106,7 @@ def evaluation_html(
         page_start(title, heading)
         + f"""<h2>Test scores</h2>{summary}
 <h2>Per class</h2>{per_class}
+<h2>Slices</h2>{sliced}
 <h2>Pictures</h2><div class="pair">{first_pair}</div>
 {"".join(by_name.values())}
 <h2>Most confident mistakes</h2>{mistakes}

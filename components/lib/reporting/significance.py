@@ -63,12 +63,19 @@ def paired_bootstrap(first: Callable[[np.ndarray], float], second: Callable[[np.
     percentile of the differences."""
     everything = np.arange(rows)
     observed = first(everything) - second(everything)
-    generator = np.random.default_rng(BOOTSTRAP_SEED)
-    differences = np.empty(BOOTSTRAP_SAMPLES)
-    for sample in range(BOOTSTRAP_SAMPLES):
-        indices = generator.integers(0, rows, rows)
-        differences[sample] = first(indices) - second(indices)
+    differences = resampled(lambda indices: first(indices) - second(indices), rows)
     low, high = np.percentile(differences, [2.5, 97.5])
     return {"test": "paired bootstrap", "rows": rows, "samples": BOOTSTRAP_SAMPLES, "difference": float(observed),
             "interval_95": [float(low), float(high)], "margin": margin,
             "p_value": float(np.mean(differences >= -margin))}  # fmt: skip
+
+
+def bootstrap_interval(score: Callable[[np.ndarray], float], rows: int) -> list[float]:
+    """The 95% percentile-bootstrap interval of `score` (row indices -> a metric on those rows)."""
+    return [float(value) for value in np.percentile(resampled(score, rows), [2.5, 97.5])]
+
+
+def resampled(statistic: Callable[[np.ndarray], float], rows: int) -> np.ndarray:
+    """`statistic` on BOOTSTRAP_SAMPLES resamples (with replacement) of `rows` rows, drawn with BOOTSTRAP_SEED."""
+    generator = np.random.default_rng(BOOTSTRAP_SEED)
+    return np.array([statistic(generator.integers(0, rows, rows)) for _ in range(BOOTSTRAP_SAMPLES)])

@@ -27,6 +27,7 @@ from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.quality_gate import Gate, GateFlags, Verdict, gate_checks
 from components.lib.reporting.metrics import classification_metrics
 from components.lib.reporting.significance import paired_bootstrap
+from components.lib.reporting.slices import split_slices
 from components.lib.storage.artifacts import staged_input
 from components.lib.storage.registry import PRODUCTION, Registry
 from components.lib.tasks.base import GateInputs
@@ -126,7 +127,47 @@ def production_refusal(
             f"{below}, significantly ({beside}; paired bootstrap of {rows} rows: difference {comparison['difference']:+.4f},"
             f" 95% interval {low:+.4f} to {high:+.4f}, p = {comparison['p_value']:.3g} < --significance {flags.significance})"
         )
-    return None
+    return slice_refusal(candidate, production, test_slices_of(data_dir), flags, comparison)
+
+
+def test_slices_of(data_dir: Path) -> dict[str, np.ndarray]:
+    table = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["length", "source_row"])
+    return split_slices(table.column("length").to_numpy(), table.column("source_row").to_pylist())
+
+
+def slice_refusal(
+    candidate: Callable[[np.ndarray], float], production: Callable[[np.ndarray], float], slices: dict[str, np.ndarray],
+    flags: GateFlags, comparison: dict,
+) -> str | None:  # fmt: skip
+    """None unless, on some slice of at least --min_slice_rows test rows, the candidate is significantly worse
+    than production by more than --max_slice_regression; the level is --significance split evenly among
+    the slices checked (Bonferroni), so that more slices do not mean more refusals by chance."""
+    judged = {name: rows for name, rows in slices.items() if len(rows) >= flags.min_slice_rows}
+    if not judged:
+        return None
+    level = flags.significance / len(judged)
+    margin = flags.max_slice_regression
+    results = [{"slice": name, **paired_bootstrap(restricted(candidate, rows), restricted(production, rows), len(rows), margin)}
+               for name, rows in judged.items()]  # fmt: skip
+    comparison.update(slices=results, slice_level=level)
+    worst = min(results, key=lambda result: result["p_value"])
+    if worst["p_value"] >= level:
+        return None
+    low, high = worst["interval_95"]
+    return (
+        f"on the test slice {worst['slice']!r} ({worst['rows']} rows) the candidate is more than --max_slice_regression"
+        f" {flags.max_slice_regression} below production, significantly (paired bootstrap: difference {worst['difference']:+.4f},"
+        f" 95% interval {low:+.4f} to {high:+.4f}, p = {worst['p_value']:.3g} < {level:.3g}, --significance over {len(judged)} slices)"
+    )
+
+
+def restricted(score: Callable[[np.ndarray], float], rows: np.ndarray) -> Callable[[np.ndarray], float]:
+    """`score` on a slice: index i of what it is given is the test row rows[i]."""
+
+    def on_slice(indices: np.ndarray) -> float:
+        return score(rows[indices])
+
+    return on_slice
 
 
 def classifier_scorer(folder: Path, data_dir: Path, metric: str) -> tuple[Callable[[np.ndarray], float], int]:
