@@ -377,3 +377,12 @@ def test_an_alias_moved_by_another_writer_between_read_and_write_is_not_overwrit
     (condition,) = interleaved  # what our first PutObject was conditioned on
     assert condition == "*" if existing is None else condition.startswith('"')  # If-None-Match *, or If-Match the ETag read
     assert registry.read_alias("latest") == 5  # the other writer's newer version stands
+
+
+def test_a_real_improvement_on_production_registers_with_a_positive_difference(release, tmp_path):
+    registry = str(tmp_path / "registry")
+    register_into(shifted_export(release, tmp_path / "worse", 50.0), registry, tmp_path / "first", require_beat_baseline=False)
+    Registry(registry, "sentiment").move_alias("production", 1)
+    better = register_into(release, registry, tmp_path / "second").summary
+    comparison = better["production_comparison"]
+    assert better["registered"] is True and comparison["difference"] > 0.5 and comparison["interval_95"][0] > 0
