@@ -36,6 +36,7 @@ from components.lib.storage.artifacts import claim_output, staged_input, staged_
 from components.lib.storage.registry import Registry
 
 log = logging.getLogger("components.predict")
+ABSTAINED_COLUMN = "abstained"  # with a model that abstains: true where its confidence is below its min_confidence
 
 
 @takes_common_flags
@@ -105,10 +106,13 @@ def write_predictions(
     source: Source, text_column: str, delimiter: str, encoding: str, classifier: TextClassifier, batch_size: int, path: Path
 ) -> tuple[int, list[SourceReject]]:
     """Stream the source through the classifier into `path`; (rows written, rows skipped)."""
-    schema = predictions_schema(classifier.labels)
+    schema = predictions_schema(classifier.labels, abstains=classifier.min_confidence is not None)
     skipped: list[SourceReject] = []
     written = 0
-    with pq.ParquetWriter(path, schema) as writer, tqdm(total=known_rows(source), unit=" rows", desc="predict", delay=2) as progress:
+    with (
+        pq.ParquetWriter(path, schema) as writer,
+        tqdm(total=known_rows(source), unit=" rows", desc="predict", delay=2) as progress,
+    ):
         for item in read_source(source, text_column, "", delimiter, encoding):
             if isinstance(item, SourceReject):
                 skipped.append(item)
@@ -117,7 +121,8 @@ def write_predictions(
             if texts:
                 probabilities = classifier.probabilities(texts, batch_size)
                 answers = classifier.answers(probabilities)
-                writer.write_table(predictions_table(rows, texts, probabilities, answers, classifier.labels, schema))
+                abstained = classifier.abstained(probabilities)
+                writer.write_table(predictions_table(rows, texts, probabilities, answers, abstained, classifier.labels, schema))
                 written += len(texts)
             progress.update(len(item.positions))
     return written, skipped
@@ -141,17 +146,20 @@ def readable_rows(batch: SourceBatch, encoding: str, skipped: list[SourceReject]
     return rows, texts
 
 
-def predictions_schema(labels: list[str]) -> pa.Schema:
+def predictions_schema(labels: list[str], abstains: bool) -> pa.Schema:
     fields = [("source_row", pa.string()), ("text", pa.string()), ("predicted", pa.string()), ("confidence", pa.float32())]
-    return pa.schema(fields + [(f"prob_{label}", pa.float32()) for label in labels])
+    return pa.schema(
+        fields + [(f"prob_{label}", pa.float32()) for label in labels] + ([(ABSTAINED_COLUMN, pa.bool_())] if abstains else [])
+    )
 
 
 def predictions_table(
-    rows: list[str], texts: list[str], probabilities, answers: list[str], labels: list[str], schema: pa.Schema
+    rows: list[str], texts: list[str], probabilities, answers: list[str], abstained, labels: list[str], schema: pa.Schema
 ) -> pa.Table:
-    """`answers`: each text's class, or (multi-label) its labels joined by "|"; confidence is the highest probability."""
-    columns = [rows, texts, answers, probabilities.max(axis=1)]
-    return pa.table(columns + [probabilities[:, index] for index in range(len(labels))], schema=schema)
+    """`answers`: each text's class, or (multi-label) its labels joined by "|"; confidence is the highest probability;
+    `abstained` (None for a model that never abstains): whether the model abstains on each text."""
+    columns = [rows, texts, answers, probabilities.max(axis=1)] + [probabilities[:, index] for index in range(len(labels))]
+    return pa.table(columns + ([] if abstained is None else [abstained]), schema=schema)
 
 
 def known_rows(source: Source) -> int | None:

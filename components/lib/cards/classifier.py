@@ -97,7 +97,7 @@ with the highest probability.
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|
 {per_class}
-{slice_lines(test.get("slices", []))}
+{slice_lines(test.get("slices", []))}{abstention_lines(test.get("abstention"))}
 ## Training
 Best validation {train_summary.get("best", {}).get("metric")}: {train_summary.get("best", {}).get("value")}
 at step {train_summary.get("best", {}).get("step")}, on {train_summary.get("device", "?")} in {train_summary.get("precision", "?")}.
@@ -125,6 +125,17 @@ run in this folder; `python -m components.predict` does the same for a whole fil
 {usage_snippet(cleaning, calibrated, example_text(test_texts))}
 ```
 """
+
+
+def abstention_lines(abstention: dict | None) -> str:
+    """What abstaining gives on the test split, for a model trained with a target; empty otherwise."""
+    if not abstention:
+        return ""
+    return (
+        f"\nThe model abstains when its highest probability is below {abstention['min_confidence']:.4f} (chosen on the validation"
+        f" split; in {CALIBRATION_FILE}): on the test split it answers {100 * abstention['coverage']:.1f}% of the rows, at accuracy"
+        f" {abstention['accuracy']:.4f}. predict and the model server still give its probabilities, with `abstained: true`.\n"
+    )
 
 
 def slice_lines(slices: list[dict]) -> str:

@@ -53,6 +53,7 @@ CONFIDENCE_PICTURE = "confidence.png"
 TRAINING_CURVES_PICTURE = "training_curves.png"
 RELIABILITY_PICTURE = "reliability.png"
 SLICES_PICTURE = "slices.png"
+COVERAGE_PICTURE = "coverage.png"
 # export's folder
 ONNX_FP32_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"

@@ -15,6 +15,7 @@ from components.lib.data.batching import TokenizedSplit, sorted_batches
 from components.lib.data.label_sets import SET_JOIN
 from components.lib.data.labels import read_labels
 from components.lib.data.textclean import TextCleaning
+from components.lib.modelling.abstention import read_min_confidence
 from components.lib.modelling.calibration import read_temperature, softmax
 from components.lib.modelling.families import load_model
 from components.lib.modelling.sources import load_tokenizer, pad_id
@@ -65,6 +66,7 @@ class TextClassifier:
     logits: Callable[[TokenizedSplit, int], np.ndarray]  # (split, batch size) -> logits in row order
     temperature: float  # train's calibration: probabilities are softmax(logits / temperature)
     thresholds: np.ndarray | None = None  # multi-label: each label's decision threshold
+    min_confidence: float | None = None  # abstain below this highest probability (modelling/abstention.py); None: never
 
     @property
     def multi_label(self) -> bool:
@@ -77,6 +79,10 @@ class TextClassifier:
     def probabilities(self, texts: list[str], batch_size: int) -> np.ndarray:
         logits = self.logits(self.encode(texts), batch_size)
         return sigmoid(logits) if self.multi_label else softmax(logits, self.temperature)
+
+    def abstained(self, probabilities: np.ndarray) -> np.ndarray | None:
+        """Which texts the model abstains on (its highest probability below min_confidence); None: it never abstains."""
+        return None if self.min_confidence is None else probabilities.max(axis=1) < self.min_confidence
 
     def answers(self, probabilities: np.ndarray) -> list[str]:
         """Each text's answer: the most probable class, or (multi-label) its labels joined by SET_JOIN, "" for none."""
@@ -100,6 +106,7 @@ def text_classifier(folder: Path, manifest: dict, where: str, logits: Callable[[
         logits=lambda split, batch_size: logits(split, batch_size, pad),
         temperature=read_temperature(folder, where),
         thresholds=read_thresholds(folder, read_labels(folder), where),
+        min_confidence=read_min_confidence(folder, where),
     )
 
 

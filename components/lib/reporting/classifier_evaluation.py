@@ -28,6 +28,7 @@ from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
     CONFIDENCE_PICTURE,
     CONFUSION_MATRIX_PICTURE,
+    COVERAGE_PICTURE,
     HISTORY_FILE,
     LR_RANGE_TEST_PICTURE,
     METRICS_FILE,
@@ -44,6 +45,7 @@ from components.lib.data.contract import (
 )
 from components.lib.data.labels import read_labels
 from components.lib.errors import UserError
+from components.lib.modelling.abstention import answered_at, coverage_curve, read_min_confidence
 from components.lib.modelling.calibration import calibration_summary, read_temperature, reliability_bins, softmax
 from components.lib.modelling.families import load_model
 from components.lib.modelling.inference import mean_cross_entropy, predict_logits
@@ -52,6 +54,7 @@ from components.lib.reporting.metrics import classification_metrics, headline, p
 from components.lib.reporting.plots import (
     confidence_histogram_png,
     confusion_matrix_png,
+    coverage_png,
     precision_recall_png,
     reliability_png,
     slices_png,
@@ -99,6 +102,10 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
         probabilities = softmax(logits, temperature)
         metrics["calibration"] = calibration_summary(logits, test.gold, temperature)
         add_average_precision(metrics, test.gold, probabilities, label_names)
+        metrics["coverage_curve"] = coverage_curve(probabilities, test.gold)
+        min_confidence = read_min_confidence(model_dir, model_uri)
+        if min_confidence is not None:
+            metrics["abstention"] = {"min_confidence": min_confidence, **answered_at(probabilities, test.gold, min_confidence)}
         rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
         slices = split_slices(test.lengths, rows.column("source_row").to_pylist())
         metrics["slices"] = slice_scores(slices, test.gold, logits.argmax(axis=1), label_names)
@@ -119,6 +126,7 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
                 "trained": readable_time(model_manifest.get("committed_at", "?")),
                 "evaluated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                 "calibration": calibration_line(metrics["calibration"]),
+                **({"abstention": abstention_line(metrics["abstention"])} if "abstention" in metrics else {}),
             }
             context = {"data": data_uri, "test rows": len(test), "baseline predicts": baseline["predicts"], **lineage}
             report = evaluation_html(
@@ -146,6 +154,13 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
             EVALUATION_URI_OUTPUT: output_uri,
         },
         artifact_uri_parameters={EVALUATION_URI_OUTPUT: EVALUATION_ARTIFACT},
+    )
+
+
+def abstention_line(abstention: dict) -> str:
+    return (
+        f"abstains below confidence {abstention['min_confidence']:.4f}: answers {100 * abstention['coverage']:.1f}% of the"
+        f" test rows, at accuracy {abstention['accuracy']:.4f}"
     )
 
 
@@ -180,7 +195,9 @@ def draw_pictures(
     correct = probabilities.argmax(axis=1) == gold
     confidence_histogram_png(probabilities.max(axis=1), correct, len(label_names), out / CONFIDENCE_PICTURE)
     slices_png(metrics["slices"], out / SLICES_PICTURE)
-    pictures = [out / CONFUSION_MATRIX_PICTURE, out / PRECISION_RECALL_PICTURE, out / CONFIDENCE_PICTURE, out / SLICES_PICTURE]
+    coverage_png(metrics["coverage_curve"], metrics.get("abstention"), out / COVERAGE_PICTURE)
+    pictures = [out / CONFUSION_MATRIX_PICTURE, out / PRECISION_RECALL_PICTURE, out / CONFIDENCE_PICTURE, out / SLICES_PICTURE,
+                out / COVERAGE_PICTURE]  # fmt: skip
     if training_curves_png(history, out / TRAINING_CURVES_PICTURE, "macro_f1"):
         pictures.append(out / TRAINING_CURVES_PICTURE)
     return pictures

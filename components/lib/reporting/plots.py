@@ -276,3 +276,19 @@ def slices_png(slices: list[dict], path: Path) -> None:
     axes.set_xlabel("test accuracy, with its 95% bootstrap interval")
     axes.set_title("Accuracy by slice (grey: too few rows to judge)")
     save(figure, path)
+
+
+def coverage_png(curve: list[dict], abstention: dict | None, path: Path) -> None:
+    """Accuracy of the most confident rows against the share of rows answered; the model's threshold marked if it has one."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot([point["coverage"] for point in curve], [point["accuracy"] for point in curve], marker=".", color="tab:blue")
+    if abstention:
+        axes.scatter([abstention["coverage"]], [abstention["accuracy"]], color="tab:red", zorder=3,
+                     label=f"abstains below confidence {abstention['min_confidence']:.3f}")  # fmt: skip
+        axes.legend(loc="lower left")
+    axes.set_xlim(0, 1.02)
+    axes.set_xlabel("coverage: share of test rows answered (the most confident first)")
+    axes.set_ylabel("accuracy of the answered rows")
+    axes.set_title("Coverage against accuracy (calibrated confidence)")
+    save(figure, path)

@@ -15,6 +15,8 @@ CAPTIONS = {
     "the learning rate and validation F1 per class, by optimizer step.",
     "slices": "Accuracy on each slice of the test split (by length in tokens, and by source file), with its 95% bootstrap "
     "interval; a slice of few rows has a wide one.",
+    "coverage": "If the model answered only its most confident rows: the accuracy of those it answers, by the share it "
+    "answers. A model trained with an abstention target abstains below the marked confidence.",
     "lr_range_test": "The learning-rate range test before training: the smoothed loss as the rate grew; training used the "
     "suggested rate, a tenth of where the loss was lowest.",
 }

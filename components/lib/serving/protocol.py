@@ -28,6 +28,7 @@ from components.lib.data.label_sets import SET_JOIN
 TEXT_INPUT = "text"
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
+ABSTAINED_OUTPUT = "abstained"  # a model with an abstention threshold: whether it abstains on each text
 V1_EXAMPLE = '{"instances": ["text", ...]}'
 
 
@@ -97,8 +98,9 @@ def checked_texts(values: object, where: str, limits: RequestLimits) -> list[str
     return values
 
 
-def v1_response(labels: list[str], probabilities: np.ndarray, answers: list[str], multi_label: bool) -> dict:
-    """`answers`: each text's class, or (multi-label) its labels joined by SET_JOIN."""
+def v1_response(labels: list[str], probabilities: np.ndarray, answers: list[str], multi_label: bool, abstained: np.ndarray | None) -> dict:
+    """`answers`: each text's class, or (multi-label) its labels joined by SET_JOIN; `abstained`: for a model that
+    abstains, whether it does on each text (its answer and probabilities are given all the same)."""
     if multi_label:
         return {
             "predictions": [
@@ -106,28 +108,35 @@ def v1_response(labels: list[str], probabilities: np.ndarray, answers: list[str]
                 for answer, row in zip(answers, probabilities)
             ]
         }
-    return {
-        "predictions": [{"label": answer, "probabilities": dict(zip(labels, row.tolist()))} for answer, row in zip(answers, probabilities)]
-    }
+    predictions = [{"label": answer, "probabilities": dict(zip(labels, row.tolist()))} for answer, row in zip(answers, probabilities)]
+    if abstained is not None:
+        for prediction, abstains in zip(predictions, abstained.tolist()):
+            prediction[ABSTAINED_OUTPUT] = abstains
+    return {"predictions": predictions}
 
 
 def v2_response(
-    request: InferRequest, model_name: str, version: str, labels: list[str], probabilities: np.ndarray, answers: list[str]
-) -> InferResponse:
+    request: InferRequest, model_name: str, version: str, labels: list[str], probabilities: np.ndarray, answers: list[str],
+    abstained: np.ndarray | None,
+) -> InferResponse:  # fmt: skip
     rows = len(probabilities)
     outputs = [
         InferOutput(LABEL_OUTPUT, [rows], "BYTES", answers),
         InferOutput(PROBABILITIES_OUTPUT, [rows, len(labels)], "FP32", probabilities.astype(np.float32).reshape(-1).tolist()),
     ]
+    if abstained is not None:
+        outputs.append(InferOutput(ABSTAINED_OUTPUT, [rows], "BOOL", abstained.tolist()))
     response_id = request.id or str(uuid.uuid4())
     return InferResponse(response_id, model_name, outputs, model_version=version, parameters={"labels": ",".join(labels)})
 
 
-def v2_metadata(labels: list[str]) -> tuple[list[dict], list[dict]]:
+def v2_metadata(labels: list[str], abstains: bool) -> tuple[list[dict], list[dict]]:
     """The V2 metadata endpoint's inputs and outputs (GET /v2/models/<name>)."""
     inputs = [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [-1]}]
     outputs = [
         {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
         {"name": PROBABILITIES_OUTPUT, "datatype": "FP32", "shape": [-1, len(labels)]},
     ]
+    if abstains:
+        outputs.append({"name": ABSTAINED_OUTPUT, "datatype": "BOOL", "shape": [-1]})
     return inputs, outputs

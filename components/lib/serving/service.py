@@ -68,12 +68,17 @@ class TextClassifierService(kserve.Model):
             for label in answer.split(SET_JOIN) if self.classifier.multi_label else [answer]:
                 if label:
                     PREDICTIONS.labels(self.name, label).inc()
+        abstained = self.classifier.abstained(probabilities)
         if v2:
-            return v2_response(payload, self.name, self.version, self.classifier.labels, probabilities, answers)
-        return v1_response(self.classifier.labels, probabilities, answers, self.classifier.multi_label)
+            return v2_response(payload, self.name, self.version, self.classifier.labels, probabilities, answers, abstained)
+        return v1_response(self.classifier.labels, probabilities, answers, self.classifier.multi_label, abstained)
 
     def get_input_types(self) -> list[dict]:
-        return v2_metadata(self.classifier.labels)[0]
+        return v2_metadata(self.classifier.labels, self.abstains)[0]
 
     def get_output_types(self) -> list[dict]:
-        return v2_metadata(self.classifier.labels)[1]
+        return v2_metadata(self.classifier.labels, self.abstains)[1]
+
+    @property
+    def abstains(self) -> bool:
+        return self.classifier.min_confidence is not None

@@ -20,7 +20,9 @@ log = logging.getLogger("components.train")
 def language_model_settings(config: TrainConfig) -> TrainConfig:
     """Refuse settings a language model has no use for; it takes perplexity for the default metric (and says so)."""
     for name, unusable in (("teacher_uri", config.teacher_uri), ("model_type", config.model_type != "transformer"),
-                           ("label_smoothing", config.label_smoothing), ("curriculum", config.curriculum != "none")):  # fmt: skip
+                           ("label_smoothing", config.label_smoothing), ("curriculum", config.curriculum != "none"),
+                           ("abstain_at_accuracy", config.abstain_at_accuracy),
+                           ("abstain_at_coverage", config.abstain_at_coverage)):  # fmt: skip
         if unusable:
             raise UserError(f"--{name}: not available for causal_lm data (a language model trained on fixed-size blocks)")
     if config.metric_for_best in LANGUAGE_MODEL_METRICS:

@@ -15,7 +15,8 @@ from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import TOKENIZED_SCHEMA, read_split
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.errors import UserError
-from components.lib.modelling.calibration import fit_calibration, write_calibration
+from components.lib.modelling.abstention import ABSTENTION_KEY, choose_min_confidence
+from components.lib.modelling.calibration import fit_calibration, softmax, write_calibration
 from components.lib.modelling.classifier import ModelRequest
 from components.lib.modelling.families import family
 from components.lib.modelling.predictors import load_text_classifier
@@ -33,6 +34,8 @@ def classifier_settings(config: TrainConfig) -> TrainConfig:
     """Refuse a language model's metrics as the metric for the best weights."""
     if config.metric_for_best in LANGUAGE_MODEL_METRICS[1:]:
         raise UserError(f"--metric_for_best {config.metric_for_best}: is for causal_lm data; this data is labelled for classification")
+    if config.abstain_at_accuracy and config.abstain_at_coverage:
+        raise UserError("--abstain_at_accuracy and --abstain_at_coverage: give one target for abstention, not both")
     return config
 
 
@@ -53,8 +56,10 @@ def save_classifier_files(out: Path, data_dir: Path, summary: dict) -> None:
 
 
 def calibrate(tuner: FineTuner) -> dict:
-    """The temperature for calibrated probabilities, fitted on the validation split with the best weights."""
-    calibration = fit_calibration(tuner.validation_logits(), tuner.validation.gold)
+    """The temperature for calibrated probabilities, fitted on the validation split with the best weights;
+    and the abstention threshold, when a target was given, chosen on the calibrated probabilities."""
+    logits = tuner.validation_logits()
+    calibration = fit_calibration(logits, tuner.validation.gold)
     if calibration["rows"]:
         log.info(
             "calibrated on %d validation rows: temperature %.3f, expected calibration error %.4f -> %.4f",
@@ -62,6 +67,17 @@ def calibrate(tuner: FineTuner) -> dict:
         )  # fmt: skip
     if "note" in calibration:
         log.warning("calibration: %s", calibration["note"])
+    config = tuner.config
+    if (config.abstain_at_accuracy or config.abstain_at_coverage) and calibration["rows"]:
+        probabilities = softmax(logits, calibration["temperature"])
+        chosen = choose_min_confidence(probabilities, tuner.validation.gold, config.abstain_at_accuracy, config.abstain_at_coverage)
+        calibration[ABSTENTION_KEY] = chosen
+        log.info("abstention for %s: below confidence %.4f; on validation it answers %.1f%% of rows at accuracy %.4f",
+                 chosen["target"], chosen["min_confidence"], 100 * chosen["coverage"], chosen["accuracy"])  # fmt: skip
+        if "note" in chosen:
+            log.warning("abstention: %s", chosen["note"])
+    elif config.abstain_at_accuracy or config.abstain_at_coverage:
+        log.warning("abstention: no validation rows to choose a threshold on; the model never abstains")
     return calibration
 
 

@@ -25,7 +25,9 @@ METRICS = ("macro_f1", "micro_f1", "weighted_f1", "subset_accuracy", "hamming_lo
 
 def multilabel_settings(config: TrainConfig) -> TrainConfig:
     """Refuse what a set of independent yes/no decisions has no use for."""
-    for name, unusable in (("teacher_uri", config.teacher_uri), ("label_smoothing", config.label_smoothing)):
+    for name, unusable in (("teacher_uri", config.teacher_uri), ("label_smoothing", config.label_smoothing),
+                           ("abstain_at_accuracy", config.abstain_at_accuracy),
+                           ("abstain_at_coverage", config.abstain_at_coverage)):  # fmt: skip
         if unusable:
             raise UserError(f"--{name}: not available for multi-label data (one sigmoid and binary cross-entropy per label)")
     if config.metric_for_best not in METRICS:

@@ -101,6 +101,11 @@ class TrainConfig:
                                  only_for=CLASSIFIERS)  # fmt: skip
     label_smoothing: float = setting(0.0, "Label smoothing of the cross-entropy loss, in [0, 1).", sweepable=True, card=True,
                                      within=(0, 1, "[)"), only_for=CLASSIFIERS)  # fmt: skip
+    abstain_at_accuracy: float = setting(0.0, "Abstain below the confidence that keeps the validation accuracy of the answered rows at"
+                                         " least this, answering as many as it can; 0: never abstain.", card=True, resume=False,
+                                         within=(0, 1, "[)"), only_for=CLASSIFIERS)  # fmt: skip
+    abstain_at_coverage: float = setting(0.0, "Or abstain below the confidence that answers this share of validation rows; 0: not"
+                                         " used.", card=True, resume=False, within=(0, 1, "[)"), only_for=CLASSIFIERS)  # fmt: skip
     teacher_uri: str = setting("", "Distil from this model: train's or export's output, or a registered version's folder (local or"
                                " s3://); empty: none.", card=True, only_for=CLASSIFIERS)  # fmt: skip
     distill_temperature: float = setting(4.0, "Softens the teacher's and the student's logits in the distillation loss.",
