@@ -75,6 +75,7 @@ def preprocess(
     max_reject_share: float = 0.1,
     augment_factor: int = 0,
     augment_alpha: float = 0.1,
+    label_audit_folds: int = 5,
     expected_source_fingerprint: str = "",
     executor_input: str = "",
 ) -> StageResult:
@@ -103,6 +104,7 @@ def preprocess(
       max_reject_share: Fail above this share of rejected rows, duplicates aside (1: never); 0.1 lets a few through, not a broken file.
       augment_factor: EDA augmentation (Wei and Zou 2019) of the train split only: this many new versions of each row; 0: none.
       augment_alpha: Share of a text's words each augmentation changes (synonyms from WordNet, insertions, swaps, deletions).
+      label_audit_folds: Rank suspect labels (cleanlab on out-of-fold TF-IDF probabilities, this many folds): label_issues.parquet; 0: off.
       expected_source_fingerprint: Fail if the source's content fingerprint differs (set by the pipeline; pins the cache key to the data).
     """
     chosen = task_named(task)
@@ -113,6 +115,8 @@ def preprocess(
     if document_unit not in DOCUMENT_UNITS:
         raise UserError(f"--document_unit: {document_unit!r} is not one of {', '.join(DOCUMENT_UNITS)}")
     check_augmentation(augment_factor, augment_alpha)
+    if label_audit_folds == 1 or label_audit_folds < 0:
+        raise UserError(f"--label_audit_folds: must be 0 (no audit) or at least 2, got {label_audit_folds}")
     flags = PreprocessFlags(
         input_uri=input_uri,
         output_uri=output_uri,
@@ -138,6 +142,7 @@ def preprocess(
         max_reject_share=max_reject_share,
         augment_factor=augment_factor,
         augment_alpha=augment_alpha,
+        label_audit_folds=label_audit_folds,
     )
     return chosen.preprocess(flags)
 

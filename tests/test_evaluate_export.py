@@ -113,8 +113,8 @@ def test_the_report_shows_the_pictures_and_names_the_model_run_and_dates(evaluat
     out, _ = evaluation
     report = (out / "report.html").read_text()
     assert report == (out / "evaluation" / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 5 and "majority-class baseline" in report
-    for picture in ("confusion_matrix", "precision_recall", "confidence", "reliability", "training_curves"):
+    assert report.count("data:image/png;base64,") == 7 and "majority-class baseline" in report
+    for picture in ("confusion_matrix", "precision_recall", "confidence", "reliability", "training_curves", "slices", "coverage"):
         assert (out / "evaluation" / f"{picture}.png").read_bytes()[:4] == b"\x89PNG"
         assert f'alt="{picture}"' in report
     trained = json.loads((model / "MANIFEST.json").read_text())["committed_at"].replace("T", " ").replace("Z", " UTC")
@@ -318,4 +318,5 @@ def test_the_evaluation_scores_every_slice_of_the_test_split_in_metrics_report_c
     assert all(entry["small"] == (entry["rows"] < 30) for entry in test["slices"])
     report = (out / "report.html").read_text()
     assert "<h2>Slices</h2>" in report and by_length[0]["slice"] in report and (out / "evaluation" / "slices.png").is_file()
+    assert "<h2>Suspect labels</h2><p>preprocess's label audit suspects " in report  # carried from preprocess by tokenize
     assert result.artifact_metadata["metrics"][f"accuracy [{by_length[0]['slice']}]"] == round(by_length[0]["accuracy"], 4)

@@ -62,6 +62,7 @@ class PreprocessFlags:
     max_reject_share: float
     augment_factor: int
     augment_alpha: float
+    label_audit_folds: int  # the label audit's cross-fit folds; 0: no audit
 
 
 @dataclass(frozen=True)

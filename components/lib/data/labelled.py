@@ -16,7 +16,8 @@ from typing import Any
 from components.lib.cli import StageResult
 from components.lib.data.augment import augment_train_split
 from components.lib.data.candidates import Cleaning, spool_candidates
-from components.lib.data.contract import REJECTS_FILE, STATS_FILE, TASK_KEY
+from components.lib.data.contract import LABEL_ISSUES_KEY, REJECTS_FILE, STATS_FILE, TASK_KEY
+from components.lib.data.label_audit import audit_labels
 from components.lib.data.labels import LabelMapper, write_labels
 from components.lib.data.outcome import build_stats, check_files, check_outcome, label_rule
 from components.lib.data.quarantine import RejectsWriter, rejects_note
@@ -37,6 +38,7 @@ class LabelRules:
 
     mapper: Any
     check_outcome: Callable[[dict, list[str], str, bool, dict[str, float], float], None] = check_outcome
+    audits_labels: bool = True  # rank suspect labels (label_audit.py); single-label classification's
 
 
 def preprocess_labelled(flags: PreprocessFlags, task: str, rules: LabelRules | None = None) -> StageResult:
@@ -74,6 +76,9 @@ def preprocess_labelled(flags: PreprocessFlags, task: str, rules: LabelRules | N
         rejects.close()
         stats = build_stats(candidates, keep, splits, counts, rejects, label_names_found, lineage, use_sources)
         stats["label_rule"] = rule
+        if rules.audits_labels and flags.label_audit_folds:  # before augmentation: only the rows the source gave are judged
+            stats[LABEL_ISSUES_KEY] = audit_labels(out, label_names_found, flags.label_audit_folds, flags.seed)
+            notes += [stats[LABEL_ISSUES_KEY]["skipped"]] if "skipped" in stats[LABEL_ISSUES_KEY] else []
         if flags.augment_factor:  # after the split, so no copy of a validation or test text is trained on
             stats["augmentation"] = augment_train_split(out, flags.augment_factor, flags.augment_alpha, flags.seed)
             stats["splits"]["train"]["rows_augmented"] = stats["augmentation"]["rows_added"]

@@ -11,6 +11,7 @@ import logging
 import math
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 from components.lib.cli import StageResult
 from components.lib.data.contract import (
     CLEAN_SCHEMA,
+    LABEL_ISSUES_KEY,
     SPLITS,
     STATS_FILE,
     TOKENIZED_SCHEMA,
@@ -87,6 +89,7 @@ def tokenize_labelled(flags: TokenizeFlags) -> StageResult:
                 "labels": label_names,
                 "splits": split_stats,
                 **folds,
+                **carried_audit(data_dir),
             }
             (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
     rows = {split: entry["rows"] for split, entry in split_stats.items()}
@@ -180,3 +183,9 @@ def tokenize_split(data_dir, out, split: str, encoder, max_length: int, batch_si
         "truncated_share": round(float((every >= max_length).mean()), 4),
         "padding_share_if_padded_to_max_length": round(1.0 - float(every.mean()) / max_length, 4),
     }
+
+
+def carried_audit(data_dir: Path) -> dict:
+    """preprocess's label audit (its count and top rows), carried on for evaluate's report; {} when none ran."""
+    stats = json.loads((data_dir / STATS_FILE).read_text()) if (data_dir / STATS_FILE).is_file() else {}
+    return {LABEL_ISSUES_KEY: stats[LABEL_ISSUES_KEY]} if LABEL_ISSUES_KEY in stats else {}

@@ -30,6 +30,7 @@ from components.lib.data.contract import (
     CONFUSION_MATRIX_PICTURE,
     COVERAGE_PICTURE,
     HISTORY_FILE,
+    LABEL_ISSUES_KEY,
     LR_RANGE_TEST_PICTURE,
     METRICS_FILE,
     PRECISION_RECALL_PICTURE,
@@ -129,9 +130,9 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
                 **({"abstention": abstention_line(metrics["abstention"])} if "abstention" in metrics else {}),
             }
             context = {"data": data_uri, "test rows": len(test), "baseline predicts": baseline["predicts"], **lineage}
-            report = evaluation_html(
-                "Evaluation on the test split", heading, metrics, baseline, pictures, most_confident_mistakes(predictions), context
-            )
+            audit = json.loads((data_dir / STATS_FILE).read_text()).get(LABEL_ISSUES_KEY, {})
+            mistakes = most_confident_mistakes(predictions)
+            report = evaluation_html("Evaluation on the test split", heading, metrics, baseline, pictures, mistakes, context, audit)
             publish_report(report, out, report_path, model_dir, metrics, [out / METRICS_FILE, *pictures])
     scores = headline(metrics)
     return StageResult(

@@ -68,12 +68,27 @@ def format_cell(cell) -> str:
     return f"{cell:.4f}" if isinstance(cell, float) else str(cell)
 
 
+def audit_section(audit: dict) -> str:
+    """preprocess's label audit: how many rows it suspects, and the most suspect ones; nothing when it did not run."""
+    if "found" not in audit:
+        return ""
+    top = table(
+        ["split", "source row", "label", "suggested", "label quality", "text"],
+        [[row["split"], row["source_row"], row["label"], row["suggested"], row["label_quality"], row["text"]] for row in audit["top"]],
+    )
+    return (
+        f"<h2>Suspect labels</h2><p>preprocess's label audit suspects {audit['found']} of {audit['rows_audited']} rows"
+        f" ({html.escape(audit['method'])}, {audit['folds']} folds); all are in label_issues.parquet in preprocess's folder."
+        f" The most suspect:</p>{top}"
+    )
+
+
 def interval(bounds: list[float]) -> str:
     return f"{bounds[0]:.3f} to {bounds[1]:.3f}"
 
 
 def evaluation_html(
-    title: str, heading: dict, metrics: dict, baseline: dict, pictures: list[Path], errors: list[dict], context: dict
+    title: str, heading: dict, metrics: dict, baseline: dict, pictures: list[Path], errors: list[dict], context: dict, audit: dict
 ) -> str:
     """`heading`: the few facts shown under the title (model, run, dates); `context`: the rest, at the end."""
     scores = ["accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1"]
@@ -112,6 +127,7 @@ def evaluation_html(
 <h2>Pictures</h2><div class="pair">{first_pair}</div>
 {"".join(by_name.values())}
 <h2>Most confident mistakes</h2>{mistakes}
+{audit_section(audit)}
 <h2>Run</h2>{facts}
 </body></html>
 """

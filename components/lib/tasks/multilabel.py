@@ -46,7 +46,7 @@ class MultiLabelTask(ClassificationTask):
             raise UserError("--label_delimiter: must not be empty for multi-label data; e.g. '|'")
         else:
             mapper = LabelSetMapper(None if flags.label_names == "auto" else parse_label_names(flags.label_names), flags.label_delimiter)
-        return preprocess_labelled(flags, self.name, LabelRules(mapper, check_label_set_outcome))
+        return preprocess_labelled(flags, self.name, LabelRules(mapper, check_label_set_outcome, audits_labels=False))
 
     def training_settings(self, config: TrainConfig) -> TrainConfig:
         from components.lib.tasks.multilabel_training import multilabel_settings

@@ -1,0 +1,97 @@
+"""Suspect labels: preprocess ranks the rows whose given label is most likely wrong, with cleanlab
+(confident learning, Northcutt et al. 2021), from out-of-fold probabilities.
+
+The probabilities come from a cheap cross-fit over every split's rows: a TF-IDF logistic regression
+trained on the other folds predicts each row, so no row is judged by a model that saw its label. The
+ranked rows go to LABEL_ISSUES_FILE in preprocess's folder (split, source row, text, given label, the
+label the cross-fit suggests, cleanlab's label quality); stats.json keeps their count and the top ones,
+which tokenize carries on and evaluate's report shows. Nothing is dropped: the file says what to check.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components.lib.data.contract import CLEAN_SCHEMA, LABEL_ISSUES_FILE, SPLITS, read_split, split_file_name
+
+log = logging.getLogger("components.preprocess")
+TOP_SHOWN = 10  # suspect rows kept in stats.json, and shown in the report
+SHOWN_CHARACTERS = 200
+METHOD = "cleanlab find_label_issues (self_confidence) on out-of-fold TF-IDF logistic regression probabilities"
+ISSUES_SCHEMA = pa.schema(
+    [("rank", pa.int32()), ("split", pa.string()), ("source_row", pa.string()), ("text", pa.string()), ("label", pa.string()),
+     ("suggested", pa.string()), ("label_quality", pa.float32())]
+)  # fmt: skip
+
+
+def audit_labels(out: Path, label_names: list[str], folds: int, seed: int) -> dict:
+    """Write LABEL_ISSUES_FILE for the splits in `out`; what stats.json keeps of it."""
+    rows = pa.concat_tables(
+        read_split(out, split, CLEAN_SCHEMA).append_column("split", pa.array([split] * count_rows(out, split), pa.string()))
+        for split in SPLITS
+        if (out / split_file_name(split)).is_file()
+    )
+    labels = rows.column("label").to_numpy()
+    counts = np.bincount(labels, minlength=len(label_names))
+    if (counts < folds).any():
+        scarce = ", ".join(f"{name!r} ({count})" for name, count in zip(label_names, counts) if count < folds)
+        return {"skipped": f"label audit: fewer rows than its {folds} folds of {scarce}; not run"}
+    started = time.monotonic()
+    probabilities = cross_fitted_probabilities(rows.column("text").to_pylist(), labels, folds, seed)
+    ranked, quality = ranked_issues(labels, probabilities)
+    issues = issues_table(rows, ranked, quality, probabilities.argmax(axis=1), label_names)
+    pq.write_table(issues, out / LABEL_ISSUES_FILE)
+    log.info("label audit: %d of %d rows have a suspect label (%.1f s; %s)", len(ranked), len(labels), time.monotonic() - started,
+             LABEL_ISSUES_FILE)  # fmt: skip
+    top = issues.slice(0, TOP_SHOWN).to_pylist()
+    for row in top:
+        row["text"] = row["text"][:SHOWN_CHARACTERS]
+    return {"rows_audited": len(labels), "found": len(ranked), "folds": folds, "method": METHOD, "top": top}
+
+
+def count_rows(out: Path, split: str) -> int:
+    return pq.ParquetFile(out / split_file_name(split)).metadata.num_rows
+
+
+def cross_fitted_probabilities(texts: list[str], labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each row's class probabilities from a TF-IDF logistic regression fitted on the other folds."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+
+    model = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2), LogisticRegression(max_iter=1000))
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return cross_val_predict(model, texts, labels, cv=splitter, method="predict_proba")
+
+
+def ranked_issues(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the rows cleanlab finds mislabelled, most likely first, and every row's label quality."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    ranked = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1)
+    return np.asarray(ranked, dtype=np.int64), get_label_quality_scores(labels, probabilities)
+
+
+def issues_table(rows: pa.Table, ranked: np.ndarray, quality: np.ndarray, suggested: np.ndarray, label_names: list[str]) -> pa.Table:
+    names = np.array(label_names, dtype=object)
+    chosen = rows.take(pa.array(ranked, pa.int64()))
+    return pa.table(
+        {
+            "rank": np.arange(1, len(ranked) + 1, dtype=np.int32),
+            "split": chosen.column("split"),
+            "source_row": chosen.column("source_row"),
+            "text": chosen.column("text"),
+            "label": names[chosen.column("label").to_numpy()].tolist(),
+            "suggested": names[suggested[ranked]].tolist(),
+            "label_quality": quality[ranked].astype(np.float32),
+        },
+        schema=ISSUES_SCHEMA,
+    )
