@@ -48,6 +48,7 @@ from components.lib.cards.shared import production_comparison_section
 from components.lib.cli import StageResult, run_stage
 from components.lib.common_flags import GATE_METRIC, GATE_MIN, MAX_PERPLEXITY, takes_common_flags
 from components.lib.data.contract import (
+    DATA_PROFILE_FILE,
     DECISION_FILE,
     EXPORT_REPORT_FILE,
     METRICS_FILE,
@@ -60,6 +61,7 @@ from components.lib.data.contract import (
     split_file,
 )
 from components.lib.data.labels import LABELS_FILE
+from components.lib.data.profile import DRIFT_CHECKS, drift_from_production, train_profile
 from components.lib.errors import UserError
 from components.lib.quality_gate import GateFlags, check_gate_metric
 from components.lib.reporting.tracking import mlflow_run_of
@@ -97,6 +99,7 @@ def register(
     min_slice_rows: int = 200,
     max_slice_regression: float = 0.05,
     require_beat_baseline: bool = True,
+    drift_check: str = "warn",
     executor_input: str = "",
 ) -> StageResult:
     """Register the exported model as a new version if it passes the quality gate.
@@ -113,6 +116,7 @@ def register(
       min_slice_rows: Also compare with production on each test slice (length, source file) of this many rows or more.
       max_slice_regression: How far below production the candidate may score on such a slice (tested as significance says).
       require_beat_baseline: Refuse unless the model beats the majority class in test accuracy and macro-F1 (causal_lm: n-gram perplexity).
+      drift_check: warn (or refuse) when this run's train split has drifted from production's: length, labels, unknown tokens; off.
     """
     for producer, uri, flag in (
         ("export", export_uri, "--export_uri"),
@@ -135,12 +139,20 @@ def register(
         max_slice_regression,
     )
     check_flags(flags)
+    if drift_check not in DRIFT_CHECKS:
+        raise UserError(f"--drift_check: {drift_check!r} is not one of {', '.join(DRIFT_CHECKS)}")
     with staged_input(evaluation_uri, only=[METRICS_FILE]) as (evaluation_dir, evaluation_manifest):
         metrics = json.loads((evaluation_dir / METRICS_FILE).read_text())
     task = task_for(evaluation_manifest, evaluation_uri)
     with staged_input(data_uri, only=DATA_FILES) as (data_dir, data_manifest):
         require_task(data_manifest, task.name, data_uri)
         verdict = task.verdict(GateInputs(registry, metrics, flags, data_dir, data_manifest, data_uri, export_uri))
+        drift = [] if drift_check == "off" else drift_from_production(registry, data_dir)
+        for line in drift:
+            log.warning("data drift: %s", line)
+        refusal = verdict.refusal or (
+            f"data drift from production's training data: {drift[0]}" if drift and drift_check == "refuse" else None
+        )
         decision = {
             "model_name": model_name,
             "gate_metric": verdict.metric,
@@ -152,7 +164,9 @@ def register(
             decision["warning"] = verdict.warning
         if verdict.comparison:
             decision["production_comparison"] = verdict.comparison
-        if verdict.refusal is None:
+        if drift:
+            decision["drift"] = drift
+        if refusal is None:
             version = publish(registry, export_uri, model_uri, data_dir, data_manifest, metrics, task, verdict.comparison)
             decision.update(
                 registered=True,
@@ -162,8 +176,8 @@ def register(
             )
             log.info("registered %s version %d at %s", model_name, version, decision["uri"])
         else:
-            decision["refused"] = verdict.refusal
-            log.warning("not registered: %s", verdict.refusal)
+            decision["refused"] = refusal
+            log.warning("not registered: %s", refusal)
     with staged_output(output_uri) as out:
         (out / DECISION_FILE).write_text(json.dumps(decision, indent=2) + "\n")
     return StageResult(
@@ -220,6 +234,9 @@ def publish(
                 shutil.copyfile(export_dir / name, out / name)
             (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
             data_stats = json.loads((data_dir / STATS_FILE).read_text()) if (data_dir / STATS_FILE).is_file() else {}
+            profile = train_profile(data_dir)
+            if profile is not None:  # what the next run's drift check compares its data with
+                (out / DATA_PROFILE_FILE).write_text(json.dumps(profile, indent=2) + "\n")
             facts = {"lineage": lineage, "training": training, "train_summary": train_summary, "metrics": metrics,
                      "export_report": export_report, "data_stats": data_stats, "code_version": lineage["code_version"]}  # fmt: skip
             card = task.model_card(registry.model_name, version, export_dir, export_manifest, facts, data_dir)

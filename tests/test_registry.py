@@ -386,3 +386,26 @@ def test_a_real_improvement_on_production_registers_with_a_positive_difference(r
     better = register_into(release, registry, tmp_path / "second").summary
     comparison = better["production_comparison"]
     assert better["registered"] is True and comparison["difference"] > 0.5 and comparison["interval_95"][0] > 0
+
+
+def drifted_data(release: dict, folder: Path) -> dict:
+    """The release's tokenized data, its train split's profile recorded as nine in ten rows positive."""
+    shutil.copytree(release["data_uri"], folder)
+    stats = json.loads((folder / "stats.json").read_text())
+    stats["splits"]["train"]["class_counts"] = {"negative": 5, "neutral": 5, "positive": 90}
+    (folder / "stats.json").write_text(json.dumps(stats))
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    commit(folder, str(folder), extra={key: value for key, value in manifest.items() if key not in ("files", "committed_at")})
+    return {**release, "data_uri": str(folder)}
+
+
+def test_a_version_keeps_its_training_data_profile_and_the_next_run_is_warned_or_refused_on_drift(release, production_registry, tmp_path):
+    profile = json.loads((Path(production_registry) / "sentiment" / "1" / "data_profile.json").read_text())
+    assert {"length_shares", "class_counts", "unknown_token_rate", "tokens"} <= set(profile)
+    drifted = drifted_data(release, tmp_path / "drifted")
+    warned = register_into(drifted, production_registry, tmp_path / "warned").summary
+    assert warned["registered"] is True and warned["drift"][0].startswith("label balance has shifted from production's training data")
+    refused = register_into(drifted, production_registry, tmp_path / "refused", drift_check="refuse").summary
+    assert refused["registered"] is False and refused["refused"].startswith("data drift from production's training data: label balance")
+    assert Registry(production_registry, "sentiment").versions() == [1, 2]
+    assert "drift" not in register_into(release, production_registry, tmp_path / "same").summary

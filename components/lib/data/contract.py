@@ -64,6 +64,7 @@ EXPORT_REPORT_FILE = "export_report.json"
 # register's decision and the card it writes into a registry version, and select_best's ranking of a sweep's trials
 DECISION_FILE = "registration.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
+DATA_PROFILE_FILE = "data_profile.json"  # a registered version's train split profile (components/lib/data/profile.py)
 TUNING_RESULTS_FILE = "tuning_results.json"
 # deploy's folder: the InferenceService it rendered, and what it did with it
 INFERENCE_SERVICE_FILE = "inference_service.yaml"

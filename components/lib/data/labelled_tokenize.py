@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.lib.cli import StageResult
@@ -32,6 +33,7 @@ from components.lib.data.contract import (
 from components.lib.data.folds import write_fold
 from components.lib.data.labels import LABELS_FILE, read_labels
 from components.lib.data.lm_tokenize import BASE
+from components.lib.data.profile import length_shares, unknown_rate
 from components.lib.errors import UserError
 from components.lib.model_sources import load_tokenizer, local_model_source, model_max_positions
 from components.lib.stage_flags import TokenizeFlags
@@ -71,7 +73,10 @@ def tokenize_labelled(flags: TokenizeFlags) -> StageResult:
         folds = {"folds": {"num_folds": num_folds, "fold": fold, "seed": fold_seed}} if num_folds else {}
         lineage = {**data_manifest.get("lineage", {}), "base_model": base_model, "max_length": effective_length, **folds}
         with staged_output(output_uri, extra={"lineage": lineage}) as out:
-            split_stats = {split: tokenize_split(data_dir, out, split, encoder, effective_length, batch_size) for split in SPLITS}
+            unknown_id = text_tokenizer.unk_token_id
+            split_stats = {
+                split: tokenize_split(data_dir, out, split, encoder, effective_length, batch_size, unknown_id) for split in SPLITS
+            }
             if num_folds:
                 for split, fold_rows in write_fold(out, num_folds, fold, fold_seed).items():
                     split_stats[split] = {"rows": fold_rows, "fold": f"{fold} of {num_folds}"}
@@ -164,15 +169,19 @@ def class_counts(out, split: str, label_names: list[str]) -> dict[str, int]:
     return {name: int(counts[index]) for index, name in enumerate(label_names)}
 
 
-def tokenize_split(data_dir, out, split: str, encoder, max_length: int, batch_size: int) -> dict:
+def tokenize_split(data_dir, out, split: str, encoder, max_length: int, batch_size: int, unknown_id: int | None) -> dict:
+    """Write the split's token ids; its profile (components/lib/data/profile.py) for stats.json."""
     source = open_split(data_dir, split, CLEAN_SCHEMA)
     batches = source.iter_batches(batch_size=batch_size, columns=["text", "label", "source_row"])
     lengths: list[np.ndarray] = []
+    unknown = 0
     with pq.ParquetWriter(split_file(out, split), TOKENIZED_SCHEMA) as writer:
         for batch, encodings in encoded_ahead(batches, lambda batch: encoder.encode_batch_fast(batch.column("text").to_pylist())):
             table = tokens_table(batch, [encoding.ids for encoding in encodings])
             writer.write_table(table)
             lengths.append(table.column("length").to_numpy())
+            if unknown_id is not None:
+                unknown += int(np.count_nonzero(pc.list_flatten(table.column("input_ids")).to_numpy() == unknown_id))
     every = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
     if len(every) == 0:
         return {"rows": 0}
@@ -182,6 +191,8 @@ def tokenize_split(data_dir, out, split: str, encoder, max_length: int, batch_si
         "tokens": {"p50": int(points[0]), "p90": int(points[1]), "p99": int(points[2]), "max": int(every.max())},
         "truncated_share": round(float((every >= max_length).mean()), 4),
         "padding_share_if_padded_to_max_length": round(1.0 - float(every.mean()) / max_length, 4),
+        "length_shares": length_shares(every),
+        "unknown_token_rate": None if unknown_id is None else unknown_rate(unknown, int(every.sum())),
     }
 
 
