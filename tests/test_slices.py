@@ -62,3 +62,18 @@ def test_a_slice_made_worse_is_refused_by_name_though_the_whole_test_split_is_wi
     assert comparison["slice_level"] == 0.025 and [entry["slice"] for entry in comparison["slices"]] == list(slices)
     # The same candidate with slices too small to judge: no slice check.
     assert slice_refusal(accuracy_on(gold, candidate), accuracy_on(gold, gold), slices, flags(201), {}) is None
+
+
+def test_make_runs_summary_names_the_weakest_slice_judged_and_the_abstention():
+    from components.lib.data.contract import CLASSIFICATION
+    from components.lib.tasks import task_named
+
+    test = {"accuracy": 0.8, "macro_f1": 0.7, "abstention": {"min_confidence": 0.86, "coverage": 0.47, "accuracy": 0.979},
+            "slices": [{"slice": "tokens 0-15", "rows": 129, "accuracy": 0.83, "small": False},
+                       {"slice": "tokens 16-31", "rows": 209, "accuracy": 0.76, "small": False},
+                       {"slice": "source b.csv", "rows": 9, "accuracy": 0.2, "small": True}]}  # fmt: skip
+    evaluation = {"test": test, "baseline_majority_class": {"accuracy": 0.5, "macro_f1": 0.2}}
+    export_report = {"parity": {"max_abs_logit_diff": 0.0, "argmax_agreement": 1.0, "rows": 10}, "models": {}}
+    lines = task_named(CLASSIFICATION).summary_lines(evaluation, export_report)
+    assert "weakest slice: tokens 16-31 (209 rows), accuracy 0.7600; all in report.html" in lines
+    assert "abstains below confidence 0.8600: answers 47.0% of the test rows at accuracy 0.9790" in lines

@@ -132,6 +132,15 @@ class ClassificationTask(Task):
             if model.get("file", name) is None:  # export deleted it (exporting/classifier.py: judge_int8)
                 line += f"; dropped: {export_report['int8_macro_f1_drop']:.4f} below fp32, more than int8_max_f1_drop allows"
             lines.append(line)
+        weakest = min((entry for entry in test.get("slices", []) if not entry["small"]), key=lambda entry: entry["accuracy"], default=None)
+        if weakest:
+            lines.append(
+                f"weakest slice: {weakest['slice']} ({weakest['rows']} rows), accuracy {weakest['accuracy']:.4f}; all in report.html"
+            )
+        if "abstention" in test:
+            abstention = test["abstention"]
+            lines.append(f"abstains below confidence {abstention['min_confidence']:.4f}: answers {100 * abstention['coverage']:.1f}% of"
+                         f" the test rows at accuracy {abstention['accuracy']:.4f}")  # fmt: skip
         return lines
 
 
