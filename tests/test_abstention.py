@@ -9,16 +9,18 @@ import pytest
 
 from components.evaluate import evaluate
 from components.export import export
-from components.lib.data.contract import CALIBRATION_FILE, CLASSIFICATION, METRICS_FILE
+from components.lib.data.contract import CALIBRATION_FILE, CLASSIFICATION, METRICS_FILE, ONNX_FP32_FILE
 from components.lib.errors import UserError
 from components.lib.modelling.abstention import choose_min_confidence
+from components.lib.modelling.onnx_runtime import onnx_text_classifier
+from components.lib.storage.artifacts import read_manifest
 from components.lib.tasks import task_named
 from components.lib.training.settings import TrainConfig
 from components.predict import predict
 from components.register import register
 from components.train import train
 from tests.conftest import train_flags
-from tests.test_serve import Server
+from tests.test_serve import Server, request
 
 MODEL = "abstaining"
 
@@ -101,5 +103,19 @@ def test_the_model_server_answers_abstained_in_v1_and_v2(abstaining):
         status, v2 = server.post(f"/v2/models/{MODEL}/infer", body)
         [abstained] = [output for output in v2["outputs"] if output["name"] == "abstained"]
         assert status == 200 and abstained["datatype"] == "BOOL" and abstained["data"] == [p["abstained"] for p in v1["predictions"]]
+        status, metrics = request(f"{server.url}/metrics")  # what was served, to watch for drift; and the abstentions
+        assert f'textclf_abstentions_total{{model_name="{MODEL}"}} {2.0 * sum(abstained["data"])}' in metrics
+        assert f'textclf_text_tokens_count{{model_name="{MODEL}"}} {2.0 * len(texts)}' in metrics
+        folder = root / "registry" / MODEL / "1"
+        local = onnx_text_classifier(folder, read_manifest(str(folder)), MODEL, ONNX_FP32_FILE).encode(texts)
+        unknown = int(np.count_nonzero(local.token_ids == local_unknown_id(folder)))
+        assert f'textclf_unknown_tokens_total{{model_name="{MODEL}"}} {2.0 * unknown}' in metrics and unknown > 0
+        assert f'textclf_tokens_total{{model_name="{MODEL}"}} {2.0 * local.lengths.sum()}' in metrics
     finally:
         server.stop()
+
+
+def local_unknown_id(folder) -> int:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder).unk_token_id

@@ -67,6 +67,7 @@ class TextClassifier:
     temperature: float  # train's calibration: probabilities are softmax(logits / temperature)
     thresholds: np.ndarray | None = None  # multi-label: each label's decision threshold
     min_confidence: float | None = None  # abstain below this highest probability (modelling/abstention.py); None: never
+    unknown_id: int | None = None  # the tokenizer's unknown token, if it has one (the model server counts them)
 
     @property
     def multi_label(self) -> bool:
@@ -77,7 +78,11 @@ class TextClassifier:
         return TokenizedSplit.from_token_lists([encoding.ids for encoding in encodings], np.zeros(len(texts), dtype=np.int64))
 
     def probabilities(self, texts: list[str], batch_size: int) -> np.ndarray:
-        logits = self.logits(self.encode(texts), batch_size)
+        return self.probabilities_of(self.encode(texts), batch_size)
+
+    def probabilities_of(self, split: TokenizedSplit, batch_size: int) -> np.ndarray:
+        """The probabilities of texts already encoded (what the model server does, to count their tokens first)."""
+        logits = self.logits(split, batch_size)
         return sigmoid(logits) if self.multi_label else softmax(logits, self.temperature)
 
     def abstained(self, probabilities: np.ndarray) -> np.ndarray | None:
@@ -107,6 +112,7 @@ def text_classifier(folder: Path, manifest: dict, where: str, logits: Callable[[
         temperature=read_temperature(folder, where),
         thresholds=read_thresholds(folder, read_labels(folder), where),
         min_confidence=read_min_confidence(folder, where),
+        unknown_id=tokenizer.unk_token_id,
     )
 
 

@@ -11,7 +11,9 @@ from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferRequest
 from prometheus_client import Counter, Histogram
 
+from components.lib.data.batching import TokenizedSplit
 from components.lib.data.label_sets import SET_JOIN
+from components.lib.data.profile import PROFILE_LENGTH_EDGES
 from components.lib.modelling.inference import TextClassifier
 from components.lib.serving.batching import MicroBatcher
 from components.lib.serving.protocol import RequestLimits, v1_response, v1_texts, v2_metadata, v2_response, v2_texts
@@ -21,6 +23,12 @@ PREDICTIONS = Counter("textclf_predictions", "Texts classified, by predicted lab
 REFUSED = Counter("textclf_refused_requests", "Requests answered 400 for a mistake in the request", ["model_name"])
 MODEL_CALL_TEXTS = Histogram("textclf_model_call_texts", "Texts per model call (more than one request's when micro-batched)",
                              ["model_name"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))  # fmt: skip
+# What is served, in the terms of the training data's profile (components/lib/data/profile.py), to watch for drift.
+TEXT_TOKENS = Histogram("textclf_text_tokens", "Length of each served text in tokens, after truncation", ["model_name"],
+                        buckets=PROFILE_LENGTH_EDGES)  # fmt: skip
+TOKENS = Counter("textclf_tokens", "Tokens of the served texts", ["model_name"])
+UNKNOWN_TOKENS = Counter("textclf_unknown_tokens", "Served tokens the tokenizer does not know (its unknown token)", ["model_name"])
+ABSTENTIONS = Counter("textclf_abstentions", "Texts the model abstained on (confidence below its min_confidence)", ["model_name"])
 
 
 class OneLineRefusals(logging.Filter):
@@ -48,7 +56,16 @@ class TextClassifierService(kserve.Model):
 
     def infer(self, texts: list[str]) -> np.ndarray:
         MODEL_CALL_TEXTS.labels(self.name).observe(len(texts))
-        return self.classifier.probabilities(texts, self.batch_size)
+        split = self.classifier.encode(texts)
+        self.count_tokens(split)
+        return self.classifier.probabilities_of(split, self.batch_size)
+
+    def count_tokens(self, split: TokenizedSplit) -> None:
+        for length in split.lengths.tolist():
+            TEXT_TOKENS.labels(self.name).observe(length)
+        TOKENS.labels(self.name).inc(int(split.lengths.sum()))
+        if self.classifier.unknown_id is not None:
+            UNKNOWN_TOKENS.labels(self.name).inc(int(np.count_nonzero(split.token_ids == self.classifier.unknown_id)))
 
     async def classify(self, texts: list[str]) -> np.ndarray:
         if self.batcher:
@@ -69,6 +86,8 @@ class TextClassifierService(kserve.Model):
                 if label:
                     PREDICTIONS.labels(self.name, label).inc()
         abstained = self.classifier.abstained(probabilities)
+        if abstained is not None:
+            ABSTENTIONS.labels(self.name).inc(int(abstained.sum()))
         if v2:
             return v2_response(payload, self.name, self.version, self.classifier.labels, probabilities, answers, abstained)
         return v1_response(self.classifier.labels, probabilities, answers, self.classifier.multi_label, abstained)
