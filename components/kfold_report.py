@@ -26,7 +26,7 @@ from components.lib.common_flags import takes_common_flags
 from components.lib.data.contract import KFOLD_PICTURE, KFOLD_RESULTS_FILE, METRICS_FILE, PREDICTIONS_FILE, TRAIN_SUMMARY_FILE
 from components.lib.errors import UserError
 from components.lib.reporting.plots import fold_scores_png
-from components.lib.reporting.significance import mcnemar, paired_t_test
+from components.lib.reporting.significance import mcnemar, paired_t_test, two_sided_bootstrap
 from components.lib.stage_outputs import KFOLD_ARTIFACT
 from components.lib.storage.artifacts import staged_input, staged_output
 from components.lib.tasks import task_for
@@ -110,7 +110,14 @@ def compare(by_config: dict[str, list[dict]]) -> dict:
     def ensemble(runs: list[dict]) -> np.ndarray:
         return np.array(task.fold_ensemble([run["predictions"] for run in runs]), dtype=str)
 
-    return {"first": first_name, "second": second_name, "tests": [t_test, mcnemar(gold, ensemble(first), ensemble(second))]}
+    first_answers, second_answers = ensemble(first), ensemble(second)
+    bootstrap = two_sided_bootstrap(accuracy_on(gold, first_answers), accuracy_on(gold, second_answers), len(gold))
+    bootstrap["test"] = "paired bootstrap of test accuracy"
+    return {"first": first_name, "second": second_name, "tests": [t_test, mcnemar(gold, first_answers, second_answers), bootstrap]}
+
+
+def accuracy_on(gold: np.ndarray, answers: np.ndarray):
+    return lambda rows: float(np.mean(gold[rows] == answers[rows]))
 
 
 if __name__ == "__main__":

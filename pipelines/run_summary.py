@@ -120,8 +120,8 @@ def gate_lines(decision: dict) -> list[str]:
         low, high = comparison["interval_95"]
         lines.append(
             f"against production v{comparison['version']}: {comparison['metric']} {comparison['candidate']:.4f} vs"
-            f" {comparison['production']:.4f}, difference {comparison['difference']:+.4f} (95% interval {low:+.4f} to {high:+.4f},"
-            f" paired bootstrap p = {comparison['p_value']:.3g})"
+            f" {comparison['production']:.4f}, difference {comparison['difference']:+.4f} (95% interval {low:+.4f} to {high:+.4f});"
+            f" paired bootstrap: p = {comparison['p_value']:.3g} that it is no more than {comparison['margin']} worse"
         )
     if decision["registered"]:
         return [*lines, f"registered: {decision['model_name']} version {decision['version']} at {decision['uri']}"]

@@ -82,9 +82,10 @@ def test_the_report_tabulates_each_configuration_and_tests_the_first_two(prepare
     results = json.loads((tmp_path / "report" / "kfold_results.json").read_text())
     good, poor = results["configurations"]["good"], results["configurations"]["poor"]
     assert len(good["held_out_macro_f1"]["folds"]) == 3 and good["held_out_macro_f1"]["mean"] > poor["held_out_macro_f1"]["mean"] + 0.3
-    t_test, mcnemar_test = results["comparison"]["tests"]
+    t_test, mcnemar_test, bootstrap = results["comparison"]["tests"]
     assert t_test["test"] == "paired t-test" and t_test["p_value"] < 0.05
     assert mcnemar_test["test"].startswith("McNemar") and mcnemar_test["p_value"] < 0.05
+    assert bootstrap["test"] == "paired bootstrap of test accuracy" and bootstrap["p_value"] < 0.05 and bootstrap["interval_95"][0] > 0
     assert (tmp_path / "report" / "kfold_scores.png").stat().st_size > 1000
     with pytest.raises(UserError, match=r"configuration poor has folds \[0, 1\], good has \[0, 1, 2\]"):
         kfold_report(evaluation_uris=evaluations[:5], report_uri=str(tmp_path / "report2"))

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from components.lib.reporting.significance import mcnemar, paired_bootstrap, paired_t_test
+from components.lib.reporting.significance import mcnemar, paired_bootstrap, paired_t_test, two_sided_bootstrap
 
 
 def test_the_paired_t_test_matches_the_table():
@@ -66,3 +66,13 @@ def test_the_paired_bootstrap_of_one_model_against_itself_is_never_significant()
     predicted = (gold + (np.arange(50) % 4 == 0)) % 3
     result = paired_bootstrap(accuracy_on(gold, predicted), accuracy_on(gold, predicted), 50, margin=0.0)
     assert result["difference"] == 0.0 and result["interval_95"] == [0.0, 0.0] and result["p_value"] == 1.0
+
+
+def test_the_two_sided_bootstrap_doubles_the_smaller_tail_and_is_1_for_no_difference():
+    gold = np.zeros(400, dtype=int)
+    first, second = gold.copy(), gold.copy()
+    first[:40] = 1
+    second[40:60] = 1
+    one_sided = paired_bootstrap(accuracy_on(gold, first), accuracy_on(gold, second), 400, margin=0.0)["p_value"]  # P(d >= 0)
+    assert two_sided_bootstrap(accuracy_on(gold, first), accuracy_on(gold, second), 400)["p_value"] == pytest.approx(2 * one_sided)
+    assert two_sided_bootstrap(accuracy_on(gold, first), accuracy_on(gold, first), 400)["p_value"] == 1.0

@@ -70,6 +70,18 @@ def paired_bootstrap(first: Callable[[np.ndarray], float], second: Callable[[np.
             "p_value": float(np.mean(differences >= -margin))}  # fmt: skip
 
 
+def two_sided_bootstrap(first: Callable[[np.ndarray], float], second: Callable[[np.ndarray], float], rows: int) -> dict:
+    """Do `first` and `second` differ on the same rows? The paired bootstrap's two-sided p-value: twice the smaller
+    share of resamples on either side of no difference (at most 1), with the 95% interval of the difference."""
+    everything = np.arange(rows)
+    differences = resampled(lambda indices: first(indices) - second(indices), rows)
+    p_value = min(1.0, 2 * min(float(np.mean(differences >= 0)), float(np.mean(differences <= 0))))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    observed = float(first(everything) - second(everything))
+    return {"test": "paired bootstrap", "rows": rows, "samples": BOOTSTRAP_SAMPLES, "difference": observed,
+            "interval_95": [float(low), float(high)], "p_value": p_value}  # fmt: skip
+
+
 def bootstrap_interval(score: Callable[[np.ndarray], float], rows: int) -> list[float]:
     """The 95% percentile-bootstrap interval of `score` (row indices -> a metric on those rows)."""
     return [float(value) for value in np.percentile(resampled(score, rows), [2.5, 97.5])]
