@@ -23,6 +23,7 @@ from pathlib import Path
 from benchmarks import (
     causal_lm,
     default_recipe,
+    evaluation_checks,
     gpu_train,
     inference_latency,
     kfold_learning_rates,
@@ -62,6 +63,7 @@ BENCHMARKS = {
     "causal_lm": ("benchmarks.causal_lm",),
     "default_recipe": ("benchmarks.default_recipe",),
     "multilabel": ("benchmarks.multilabel",),
+    "evaluation": ("benchmarks.evaluation_checks",),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -78,6 +80,7 @@ SECTIONS = [
     ("causal_lm", "11. Causal language models: trained tokenizers, the train stage beside the Trainer, perplexity", causal_lm.markdown),
     ("default_recipe", "12. The default recipe on its bundled data and on data it was not chosen on", default_recipe.markdown),
     ("multilabel", "13. Multi-label classification: FOLDOC subject tags, beside TF-IDF one-vs-rest", multilabel.markdown),
+    ("evaluation", "14. Evaluation that decides: label audit, slices, abstention, the production comparison", evaluation_checks.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],
@@ -230,6 +233,16 @@ def targets(results: dict) -> list[list]:
                 ours["micro_f1"] > tfidf["micro_f1"] and ours["macro_f1"] > tfidf["macro_f1"],
             ]
         )
+    if "evaluation" in results:
+        for rate, run in results["evaluation"]["runs"].items():
+            abstention = run["abstention"]
+            rows.append(
+                [
+                    f"abstention chosen on validation for accuracy 0.95 holds on test (bundled tweets, lr {rate}; issue 30)",
+                    f"{abstention['accuracy']:.4f} answered, coverage {100 * abstention['coverage']:.1f}%",
+                    abstention["accuracy"] >= 0.95,
+                ]
+            )
     return [[name, figure, VERDICTS[met]] for name, figure, met in rows]
 
 

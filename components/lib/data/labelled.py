@@ -76,6 +76,7 @@ def preprocess_labelled(flags: PreprocessFlags, task: str, rules: LabelRules | N
         rejects.close()
         stats = build_stats(candidates, keep, splits, counts, rejects, label_names_found, lineage, use_sources)
         stats["label_rule"] = rule
+        rules.check_outcome(stats, label_names_found, flags.input_uri, flags.allow_missing_classes, carve, flags.max_reject_share)
         if rules.audits_labels and flags.label_audit_folds:  # before augmentation: only the rows the source gave are judged
             stats[LABEL_ISSUES_KEY] = audit_labels(out, label_names_found, flags.label_audit_folds, flags.seed)
             notes += [stats[LABEL_ISSUES_KEY]["skipped"]] if "skipped" in stats[LABEL_ISSUES_KEY] else []
@@ -83,7 +84,6 @@ def preprocess_labelled(flags: PreprocessFlags, task: str, rules: LabelRules | N
             stats["augmentation"] = augment_train_split(out, flags.augment_factor, flags.augment_alpha, flags.seed)
             stats["splits"]["train"]["rows_augmented"] = stats["augmentation"]["rows_added"]
             notes.append(augmentation_note(stats["augmentation"]))
-        rules.check_outcome(stats, label_names_found, flags.input_uri, flags.allow_missing_classes, carve, flags.max_reject_share)
         if stats["rows_rejected"]:
             notes.append(rejects_note(stats, flags.input_uri))
         stats["notes"] = notes
