@@ -149,7 +149,15 @@ def test_stats_hold_lengths_balance_and_lineage(tmp_path, sample_source):
     assert sum(stats["splits"]["train"]["class_counts"].values()) == stats["splits"]["train"]["rows"]
     assert stats["source_uri"] == str(sample_source) and len(stats["source_fingerprint"]) == 64
     manifest = json.loads((tmp_path / "out" / "MANIFEST.json").read_text())
-    assert set(manifest["files"]) == {"train.parquet", "validation.parquet", "test.parquet", "labels.json", "stats.json", "rejects.parquet"}
+    assert set(manifest["files"]) == {
+        "train.parquet",
+        "validation.parquet",
+        "test.parquet",
+        "labels.json",
+        "stats.json",
+        "rejects.parquet",
+        "label_issues.parquet",
+    }
     assert manifest["lineage"]["source_fingerprint"] == stats["source_fingerprint"]
 
 
