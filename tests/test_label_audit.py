@@ -57,3 +57,14 @@ def test_a_class_with_fewer_rows_than_folds_skips_the_audit_and_says_so(tmp_path
     preprocess(input_uri=str(tmp_path / "few.parquet"), output_uri=str(tmp_path / "data"), allow_missing_classes=True)
     assert not (tmp_path / "data" / LABEL_ISSUES_FILE).exists()
     assert "label audit: fewer rows than its 5 folds of 'neutral' (1); not run" in caplog.text
+
+
+def test_above_the_cap_a_seeded_sample_is_audited_and_the_log_says_so(audited, tmp_path, monkeypatch, caplog):
+    from components.lib.data import label_audit
+
+    monkeypatch.setattr(label_audit, "MAX_AUDITED_ROWS", 120)
+    preprocess(input_uri=str(audited["root"] / "reviews.parquet"), output_uri=str(tmp_path / "data"))
+    stats = json.loads((tmp_path / "data" / STATS_FILE).read_text())["label_issues"]
+    assert 80 <= stats["rows_audited"] <= 160 and "label audit: 300 rows; auditing a random 40% of them, about 120 (seed 42)" in caplog.text
+    issues = pq.read_table(tmp_path / "data" / LABEL_ISSUES_FILE)
+    assert issues.num_rows == stats["found"] and len(set(issues.column("source_row").to_pylist())) == issues.num_rows

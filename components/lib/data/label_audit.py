@@ -18,10 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.lib.data.contract import CLEAN_SCHEMA, LABEL_ISSUES_FILE, SPLITS, read_split, split_file_name
+from components.lib.data.contract import CLEAN_SCHEMA, LABEL_ISSUES_FILE, SPLITS, split_file_name
 
 log = logging.getLogger("components.preprocess")
 TOP_SHOWN = 10  # suspect rows kept in stats.json, and shown in the report
+# Above this many rows a seeded random sample of them is audited (and the log says so): the cross-fit
+# grows with the rows, and a sample this size already ranks the suspects among its own rows.
+MAX_AUDITED_ROWS = 100_000
 SHOWN_CHARACTERS = 200
 METHOD = "cleanlab find_label_issues (self_confidence) on out-of-fold TF-IDF logistic regression probabilities"
 ISSUES_SCHEMA = pa.schema(
@@ -32,11 +35,7 @@ ISSUES_SCHEMA = pa.schema(
 
 def audit_labels(out: Path, label_names: list[str], folds: int, seed: int) -> dict:
     """Write LABEL_ISSUES_FILE for the splits in `out`; what stats.json keeps of it."""
-    rows = pa.concat_tables(
-        read_split(out, split, CLEAN_SCHEMA).append_column("split", pa.array([split] * count_rows(out, split), pa.string()))
-        for split in SPLITS
-        if (out / split_file_name(split)).is_file()
-    )
+    rows = audited_rows(out, seed)
     labels = rows.column("label").to_numpy()
     counts = np.bincount(labels, minlength=len(label_names))
     if (counts < folds).any():
@@ -53,6 +52,27 @@ def audit_labels(out: Path, label_names: list[str], folds: int, seed: int) -> di
     for row in top:
         row["text"] = row["text"][:SHOWN_CHARACTERS]
     return {"rows_audited": len(labels), "found": len(ranked), "folds": folds, "method": METHOD, "top": top}
+
+
+def audited_rows(out: Path, seed: int) -> pa.Table:
+    """Every split's rows with their split's name; above MAX_AUDITED_ROWS in all, each row kept with a seeded
+    chance that leaves about that many (said in the log), read in batches so that the rest never sit in memory."""
+    present = [split for split in SPLITS if (out / split_file_name(split)).is_file()]
+    total = sum(count_rows(out, split) for split in present)
+    share = min(1.0, MAX_AUDITED_ROWS / max(total, 1))
+    if share < 1.0:
+        log.warning(
+            "label audit: %d rows; auditing a random %.0f%% of them, about %d (seed %d)", total, 100 * share, MAX_AUDITED_ROWS, seed
+        )
+    generator = np.random.default_rng(seed)
+    tables = []
+    for split in present:
+        for batch in pq.ParquetFile(out / split_file_name(split)).iter_batches(batch_size=10_000, columns=CLEAN_SCHEMA.names):
+            table = pa.Table.from_batches([batch])
+            if share < 1.0:
+                table = table.filter(pa.array(generator.random(len(table)) < share))
+            tables.append(table.append_column("split", pa.array([split] * len(table), pa.string())))
+    return pa.concat_tables(tables)
 
 
 def count_rows(out: Path, split: str) -> int:
