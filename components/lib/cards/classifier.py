@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from components.lib.cards.shared import example_text, flag_rows, origin, pattern_source, python_string, rows_trained_on
+from components.lib.cards.shared import (
+    clean_function_source,
+    example_text,
+    flag_rows,
+    origin,
+    python_string,
+    rows_trained_on,
+)
 from components.lib.data.contract import (
     CALIBRATION_FILE,
     METRICS_FILE,
@@ -21,12 +28,6 @@ from components.lib.data.contract import (
 )
 from components.lib.data.labels import LABELS_FILE
 from components.lib.data.textclean import (
-    CONTROL_CHARACTERS,
-    MENTION_MASK,
-    MENTION_PATTERN,
-    URL_MASK,
-    URL_PATTERN,
-    WHITESPACE_PATTERN,
     TextCleaning,
 )
 from components.lib.storage.artifacts import MANIFEST
@@ -168,12 +169,6 @@ def calibration_lines(calibration: dict) -> str:
 def usage_snippet(cleaning: TextCleaning, calibrated: bool, example: str) -> str:
     """Python that classifies a text with this folder alone, cleaning it exactly as textclean.clean_text
     did in training; written from textclean's own patterns, and tested against components.predict."""
-    masks = ""
-    if cleaning.mask_urls:
-        masks += f"\n    text = {pattern_source(URL_PATTERN)}.sub({URL_MASK!r}, text)"
-    if cleaning.mask_mentions:
-        masks += f"\n    text = {pattern_source(MENTION_PATTERN)}.sub({MENTION_MASK!r}, text)"
-    removed = "".join(chr(code) for code in sorted(CONTROL_CHARACTERS))
     temperature = f'json.load(open("{CALIBRATION_FILE}"))["temperature"]  # calibrated probabilities' if calibrated else "1.0"
     return f'''import html, json, re, unicodedata
 
@@ -185,11 +180,7 @@ session = onnxruntime.InferenceSession("{ONNX_FP32_FILE}", providers=["CPUExecut
 TEMPERATURE = {temperature}
 
 
-def clean(text):
-    """The cleaning of the training data (mask_urls={cleaning.mask_urls}, mask_mentions={cleaning.mask_mentions})."""
-    text = html.unescape(html.unescape(text))
-    text = unicodedata.normalize("NFKC", text).translate(str.maketrans("", "", {removed!r})){masks}
-    return {pattern_source(WHITESPACE_PATTERN)}.sub(" ", text).strip()
+{clean_function_source(cleaning)}
 
 
 def classify(text):

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from components.lib.cards.shared import example_text, flag_rows, origin, pattern_source, python_string, rows_trained_on
+from components.lib.cards.shared import (
+    clean_function_source,
+    example_text,
+    flag_rows,
+    origin,
+    python_string,
+    rows_trained_on,
+)
 from components.lib.data.contract import METRICS_FILE, ONNX_FP32_FILE, THRESHOLDS_FILE, TOKENIZER_FILE
 from components.lib.data.label_sets import SET_JOIN
 from components.lib.data.labels import LABELS_FILE
 from components.lib.data.textclean import (
-    CONTROL_CHARACTERS,
-    MENTION_MASK,
-    MENTION_PATTERN,
-    URL_MASK,
-    URL_PATTERN,
-    WHITESPACE_PATTERN,
     TextCleaning,
 )
 from components.lib.storage.artifacts import MANIFEST
@@ -94,12 +95,6 @@ Best validation {best.get("metric")}: {best.get("value")} at step {best.get("ste
 
 
 def usage_snippet(cleaning: TextCleaning, example: str) -> str:
-    masks = ""
-    if cleaning.mask_urls:
-        masks += f"\n    text = {pattern_source(URL_PATTERN)}.sub({URL_MASK!r}, text)"
-    if cleaning.mask_mentions:
-        masks += f"\n    text = {pattern_source(MENTION_PATTERN)}.sub({MENTION_MASK!r}, text)"
-    removed = "".join(chr(code) for code in sorted(CONTROL_CHARACTERS))
     return f'''import html, json, re, unicodedata
 
 import numpy as np, onnxruntime, tokenizers
@@ -110,11 +105,7 @@ tokenizer = tokenizers.Tokenizer.from_file("{TOKENIZER_FILE}")  # truncates as i
 session = onnxruntime.InferenceSession("{ONNX_FP32_FILE}", providers=["CPUExecutionProvider"])
 
 
-def clean(text):
-    """The cleaning of the training data (mask_urls={cleaning.mask_urls}, mask_mentions={cleaning.mask_mentions})."""
-    text = html.unescape(html.unescape(text))
-    text = unicodedata.normalize("NFKC", text).translate(str.maketrans("", "", {removed!r})){masks}
-    return {pattern_source(WHITESPACE_PATTERN)}.sub(" ", text).strip()
+{clean_function_source(cleaning)}
 
 
 def tag(text):

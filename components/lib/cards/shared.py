@@ -12,6 +12,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from components.lib.credentials import credential_in
+from components.lib.data.textclean import (
+    CONTROL_CHARACTERS,
+    MENTION_MASK,
+    MENTION_PATTERN,
+    URL_MASK,
+    URL_PATTERN,
+    WHITESPACE_PATTERN,
+    TextCleaning,
+)
 from components.lib.training.settings import ON_MODEL_CARD, SETTINGS, applies_to
 
 EXAMPLE_CHARACTERS = 120  # the snippet's example text is cut to about this length
@@ -104,3 +113,18 @@ def production_comparison_section(comparison: dict | None) -> str:
             f" p = {comparison['p_value']:.3g} that it is not worse by more than {comparison['margin']} (small: significantly worse)."
         )
     return "\n".join(lines) + "\n"
+
+
+def clean_function_source(cleaning: TextCleaning) -> str:
+    """The usage snippets' `clean(text)`: textclean.clean_text's steps for this model, written from textclean's own patterns."""
+    masks = ""
+    if cleaning.mask_urls:
+        masks += f"\n    text = {pattern_source(URL_PATTERN)}.sub({URL_MASK!r}, text)"
+    if cleaning.mask_mentions:
+        masks += f"\n    text = {pattern_source(MENTION_PATTERN)}.sub({MENTION_MASK!r}, text)"
+    removed = "".join(chr(code) for code in sorted(CONTROL_CHARACTERS))
+    return f'''def clean(text):
+    """The cleaning of the training data (mask_urls={cleaning.mask_urls}, mask_mentions={cleaning.mask_mentions})."""
+    text = html.unescape(html.unescape(text))
+    text = unicodedata.normalize("NFKC", text).translate(str.maketrans("", "", {removed!r})){masks}
+    return {pattern_source(WHITESPACE_PATTERN)}.sub(" ", text).strip()'''
