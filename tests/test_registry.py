@@ -410,3 +410,18 @@ def test_a_version_keeps_its_training_data_profile_and_the_next_run_is_warned_or
     assert refused["registered"] is False and refused["refused"].startswith("data drift from production's training data: label balance")
     assert Registry(production_registry, "sentiment").versions() == [1, 2]
     assert "drift" not in register_into(release, production_registry, tmp_path / "same").summary
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--significance", "1", "--significance: must be in [0, 1), got 1.0; 0 compares the scores alone"),
+        ("--min_slice_rows", "0", "--min_slice_rows: must be at least 1, got 0"),
+        ("--drift_check", "sometimes", "--drift_check: 'sometimes' is not one of warn, refuse, off"),
+    ],
+)
+def test_the_gates_new_flags_refuse_a_bad_value_in_one_line_before_any_work(release, tmp_path, flag, value, message):
+    result = run_module("components.register", *flags_of(release), "--registry_uri", str(tmp_path / "registry"), "--model_name",
+                        "sentiment", "--output_uri", str(tmp_path / "decision"), flag, value)  # fmt: skip
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {message}"]
+    assert not (tmp_path / "registry").exists() and not (tmp_path / "decision").exists()
