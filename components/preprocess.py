@@ -76,6 +76,8 @@ def preprocess(
     augment_factor: int = 0,
     augment_alpha: float = 0.1,
     label_audit_folds: int = 5,
+    drop_label_issues: bool = False,
+    slice_columns: str = "",
     expected_source_fingerprint: str = "",
     executor_input: str = "",
 ) -> StageResult:
@@ -105,6 +107,8 @@ def preprocess(
       augment_factor: EDA augmentation (Wei and Zou 2019) of the train split only: this many new versions of each row; 0: none.
       augment_alpha: Share of a text's words each augmentation changes (synonyms from WordNet, insertions, swaps, deletions).
       label_audit_folds: Rank suspect labels (cleanlab on out-of-fold TF-IDF probabilities, this many folds): label_issues.parquet; 0: off.
+      drop_label_issues: Move the audit's suspect train rows to rejects.parquet (validation and test kept whole, to measure the effect).
+      slice_columns: Comma-separated source columns (e.g. "condition,language") kept with each row; test scores are reported by each value.
       expected_source_fingerprint: Fail if the source's content fingerprint differs (set by the pipeline; pins the cache key to the data).
     """
     chosen = task_named(task)
@@ -117,6 +121,8 @@ def preprocess(
     check_augmentation(augment_factor, augment_alpha)
     if label_audit_folds == 1 or label_audit_folds < 0:
         raise UserError(f"--label_audit_folds: must be 0 (no audit) or at least 2, got {label_audit_folds}")
+    if drop_label_issues and not label_audit_folds:
+        raise UserError("--drop_label_issues: drops the rows the label audit finds; it needs --label_audit_folds 2 or more, not 0")
     flags = PreprocessFlags(
         input_uri=input_uri,
         output_uri=output_uri,
@@ -143,6 +149,8 @@ def preprocess(
         augment_factor=augment_factor,
         augment_alpha=augment_alpha,
         label_audit_folds=label_audit_folds,
+        drop_label_issues=drop_label_issues,
+        slice_columns=tuple(dict.fromkeys(name.strip() for name in slice_columns.split(",") if name.strip())),
     )
     return chosen.preprocess(flags)
 

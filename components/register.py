@@ -113,7 +113,7 @@ def register(
       compare_with_production: Also refuse if worse than the production version on this test split.
       max_regression: How far below production the candidate may score and still register (causal_lm: how far above, relative).
       significance: Classifiers: refuse for production only if worse by over max_regression at this level (paired bootstrap); 0: by score.
-      min_slice_rows: Also compare with production on each test slice (length, source file) of this many rows or more.
+      min_slice_rows: Also compare with production on each test slice (length, source, --slice_columns value) of this many rows or more.
       max_slice_regression: How far below production the candidate may score on such a slice (tested as significance says).
       require_beat_baseline: Refuse unless the model beats the majority class in test accuracy and macro-F1 (causal_lm: n-gram perplexity).
       drift_check: warn (or refuse) when this run's train split has drifted from production's: length, labels, unknown tokens; off.

@@ -68,3 +68,46 @@ def test_above_the_cap_a_seeded_sample_is_audited_and_the_log_says_so(audited, t
     assert 80 <= stats["rows_audited"] <= 160 and "label audit: 300 rows; auditing a random 40% of them, about 120 (seed 42)" in caplog.text
     issues = pq.read_table(tmp_path / "data" / LABEL_ISSUES_FILE)
     assert issues.num_rows == stats["found"] and len(set(issues.column("source_row").to_pylist())) == issues.num_rows
+
+
+def test_dropping_label_issues_moves_the_train_suspects_to_the_rejects_and_keeps_validation_and_test_whole(audited, tmp_path, monkeypatch):
+    monkeypatch.setattr("components.lib.data.label_audit.READ_BATCH_ROWS", 40)  # rows are found by their index across batches
+    kept = audited["root"] / "data"
+    preprocess(input_uri=str(audited["root"] / "reviews.parquet"), output_uri=str(tmp_path / "data"), drop_label_issues=True)
+    issues = pq.read_table(tmp_path / "data" / LABEL_ISSUES_FILE).to_pylist()
+    in_train = {row["source_row"] for row in issues if row["split"] == "train"}
+    assert in_train and len(in_train) < len(issues)  # some suspects are in validation or test, and stay there
+    before, after = (pq.read_table(folder / "train.parquet").column("source_row").to_pylist() for folder in (kept, tmp_path / "data"))
+    assert after == [row for row in before if row not in in_train]  # only the suspects left, in the same order
+    for split in ("validation", "test"):
+        assert pq.read_table(tmp_path / "data" / f"{split}.parquet").equals(pq.read_table(kept / f"{split}.parquet"))
+    rejected = [row for row in pq.read_table(tmp_path / "data" / "rejects.parquet").to_pylist() if row["reason"] == "label_issue"]
+    assert {f"{row['source']}:{row['position']}" for row in rejected} == in_train  # nothing lost: each is in the rejects
+    assert all("the cross-fit suggests" in row["detail"] for row in rejected)
+    stats = json.loads((tmp_path / "data" / STATS_FILE).read_text())
+    assert stats["label_issues"]["dropped_from_train"] == len(in_train) and stats["rejected_by_reason"]["label_issue"] == len(in_train)
+    assert stats["splits"]["train"]["rows"] == len(after) == sum(stats["splits"]["train"]["class_counts"].values())
+    assert stats["rows_in"] == stats["rows_kept"] + stats["rows_rejected"]
+
+
+def test_dropping_label_issues_without_the_audit_is_refused_in_one_line(audited, tmp_path):
+    result = run_module("components.preprocess", "--input_uri", str(audited["root"] / "reviews.parquet"), "--output_uri",
+                        str(tmp_path / "refused"), "--label_audit_folds", "0", "--drop_label_issues")  # fmt: skip
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --drop_label_issues: drops the rows the label audit finds; it needs --label_audit_folds 2 or more, not 0"
+    ]
+    assert not (tmp_path / "refused").exists()
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("multi_label_classification", "--drop_label_issues: the label audit ranks single labels; multi-label data is not audited"),
+        ("causal_lm", "--drop_label_issues: the label audit judges labels, and --task causal_lm reads none; leave it off"),
+    ],
+)
+def test_dropping_label_issues_for_a_task_the_audit_does_not_judge_is_refused(audited, tmp_path, task, message):
+    result = run_module("components.preprocess", "--input_uri", str(audited["root"] / "reviews.parquet"), "--output_uri",
+                        str(tmp_path / "refused"), "--task", task, "--drop_label_issues")  # fmt: skip
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {message}"]
+    assert not list((tmp_path / "refused").glob("*.parquet"))

@@ -1,6 +1,7 @@
 """register and the registry: versions, the quality gate, aliases, verification, concurrency."""
 
 import json
+import random
 import shutil
 import threading
 from pathlib import Path
@@ -17,9 +18,11 @@ from components.lib.errors import UserError
 from components.lib.storage.artifacts import commit, staged_input, staged_output
 from components.lib.storage.registry import CLAIM, Registry, check_alias, check_model_name
 from components.lib.tasks import classification_gate
+from components.preprocess import preprocess
 from components.register import register
+from components.tokenize import tokenize
 from components.train import train
-from tests.conftest import run_module, train_flags
+from tests.conftest import FILLER, LABELS, WORDS, labelled_rows, run_module, train_flags, write_parquet
 
 
 @pytest.fixture(scope="module")
@@ -389,6 +392,53 @@ def test_a_real_improvement_on_production_registers_with_a_positive_difference(r
     assert better["registered"] is True and comparison["difference"] > 0.5 and comparison["interval_95"][0] > 0
 
 
+def ambiguous_rows(count: int, seed: int) -> list[dict]:
+    """Texts with the words of two classes, labelled one of them by a coin: no model can do better than chance on
+    them, and which of them a model gets right depends on its seed alone."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        first, second = rng.sample(LABELS, 2)
+        words = [rng.choice(WORDS[first]), rng.choice(WORDS[second]), *rng.sample(FILLER, 4), f"{index}"]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": rng.choice((first, second))})
+    return rows
+
+
+def released_with_seed(tokens: Path, base_model: Path, seed: int, root: Path) -> dict:
+    """One recipe, trained with `seed` (data order, head and dropout), evaluated and exported."""
+    train(data_uri=str(tokens), output_uri=str(root / "model"), base_model=str(base_model),
+          **train_flags(epochs=6, batch_size=4, learning_rate=1e-3, seed=seed))  # fmt: skip
+    evaluate(model_uri=str(root / "model"), data_uri=str(tokens), output_uri=str(root / "evaluation"))
+    export(model_uri=str(root / "model"), data_uri=str(tokens), output_uri=str(root / "onnx"), latency_runs=2)
+    return {"model_uri": str(root / "model"), "evaluation_uri": str(root / "evaluation"), "export_uri": str(root / "onnx"),
+            "data_uri": str(tokens)}  # fmt: skip
+
+
+def test_two_seeds_of_one_recipe_differ_by_noise_that_the_gate_does_not_take_for_a_regression(tiny_model, tmp_path):
+    """Two tiny models trained alike but for their seed, tested on 45 clear texts and 60 coin-flip ones: the
+    worse of them, registered after the better went to production, is within noise of it (the paired bootstrap's
+    interval holds 0) and registers under --max_regression 0; judged by its score alone (--significance 0) the
+    same noise refuses it."""
+    write_parquet(tmp_path / "source" / "train.parquet", labelled_rows(180, seed=1))
+    write_parquet(tmp_path / "source" / "test.parquet", labelled_rows(45, seed=2) + ambiguous_rows(60, seed=3))
+    preprocess(input_uri=str(tmp_path / "source"), output_uri=str(tmp_path / "data"), label_audit_folds=0)
+    tokenize(data_uri=str(tmp_path / "data"), output_uri=str(tmp_path / "tokens"), base_model=str(tiny_model), max_length=32)
+    runs = [released_with_seed(tmp_path / "tokens", tiny_model, seed, tmp_path / f"seed{seed}") for seed in (1, 2)]
+    scores = [json.loads((Path(run["evaluation_uri"]) / "metrics.json").read_text())["test"]["macro_f1"] for run in runs]
+    assert scores[0] != scores[1], "the two seeds scored alike: no noise to judge"
+    better, worse = (runs[0], runs[1]) if scores[0] > scores[1] else (runs[1], runs[0])
+    registry = str(tmp_path / "registry")
+    register_into(better, registry, tmp_path / "first")
+    Registry(registry, "sentiment").move_alias("production", 1)
+    decision = register_into(worse, registry, tmp_path / "second", max_regression=0.0).summary
+    comparison = decision["production_comparison"]
+    assert comparison["difference"] < 0 and comparison["interval_95"][0] < 0 < comparison["interval_95"][1], json.dumps(comparison)
+    assert decision["registered"] is True and comparison["p_value"] >= 0.05
+    by_score = register_into(worse, registry, tmp_path / "third", max_regression=0.0, significance=0.0).summary
+    assert by_score["registered"] is False and "below production (version 1:" in by_score["refused"]
+
+
 def drifted_data(release: dict, folder: Path) -> dict:
     """The release's tokenized data, its train split's profile recorded as nine in ten rows positive."""
     shutil.copytree(release["data_uri"], folder)
@@ -402,7 +452,7 @@ def drifted_data(release: dict, folder: Path) -> dict:
 
 def test_a_version_keeps_its_training_data_profile_and_the_next_run_is_warned_or_refused_on_drift(release, production_registry, tmp_path):
     profile = json.loads((Path(production_registry) / "sentiment" / "1" / "data_profile.json").read_text())
-    assert {"length_shares", "class_counts", "unknown_token_rate", "tokens"} <= set(profile)
+    assert {"length_shares", "class_counts", "unknown_token_rate", "tokens", "language_shares"} <= set(profile)
     drifted = drifted_data(release, tmp_path / "drifted")
     warned = register_into(drifted, production_registry, tmp_path / "warned").summary
     assert warned["registered"] is True and warned["drift"][0].startswith("label balance has shifted from production's training data")

@@ -1,11 +1,12 @@
 """Slices of the test split: how rows are cut, each slice's scores, and the gate's check on each slice."""
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from components.lib.quality_gate import GateFlags
-from components.lib.reporting.slices import SMALL_SLICE_ROWS, slice_scores, split_slices
+from components.lib.reporting.slices import SMALL_SLICE_ROWS, slice_scores, slices_of_test_split, split_slices
 from components.lib.tasks.classification_gate import slice_refusal
 
 LABELS = ["negative", "neutral", "positive"]
@@ -39,6 +40,20 @@ def test_each_slices_scores_agree_with_scikit_learn_on_its_rows_and_small_slices
         low, high = scores[name]["accuracy_95"]
         assert low <= scores[name]["accuracy"] <= high
     assert scores["small"]["small"] is True and scores["big"]["small"] is False and 20 < SMALL_SLICE_ROWS <= 100
+
+
+def slice_table(texts: list[str]) -> pa.Table:
+    return pa.table({"text": texts, "length": [12] * len(texts), "source_row": [f"a.csv:{index}" for index in range(len(texts))]})
+
+
+def test_the_detected_language_is_a_slice_only_when_two_languages_each_have_enough_rows():
+    english, spanish = "I really love this phone, the battery lasts all day", "Me encanta este teléfono, la batería dura todo el día"
+    slices, languages = slices_of_test_split(slice_table([english] * 40 + [spanish] * SMALL_SLICE_ROWS))
+    assert languages == {"en": 40, "es": SMALL_SLICE_ROWS}
+    assert slices["detected language = en"].tolist() == list(range(40))
+    assert slices["detected language = es"].tolist() == list(range(40, 40 + SMALL_SLICE_ROWS))
+    slices, languages = slices_of_test_split(slice_table([english] * 40 + [spanish] * (SMALL_SLICE_ROWS - 1)))
+    assert languages["es"] == SMALL_SLICE_ROWS - 1 and not any(name.startswith("detected language") for name in slices)
 
 
 def flags(min_slice_rows: int) -> GateFlags:

@@ -63,6 +63,8 @@ class PreprocessFlags:
     augment_factor: int
     augment_alpha: float
     label_audit_folds: int  # the label audit's cross-fit folds; 0: no audit
+    drop_label_issues: bool = False  # the audit's suspect train rows go to the rejects
+    slice_columns: tuple[str, ...] = ()  # source columns carried with the rows, for evaluate's slices (classification only)
 
 
 @dataclass(frozen=True)

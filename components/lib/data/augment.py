@@ -203,9 +203,13 @@ def augment_train_split(folder: Path, factor: int, alpha: float, seed: int) -> d
     progress = tqdm(texts, desc="augment", unit="row", mininterval=1.0)  # iterated by the work itself, so the bar is honest
     added = augment_rows(progress, table.column("label").to_pylist(), factor, alpha, seed)
     sources = table.column("source_row").to_pylist()
-    copies = pa.table(
-        {"text": added.texts, "label": added.labels, "source_row": [f"{sources[row]} (augmented)" for row in added.origins]},
-        schema=CLEAN_SCHEMA,
-    )
+    copies = table.take(pa.array(added.origins, pa.int64()))  # each copy keeps its row's --slice_columns values
+    for name, values in (
+        ("text", added.texts),
+        ("label", added.labels),
+        ("source_row", [f"{sources[row]} (augmented)" for row in added.origins]),
+    ):
+        index = CLEAN_SCHEMA.get_field_index(name)
+        copies = copies.set_column(index, CLEAN_SCHEMA.field(name), pa.array(values, CLEAN_SCHEMA.field(name).type))
     pq.write_table(pa.concat_tables([table, copies]), split_file(folder, "train"))
     return {"factor": factor, "alpha": alpha, "rows_before": len(texts), "rows_added": len(added.texts), "operations": dict(added.counts)}

@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.lib.data.contract import CLEAN_SCHEMA, SPLITS
+from components.lib.data.contract import CLEAN_SCHEMA, SLICE_COLUMN_PREFIX, SPLITS, with_slice_columns
 from components.lib.data.labels import LabelMapper
 from components.lib.data.quarantine import RejectsWriter
 from components.lib.data.readers import SourceBatch
-from components.lib.data.readers.common import RawValue
+from components.lib.data.readers.common import RawValue, format_label
 from components.lib.data.textclean import clean_text
 
 UNASSIGNED = -1
@@ -47,6 +47,7 @@ class Candidates:
     first_undecodable: dict[str, bytes] = field(default_factory=dict)
     first_position: dict[tuple[str, str], str] = field(default_factory=dict)
     encodings: dict[str, str] = field(default_factory=dict)  # what each file's bytes were decoded with
+    schema: pa.Schema = CLEAN_SCHEMA  # the spool's and the splits': with a column per --slice_columns name
 
     def tally(self, source: str, position: str, reason: str | None) -> None:
         counts = self.files.setdefault(source, Counter())
@@ -73,9 +74,11 @@ class Candidates:
         return len(self.hash)
 
 
-def spool_candidates(records, cleaning: Cleaning, mapper: LabelMapper | None, rejects: RejectsWriter, spool_path: Path) -> Candidates:
-    candidates = Candidates()
-    with pq.ParquetWriter(spool_path, CLEAN_SCHEMA) as spool:
+def spool_candidates(
+    records, cleaning: Cleaning, mapper: LabelMapper | None, rejects: RejectsWriter, spool_path: Path, slice_columns: tuple[str, ...] = ()
+) -> Candidates:
+    candidates = Candidates(schema=with_slice_columns(CLEAN_SCHEMA, slice_columns))
+    with pq.ParquetWriter(spool_path, candidates.schema) as spool:
         for record in records:
             if isinstance(record, SourceBatch):
                 table = check_rows(record, cleaning, mapper, rejects, candidates)
@@ -92,9 +95,9 @@ def check_rows(
     batch: SourceBatch, cleaning: Cleaning, mapper: LabelMapper | None, rejects: RejectsWriter, candidates: Candidates
 ) -> pa.Table:
     """Decode, clean and label one batch; quarantine what fails; return the rows that pass."""
-    texts, labels, rows, hashes, lengths = [], [], [], [], []
+    texts, labels, rows, hashes, lengths, kept = [], [], [], [], [], []
     encoding = candidates.encodings.setdefault(batch.source, batch.encoding or cleaning.encoding)
-    for position, raw_text, raw_label in zip(batch.positions, batch.texts, batch.labels):
+    for index, (position, raw_text, raw_label) in enumerate(zip(batch.positions, batch.texts, batch.labels)):
         candidates.rows_in += 1
         text, label_text, problem = decode_row(raw_text, raw_label, encoding)
         if problem is None and not all_ascii(raw_text, raw_label):
@@ -121,12 +124,24 @@ def check_rows(
         rows.append(f"{batch.source}:{position}")
         hashes.append(text_key(text))
         lengths.append(len(text))
+        kept.append(index)
     split_code = SPLIT_CODES.get(batch.split, UNASSIGNED) if batch.split else UNASSIGNED
     candidates.hashes.append(np.array(hashes, dtype=np.uint64))
     candidates.label_codes.append(np.array(labels, dtype=np.int32))
     candidates.source_splits.append(np.full(len(texts), split_code, dtype=np.int8))
     candidates.lengths.append(np.array(lengths, dtype=np.int32))
-    return pa.table({"text": texts, "label": labels, "source_row": rows}, schema=CLEAN_SCHEMA)
+    slices = {
+        SLICE_COLUMN_PREFIX + column: [slice_value(values[index], encoding) for index in kept] for column, values in batch.slices.items()
+    }
+    return pa.table({"text": texts, "label": labels, "source_row": rows, **slices}, schema=candidates.schema)
+
+
+def slice_value(raw, encoding: str) -> str | None:
+    """A --slice_columns cell as text: numbers as labels are read (`7.0` -> "7"); empty or missing: None."""
+    if isinstance(raw, bytes):
+        raw = raw.decode(encoding, "replace")
+    value = None if raw is None else format_label(raw)
+    return value.strip() or None if value is not None else None
 
 
 def text_key(text: str) -> int:

@@ -91,6 +91,25 @@ TOKENIZED_SCHEMA = pa.schema(
     ]
 )
 
+# --slice_columns: each named source column rides along preprocess's and tokenize's splits as a string
+# column `slice:<name>` after the schema's own, for evaluate and register to score the test rows by its values.
+SLICE_COLUMN_PREFIX = "slice:"
+
+
+def slice_field(column: str) -> pa.Field:
+    return pa.field(SLICE_COLUMN_PREFIX + column, pa.string())
+
+
+def with_slice_columns(schema: pa.Schema, columns: tuple[str, ...] | list[str]) -> pa.Schema:
+    """`schema` with a `slice:<name>` string column for each of `columns` (--slice_columns names)."""
+    return pa.schema(list(schema) + [slice_field(column) for column in columns])
+
+
+def slice_columns_of(schema: pa.Schema) -> list[str]:
+    """The --slice_columns a split carries, by their source names."""
+    return [name.removeprefix(SLICE_COLUMN_PREFIX) for name in schema.names if name.startswith(SLICE_COLUMN_PREFIX)]
+
+
 CORPUS_SCHEMA = pa.schema(  # causal_lm: one row per document
     [
         ("text", pa.string()),
@@ -202,6 +221,11 @@ def open_split(folder: Path, split: str, schema: pa.Schema) -> pq.ParquetFile:
                 f"{path}: column {expected.name!r} should be {expected.type}; the file does not come from this pipeline's previous stage"
             )
     return parquet
+
+
+def slice_columns_in(folder: Path, split: str) -> list[str]:
+    """The `slice:<name>` columns a split carries (--slice_columns), as read_split names them."""
+    return [SLICE_COLUMN_PREFIX + name for name in slice_columns_of(pq.read_schema(split_file(folder, split)))]
 
 
 def read_split(folder: Path, split: str, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:

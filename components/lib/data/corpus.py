@@ -127,7 +127,7 @@ class Decision:
 
 def preprocess_corpus_flags(flags: PreprocessFlags) -> StageResult:
     """preprocess's flags for an unlabelled corpus: those that need labels refused."""
-    check_corpus_flags(flags.augment_factor, flags.rating_buckets)
+    check_corpus_flags(flags.augment_factor, flags.rating_buckets, flags.slice_columns, flags.drop_label_issues)
     corpus = CorpusFlags(
         input_uri=flags.input_uri,
         output_uri=flags.output_uri,
@@ -146,8 +146,14 @@ def preprocess_corpus_flags(flags: PreprocessFlags) -> StageResult:
     return preprocess_corpus(corpus)
 
 
-def check_corpus_flags(augment_factor: int, rating_buckets: str) -> None:
+def check_corpus_flags(
+    augment_factor: int, rating_buckets: str, slice_columns: tuple[str, ...] = (), drop_label_issues: bool = False
+) -> None:
     """Refuse the flags that need labels, which --task causal_lm does not read."""
+    if slice_columns:
+        raise UserError("--slice_columns: slices score a classifier's test rows; --task causal_lm has none, leave it empty")
+    if drop_label_issues:
+        raise UserError("--drop_label_issues: the label audit judges labels, and --task causal_lm reads none; leave it off")
     if augment_factor:
         raise UserError("--augment_factor: EDA augmentation is for labelled texts; with --task causal_lm pass 0")
     if rating_buckets:

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from components.lib.cli import StageResult
 from components.lib.data.augment import augment_train_split
-from components.lib.data.candidates import Cleaning, spool_candidates
+from components.lib.data.candidates import SPLIT_CODES, Cleaning, spool_candidates
 from components.lib.data.contract import LABEL_ISSUES_KEY, REJECTS_FILE, STATS_FILE, TASK_KEY
-from components.lib.data.label_audit import audit_labels
+from components.lib.data.label_audit import audit_labels, drop_train_suspects
 from components.lib.data.labels import LabelMapper, write_labels
 from components.lib.data.outcome import build_stats, check_files, check_outcome, label_rule
 from components.lib.data.quarantine import RejectsWriter, rejects_note
@@ -57,11 +59,20 @@ def preprocess_labelled(flags: PreprocessFlags, task: str, rules: LabelRules | N
         rejects = RejectsWriter(out / REJECTS_FILE)
         spool_path = Path(scratch) / "candidates.parquet"
         candidates = spool_candidates(
-            read_source(source, flags.text_column, flags.label_column, flags.delimiter, flags.encoding, label_columns=flags.label_columns),
+            read_source(
+                source,
+                flags.text_column,
+                flags.label_column,
+                flags.delimiter,
+                flags.encoding,
+                label_columns=flags.label_columns,
+                slice_columns=flags.slice_columns,
+            ),
             cleaning,
             mapper,
             rejects,
             spool_path,
+            flags.slice_columns,
         )
         notes = source.all_notes() + check_files(candidates, source, flags.encoding, flags.text_column, flags.label_column)
         rule = label_rule(mapper)
@@ -73,13 +84,18 @@ def preprocess_labelled(flags: PreprocessFlags, task: str, rules: LabelRules | N
         carve = carved_splits(candidates, keep, use_sources, flags.validation_ratio, flags.test_ratio)
         splits = assign_splits(candidates, keep, use_sources, carve, flags.seed)
         counts = route_rows(spool_path, candidates, keep, reasons, splits, out, rejects, label_names_found)
-        rejects.close()
         stats = build_stats(candidates, keep, splits, counts, rejects, label_names_found, lineage, use_sources)
         stats["label_rule"] = rule
         rules.check_outcome(stats, label_names_found, flags.input_uri, flags.allow_missing_classes, carve, flags.max_reject_share)
         if rules.audits_labels and flags.label_audit_folds:  # before augmentation: only the rows the source gave are judged
-            stats[LABEL_ISSUES_KEY] = audit_labels(out, label_names_found, flags.label_audit_folds, flags.seed)
-            notes += [stats[LABEL_ISSUES_KEY]["skipped"]] if "skipped" in stats[LABEL_ISSUES_KEY] else []
+            audit, suspects = audit_labels(out, label_names_found, flags.label_audit_folds, flags.seed)
+            if flags.drop_label_issues and suspects is not None:
+                audit["dropped_from_train"] = drop_suspects(out, suspects, rejects, keep, splits, counts)
+                stats = build_stats(candidates, keep, splits, counts, rejects, label_names_found, lineage, use_sources)
+                stats["label_rule"] = rule
+            stats[LABEL_ISSUES_KEY] = audit
+            notes += [audit["skipped"]] if "skipped" in audit else []
+        rejects.close()
         if flags.augment_factor:  # after the split, so no copy of a validation or test text is trained on
             stats["augmentation"] = augment_train_split(out, flags.augment_factor, flags.augment_alpha, flags.seed)
             stats["splits"]["train"]["rows_augmented"] = stats["augmentation"]["rows_added"]
@@ -104,6 +120,15 @@ def preprocess_labelled(flags: PreprocessFlags, task: str, rules: LabelRules | N
             | {"labels": label_names_found, "source_fingerprint": fingerprint}
         },
     )
+
+
+def drop_suspects(out: Path, suspects, rejects: RejectsWriter, keep: np.ndarray, splits: np.ndarray, counts: dict[str, int]) -> int:
+    """Take the audit's suspect train rows out of the train split into the rejects; `keep` and `counts`
+    updated to match, for stats.json. How many were dropped."""
+    dropped = drop_train_suspects(out, suspects, rejects)
+    keep[np.flatnonzero(keep & (splits == SPLIT_CODES["train"]))[dropped]] = False
+    counts["train"] -= len(dropped)
+    return len(dropped)
 
 
 def augmentation_note(augmentation: dict) -> str:

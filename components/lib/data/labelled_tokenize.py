@@ -28,10 +28,13 @@ from components.lib.data.contract import (
     TOKENIZER_DIR,
     open_split,
     read_split,
+    slice_columns_of,
     split_file,
+    with_slice_columns,
 )
 from components.lib.data.folds import write_fold
 from components.lib.data.labels import LABELS_FILE, read_labels
+from components.lib.data.language import PROFILE_SAMPLE_ROWS, language_shares
 from components.lib.data.lm_tokenize import BASE
 from components.lib.data.profile import length_shares, unknown_rate
 from components.lib.errors import UserError
@@ -140,11 +143,13 @@ def prepare_encoder(tokenizer, max_length: int):
     return encoder
 
 
-def tokens_table(batch: pa.RecordBatch, ids: list[list[int]]) -> pa.Table:
+def tokens_table(batch: pa.RecordBatch, ids: list[list[int]], schema: pa.Schema = TOKENIZED_SCHEMA) -> pa.Table:
+    """The tokenized rows of `batch`; `schema`'s --slice_columns copied from it as they are."""
     length = np.fromiter((len(row) for row in ids), dtype=np.int32, count=len(ids))
     token_ids = pa.array(ids, TOKENIZED_SCHEMA.field("input_ids").type)
     columns = [batch.column("text"), batch.column("label"), token_ids, pa.array(length), batch.column("source_row")]
-    return pa.table(columns, schema=TOKENIZED_SCHEMA)
+    columns += [batch.column(name) for name in schema.names[len(TOKENIZED_SCHEMA) :]]
+    return pa.table(columns, schema=schema)
 
 
 def encoded_ahead(batches, encode):
@@ -172,13 +177,19 @@ def class_counts(out, split: str, label_names: list[str]) -> dict[str, int]:
 def tokenize_split(data_dir, out, split: str, encoder, max_length: int, batch_size: int, unknown_id: int | None) -> dict:
     """Write the split's token ids; its profile (components/lib/data/profile.py) for stats.json."""
     source = open_split(data_dir, split, CLEAN_SCHEMA)
-    batches = source.iter_batches(batch_size=batch_size, columns=["text", "label", "source_row"])
+    slices = slice_columns_of(source.schema_arrow)
+    schema = with_slice_columns(TOKENIZED_SCHEMA, slices)
+    batches = source.iter_batches(batch_size=batch_size, columns=["text", "label", "source_row"] + schema.names[len(TOKENIZED_SCHEMA) :])
     lengths: list[np.ndarray] = []
-    unknown = 0
-    with pq.ParquetWriter(split_file(out, split), TOKENIZED_SCHEMA) as writer:
+    unknown, seen, sample = 0, 0, []
+    profile_step = max(1, source.metadata.num_rows // PROFILE_SAMPLE_ROWS)  # every profile_step-th row's language is profiled
+    with pq.ParquetWriter(split_file(out, split), schema) as writer:
         for batch, encodings in encoded_ahead(batches, lambda batch: encoder.encode_batch_fast(batch.column("text").to_pylist())):
-            table = tokens_table(batch, [encoding.ids for encoding in encodings])
+            table = tokens_table(batch, [encoding.ids for encoding in encodings], schema)
             writer.write_table(table)
+            picked = np.arange((-seen) % profile_step, table.num_rows, profile_step)
+            sample += table.column("text").take(pa.array(picked)).to_pylist()
+            seen += table.num_rows
             lengths.append(table.column("length").to_numpy())
             if unknown_id is not None:
                 unknown += int(np.count_nonzero(pc.list_flatten(table.column("input_ids")).to_numpy() == unknown_id))
@@ -193,6 +204,7 @@ def tokenize_split(data_dir, out, split: str, encoder, max_length: int, batch_si
         "padding_share_if_padded_to_max_length": round(1.0 - float(every.mean()) / max_length, 4),
         "length_shares": length_shares(every),
         "unknown_token_rate": None if unknown_id is None else unknown_rate(unknown, int(every.sum())),
+        "language_shares": language_shares(sample),
     }
 
 

@@ -1,7 +1,8 @@
 """Data drift between runs: tokenize profiles each split (length in tokens, label balance, the share of
-tokens the tokenizer does not know), register keeps the train split's profile in every version
-(DATA_PROFILE_FILE), and the next run's register compares its own train split with production's: each
-shift beyond its threshold is one line, a warning or (--drift_check refuse) a refusal.
+tokens the tokenizer does not know, the language mix: components/lib/data/language.py), register keeps
+the train split's profile in every version (DATA_PROFILE_FILE), and the next run's register compares its
+own train split with production's: each shift beyond its threshold is one line, a warning or
+(--drift_check refuse) a refusal.
 
 Distributions are compared by their population stability index, sum((a - e) * ln(a / e)) over the
 bins: below 0.1 is usually read as no shift, above 0.25 as a large one; DRIFT_PSI sits between.
@@ -52,10 +53,22 @@ def drift_lines(production: dict, current: dict) -> list[str]:
         if index > DRIFT_PSI:
             moved = ", ".join(f"{name} {old:.2f} -> {new:.2f}" for name, old, new in zip(names, before, after))
             lines.append(f"label balance has shifted from production's training data: PSI {index:.3f} > {DRIFT_PSI} ({moved})")
+    if "language_shares" in production and "language_shares" in current:
+        lines += language_drift(production["language_shares"], current["language_shares"])
     old_rate, new_rate = production.get("unknown_token_rate"), current.get("unknown_token_rate")
     if old_rate is not None and new_rate is not None and new_rate > max(old_rate + UNKNOWN_RATE_RISE, 2 * old_rate):
         lines.append(f"the tokenizer knows fewer of the tokens: unknown-token rate {old_rate:.4f} -> {new_rate:.4f} (another language?)")
     return lines
+
+
+def language_drift(before: dict[str, float], after: dict[str, float]) -> list[str]:
+    """The language mix's shift, in one line, if its PSI (over the languages of either profile) is over DRIFT_PSI."""
+    languages = sorted(set(before) | set(after), key=lambda language: -max(before.get(language, 0.0), after.get(language, 0.0)))
+    index = stability_index([before.get(language, 0.0) for language in languages], [after.get(language, 0.0) for language in languages])
+    if index <= DRIFT_PSI:
+        return []
+    moved = ", ".join(f"{language} {before.get(language, 0.0):.2f} -> {after.get(language, 0.0):.2f}" for language in languages[:4])
+    return [f"the language mix has shifted from production's training data: PSI {index:.3f} > {DRIFT_PSI} ({moved})"]
 
 
 def shares(counts: dict[str, int], names: list[str]) -> list[float]:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.lib.data.candidates import SPLIT_CODES, UNASSIGNED, Candidates
-from components.lib.data.contract import CLEAN_SCHEMA, SPLITS, split_file
+from components.lib.data.contract import SPLITS, split_file
 from components.lib.data.quarantine import DUPLICATE_TEXT, LEAKED_ACROSS_SPLITS, WRITE_BATCH_ROWS, RejectsWriter
 
 # Which copy of a repeated text to keep, indexed by split code + 1: test first, then validation,
@@ -103,7 +103,7 @@ def route_rows(
 
     Labels are taken from `candidates.label`, which holds the final ids (see `finish_labels`).
     """
-    writers = {name: pq.ParquetWriter(split_file(out, name), CLEAN_SCHEMA) for name in SPLITS}
+    writers = {name: pq.ParquetWriter(split_file(out, name), candidates.schema) for name in SPLITS}
     counts: Counter[str] = Counter()
     start = 0
     for batch in pq.ParquetFile(spool_path).iter_batches(batch_size=WRITE_BATCH_ROWS):

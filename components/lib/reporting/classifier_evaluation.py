@@ -36,12 +36,14 @@ from components.lib.data.contract import (
     PRECISION_RECALL_PICTURE,
     PREDICTIONS_FILE,
     RELIABILITY_PICTURE,
+    SLICE_COLUMN_PREFIX,
     SLICES_PICTURE,
     STATS_FILE,
     TOKENIZED_SCHEMA,
     TRAINING_CURVES_PICTURE,
     other_splits,
     read_split,
+    slice_columns_in,
     split_file_name,
 )
 from components.lib.data.labels import read_labels
@@ -62,7 +64,7 @@ from components.lib.reporting.plots import (
     training_curves_png,
 )
 from components.lib.reporting.report import evaluation_html
-from components.lib.reporting.slices import slice_scores, split_slices
+from components.lib.reporting.slices import TEST_SLICE_COLUMNS, slice_scores, slices_of_test_split
 from components.lib.reporting.tracking import publish_report
 from components.lib.stage_outputs import CONFUSION_MATRIX_ARTIFACT, EVALUATION_ARTIFACT, EVALUATION_URI_OUTPUT, METRICS_ARTIFACT
 from components.lib.storage.artifacts import made_from, staged_input, staged_output
@@ -107,8 +109,8 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
         min_confidence = read_min_confidence(model_dir, model_uri)
         if min_confidence is not None:
             metrics["abstention"] = {"min_confidence": min_confidence, **answered_at(probabilities, test.gold, min_confidence)}
-        rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
-        slices = split_slices(test.lengths, rows.column("source_row").to_pylist())
+        rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=[*TEST_SLICE_COLUMNS, *slice_columns_in(data_dir, "test")])
+        slices, metrics["languages"] = slices_of_test_split(rows)
         metrics["slices"] = slice_scores(slices, test.gold, logits.argmax(axis=1), label_names)
         with staged_output(output_uri, extra=made_from(model_manifest)) as out:
             predictions = write_predictions(out / PREDICTIONS_FILE, rows, test.gold, probabilities, label_names)
@@ -223,6 +225,7 @@ def write_predictions(path, rows: pa.Table, gold: np.ndarray, probabilities: np.
         "correct": pa.array(predicted == gold),
         "confidence": pa.array(probabilities.max(axis=1)),
         **{f"prob_{name}": pa.array(probabilities[:, index]) for index, name in enumerate(label_names)},
+        **{name: rows.column(name) for name in rows.column_names if name.startswith(SLICE_COLUMN_PREFIX)},
     }
     table = pa.table(columns)
     pq.write_table(table, path)

@@ -13,8 +13,8 @@ CAPTIONS = {
     "confidence": "How sure the model was of the class it predicted: wrong predictions with high confidence deserve a look.",
     "training_curves": "Training: the loss (training loss is the mean over each logged interval), validation scores, "
     "the learning rate and validation F1 per class, by optimizer step.",
-    "slices": "Accuracy on each slice of the test split (by length in tokens, and by source file), with its 95% bootstrap "
-    "interval; a slice of few rows has a wide one.",
+    "slices": "Accuracy on each slice of the test split (by length in tokens, by source file, by each --slice_columns value "
+    "and by detected language where there are two or more), with its 95% bootstrap interval; a slice of few rows has a wide one.",
     "coverage": "If the model answered only its most confident rows: the accuracy of those it answers, by the share it "
     "answers. A model trained with an abstention target abstains below the marked confidence.",
     "lr_range_test": "The learning-rate range test before training: the smoothed loss as the rate grew; training used the "

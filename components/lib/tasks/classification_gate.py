@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from components.lib.data.batching import TokenizedSplit
-from components.lib.data.contract import ONNX_FP32_FILE, TOKENIZED_SCHEMA, read_split
+from components.lib.data.contract import ONNX_FP32_FILE, TOKENIZED_SCHEMA, read_split, slice_columns_in
 from components.lib.data.labels import read_labels
 from components.lib.errors import UserError, flag_hint
 from components.lib.modelling.onnx_runtime import cpu_session, session_logits
@@ -27,7 +27,7 @@ from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.quality_gate import Gate, GateFlags, Verdict, gate_checks
 from components.lib.reporting.metrics import classification_metrics
 from components.lib.reporting.significance import paired_bootstrap
-from components.lib.reporting.slices import split_slices
+from components.lib.reporting.slices import TEST_SLICE_COLUMNS, slices_of_test_split
 from components.lib.storage.artifacts import staged_input
 from components.lib.storage.registry import PRODUCTION, Registry
 from components.lib.tasks.base import GateInputs
@@ -131,8 +131,8 @@ def production_refusal(
 
 
 def test_slices_of(data_dir: Path) -> dict[str, np.ndarray]:
-    table = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["length", "source_row"])
-    return split_slices(table.column("length").to_numpy(), table.column("source_row").to_pylist())
+    table = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=[*TEST_SLICE_COLUMNS, *slice_columns_in(data_dir, "test")])
+    return slices_of_test_split(table)[0]
 
 
 def slice_refusal(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.lib.common_flags import GATE_MIN
-from components.lib.data.contract import MULTI_LABEL
+from components.lib.data.contract import CLASSIFICATION, MULTI_LABEL
 from components.lib.data.label_sets import SET_JOIN
 from components.lib.errors import UserError
 from components.lib.quality_gate import Gate, Verdict
@@ -38,6 +38,10 @@ class MultiLabelTask(ClassificationTask):
 
         if flags.rating_buckets:
             raise UserError("--rating_buckets: maps one rating to one label; multi-label data names its labels")
+        if flags.drop_label_issues:
+            raise UserError("--drop_label_issues: the label audit ranks single labels; multi-label data is not audited")
+        if flags.slice_columns:
+            raise UserError(f"--slice_columns: slices are scored for {CLASSIFICATION} only, not yet for multi-label data")
         if flags.label_columns:  # the readers join each row's 1 columns with SET_JOIN
             if flags.label_names not in ("auto", PreprocessFlags.DEFAULT_LABEL_NAMES):
                 log.warning("--label_names %s: not used; with --label_columns the labels are the columns' names", flags.label_names)

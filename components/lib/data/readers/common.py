@@ -55,6 +55,7 @@ class SourceBatch:
     texts: list[RawValue] = field(default_factory=list)
     labels: list[RawValue] = field(default_factory=list)
     encoding: str = ""  # of the bytes in `texts` and `labels` ("": the --encoding flag's)
+    slices: dict[str, list] = field(default_factory=dict)  # --slice_columns: {column: a raw value per row}
 
 
 @dataclass
@@ -215,6 +216,13 @@ def wanted_columns(text_column: str, label_column: str, label_columns: tuple[str
     if label_columns:
         return [(text_column, "text_column")] + [(column, "label_columns") for column in label_columns]
     return [(text_column, "text_column")] + ([(label_column, "label_column")] if label_column else [])
+
+
+def check_slice_columns(item: SourceFile, slice_columns: tuple[str, ...], present: list[str]) -> None:
+    """Refuse in one line a file that lacks a column named by --slice_columns."""
+    for column in slice_columns:
+        if column not in present:
+            raise missing_column_error(item, column, "slice_columns", present)
 
 
 def missing_column_error(item: SourceFile, column: str, flag: str, present: list[str]) -> UserError:

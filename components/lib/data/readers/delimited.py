@@ -7,14 +7,29 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from components.lib.data.readers.common import RAW_TEXT_KEPT, SourceBatch, SourceFile, SourceReject, missing_column_error, wanted_columns
+from components.lib.data.readers.common import (
+    RAW_TEXT_KEPT,
+    SourceBatch,
+    SourceFile,
+    SourceReject,
+    check_slice_columns,
+    missing_column_error,
+    wanted_columns,
+)
 from components.lib.data.readers.multi_label import with_joined_labels
 from components.lib.data.readers.sniff import READ_ERRORS, TextLayout, encoding_hint, open_text, read_error, text_layout
 from components.lib.errors import UserError
 
 
 def read_delimited(
-    item: SourceFile, text_column: str, label_column: str, delimiter: str, encoding: str, *, label_columns: tuple[str, ...] = ()
+    item: SourceFile,
+    text_column: str,
+    label_column: str,
+    delimiter: str,
+    encoding: str,
+    *,
+    label_columns: tuple[str, ...] = (),
+    slice_columns: tuple[str, ...] = (),
 ) -> Iterator[SourceBatch | SourceReject]:
     """The header row is read as bytes like the rest, so a header in cp1252 works with --encoding cp1252.
 
@@ -38,7 +53,10 @@ def read_delimited(
     for column, flag in wanted:
         if column not in header:
             raise missing_column_error(item, column, flag, header)
+    check_slice_columns(item, slice_columns, header)
     fields = [f"f{header.index(column)}" for column, _ in wanted]
+    slice_fields = {column: f"f{header.index(column)}" for column in slice_columns}
+    read_fields = list(dict.fromkeys(fields + list(slice_fields.values())))
     text_field = fields[0]
     try:
         reader = pacsv.open_csv(
@@ -46,8 +64,8 @@ def read_delimited(
             read_options=pacsv.ReadOptions(block_size=1 << 22, autogenerate_column_names=True),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid_row),
             convert_options=pacsv.ConvertOptions(
-                include_columns=fields,
-                column_types=dict.fromkeys(fields, pa.binary()),
+                include_columns=read_fields,
+                column_types=dict.fromkeys(read_fields, pa.binary()),
             ),
         )
         header_pending = True
@@ -70,6 +88,7 @@ def read_delimited(
                 batch.column(text_field).to_pylist(),
                 batch.column(fields[-1]).to_pylist() if label_column else [None] * batch.num_rows,
                 layout.encoding,
+                {column: batch.column(field).to_pylist() for column, field in slice_fields.items()},
             )
     except READ_ERRORS as error:
         raise read_error(item, error, f"after record {records_read}") from None

@@ -11,7 +11,7 @@ from components.lib.model_sources import offline_unless_hub_answers
 
 
 def read_hf_dataset(
-    hf_id: str, text_column: str, label_column: str, *, label_columns: tuple[str, ...] = ()
+    hf_id: str, text_column: str, label_column: str, *, label_columns: tuple[str, ...] = (), slice_columns: tuple[str, ...] = ()
 ) -> Iterator[SourceBatch | SourceReject]:
     """The train/validation/test splits of a Hub dataset; with `label_columns`, each of those must hold 0 or 1 (multi_label.py)."""
     name, _, config = hf_id.partition(":")
@@ -32,7 +32,8 @@ def read_hf_dataset(
         if split is None:
             continue
         source = f"hf://{hf_id}/{split_name}"
-        for column, flag in wanted_columns(text_column, label_column, label_columns):
+        wanted = wanted_columns(text_column, label_column, label_columns) + [(column, "slice_columns") for column in slice_columns]
+        for column, flag in wanted:
             if column not in dataset.column_names:
                 shown = ", ".join(dataset.column_names)
                 raise UserError(f"{source}: no column {column!r} (columns: {shown}); pass {flag_hint(flag)} with the right name")
@@ -52,4 +53,11 @@ def read_hf_dataset(
             ]
             positions = [f"row {rows_read + index + 1}" for index in range(len(texts))]
             rows_read += len(texts)
-            yield SourceBatch(source, split, positions, texts, labels)
+            slices = {column: class_named(dataset, column, table.column(column).to_pylist()) for column in slice_columns}
+            yield SourceBatch(source, split, positions, texts, labels, slices=slices)
+
+
+def class_named(dataset, column: str, values: list) -> list:
+    """A ClassLabel column's values as their names (a slice reads "condition = Depression", not "= 3")."""
+    names = getattr(dataset.features[column], "names", None)
+    return [names[value] if names and value is not None else value for value in values]

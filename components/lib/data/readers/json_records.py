@@ -11,6 +11,7 @@ from components.lib.data.readers.common import (
     SourceBatch,
     SourceFile,
     SourceReject,
+    check_slice_columns,
     first_line,
     format_label,
     missing_column_error,
@@ -20,7 +21,8 @@ from components.lib.data.readers.multi_label import LABEL_NOT_BINARY, NO_VALUE, 
 from components.lib.data.readers.sniff import READ_ERRORS, TextLayout, encoding_hint, open_text, read_error, text_layout
 from components.lib.errors import UserError
 
-Columns = tuple[str, str, tuple[str, ...]]  # the text column, the label column, the 0/1 label columns (which replace it)
+# the text column, the label column, the 0/1 label columns (which replace it), the --slice_columns
+Columns = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 
 
 def enumerate_lines(stream) -> Iterator[tuple[int, bytes]]:
@@ -36,10 +38,12 @@ def enumerate_lines(stream) -> Iterator[tuple[int, bytes]]:
         yield number + 1, pending
 
 
-def check_record_columns(item: SourceFile, record: dict, text_column: str, label_column: str, label_columns: tuple[str, ...] = ()) -> None:
+def check_record_columns(item: SourceFile, record: dict, columns: Columns) -> None:
+    text_column, label_column, label_columns, slice_columns = columns
     for column, flag in wanted_columns(text_column, label_column, label_columns):
         if column not in record:
             raise missing_column_error(item, column, flag, list(record))
+    check_slice_columns(item, slice_columns, list(record))
 
 
 def json_kind(value) -> str:
@@ -58,18 +62,20 @@ def wrong_type(item: SourceFile, position: str, record: dict, text_column: str, 
     return None
 
 
-def append_record(batch: SourceBatch, position: str, text, label: str | None) -> None:
+def append_record(batch: SourceBatch, position: str, text, label: str | None, slices: dict) -> None:
     batch.positions.append(position)
     batch.texts.append(text if text is None or isinstance(text, str) else json.dumps(text))
     batch.labels.append(label)
+    for column, value in slices.items():
+        batch.slices.setdefault(column, []).append(json.dumps(value) if isinstance(value, dict | list) else value)
 
 
 def take_record(batch: SourceBatch, item: SourceFile, position: str, record: dict, columns: Columns, raw: str) -> SourceReject | None:
     """Append `record` to `batch`, or return the reject it makes. The first record of a batch must hold
     every column named; with 0/1 label columns the label is the joined names of those holding 1."""
-    text_column, label_column, label_columns = columns
+    text_column, label_column, label_columns, slice_columns = columns
     if not batch.positions:
-        check_record_columns(item, record, text_column, label_column, label_columns)
+        check_record_columns(item, record, columns)
     if reject := wrong_type(item, position, record, text_column, None if label_columns else label_column, raw):
         return reject
     if label_columns:
@@ -79,17 +85,14 @@ def take_record(batch: SourceBatch, item: SourceFile, position: str, record: dic
     else:
         value = record.get(label_column)
         label = None if value is None else format_label(value)
-    append_record(batch, position, record.get(text_column), label)
+    append_record(batch, position, record.get(text_column), label, {column: record.get(column) for column in slice_columns})
     return None
 
 
-def read_json(
-    item: SourceFile, text_column: str, label_column: str, encoding: str, whole_array: bool, *, label_columns: tuple[str, ...] = ()
-) -> Iterator[SourceBatch | SourceReject]:
+def read_json(item: SourceFile, columns: Columns, encoding: str, whole_array: bool) -> Iterator[SourceBatch | SourceReject]:
     """JSON Lines; or, for a `.json` file that starts with `[`, a JSON array of objects.
 
-    With `label_columns`, each of those fields must hold 0 or 1 (a number, a boolean or such a string: multi_label.py)."""
-    columns = (text_column, label_column, label_columns)
+    With 0/1 label columns, each of those fields must hold 0 or 1 (a number, a boolean or such a string: multi_label.py)."""
     layout = text_layout(item, encoding)
     try:
         with open_text(item, layout) as stream:

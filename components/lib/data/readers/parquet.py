@@ -12,6 +12,7 @@ from components.lib.data.readers.common import (
     SourceBatch,
     SourceFile,
     SourceReject,
+    check_slice_columns,
     first_line,
     format_label,
     missing_column_error,
@@ -23,7 +24,7 @@ from components.lib.errors import UserError
 
 
 def read_parquet(
-    item: SourceFile, text_column: str, label_column: str, *, label_columns: tuple[str, ...] = ()
+    item: SourceFile, text_column: str, label_column: str, *, label_columns: tuple[str, ...] = (), slice_columns: tuple[str, ...] = ()
 ) -> Iterator[SourceBatch | SourceReject]:
     """With `label_columns`, each of those columns (numbers, booleans or strings) must hold 0 or 1 (multi_label.py)."""
     import pyarrow.parquet as pq
@@ -39,6 +40,7 @@ def read_parquet(
     for column, flag in wanted:
         if column not in schema.names:
             raise missing_column_error(item, column, flag, schema.names)
+    check_slice_columns(item, slice_columns, schema.names)
     text_type = schema.field(text_column).type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type) or pa.types.is_binary(text_type)):
         raise UserError(f"{item.uri}: column {text_column!r} has type {text_type}; the text column must hold strings")
@@ -49,7 +51,7 @@ def read_parquet(
             raise UserError(f"{item.uri}: column {column!r} has type {label_type}; {must}")
     rows_read = 0
     try:
-        columns = [column for column, _ in wanted]
+        columns = list(dict.fromkeys([column for column, _ in wanted] + list(slice_columns)))
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
             if label_columns:
                 positions = [f"row {rows_read + index + 1}" for index in range(batch.num_rows)]
@@ -61,7 +63,8 @@ def read_parquet(
             labels: list[RawValue] = [None if value is None else format_label(value) for value in raw_labels]
             positions = [f"row {rows_read + index + 1}" for index in range(batch.num_rows)]
             rows_read += batch.num_rows
-            yield SourceBatch(item.name, item.split, positions, batch.column(text_column).to_pylist(), labels)
+            slices = {column: batch.column(column).to_pylist() for column in slice_columns}
+            yield SourceBatch(item.name, item.split, positions, batch.column(text_column).to_pylist(), labels, slices=slices)
     except READ_ERRORS as error:
         raise UserError(
             f"{item.uri}: the Parquet data is corrupt after row {rows_read} ({first_line(error)}); write or download the file again"
