@@ -36,12 +36,17 @@ AUDITED = {  # data: preprocess flags
 
 
 def make_run(scratch: Path, rate: float) -> Path:
-    runs = scratch / f"runs-{rate}"
-    command = [sys.executable, "-m", "pipelines.local_run", "--config", "configs/default.yaml", f"learning_rate={rate}",
-               f"registry_uri={scratch}/registry", f"checkpoint_root={scratch}/checkpoints", f"local.run_root={runs}", *SHARED]  # fmt: skip
+    return make_local_run(scratch, f"runs-{rate}", [f"learning_rate={rate}", *SHARED])
+
+
+def make_local_run(scratch: Path, name: str, keys: list[str]) -> Path:
+    """`make run` of the default config with `keys` overridden, into scratch's registry; its run folder."""
+    runs = scratch / name
+    command = [sys.executable, "-m", "pipelines.local_run", "--config", "configs/default.yaml", f"registry_uri={scratch}/registry",
+               f"checkpoint_root={scratch}/checkpoints/{name}", f"local.run_root={runs}", *keys]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"make run learning_rate={rate} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"make run {' '.join(keys)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return next(runs.iterdir())
 
 

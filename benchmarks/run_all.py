@@ -27,6 +27,7 @@ from benchmarks import (
     gpu_train,
     inference_latency,
     kfold_learning_rates,
+    label_noise,
     memory_scaling,
     model_families,
     multilabel,
@@ -64,6 +65,7 @@ BENCHMARKS = {
     "default_recipe": ("benchmarks.default_recipe",),
     "multilabel": ("benchmarks.multilabel",),
     "evaluation": ("benchmarks.evaluation_checks",),
+    "label_noise": ("benchmarks.label_noise",),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -81,6 +83,7 @@ SECTIONS = [
     ("default_recipe", "12. The default recipe on its bundled data and on data it was not chosen on", default_recipe.markdown),
     ("multilabel", "13. Multi-label classification: FOLDOC subject tags, beside TF-IDF one-vs-rest", multilabel.markdown),
     ("evaluation", "14. Evaluation that decides: label audit, slices, abstention, the production comparison", evaluation_checks.markdown),
+    ("label_noise", "15. Dropping suspect labels, and slices by a source column", label_noise.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],

@@ -41,7 +41,8 @@ def language_shares(texts: Sequence[str]) -> dict[str, float]:
     step = max(1, len(texts) // PROFILE_SAMPLE_ROWS)
     sample = texts[::step][:PROFILE_SAMPLE_ROWS]
     counts = Counter(detect_languages(sample))
-    shares: Counter[str] = Counter()
-    for language, count in counts.items():
-        shares[language if count / len(sample) >= MIN_SHARE else OTHER] += count / len(sample)
-    return {language: round(share, 4) for language, share in shares.most_common()}
+    shares: dict[str, float] = {}
+    for language, count in counts.most_common():
+        named = language if count / len(sample) >= MIN_SHARE else OTHER
+        shares[named] = shares.get(named, 0.0) + count / len(sample)
+    return {language: round(share, 4) for language, share in sorted(shares.items(), key=lambda item: -item[1])}

@@ -47,7 +47,7 @@ def slices_of_test_split(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[s
     counts = dict(Counter(languages).most_common())
     columns = slice_values(table)
     if sum(count >= SMALL_SLICE_ROWS for language, count in counts.items() if language != UNSURE) >= 2:
-        columns[DETECTED_LANGUAGE] = languages
+        columns[DETECTED_LANGUAGE] = [language for language in languages]
     return split_slices(table.column("length").to_numpy(), table.column("source_row").to_pylist(), columns), counts
 
 
