@@ -52,7 +52,7 @@ from components.lib.storage.artifacts import read_manifest, staged_input, staged
 from components.lib.tasks import task_for
 from components.lib.tasks.base import TrainingRequest
 from components.lib.training import checkpoint
-from components.lib.training.distributed import Distributed
+from components.lib.training.distributed import NODES_VARIABLE, NPROC_PER_NODE_VARIABLE, Distributed, node_count
 from components.lib.training.lr_finder import RangeTest, lr_range_test
 from components.lib.training.reporters import Reporters, parse_report_to
 from components.lib.training.settings import TrainConfig, takes_settings
@@ -236,22 +236,25 @@ def check_visible_gpus(expected_gpus: str) -> None:
 
 
 def relaunch_under_torchrun(processes: int) -> None:
-    """Re-run this same command under torchrun with one process per GPU, unless already there."""
+    """Re-run this same command under torchrun, unless already there: with one process per GPU of this
+    node alone (`--standalone`), or as one node of several when PET_NNODES says so (module docstring of
+    components/lib/training/distributed.py): torchrun then reads PET_NNODES, PET_NODE_RANK,
+    PET_MASTER_ADDR and PET_MASTER_PORT itself, and PET_NPROC_PER_NODE unless --processes is given."""
     if processes < 0:
         raise UserError(f"--processes: must not be negative, got {processes}")
-    wanted = processes or max(torch.cuda.device_count(), 1)
-    if wanted <= 1 or "WORLD_SIZE" in os.environ:
+    if "WORLD_SIZE" in os.environ:
         return
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={wanted}",
-        "-m",
-        "components.train",
-        *sys.argv[1:],
-    ]
+    nodes = node_count()
+    wanted = processes or max(torch.cuda.device_count(), 1)
+    if nodes == 1 and wanted <= 1:
+        return
+    if nodes == 1:
+        placement = ["--standalone", f"--nproc_per_node={wanted}"]
+    else:
+        per_node_from_trainer = not processes and NPROC_PER_NODE_VARIABLE in os.environ
+        placement = [] if per_node_from_trainer else [f"--nproc_per_node={wanted}"]
+        log.info("training as one of %d nodes (%s=%s), under torchrun", nodes, NODES_VARIABLE, os.environ[NODES_VARIABLE])
+    command = [sys.executable, "-m", "torch.distributed.run", *placement, "-m", "components.train", *sys.argv[1:]]
     os.execv(sys.executable, command)  # noqa: S606 - replaces this process with torchrun; argv is our own
 
 

@@ -1,8 +1,12 @@
 """DistributedDataParallel: 2 processes (gloo, CPU) match 1 process with the same global batch."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
-from tests.conftest import run_module
+from tests.conftest import REPO, run_module
 from tests.test_train import max_difference, weights
 
 FLAGS = ["--epochs", "2", "--learning_rate", "3e-3", "--report_to", "none", "--logging_steps", "1"]
@@ -39,3 +43,46 @@ def test_two_processes_match_one_process_with_the_same_global_batch(prepared_dat
     assert [entry["step"] for entry in ddp_history["steps"]] == [entry["step"] for entry in single_history["steps"]]
     for ours, theirs in zip(ddp_history["steps"], single_history["steps"]):
         assert abs(ours["loss"] - theirs["loss"]) < 1e-5
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_nodes_as_kubeflow_trainer_starts_them_match_one_process_with_the_same_global_batch(
+    prepared_data, tiny_model_without_dropout, tmp_path
+):
+    """Two torchrun agents on loopback, each given only the PET_* variables Kubeflow Trainer's torch plugin sets
+    (EnforceMLPolicy), one process each: train joins them into one job of two ranks (no --standalone) whose
+    weights are those of one process with the same global batch."""
+    common = ["--data_uri", str(prepared_data[1]), "--base_model", str(tiny_model_without_dropout), *FLAGS]
+    single = run_module("components.train", *common, "--output_uri", str(tmp_path / "single"), "--batch_size", "8")
+    assert single.returncode == 0, single.stderr[-2000:]
+    trainer_variables = {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "1", "PET_MASTER_ADDR": "127.0.0.1",
+                         "PET_MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}  # fmt: skip
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "components.train", *common, "--output_uri", str(tmp_path / f"node{rank}"), "--batch_size", "4"],
+            cwd=REPO,
+            env={**os.environ, **trainer_variables, "PET_NODE_RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "training as one of 2 nodes (PET_NNODES=2), under torchrun" in outputs[0][1]
+    assert json.loads((tmp_path / "node0" / "train_summary.json").read_text())["world_size"] == 2
+    assert not (tmp_path / "node1").exists()  # rank 0 alone writes the model
+    assert max_difference(weights(tmp_path / "node0"), weights(tmp_path / "single")) < 1e-4
+
+
+def test_a_node_count_that_is_no_number_is_refused_in_one_line(prepared_data, tiny_model, tmp_path):
+    result = run_module("components.train", "--data_uri", str(prepared_data[1]), "--base_model", str(tiny_model),
+                        "--output_uri", str(tmp_path / "model"), env={"PET_NNODES": "two"})  # fmt: skip
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: PET_NNODES='two': not a node count")
+    assert not (tmp_path / "model").exists()

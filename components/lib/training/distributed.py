@@ -2,6 +2,12 @@
 
 Under `torchrun --nproc_per_node N`, each process trains on its share of every global batch and
 DistributedDataParallel averages gradients (NCCL on GPUs, gloo on CPU). Alone, it is a no-op.
+
+Several nodes: Kubeflow Trainer's torch plugin (pkg/runtime/framework/plugins/torch/torch.go,
+EnforceMLPolicy) gives each node's container PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK (the
+pod's completion index), PET_MASTER_ADDR (node 0's pod) and PET_MASTER_PORT, and nothing else: they
+are torchrun's own defaults for its flags (torch/distributed/argparse_util.py, `env`), so train
+relaunches itself under torchrun without `--standalone` and torchrun joins the nodes.
 """
 
 from __future__ import annotations
@@ -12,6 +18,21 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from components.lib.errors import UserError
+
+NODES_VARIABLE = "PET_NNODES"
+NPROC_PER_NODE_VARIABLE = "PET_NPROC_PER_NODE"
+
+
+def node_count() -> int:
+    """The nodes this training spans, from PET_NNODES ("2", or torchrun's elastic "1:2", whose upper bound
+    counts); 1 without it."""
+    value = os.environ.get(NODES_VARIABLE, "1").strip()
+    upper = value.rpartition(":")[2]
+    if not upper.isdigit() or int(upper) < 1:
+        raise UserError(f"{NODES_VARIABLE}={value!r}: not a node count (a number, or min:max); Kubeflow Trainer sets it from numNodes")
+    return int(upper)
 
 
 @dataclass
