@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from components.evaluate import evaluate
 from components.lib.data.contract import TOKENIZED_SCHEMA, read_split, slice_columns_in
 from components.lib.reporting.slices import MAX_VALUES_PER_COLUMN, OTHER_VALUES, slice_values, split_slices
 from components.lib.tasks.classification_gate import test_slices_of as gate_slices_of
-from tests.conftest import labelled_rows, run_module
+from components.train import train
+from tests.conftest import labelled_rows, run_module, train_flags
 
 CONDITIONS = ("acne", "anxiety", "pain")
 
@@ -78,6 +80,14 @@ def test_tokenize_carries_them_and_evaluate_and_register_slice_the_test_rows_by_
     for condition in CONDITIONS:
         assert slices[f"condition = {condition}"].tolist() == [index for index, value in enumerate(conditions) if value == condition]
     assert slices["condition = (missing)"].tolist() == [index for index, value in enumerate(conditions) if value is None]
+    train(data_uri=str(tokens), output_uri=str(tmp_path / "model"), base_model=str(tiny_model), **train_flags(epochs=1))
+    evaluate(model_uri=str(tmp_path / "model"), data_uri=str(tokens), output_uri=str(tmp_path / "evaluation"))
+    reported = {
+        entry["slice"]: entry["rows"] for entry in json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["test"]["slices"]
+    }
+    assert all(reported[name] == len(rows) for name, rows in slices.items() if name.startswith("condition = "))
+    predictions = pq.read_table(tmp_path / "evaluation" / "predictions.parquet")
+    assert predictions.column("slice:condition").to_pylist() == conditions  # each prediction keeps its row's values
 
 
 def test_a_column_of_many_values_keeps_the_most_frequent_as_slices_and_scores_the_rest_together(caplog):
