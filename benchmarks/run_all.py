@@ -24,6 +24,7 @@ from benchmarks import (
     causal_lm,
     default_recipe,
     evaluation_checks,
+    generation,
     gpu_train,
     inference_latency,
     kfold_learning_rates,
@@ -66,6 +67,7 @@ BENCHMARKS = {
     "multilabel": ("benchmarks.multilabel",),
     "evaluation": ("benchmarks.evaluation_checks",),
     "label_noise": ("benchmarks.label_noise",),
+    "generation": ("benchmarks.generation",),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -84,6 +86,7 @@ SECTIONS = [
     ("multilabel", "13. Multi-label classification: FOLDOC subject tags, beside TF-IDF one-vs-rest", multilabel.markdown),
     ("evaluation", "14. Evaluation that decides: label audit, slices, abstention, the production comparison", evaluation_checks.markdown),
     ("label_noise", "15. Dropping suspect labels, and slices by a source column", label_noise.markdown),
+    ("generation", "16. Generation with and without the KV cache", generation.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],

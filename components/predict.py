@@ -15,7 +15,6 @@ fails leaves it as it was. A tool, not a pipeline stage.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import tempfile
@@ -32,8 +31,8 @@ from components.lib.data.readers import Source, SourceBatch, SourceReject, open_
 from components.lib.errors import UserError
 from components.lib.modelling.inference import TextClassifier
 from components.lib.modelling.predictors import load_text_classifier
-from components.lib.storage.artifacts import claim_output, staged_input, staged_output
-from components.lib.storage.registry import Registry
+from components.lib.storage.artifacts import claim_output, staged_output
+from components.lib.storage.registry import model_folder
 
 log = logging.getLogger("components.predict")
 ABSTAINED_COLUMN = "abstained"  # with a model that abstains: true where its confidence is below its min_confidence
@@ -85,21 +84,6 @@ def predict(
     return StageResult(
         summary={"tool": "predict", "model": where, "rows_predicted": written, "rows_skipped": len(skipped), "output_uri": output_uri}
     )
-
-
-@contextlib.contextmanager
-def model_folder(model_uri: str, registry_uri: str, model_name: str, version: str):
-    """A verified local copy of the model to predict with: (folder, manifest, what to call it)."""
-    if bool(model_uri) == bool(registry_uri):
-        raise UserError("give either --model_uri (a folder written by export or train) or --registry_uri with --model_name")
-    if model_uri:
-        with staged_input(model_uri) as (folder, manifest):
-            yield folder, manifest, model_uri
-        return
-    if not model_name:
-        raise UserError("--registry_uri needs --model_name (python -m components.registry models lists them)")
-    with Registry(registry_uri, model_name).fetch(version) as (number, folder, manifest):
-        yield folder, manifest, f"{model_name} version {number} in {registry_uri}"
 
 
 def write_predictions(

@@ -115,10 +115,14 @@ def train_flags(**overrides) -> dict:
     return flags
 
 
-def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m module args...` in the repository, as a user would type it."""
+def run_module(
+    module: str, *args: str, env: dict | None = None, timeout: int = 300, stdin: str | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m module args...` in the repository, as a user would type it (`stdin` piped in)."""
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout, input=stdin
+    )
 
 
 @pytest.fixture(scope="session")

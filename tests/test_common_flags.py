@@ -12,7 +12,7 @@ from pipelines.parameters import pipeline_parameters
 
 COMMANDS = {
     "preprocess": ["preprocess"], "tokenize": ["tokenize"], "train": ["train"], "evaluate": ["evaluate"], "export": ["export"],
-    "register": ["register"], "deploy": ["deploy"], "predict": ["predict"], "serve": ["serve"], "kfold_report": ["kfold_report"],
+    "register": ["register"], "deploy": ["deploy"], "predict": ["predict"], "generate": ["generate"], "serve": ["serve"], "kfold_report": ["kfold_report"],
     "select_best": ["select_best"], "registry": ["list_versions", "models", "show", "fetch", "promote"],
 }  # fmt: skip
 

@@ -50,6 +50,19 @@ SIZES = {
 LM_SIZES = (*SIZES, PRETRAINED)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How `CausalLanguageModel.generate` picks each next token: the most likely (greedy), or drawn from the
+    `top_k` most likely whose probabilities add up to `top_p`, after dividing the logits by `temperature`."""
+
+    greedy: bool = False
+    temperature: float = 1.0
+    top_k: int = 40
+    top_p: float = 1.0
+    stop_id: int | None = None  # generation ends after this token (end-of-text)
+    use_cache: bool = True  # False re-reads the whole context for every token (for comparison)
+
+
 class CausalLanguageModel(TrainableModel):
     model_type = MODEL_TYPE
     config_file = "config.json"
@@ -114,20 +127,41 @@ class CausalLanguageModel(TrainableModel):
         self.network.save_pretrained(folder)
         (folder / MODEL_TYPE_FILE).write_text(json.dumps({"model_type": self.model_type}) + "\n")
 
+    def fit_to_context(self, prompt_ids: list[int], new_tokens: int) -> tuple[list[int], int]:
+        """The prompt's last tokens and the new tokens that fit the model's positions together (at most all
+        but one position new, so that one prompt token stays)."""
+        room = self.max_positions
+        if room is None:
+            return prompt_ids, new_tokens
+        new_tokens = min(new_tokens, room - 1)
+        return prompt_ids[-(room - new_tokens) :], new_tokens
+
     @torch.no_grad()
-    def generate(self, prompt_ids: list[int], new_tokens: int, seed: int, top_k: int = 40) -> list[int]:
-        """Top-k sampling, seeded, within the model's context; returns the prompt and what follows it."""
-        generator = torch.Generator().manual_seed(seed)
-        ids = list(prompt_ids)
-        window = self.max_positions or len(ids) + new_tokens
+    def generate(self, prompt_ids: list[int], new_tokens: int, seed: int, sampling: Sampling | None = None) -> list[int]:
+        """The prompt and up to `new_tokens` tokens after it, by Hugging Face's `generate` with the KV cache
+        (each new token one step over the cached keys and values), seeded; stops at `sampling.stop_id`.
+        The prompt is cut from the left to leave room for `new_tokens` in the model's context."""
+        sampling = sampling or Sampling()
+        prompt_ids, new_tokens = self.fit_to_context(prompt_ids, new_tokens)
         device = next(self.parameters()).device
-        for _ in range(new_tokens):
-            context = torch.tensor([ids[-window:]], device=device)
-            logits = self.forward(context, torch.ones_like(context))[0, -1].float().cpu()
-            top = torch.topk(logits, min(top_k, len(logits)))
-            choice = torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)
-            ids.append(int(top.indices[choice]))
-        return ids
+        prompt = torch.tensor([prompt_ids], device=device)
+        stop = sampling.stop_id if sampling.stop_id is not None else -1  # -1: no token stops it
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            generated = self.network.generate(
+                input_ids=prompt,
+                attention_mask=torch.ones_like(prompt),
+                max_new_tokens=new_tokens,
+                min_new_tokens=0,
+                do_sample=not sampling.greedy,
+                temperature=sampling.temperature if not sampling.greedy else None,
+                top_k=sampling.top_k if not sampling.greedy else None,
+                top_p=sampling.top_p if not sampling.greedy else None,
+                eos_token_id=stop if stop >= 0 else None,
+                pad_token_id=self.network.config.pad_token_id if self.network.config.pad_token_id is not None else 0,
+                use_cache=sampling.use_cache,
+            )
+        return generated[0].tolist()
 
 
 def layer_number(parameter_name: str) -> int | None:

@@ -1,8 +1,9 @@
 """export for `--task causal_lm`: the language model's next-token logits as ONNX, checked against PyTorch.
 
 `model.onnx` takes `input_ids` and `attention_mask` (batch, sequence), both axes dynamic, and gives
-`logits` (batch, sequence, vocabulary). It has no KV cache: generation re-reads the whole context
-for every new token; inputs and outputs for past keys and values are future work.
+`logits` (batch, sequence, vocabulary). It has no KV cache, so it scores text (perplexity) but would
+re-read the whole context for every generated token: the folder also keeps the PyTorch weights
+(MODEL_WEIGHTS_FILE), which `components.generate` runs with Hugging Face's KV cache.
 
 Parity is judged on the first `parity_rows` test blocks plus the split's last (usually shorter)
 block, batched and padded, over real positions only: the largest absolute logit difference, the
@@ -36,6 +37,7 @@ from components.lib.data.contract import (
     CAUSAL_LM,
     EXPORT_REPORT_FILE,
     MODEL_TYPE_FILE,
+    MODEL_WEIGHTS_FILE,
     ONNX_FP32_FILE,
     ONNX_INT8_FILE,
     TOKENIZER_FILES,
@@ -112,9 +114,13 @@ def export_language_model(
     return stage_result(output_uri, report)
 
 
+GENERATION_CONFIG_FILE = "generation_config.json"  # what save_pretrained writes beside a causal LM's config
+
+
 def copy_serving_files(model_dir: Path, out: Path, config_file: str) -> None:
-    """The tokenizer, the model type and config, as classification's export copies them (no labels: a vocabulary)."""
-    for name in (*TOKENIZER_FILES, MODEL_TYPE_FILE, config_file):
+    """The tokenizer, the model type and config, as classification's export copies them (no labels: a vocabulary),
+    and the PyTorch weights, for generation with the KV cache (components/generate.py)."""
+    for name in (*TOKENIZER_FILES, MODEL_TYPE_FILE, config_file, MODEL_WEIGHTS_FILE, GENERATION_CONFIG_FILE):
         if (model_dir / name).is_file():
             shutil.copyfile(model_dir / name, out / name)
 

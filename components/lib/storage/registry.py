@@ -216,3 +216,18 @@ class Registry:
                 }
             )
         return rows
+
+
+@contextlib.contextmanager
+def model_folder(model_uri: str, registry_uri: str, model_name: str, version: str):
+    """A verified local copy of the model to use (predict, generate): (folder, manifest, what to call it)."""
+    if bool(model_uri) == bool(registry_uri):
+        raise UserError("give either --model_uri (a folder written by export or train) or --registry_uri with --model_name")
+    if model_uri:
+        with staged_input(model_uri) as (folder, manifest):
+            yield folder, manifest, model_uri
+        return
+    if not model_name:
+        raise UserError("--registry_uri needs --model_name (python -m components.registry models lists them)")
+    with Registry(registry_uri, model_name).fetch(version) as (number, folder, manifest):
+        yield folder, manifest, f"{model_name} version {number} in {registry_uri}"
