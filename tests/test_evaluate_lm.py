@@ -247,3 +247,20 @@ def test_classification_data_is_refused_for_a_language_model(trained_lm, lm_data
     assert split_file(tmp_path / "tokens", "test").is_file()
     with pytest.raises(UserError, match="is sequence_classification data"):
         evaluate(model_uri=str(trained_lm), data_uri=str(tmp_path / "tokens"), output_uri=str(tmp_path / "evaluation"))
+
+
+def test_the_range_test_runs_on_language_model_blocks_and_its_picture_reaches_the_report(lm_data, tmp_path, caplog):
+    """The finder sweeps with the language model's own loss (next-token cross-entropy over predicted tokens: the
+    classifier's row loss would find no labels), picks a rate for a GPT-2 from scratch, trains at it, and
+    evaluate's report shows the sweep."""
+    from components.lib.training.lr_finder import END_LR, START_LR
+    from components.train import train
+    from tests.test_train_lm import lm_flags
+
+    train(data_uri=str(lm_data), output_uri=str(tmp_path / "model"), **lm_flags(epochs=1, lr_finder_steps=60))
+    found = json.loads((tmp_path / "model" / "lr_range_test.json").read_text())
+    assert START_LR < found["suggestion"] < END_LR and found["losses"][0] > min(found["losses"])  # the loss fell somewhere
+    assert f"training at the range test's suggestion {found['suggestion']:.2e}" in caplog.text
+    evaluate(model_uri=str(tmp_path / "model"), data_uri=str(lm_data), output_uri=str(tmp_path / "evaluation"))
+    assert (tmp_path / "evaluation" / "lr_range_test.png").is_file()
+    assert '<img alt="lr_range_test"' in (tmp_path / "evaluation" / "report.html").read_text()

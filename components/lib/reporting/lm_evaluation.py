@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
     CAUSAL_LM,
     HISTORY_FILE,
+    LR_RANGE_TEST_PICTURE,
     METRICS_FILE,
     STATS_FILE,
     TOKENIZER_DIR,
@@ -87,6 +89,8 @@ def write_report(out: Path, result: dict, model_dir: Path, model_manifest: dict,
     """report.html with the training curves (also at report_path if given); both logged to the model's MLflow run, if any."""
     history = json.loads((model_dir / HISTORY_FILE).read_text()) if (model_dir / HISTORY_FILE).is_file() else {}
     pictures = [out / TRAINING_CURVES_PICTURE] if language_model_curves_png(history, out / TRAINING_CURVES_PICTURE) else []
+    if (model_dir / LR_RANGE_TEST_PICTURE).is_file():  # train ran the learning-rate range test
+        pictures.append(Path(shutil.copyfile(model_dir / LR_RANGE_TEST_PICTURE, out / LR_RANGE_TEST_PICTURE)))
     context = {"data": result["data_uri"], **model_manifest.get("lineage", {})}
     report = report_html(heading(result["model_uri"], model_manifest), result, pictures, context)
     publish_report(report, out, report_path, model_dir, result["test"], [out / METRICS_FILE, *pictures])

@@ -54,7 +54,8 @@ def lr_range_test(tuner, steps: int) -> RangeTest:
         rate = START_LR * (END_LR / START_LR) ** (step / max(steps - 1, 1))
         for group, scale in zip(optimizer.param_groups, scales, strict=True):
             group["lr"] = rate * scale
-        loss = training_loss(tuner, tuner.train_split.collate(next(batches), tuner.pad_id))
+        rows = next(batches)
+        loss = training_loss(tuner, tuner.train_split.collate(rows, tuner.pad_id), rows)
         loss.backward()
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -74,11 +75,10 @@ def lr_range_test(tuner, steps: int) -> RangeTest:
     return RangeTest(rates, losses, rates[best], rates[best] / 10, stopped)
 
 
-def training_loss(tuner, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The mean training loss of one batch, weighted and smoothed as training weighs it (gold labels only)."""
+def training_loss(tuner, batch: dict[str, torch.Tensor], rows) -> torch.Tensor:
+    """The mean training loss of one batch as the task's tuner defines it (its loss summed over its loss units,
+    divided by their number: rows for a classifier, predicted tokens for a language model), as training weighs it."""
     batch = {key: value.to(tuner.device) for key, value in batch.items()}
     with tuner.autocast():
         logits = tuner.model(batch["input_ids"], batch["attention_mask"])
-    return torch.nn.functional.cross_entropy(
-        logits.float(), batch["labels"], weight=tuner.loss_weights, label_smoothing=tuner.config.label_smoothing
-    )
+    return tuner.loss_sum(logits, batch) / tuner.loss_units(rows)
