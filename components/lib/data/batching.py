@@ -155,3 +155,34 @@ def curriculum_epoch(
         pool = easiest_first[: max(global_batch_size, int(np.ceil(share * len(lengths))))]
         batches.append(rng.choice(pool, size=min(global_batch_size, len(pool)), replace=False))
     return batches
+
+
+def mean_token_rarity(split: TokenizedSplit) -> np.ndarray:
+    """Each row's mean rarity of its tokens, -ln(the token's share of all the split's tokens): the guide's
+    lexical difficulty, rows of frequent words first."""
+    lengths = split.lengths.astype(np.int64)
+    row_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    positions = np.repeat(split.offsets.astype(np.int64) - row_starts, lengths) + np.arange(int(lengths.sum()))
+    tokens = split.token_ids[positions]
+    counts = np.bincount(tokens)
+    rarity = -np.log(counts[tokens] / max(len(tokens), 1))
+    sums = np.add.reduceat(rarity, row_starts) if len(tokens) else np.zeros(len(lengths))
+    return np.where(lengths > 0, sums / np.maximum(lengths, 1), 0.0)
+
+
+def split_into_contexts(batch: dict[str, torch.Tensor], context: int) -> dict[str, torch.Tensor]:
+    """The batch's blocks cut into pieces of `context` tokens (the last piece of each padded): the same
+    tokens in shorter sequences, as sequence-length warmup reads them."""
+    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+    width = -(-input_ids.shape[1] // context) * context
+    padding = width - input_ids.shape[1]
+    input_ids = torch.nn.functional.pad(input_ids, (0, padding), value=0).reshape(-1, context)
+    attention_mask = torch.nn.functional.pad(attention_mask, (0, padding), value=0).reshape(-1, context)
+    keep = attention_mask.sum(dim=1) > 0  # pieces of padding alone
+    return {"input_ids": input_ids[keep], "attention_mask": attention_mask[keep]}
+
+
+def predicted_tokens_in_contexts(lengths: np.ndarray, context: int) -> int:
+    """The next-token predictions blocks of these lengths hold once cut into pieces of `context` tokens."""
+    whole, rest = np.divmod(lengths.astype(np.int64), context)
+    return int((whole * (context - 1)).sum() + np.maximum(rest - 1, 0).sum())

@@ -20,7 +20,7 @@ log = logging.getLogger("components.train")
 def language_model_settings(config: TrainConfig) -> TrainConfig:
     """Refuse settings a language model has no use for; it takes perplexity for the default metric (and says so)."""
     for name, unusable in (("teacher_uri", config.teacher_uri), ("model_type", config.model_type != "transformer"),
-                           ("label_smoothing", config.label_smoothing), ("curriculum", config.curriculum != "none"),
+                           ("label_smoothing", config.label_smoothing),
                            ("abstain_at_accuracy", config.abstain_at_accuracy),
                            ("abstain_at_coverage", config.abstain_at_coverage)):  # fmt: skip
         if unusable:

@@ -13,8 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from components.lib.data.batching import competence, predicted_tokens_in_contexts, split_into_contexts
 from components.lib.modelling.language_model import next_token_loss_sum, predicted_tokens, score_blocks
 from components.lib.training.trainer import FineTuner
+
+CONTEXT_STEP = 8  # sequence-length warmup's lengths are multiples of this (a handful of shapes, each a whole number of tiles)
 
 
 class LanguageModelTuner(FineTuner):
@@ -37,8 +40,36 @@ class LanguageModelTuner(FineTuner):
     def class_weights(self) -> None:
         return None  # a vocabulary is not a set of classes to balance
 
+    def row_difficulty(self) -> np.ndarray | None:
+        """--curriculum length here grows the context, not a pool of blocks (context_length); rarity is a pool."""
+        return None if self.config.curriculum == "length" else super().row_difficulty()
+
+    def context_length(self) -> int | None:
+        """--curriculum length: the sequence length of this step's pieces (sequence-length warmup, Li et al. 2022,
+        "The Stability-Efficiency Dilemma"): the block's --curriculum_start share at the first step, growing by
+        --curriculum_pacing to the whole block over --curriculum_epochs, in multiples of CONTEXT_STEP. A function
+        of the step alone, so a resumed run cuts alike. None: whole blocks."""
+        config = self.config
+        if config.curriculum != "length" or not config.curriculum_epochs:
+            return None
+        block = int(self.blocks.lengths.max()) if len(self.blocks) else 1
+        share = competence(self.progress.global_step, config.curriculum_epochs * self.steps_per_epoch, config.curriculum_start,
+                           config.curriculum_pacing)  # fmt: skip
+        context = max(CONTEXT_STEP, int(share * block) // CONTEXT_STEP * CONTEXT_STEP)
+        return None if context >= block else context
+
     def loss_units(self, rows: np.ndarray) -> int:
-        return predicted_tokens(self.train_split.lengths[rows])
+        context = self.context_length()
+        lengths = self.train_split.lengths[rows]
+        return predicted_tokens(lengths) if context is None else predicted_tokens_in_contexts(lengths, context)
+
+    def forward_backward(self, batch: dict[str, torch.Tensor], step_rows: int) -> torch.Tensor:
+        context = self.context_length()
+        return super().forward_backward(batch if context is None else split_into_contexts(batch, context), step_rows)
+
+    def mean_loss(self, batch: dict[str, torch.Tensor], rows: np.ndarray) -> torch.Tensor:
+        context = self.context_length()
+        return super().mean_loss(batch if context is None else split_into_contexts(batch, context), rows)
 
     def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return next_token_loss_sum(logits, batch["input_ids"], batch["attention_mask"])

@@ -55,7 +55,7 @@ def lr_range_test(tuner, steps: int) -> RangeTest:
         for group, scale in zip(optimizer.param_groups, scales, strict=True):
             group["lr"] = rate * scale
         rows = next(batches)
-        loss = training_loss(tuner, tuner.train_split.collate(rows, tuner.pad_id), rows)
+        loss = tuner.mean_loss(tuner.train_split.collate(rows, tuner.pad_id), rows)
         loss.backward()
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -73,12 +73,3 @@ def lr_range_test(tuner, steps: int) -> RangeTest:
     restore_rng_states(saved_rng)
     best = min(range(len(losses)), key=losses.__getitem__)
     return RangeTest(rates, losses, rates[best], rates[best] / 10, stopped)
-
-
-def training_loss(tuner, batch: dict[str, torch.Tensor], rows) -> torch.Tensor:
-    """The mean training loss of one batch as the task's tuner defines it (its loss summed over its loss units,
-    divided by their number: rows for a classifier, predicted tokens for a language model), as training weighs it."""
-    batch = {key: value.to(tuner.device) for key, value in batch.items()}
-    with tuner.autocast():
-        logits = tuner.model(batch["input_ids"], batch["attention_mask"])
-    return tuner.loss_sum(logits, batch) / tuner.loss_units(rows)

@@ -30,7 +30,7 @@ from components.lib.training.optim import SCHEDULERS
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CLASS_WEIGHTS = ("balanced", "none")
-CURRICULA = ("none", "length")
+CURRICULA = ("none", "length", "rarity")
 AT_LEAST_ONE = (1, math.inf, "[]")
 NOT_NEGATIVE = (0, math.inf, "[]")
 POSITIVE = (0, math.inf, "()")
@@ -120,13 +120,16 @@ class TrainConfig:
     pin_memory: bool = setting(True, "Pin batches in page-locked memory for faster copies to the GPU (ignored on CPU).", resume=False)
     group_by_length: bool = setting(True, "Batch rows of similar length together (less padding); the order stays seeded.", card=True)
     curriculum: str = setting("none", "length: short texts first, the pool widening to all rows over --curriculum_epochs (Platanios"
-                              " et al. 2019); none: off.", choices=CURRICULA, only_for=CLASSIFIERS)  # fmt: skip
-    curriculum_epochs: int = setting(1, "Epochs over which the curriculum's pool grows to every row; plain epochs follow.",
-                                     within=NOT_NEGATIVE, only_for=CLASSIFIERS)  # fmt: skip
-    curriculum_start: float = setting(0.2, "Share of the rows (the shortest) in the pool at the first step, in (0, 1].",
-                                      within=(0, 1, "(]"), only_for=CLASSIFIERS)  # fmt: skip
-    curriculum_pacing: str = setting("root", "How the pool grows: root (fast at first, as in the paper) or linear.", choices=PACINGS,
-                                     only_for=CLASSIFIERS)  # fmt: skip
+                              " et al. 2019); causal_lm: short contexts first, the block length growing (sequence-length warmup,"
+                              " Li et al. 2022); rarity: rows of frequent tokens first, the pool widening alike; none: off.",
+                              choices=CURRICULA)  # fmt: skip
+    curriculum_epochs: int = setting(1, "Epochs over which the curriculum's pool (causal_lm length: the block) grows to all; plain"
+                                     " epochs follow.", within=NOT_NEGATIVE)  # fmt: skip
+    curriculum_start: float = setting(0.2, "Share of the rows (the easiest; causal_lm length: of the block) at the first step, in (0, 1].",
+                                      within=(0, 1, "(]"))  # fmt: skip
+    curriculum_pacing: str = setting(
+        "root", "How the pool (or context) grows: root (fast at first, as in the paper) or linear.", choices=PACINGS
+    )
     max_steps: int = setting(0, "Stop after this many optimizer steps; 0 = run all epochs.", within=NOT_NEGATIVE)
     checkpoint_every_steps: int = setting(0, "Checkpoint every N optimizer steps; SIGTERM checkpoints too. Both need checkpoint_uri.",
                                           resume=False, within=NOT_NEGATIVE)  # fmt: skip

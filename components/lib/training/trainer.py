@@ -163,6 +163,14 @@ class FineTuner(EvaluationTracking, Checkpointing):
         self.scaler.scale(loss_sum * self.dist.world_size / step_rows).backward()
         return loss_sum.detach()
 
+    def mean_loss(self, batch: dict[str, torch.Tensor], rows: np.ndarray) -> torch.Tensor:
+        """One batch's mean training loss as a step weighs it (its loss summed over its loss units, divided by
+        their number: rows for a classifier, predicted tokens for a language model): the LR range test's."""
+        batch = {key: value.to(self.device) for key, value in batch.items()}
+        with self.autocast():
+            logits = self.model(batch["input_ids"], batch["attention_mask"])
+        return self.loss_sum(logits, batch) / self.loss_units(rows)
+
     def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The micro-batch's loss summed over its loss units (`loss_units`): here cross-entropy over rows, with
         class weights and label smoothing, and distillation from a teacher's logits. A task with another

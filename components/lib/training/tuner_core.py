@@ -15,7 +15,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from components.lib.data.batching import TokenizedSplit, curriculum_epoch, plan_epoch
+from components.lib.data.batching import TokenizedSplit, curriculum_epoch, mean_token_rarity, plan_epoch
 from components.lib.modelling.classifier import TrainableModel
 from components.lib.training.distributed import Distributed
 from components.lib.training.loop_parts import Progress, autocast_dtype, log
@@ -100,10 +100,17 @@ class TunerCore:
         weights = np.divide(counts.sum(), len(counts) * counts, out=np.zeros_like(counts), where=counts > 0)
         return torch.tensor(weights, dtype=torch.float32).to(self.device)
 
+    def row_difficulty(self) -> np.ndarray | None:
+        """Each train row's difficulty for a pool curriculum, easiest lowest: its length in tokens (--curriculum
+        length) or the mean rarity of its tokens (rarity); None where the curriculum is not a pool of rows."""
+        if self.config.curriculum == "rarity":
+            return mean_token_rarity(self.train_split)
+        return self.train_split.lengths.astype(np.float64)
+
     def plan(self, epoch: int) -> list[np.ndarray]:
         config = self.config
-        if config.curriculum == "length" and epoch < config.curriculum_epochs:
-            batches = curriculum_epoch(self.train_split.lengths, self.global_batch_size, config.seed, epoch,
+        if config.curriculum != "none" and epoch < config.curriculum_epochs and (difficulty := self.row_difficulty()) is not None:
+            batches = curriculum_epoch(difficulty, self.global_batch_size, config.seed, epoch,
                                        config.curriculum_epochs, config.curriculum_start, config.curriculum_pacing)  # fmt: skip
         else:
             batches = plan_epoch(self.train_split.lengths, self.global_batch_size, config.seed, epoch, config.group_by_length)
