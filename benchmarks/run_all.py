@@ -29,6 +29,7 @@ from benchmarks import (
     inference_latency,
     kfold_learning_rates,
     label_noise,
+    lm_curriculum,
     memory_scaling,
     model_families,
     multilabel,
@@ -68,6 +69,7 @@ BENCHMARKS = {
     "evaluation": ("benchmarks.evaluation_checks",),
     "label_noise": ("benchmarks.label_noise",),
     "generation": ("benchmarks.generation",),
+    "lm_curriculum": ("benchmarks.lm_curriculum", "--epochs", "16"),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -87,6 +89,7 @@ SECTIONS = [
     ("evaluation", "14. Evaluation that decides: label audit, slices, abstention, the production comparison", evaluation_checks.markdown),
     ("label_noise", "15. Dropping suspect labels, and slices by a source column", label_noise.markdown),
     ("generation", "16. Generation with and without the KV cache", generation.markdown),
+    ("lm_curriculum", "17. Curricula for a causal language model: sequence-length warmup and rarity", lm_curriculum.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],

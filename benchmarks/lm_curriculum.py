@@ -1,0 +1,84 @@
+"""Benchmark 17: curricula for a causal LM (issue 33) on the Hindi corpus of configs/causal-lm.yaml.
+
+    python -m benchmarks.lm_curriculum [--seeds 1,2,3] [--epochs 32]
+
+The recipe of configs/causal-lm.yaml (BPE 1000, blocks of 128, GPT-2 tiny from scratch, batch 16, lr
+2e-3, cosine), trained with no curriculum, with sequence-length warmup (`curriculum=length`: contexts
+from a quarter of the block, growing by the root pacing over the first quarter of the epochs), and
+with the rarity pool (`curriculum=rarity`, the same start and span), each with three seeds; the
+evaluate stage's test perplexity and the train stage's wall time, each train in a process of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.causal_lm import BATCH_SIZE, BLOCK_SIZE, CORPUS, LEARNING_RATE, LM_SIZE, VOCAB_SIZE
+from benchmarks.common import BASE_MODEL, REPO, machine, markdown_table
+
+CURRICULA = ("none", "length", "rarity")
+START = 0.25
+
+
+def prepare(work: Path) -> Path:
+    from components.preprocess import preprocess
+    from components.tokenize import tokenize
+
+    preprocess(input_uri=CORPUS, output_uri=str(work / "data"), task="causal_lm", document_unit="paragraph")
+    tokenize(data_uri=str(work / "data"), output_uri=str(work / "tokens"), base_model=BASE_MODEL, tokenizer="bpe", vocab_size=VOCAB_SIZE,
+             block_size=BLOCK_SIZE)  # fmt: skip
+    return work / "tokens"
+
+
+def run(tokens: Path, work: Path, curriculum: str, seed: int, epochs: int) -> dict:
+    model, evaluation = work / f"model-{curriculum}-{seed}", work / f"evaluation-{curriculum}-{seed}"
+    flags = ["--data_uri", str(tokens), "--output_uri", str(model), "--lm_size", LM_SIZE, "--epochs", str(epochs), "--batch_size",
+             str(BATCH_SIZE), "--learning_rate", str(LEARNING_RATE), "--scheduler", "cosine", "--seed", str(seed), "--report_to", "none",
+             "--curriculum", curriculum, "--curriculum_start", str(START), "--curriculum_epochs", str(max(1, epochs // 4))]  # fmt: skip
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "components.train", *flags], cwd=REPO, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    subprocess.run([sys.executable, "-m", "components.evaluate", "--model_uri", str(model), "--data_uri", str(tokens), "--output_uri",
+                    str(evaluation)], cwd=REPO, check=True, capture_output=True)  # fmt: skip
+    test = json.loads((evaluation / "metrics.json").read_text())["test"]
+    return {"curriculum": curriculum, "seed": seed, "test_perplexity": round(test["perplexity"], 2), "train_seconds": round(seconds, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--epochs", type=int, default=32)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lm-curriculum-") as folder:
+        work = Path(folder)
+        tokens = prepare(work)
+        runs = [run(tokens, work, curriculum, int(seed), args.epochs) for seed in args.seeds.split(",") for curriculum in CURRICULA]
+    print(json.dumps({"machine": machine(), "epochs": args.epochs, "runs": runs}))
+    return 0
+
+
+def markdown(result: dict) -> str:
+    rows = []
+    for curriculum in CURRICULA:
+        runs = [entry for entry in result["runs"] if entry["curriculum"] == curriculum]
+        perplexities = [entry["test_perplexity"] for entry in runs]
+        rows.append([curriculum, " / ".join(f"{value:.2f}" for value in perplexities), f"{statistics.mean(perplexities):.2f}",
+                     f"{statistics.mean(entry['train_seconds'] for entry in runs):.0f}"])  # fmt: skip
+    return (
+        f"On {result['machine']}. configs/causal-lm.yaml's recipe ({result['epochs']} epochs), seeds"
+        f" {', '.join(sorted({str(entry['seed']) for entry in result['runs']}))}; curricula start at {START} (of the block for"
+        " `length`, of the blocks for `rarity`) and reach the whole over the first quarter of the epochs, root pacing. The machine"
+        " ran the test suite beside it, so train seconds are upper bounds, comparable only within this table.\n\n"
+        + markdown_table(["curriculum", "test perplexity by seed", "mean", "train seconds (mean)"], rows)
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
