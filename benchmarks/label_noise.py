@@ -52,13 +52,14 @@ def drug_slices(scratch: Path) -> dict:
 
 
 def main() -> int:
+    described = machine()  # now, not after the runs: the figures are of this code
     with tempfile.TemporaryDirectory(prefix="label-noise-bench-") as folder:
         scratch = Path(folder)
         drugs = drug_slices(scratch)  # first: the shorter run
         kept = tweet_run(scratch, drop=False)
         promote(scratch / "registry", 1)
         dropped = tweet_run(scratch, drop=True)
-    print(json.dumps({"machine": machine(), "tweets": {"kept": kept, "dropped": dropped}, "drug_reviews": drugs}))
+    print(json.dumps({"machine": described, "tweets": {"kept": kept, "dropped": dropped}, "drug_reviews": drugs}))
     return 0
 
 
