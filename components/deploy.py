@@ -93,9 +93,10 @@ def deploy(
     check_flags(canary_traffic_percent, min_replicas, max_replicas, ready_timeout_s)
     registry = Registry(registry_uri, model_name)
     number = registry.resolve(version)
-    task = task_for(read_manifest(registry.version_uri(number)), registry.version_uri(number))
-    if task.serving_refusal():
-        raise UserError(f"{model_name} version {number} {task.serving_refusal()}")
+    version_manifest = read_manifest(registry.version_uri(number))
+    refusal = task_for(version_manifest, registry.version_uri(number)).serving_refusal(version_manifest)
+    if refusal:
+        raise UserError(f"{model_name} version {number} {refusal}")
     services = connect(namespace)
     predictor = Predictor(
         service_name=service_name_for(model_name, service_name), namespace=services.namespace if services else namespace or "default",

@@ -14,19 +14,14 @@ speed go to the log and to the summary line.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
-import torch
-
 from components.lib.cli import StageResult, run_stage
 from components.lib.common_flags import takes_common_flags
-from components.lib.data.contract import MODEL_TYPE_FILE, MODEL_WEIGHTS_FILE
 from components.lib.errors import UserError
-from components.lib.modelling.language_model import MODEL_TYPE, CausalLanguageModel, Sampling
-from components.lib.modelling.sources import load_tokenizer
+from components.lib.modelling.language_model import CausalLanguageModel, Sampling, load_for_generation
 from components.lib.storage.registry import model_folder
 
 log = logging.getLogger("components.generate")
@@ -67,7 +62,7 @@ def generate(
     check_sampling(max_new_tokens, sampling)
     prompts = read_prompts(prompt, prompt_file)
     with model_folder(model_uri, registry_uri, model_name, version) as (folder, _manifest, where):
-        model, tokenizer = load_language_model(folder, where)
+        model, tokenizer = load_for_generation(folder, where)
         if stop_at_end_of_text and tokenizer.eos_token_id is not None:
             sampling = Sampling(greedy, temperature, top_k, top_p, stop_id=tokenizer.eos_token_id)
         generations = [continue_prompt(model, tokenizer, text, max_new_tokens, seed, sampling) for text in prompts]
@@ -101,20 +96,6 @@ def read_prompts(prompt: str, prompt_file: str) -> list[str]:
     if not prompts:
         raise UserError(f"{prompt_file}: holds no prompt (every line is empty)")
     return prompts
-
-
-def load_language_model(folder: Path, where: str):
-    """(the model on the best device, in eval mode; its tokenizer), or one line saying why this folder has none."""
-    kind = json.loads((folder / MODEL_TYPE_FILE).read_text()).get("model_type") if (folder / MODEL_TYPE_FILE).is_file() else None
-    if kind != MODEL_TYPE:
-        raise UserError(f"{where}: is not a causal language model (model type {kind!r}); generate continues text with one")
-    if not (folder / MODEL_WEIGHTS_FILE).is_file():
-        raise UserError(
-            f"{where}: holds no {MODEL_WEIGHTS_FILE} (an export from before generation was added keeps the ONNX graph only);"
-            " pass train's model folder as --model_uri, or export and register it again"
-        )
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return CausalLanguageModel.load(folder, where).to(device).eval(), load_tokenizer(where, str(folder))
 
 
 def continue_prompt(model: CausalLanguageModel, tokenizer, text: str, max_new_tokens: int, seed: int, sampling: Sampling) -> dict:

@@ -13,6 +13,8 @@ an empty text, too many texts, a body over the limit) is answered 400 with one l
 arrive together can share one model call (micro-batching, `--max_batch_size N`); it is off by default
 because on CPU it lost at every concurrency measured (benchmarks/RESULTS.md, section 8): a batch pads
 its texts to the longest, and onnxruntime already uses every core for one text.
+A registered causal language model is served instead on POST /v2/models/<name>/generate
+(components/lib/serving/generation.py), by PyTorch with the KV cache.
 In a KServe InferenceService this is the custom predictor's command; it listens on 8080 as KServe expects.
 """
 
@@ -24,8 +26,9 @@ import warnings
 
 from components.lib.cli import run_stage
 from components.lib.common_flags import takes_common_flags
-from components.lib.data.contract import ONNX_FP32_FILE, ONNX_INT8_FILE
+from components.lib.data.contract import CAUSAL_LM, ONNX_FP32_FILE, ONNX_INT8_FILE, task_of
 from components.lib.errors import UserError
+from components.lib.modelling.language_model import load_for_generation
 from components.lib.modelling.onnx_runtime import onnx_text_classifier
 from components.lib.serving.sdk import KSERVE_HTTP_PORT, import_kserve
 from components.lib.storage.registry import Registry
@@ -47,6 +50,7 @@ def serve(
     max_instances: int = 64,
     max_text_chars: int = 10_000,
     max_request_bytes: int = 4_194_304,
+    max_new_tokens: int = 256,
 ) -> None:
     """Serve a registered model over HTTP (KServe V1 and V2 protocols) until SIGTERM or Ctrl-C.
 
@@ -58,13 +62,17 @@ def serve(
       max_instances: Most texts in one request.
       max_text_chars: Most characters in one text.
       max_request_bytes: Largest request body in bytes, chunked or not: reading stops there, with a 413.
+      max_new_tokens: A language model: the most tokens one generate request may ask for, and what it gets if it does not say.
     """
-    check_flags(precision, port, max_batch_size, max_batch_wait_ms, (max_instances, max_text_chars, max_request_bytes))
+    check_flags(precision, port, max_batch_size, max_batch_wait_ms, (max_instances, max_text_chars, max_request_bytes, max_new_tokens))
     check_port_free(port)
     registry = Registry(registry_uri, model_name)
     with registry.fetch(version) as (number, folder, manifest):
-        model_file = model_file_for(precision, folder, model_name, number)
         where = f"{model_name} version {number} in {registry_uri}"
+        if task_of(manifest) == CAUSAL_LM:
+            serve_language_model(folder, where, model_name, str(number), port, (max_text_chars, max_new_tokens), max_request_bytes)
+            return
+        model_file = model_file_for(precision, folder, model_name, number)
         classifier = onnx_text_classifier(folder, manifest, where, model_file)
         log.info("serving %s (%s) on port %d; try:\n  curl -s localhost:%d/v1/models/%s:predict -H 'Content-Type: application/json' "
                  "-d '{\"instances\": [\"What a great day!\"]}'", where, model_file, port, port, model_name)  # fmt: skip
@@ -88,7 +96,33 @@ def serve(
         kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([service])
 
 
-def check_flags(precision: str, port: int, max_batch_size: int, max_batch_wait_ms: float, limits: tuple[int, int, int]) -> None:
+def serve_language_model(
+    folder, where: str, model_name: str, version: str, port: int, limits: tuple[int, int], max_request_bytes: int
+) -> None:
+    """A registered causal LM, generating with PyTorch and the KV cache on POST /v2/models/<name>/generate
+    (limits: the most characters of a prompt, the most new tokens of a request)."""
+    model, tokenizer = load_for_generation(folder, where)
+    kserve = import_kserve()
+    from fastapi.exceptions import RequestValidationError
+    from kserve import model_server
+
+    from components.lib.serving.generation import GenerationLimits, LanguageModelService, add_generate_route, generate_path
+    from components.lib.serving.request_guard import RequestGuard, schema_refusal
+    from components.lib.serving.service import OneLineRefusals
+
+    log.info("serving %s (PyTorch, KV cache; --precision is for classifiers) on port %d; try:\n  curl -s localhost:%d%s"
+             " -H 'Content-Type: application/json' -d '{\"text_input\": \"...\", \"parameters\": {\"max_tokens\": 40}}'",
+             where, port, port, generate_path(model_name))  # fmt: skip
+    service = LanguageModelService(model_name, version, model, tokenizer, GenerationLimits(*limits))
+    service.load()
+    logging.getLogger("kserve").addFilter(OneLineRefusals())
+    model_server.app.add_middleware(RequestGuard, max_bytes=max_request_bytes)
+    model_server.app.add_exception_handler(RequestValidationError, schema_refusal)
+    add_generate_route(model_server.app, service)
+    kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([service])
+
+
+def check_flags(precision: str, port: int, max_batch_size: int, max_batch_wait_ms: float, limits: tuple[int, ...]) -> None:
     if precision not in PRECISIONS:
         raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
     if not 0 < port < 65536:
@@ -96,7 +130,7 @@ def check_flags(precision: str, port: int, max_batch_size: int, max_batch_wait_m
     if max_batch_size < 0 or max_batch_wait_ms < 0:
         raise UserError("--max_batch_size and --max_batch_wait_ms must not be negative")
     if min(limits) < 1:
-        raise UserError("--max_instances, --max_text_chars and --max_request_bytes must be at least 1")
+        raise UserError("--max_instances, --max_text_chars, --max_request_bytes and --max_new_tokens must be at least 1")
 
 
 def check_port_free(port: int) -> None:

@@ -259,14 +259,22 @@ def test_a_local_registry_is_refused_for_a_cluster_and_warned_about_without_one(
     assert "is a local folder" in caplog.text and (tmp_path / "out" / INFERENCE_SERVICE_FILE).is_file()
 
 
-def test_a_language_model_is_refused_before_touching_the_cluster(cluster, tmp_path):
-    """The model server serves classifiers: a registered causal LM is refused in one line, not rolled out to fail."""
+def test_a_language_model_without_its_weights_is_refused_before_touching_the_cluster(cluster, tmp_path, monkeypatch):
+    """The model server generates with a language model's PyTorch weights: a version registered without them (the
+    ONNX graph alone, as export wrote before generation) is refused in one line, not rolled out to fail; with them
+    it is rendered like a classifier."""
     root = str(tmp_path / "registry")
     with staged_output(Registry(root, MODEL).version_uri(1), extra={"lineage": {TASK_KEY: CAUSAL_LM}}) as out:
         (out / "model.onnx").write_bytes(b"onnx")
-    with pytest.raises(UserError, match=f"{MODEL} version 1 is a causal language model"):
+    with pytest.raises(UserError, match=f"{MODEL} version 1 is a causal language model registered without model.safetensors"):
         deploy_version(root, "1", tmp_path / "out")
     assert cluster.requests == []
+    with staged_output(Registry(root, MODEL).version_uri(2), extra={"lineage": {TASK_KEY: CAUSAL_LM}}) as out:
+        (out / "model.onnx").write_bytes(b"onnx")
+        (out / "model.safetensors").write_bytes(b"weights")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    deploy_version(root, "2", tmp_path / "rendered")
+    assert (tmp_path / "rendered" / INFERENCE_SERVICE_FILE).is_file()
 
 
 def test_the_predictor_is_a_valid_kubernetes_pod_spec(registry, tmp_path, monkeypatch):

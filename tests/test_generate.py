@@ -107,5 +107,5 @@ def test_a_classifier_is_refused_in_one_line(prepared_data, tiny_model, tmp_path
     assert (
         result.stderr.strip()
         .splitlines()[-1]
-        .endswith("is not a causal language model (model type 'transformer'); generate continues text with one")
+        .endswith("is not a causal language model (model type 'transformer'); generate and serve continue text with one")
     )

@@ -315,7 +315,7 @@ def test_a_version_without_int8_is_served_in_fp32_with_a_warning(registry, tmp_p
     [
         (["--model_name", "nobody"], "nobody"),
         (["--precision", "int4"], "--precision: 'int4' is not one of int8, fp32"),
-        (["--max_instances", "0"], "--max_instances, --max_text_chars and --max_request_bytes must be at least 1"),
+        (["--max_instances", "0"], "--max_instances, --max_text_chars, --max_request_bytes and --max_new_tokens must be at least 1"),
     ],
 )
 def test_bad_flags_are_refused_with_one_line(registry, flags, message):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from components.lib.data.contract import MODEL_TYPE_FILE
+from components.lib.data.contract import MODEL_TYPE_FILE, MODEL_WEIGHTS_FILE
+from components.lib.errors import UserError
 from components.lib.modelling.classifier import TrainableModel
 from components.lib.modelling.sources import describe_load_failure
 
@@ -235,3 +236,19 @@ def score_blocks(model, split, batch_size: int, device: torch.device, pad_id: in
             tokens += int(real.sum())
             correct += int(((logits[:, :-1].argmax(dim=-1) == batch["input_ids"][:, 1:]) & real).sum())
     return BlockScores(loss_sum, tokens, correct)
+
+
+def load_for_generation(folder: Path, where: str):
+    """(the model on the best device, in eval mode; its tokenizer), or one line saying why this folder has none."""
+    kind = json.loads((folder / MODEL_TYPE_FILE).read_text()).get("model_type") if (folder / MODEL_TYPE_FILE).is_file() else None
+    if kind != MODEL_TYPE:
+        raise UserError(f"{where}: is not a causal language model (model type {kind!r}); generate and serve continue text with one")
+    if not (folder / MODEL_WEIGHTS_FILE).is_file():
+        raise UserError(
+            f"{where}: holds no {MODEL_WEIGHTS_FILE} (an export from before generation was added keeps the ONNX graph only);"
+            " export and register it again, or give generate train's model folder"
+        )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from components.lib.modelling.sources import load_tokenizer
+
+    return CausalLanguageModel.load(folder, where).to(device).eval(), load_tokenizer(where, str(folder))

@@ -136,8 +136,8 @@ class Task(ABC):
     def model_origin(self, lineage: dict) -> str:
         """`registry show`'s line for what the model was made from."""
 
-    def serving_refusal(self) -> str | None:
-        """Why the model server cannot serve this task's models ("is a ...; ..."); None: it can."""
+    def serving_refusal(self, manifest: dict) -> str | None:
+        """Why the model server cannot serve this registry version of this task ("is a ...; ..."); None: it can."""
         return None
 
     def fold_ensemble(self, folds: list[Any]) -> list[str]:

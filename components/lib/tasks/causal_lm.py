@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.lib.common_flags import MAX_PERPLEXITY
-from components.lib.data.contract import CAUSAL_LM
+from components.lib.data.contract import CAUSAL_LM, MODEL_WEIGHTS_FILE
 from components.lib.quality_gate import Gate, Verdict
 from components.lib.tasks.base import ExportFlags, GateInputs, StageUris, Task, TokenizeFlags, TrainingRequest, TrainingSetup
 
@@ -130,10 +130,12 @@ class CausalLanguageModelTask(Task):
 
         return language_model_origin(lineage, lineage.get("training", {}))
 
-    def serving_refusal(self) -> str | None:
+    def serving_refusal(self, manifest: dict) -> str | None:
+        if MODEL_WEIGHTS_FILE in manifest.get("files", {}):
+            return None
         return (
-            "is a causal language model; the model server (components.serve) serves classifiers,"
-            " and serving a language model is not built yet"
+            f"is a causal language model registered without {MODEL_WEIGHTS_FILE} (exported before generation was added);"
+            " the model server generates with them: export and register it again"
         )
 
     def summary_lines(self, evaluation: dict, export_report: dict) -> list[str]:
