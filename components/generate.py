@@ -7,8 +7,8 @@
 The model is the PyTorch one (train's folder, or a registry version, which holds its weights beside
 the ONNX graph): Hugging Face's `generate` with the KV cache costs one step per new token, where the
 exported ONNX graph, which has no cache inputs, would re-read the whole context for each. Sampling is
-seeded; generation stops at the end-of-text token or after --max_new_tokens. A prompt longer than the
-model's context leaves room for the new tokens by losing its start (logged). Each prompt's text and
+seeded; generation stops at the end-of-text token or after --max_new_tokens, going on past the model's
+context in a sliding window. A prompt longer than the model's context loses its start (logged). Each prompt's text and
 speed go to the log and to the summary line.
 """
 
@@ -102,14 +102,12 @@ def continue_prompt(model: CausalLanguageModel, tokenizer, text: str, max_new_to
     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not prompt_ids:
         raise UserError(f"prompt {text[:60]!r}: the tokenizer makes no tokens of it")
-    kept_ids, new_tokens = model.fit_to_context(prompt_ids, max_new_tokens)
-    if (len(kept_ids), new_tokens) != (len(prompt_ids), max_new_tokens):
-        log.warning(
-            "prompt %r: %d tokens and %d new do not fit the model's %d positions; kept the last %d prompt tokens and %d new",
-            text[:40], len(prompt_ids), max_new_tokens, model.max_positions, len(kept_ids), new_tokens,
-        )  # fmt: skip
+    kept_ids = model.fit_to_context(prompt_ids)
+    if len(kept_ids) < len(prompt_ids):
+        log.warning("prompt %r: %d tokens, more than the model's %d positions leave room for; kept the last %d",
+                    text[:40], len(prompt_ids), model.max_positions, len(kept_ids))  # fmt: skip
     started = time.perf_counter()
-    ids = model.generate(kept_ids, new_tokens, seed, sampling)
+    ids = model.generate(kept_ids, max_new_tokens, seed, sampling)
     seconds = time.perf_counter() - started
     continuation = ids[len(kept_ids) :]
     shown = tokenizer.decode(continuation, skip_special_tokens=True)

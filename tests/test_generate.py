@@ -58,13 +58,19 @@ def test_sampling_is_seeded_and_stops_after_the_end_of_text_token(model):
     assert model.generate(PROMPT, 12, seed=0, sampling=Sampling(greedy=True, stop_id=stop)) == greedy[:6]
 
 
-def test_a_prompt_longer_than_the_context_keeps_its_end_and_room_for_the_new_tokens(model):
+def follows_the_cycle(ids: list[int]) -> float:
+    """The share of consecutive word pairs where the second is the word after the first in the training cycle."""
+    pairs = [(first, second) for first, second in zip(ids, ids[1:]) if first and second]
+    return sum(second == 1 + first % len(WORDS) for first, second in pairs) / len(pairs)
+
+
+def test_a_prompt_longer_than_the_context_keeps_its_end_and_generation_slides_past_the_context(model):
     room = model.max_positions
     prompt = [1 + index % len(WORDS) for index in range(3 * room)]
-    kept, new_tokens = model.fit_to_context(prompt, 5)
-    assert new_tokens == 5 and kept == prompt[-(room - 5) :]
-    assert model.fit_to_context(prompt, 10 * room) == (prompt[-1:], room - 1)
-    assert len(model.generate(prompt, 5, seed=0, sampling=Sampling(greedy=True))) == room
+    assert model.fit_to_context(prompt) == prompt[-(room - 1) :]
+    generated = model.generate(prompt, 3 * room, seed=0, sampling=Sampling(greedy=True))
+    assert len(generated) == room - 1 + 3 * room  # three contexts' worth of new tokens
+    assert follows_the_cycle(generated[room - 1 :]) > 0.8  # each window, read afresh, goes on with the cycle
 
 
 def test_the_command_continues_each_prompt_from_exports_folder(trained_lm, lm_tokens, tmp_path):  # noqa: F811
@@ -109,3 +115,9 @@ def test_a_classifier_is_refused_in_one_line(prepared_data, tiny_model, tmp_path
         .splitlines()[-1]
         .endswith("is not a causal language model (model type 'transformer'); generate and serve continue text with one")
     )
+
+
+def test_without_a_stop_it_generates_every_token_asked_for_through_end_of_text(model):
+    """evaluate's samples ask for no stop: the end-of-text token is one more token, as in the training stream."""
+    sampled = [model.generate(PROMPT, 40, seed=seed, sampling=Sampling(temperature=3.0, top_k=0)) for seed in range(5)]
+    assert all(len(ids) == len(PROMPT) + 40 for ids in sampled) and any(0 in ids[len(PROMPT) :] for ids in sampled)

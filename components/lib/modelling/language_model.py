@@ -128,41 +128,51 @@ class CausalLanguageModel(TrainableModel):
         self.network.save_pretrained(folder)
         (folder / MODEL_TYPE_FILE).write_text(json.dumps({"model_type": self.model_type}) + "\n")
 
-    def fit_to_context(self, prompt_ids: list[int], new_tokens: int) -> tuple[list[int], int]:
-        """The prompt's last tokens and the new tokens that fit the model's positions together (at most all
-        but one position new, so that one prompt token stays)."""
+    def fit_to_context(self, prompt_ids: list[int]) -> list[int]:
+        """The prompt's last tokens that leave at least one of the model's positions free for a new token."""
         room = self.max_positions
-        if room is None:
-            return prompt_ids, new_tokens
-        new_tokens = min(new_tokens, room - 1)
-        return prompt_ids[-(room - new_tokens) :], new_tokens
+        return prompt_ids if room is None else prompt_ids[-(room - 1) :]
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[int], new_tokens: int, seed: int, sampling: Sampling | None = None) -> list[int]:
-        """The prompt and up to `new_tokens` tokens after it, by Hugging Face's `generate` with the KV cache
-        (each new token one step over the cached keys and values), seeded; stops at `sampling.stop_id`.
-        The prompt is cut from the left to leave room for `new_tokens` in the model's context."""
+        """The prompt (cut by fit_to_context) and up to `new_tokens` tokens after it, by Hugging Face's `generate`
+        with the KV cache (each new token one step over the cached keys and values), seeded; stops after
+        `sampling.stop_id`. Past the model's positions it goes on from the last half of its context, read
+        afresh: a sliding window whose cache is rebuilt once every half context."""
         sampling = sampling or Sampling()
-        prompt_ids, new_tokens = self.fit_to_context(prompt_ids, new_tokens)
+        ids = self.fit_to_context(prompt_ids)
+        start, room = len(ids), self.max_positions or len(ids) + new_tokens
         device = next(self.parameters()).device
-        prompt = torch.tensor([prompt_ids], device=device)
-        stop = sampling.stop_id if sampling.stop_id is not None else -1  # -1: no token stops it
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            generated = self.network.generate(
-                input_ids=prompt,
-                attention_mask=torch.ones_like(prompt),
-                max_new_tokens=new_tokens,
-                min_new_tokens=0,
-                do_sample=not sampling.greedy,
-                temperature=sampling.temperature if not sampling.greedy else None,
-                top_k=sampling.top_k if not sampling.greedy else None,
-                top_p=sampling.top_p if not sampling.greedy else None,
-                eos_token_id=stop if stop >= 0 else None,
-                pad_token_id=self.network.config.pad_token_id if self.network.config.pad_token_id is not None else 0,
-                use_cache=sampling.use_cache,
-            )
-        return generated[0].tolist()
+            while len(ids) - start < new_tokens:
+                context = ids if len(ids) < room else ids[-(room // 2) :]
+                wanted = min(new_tokens - (len(ids) - start), room - len(context))
+                produced = self.generate_within(context, wanted, sampling, device)
+                ids += produced
+                if sampling.stop_id is not None and sampling.stop_id in produced or len(produced) < wanted:
+                    break
+        return ids
+
+    def generate_within(self, context: list[int], new_tokens: int, sampling: Sampling, device: torch.device) -> list[int]:
+        """Up to `new_tokens` tokens after `context`, all within the model's positions."""
+        prompt = torch.tensor([context], device=device)
+        # Without a stop, an id no token has: Hugging Face's generate would otherwise stop at the config's end-of-text.
+        stop = sampling.stop_id if sampling.stop_id is not None else self.vocab_size
+        generated = self.network.generate(
+            input_ids=prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=new_tokens,
+            min_new_tokens=0,
+            do_sample=not sampling.greedy,
+            temperature=sampling.temperature if not sampling.greedy else None,
+            top_k=sampling.top_k if not sampling.greedy else None,
+            top_p=sampling.top_p if not sampling.greedy else None,
+            eos_token_id=stop,
+            pad_token_id=self.network.config.pad_token_id if self.network.config.pad_token_id is not None else 0,
+            use_cache=sampling.use_cache,
+        )
+        return generated[0, len(context) :].tolist()
 
 
 def layer_number(parameter_name: str) -> int | None:

@@ -57,7 +57,7 @@ class LanguageModelService(kserve.Model):
         if not ids:
             raise InvalidInput("text_input: the tokenizer makes no tokens of it")
         output = await asyncio.to_thread(self.model.generate, ids, new_tokens, seed, sampling)
-        kept = len(self.model.fit_to_context(ids, new_tokens)[0])
+        kept = len(self.model.fit_to_context(ids))
         GENERATED_TOKENS.labels(self.name).inc(len(output) - kept)
         text = self.tokenizer.decode(output[kept:], skip_special_tokens=True)
         return {"model_name": self.name, "model_version": self.version, "text_output": text, "new_tokens": len(output) - kept}
