@@ -5,6 +5,9 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO, run_module
 from tests.test_train import max_difference, weights
@@ -12,10 +15,22 @@ from tests.test_train import max_difference, weights
 FLAGS = ["--epochs", "2", "--learning_rate", "3e-3", "--report_to", "none", "--logging_steps", "1"]
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(prepared_data, tiny_model_without_dropout, tmp_path):
-    common = ["--data_uri", str(prepared_data[1]), "--base_model", str(tiny_model_without_dropout), *FLAGS]
-    single = run_module("components.train", *common, "--output_uri", str(tmp_path / "single"), "--batch_size", "8")
-    assert single.returncode == 0, single.stderr[-2000:]
+@pytest.fixture(scope="module")
+def single(prepared_data, tiny_model_without_dropout, tmp_path_factory) -> Path:
+    """One process, batch 8: what the distributed runs must match."""
+    out = tmp_path_factory.mktemp("single") / "model"
+    result = run_module("components.train", *common_flags(prepared_data, tiny_model_without_dropout), "--output_uri", str(out),
+                        "--batch_size", "8")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def common_flags(prepared_data, model) -> list[str]:
+    return ["--data_uri", str(prepared_data[1]), "--base_model", str(model), *FLAGS]
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(prepared_data, tiny_model_without_dropout, single, tmp_path):
+    common = common_flags(prepared_data, tiny_model_without_dropout)
     # --processes 2 relaunches the same command under torchrun; each process takes 4 rows of every 8.
     double = run_module(
         "components.train",
@@ -31,14 +46,14 @@ def test_two_processes_match_one_process_with_the_same_global_batch(prepared_dat
     assert double.returncode == 0, double.stderr[-3000:]
     # Equal up to float summation order (all-reduce adds the two halves' gradients in another order;
     # Adam then magnifies differences on parameters whose gradients are near zero) ...
-    assert max_difference(weights(tmp_path / "ddp"), weights(tmp_path / "single")) < 1e-4
+    assert max_difference(weights(tmp_path / "ddp"), weights(single)) < 1e-4
     # ... while a different global batch gives really different weights.
     other = run_module("components.train", *common, "--output_uri", str(tmp_path / "other"), "--batch_size", "4")
     assert other.returncode == 0, other.stderr[-2000:]
-    assert max_difference(weights(tmp_path / "other"), weights(tmp_path / "single")) > 1e-2
+    assert max_difference(weights(tmp_path / "other"), weights(single)) > 1e-2
     summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
     assert summary["world_size"] == 2
-    single_history = json.loads((tmp_path / "single" / "training_history.json").read_text())
+    single_history = json.loads((single / "training_history.json").read_text())
     ddp_history = json.loads((tmp_path / "ddp" / "training_history.json").read_text())
     assert [entry["step"] for entry in ddp_history["steps"]] == [entry["step"] for entry in single_history["steps"]]
     for ours, theirs in zip(ddp_history["steps"], single_history["steps"]):
@@ -52,14 +67,12 @@ def free_port() -> int:
 
 
 def test_two_nodes_as_kubeflow_trainer_starts_them_match_one_process_with_the_same_global_batch(
-    prepared_data, tiny_model_without_dropout, tmp_path
+    prepared_data, tiny_model_without_dropout, single, tmp_path
 ):
     """Two torchrun agents on loopback, each given only the PET_* variables Kubeflow Trainer's torch plugin sets
     (EnforceMLPolicy), one process each: train joins them into one job of two ranks (no --standalone) whose
     weights are those of one process with the same global batch."""
-    common = ["--data_uri", str(prepared_data[1]), "--base_model", str(tiny_model_without_dropout), *FLAGS]
-    single = run_module("components.train", *common, "--output_uri", str(tmp_path / "single"), "--batch_size", "8")
-    assert single.returncode == 0, single.stderr[-2000:]
+    common = common_flags(prepared_data, tiny_model_without_dropout)
     trainer_variables = {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "1", "PET_MASTER_ADDR": "127.0.0.1",
                          "PET_MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}  # fmt: skip
     nodes = [
@@ -78,7 +91,7 @@ def test_two_nodes_as_kubeflow_trainer_starts_them_match_one_process_with_the_sa
     assert "training as one of 2 nodes (PET_NNODES=2), under torchrun" in outputs[0][1]
     assert json.loads((tmp_path / "node0" / "train_summary.json").read_text())["world_size"] == 2
     assert not (tmp_path / "node1").exists()  # rank 0 alone writes the model
-    assert max_difference(weights(tmp_path / "node0"), weights(tmp_path / "single")) < 1e-4
+    assert max_difference(weights(tmp_path / "node0"), weights(single)) < 1e-4
 
 
 def test_a_node_count_that_is_no_number_is_refused_in_one_line(prepared_data, tiny_model, tmp_path):

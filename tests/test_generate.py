@@ -103,11 +103,11 @@ def test_bad_generation_flags_are_one_line_before_the_model_is_loaded(flags, mes
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {message}"]
 
 
-def test_a_classifier_is_refused_in_one_line(prepared_data, tiny_model, tmp_path):
-    from components.train import train
-    from tests.conftest import train_flags
+def test_a_classifier_is_refused_in_one_line(tmp_path):
+    from components.lib.storage.artifacts import staged_output
 
-    train(data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "classifier"), base_model=str(tiny_model), **train_flags(epochs=1))
+    with staged_output(str(tmp_path / "classifier")) as out:  # a committed model folder of another kind
+        (out / "model_type.json").write_text(json.dumps({"model_type": "transformer"}))
     result = run_module("components.generate", "--model_uri", str(tmp_path / "classifier"), "--prompt", "hello")
     assert result.returncode == 2
     assert (
