@@ -55,7 +55,7 @@ def markdown(result: dict) -> str:
     rows = [[row["size"], row["new_tokens"], row["cached"], row["uncached"], f"{row['cached'] / row['uncached']:.2f}x"]
             for row in result["rows"]]  # fmt: skip
     return (
-        f"On {result['machine']}, {result['torch_threads']} torch threads. Greedy generation from an 8-token prompt to the"
+        f"On {result['machine']}. Greedy generation from an 8-token prompt to the"
         f" {BLOCK}-token context, vocabulary {VOCABULARY}, random weights, best of three:\n\n"
         + markdown_table(["size", "new tokens", "tokens/s with the KV cache", "tokens/s without", "cache speed-up"], rows)
     )
