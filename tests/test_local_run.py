@@ -236,7 +236,7 @@ def test_a_typo_on_the_command_line_is_blamed_on_the_command_line_not_the_config
     result = run_module("pipelines.local_run", "--config", "configs/default.yaml", "text_colum=tweet")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: text_colum=tweet: unknown key (did you mean text_column, label_column, label_columns?)"
+        "error: text_colum=tweet: unknown key (did you mean text_column, label_column, slice_columns?)"
     ]
     assert "configs/default.yaml" not in result.stderr
 
