@@ -72,12 +72,9 @@ def generate(
 def check_sampling(max_new_tokens: int, sampling: Sampling) -> None:
     if max_new_tokens < 1:
         raise UserError(f"--max_new_tokens: must be at least 1, got {max_new_tokens}")
-    if not sampling.temperature > 0:
-        raise UserError(f"--temperature: must be above 0, got {sampling.temperature}; --greedy true takes the most likely token")
-    if sampling.top_k < 0:
-        raise UserError(f"--top_k: must be 0 (all tokens) or more, got {sampling.top_k}")
-    if not 0 < sampling.top_p <= 1:
-        raise UserError(f"--top_p: must be in (0, 1], got {sampling.top_p}")
+    if problem := sampling.problem():
+        greedy_hint = "; --greedy true takes the most likely token" if problem.startswith("temperature") else ""
+        raise UserError(f"--{problem}{greedy_hint}")
 
 
 def read_prompts(prompt: str, prompt_file: str) -> list[str]:

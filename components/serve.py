@@ -76,24 +76,13 @@ def serve(
         classifier = onnx_text_classifier(folder, manifest, where, model_file)
         log.info("serving %s (%s) on port %d; try:\n  curl -s localhost:%d/v1/models/%s:predict -H 'Content-Type: application/json' "
                  "-d '{\"instances\": [\"What a great day!\"]}'", where, model_file, port, port, model_name)  # fmt: skip
-        kserve = import_kserve()
-        from fastapi.exceptions import RequestValidationError
-        from kserve import model_server
-
+        import_kserve()  # before the modules that import kserve
         from components.lib.serving.protocol import RequestLimits
-        from components.lib.serving.request_guard import RequestGuard, schema_refusal
-        from components.lib.serving.service import OneLineRefusals, TextClassifierService
+        from components.lib.serving.service import TextClassifierService
 
         limits = RequestLimits(max_instances, max_text_chars)
         batching = (max_batch_size, max_batch_wait_ms) if max_batch_size else None
-        service = TextClassifierService(model_name, str(number), classifier, limits, batching)
-        service.load()
-        logging.getLogger("kserve").addFilter(OneLineRefusals())
-        # kserve's V1 handler returns FastAPI's ORJSONResponse, which FastAPI now warns about on every request.
-        warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-        model_server.app.add_middleware(RequestGuard, max_bytes=max_request_bytes)  # before any handler reads a body
-        model_server.app.add_exception_handler(RequestValidationError, schema_refusal)
-        kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([service])
+        start_server(TextClassifierService(model_name, str(number), classifier, limits, batching), port, max_request_bytes)
 
 
 def serve_language_model(
@@ -102,23 +91,34 @@ def serve_language_model(
     """A registered causal LM, generating with PyTorch and the KV cache on POST /v2/models/<name>/generate
     (limits: the most characters of a prompt, the most new tokens of a request)."""
     model, tokenizer = load_for_generation(folder, where)
-    kserve = import_kserve()
-    from fastapi.exceptions import RequestValidationError
-    from kserve import model_server
-
+    import_kserve()  # before the modules that import kserve
     from components.lib.serving.generation import GenerationLimits, LanguageModelService, add_generate_route, generate_path
-    from components.lib.serving.request_guard import RequestGuard, schema_refusal
-    from components.lib.serving.service import OneLineRefusals
 
     log.info("serving %s (PyTorch, KV cache; --precision is for classifiers) on port %d; try:\n  curl -s localhost:%d%s"
              " -H 'Content-Type: application/json' -d '{\"text_input\": \"...\", \"parameters\": {\"max_tokens\": 40}}'",
              where, port, port, generate_path(model_name))  # fmt: skip
     service = LanguageModelService(model_name, version, model, tokenizer, GenerationLimits(*limits))
+    start_server(service, port, max_request_bytes, add_routes=lambda app: add_generate_route(app, service))
+
+
+def start_server(service, port: int, max_request_bytes: int, add_routes=None) -> None:
+    """Run KServe's model server with `service` (a kserve.Model) until SIGTERM: one-line refusals, the body-size
+    guard before any handler reads a body, schema errors as 400s, and any routes of the service's own."""
+    kserve = import_kserve()  # already imported by the caller, with the argv guard
+    from fastapi.exceptions import RequestValidationError
+    from kserve import model_server
+
+    from components.lib.serving.request_guard import RequestGuard, schema_refusal
+    from components.lib.serving.service import OneLineRefusals
+
     service.load()
     logging.getLogger("kserve").addFilter(OneLineRefusals())
+    # kserve's V1 handler returns FastAPI's ORJSONResponse, which FastAPI now warns about on every request.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     model_server.app.add_middleware(RequestGuard, max_bytes=max_request_bytes)
     model_server.app.add_exception_handler(RequestValidationError, schema_refusal)
-    add_generate_route(model_server.app, service)
+    if add_routes is not None:
+        add_routes(model_server.app)
     kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([service])
 
 

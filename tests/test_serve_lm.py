@@ -62,7 +62,7 @@ def test_generate_answers_the_models_continuation(lm_server):
         ({"text_input": "alpha", "parameters": {"max_tokens": True}}, "parameters.max_tokens: must be int, got True"),
         (
             {"text_input": "alpha", "parameters": {"temperature": 0}},
-            "parameters: temperature must be above 0, top_k 0 or more, top_p in (0, 1]",
+            "parameters.temperature: must be above 0, got 0.0",
         ),
         ({"text_input": " "}, "text_input: must hold 1 to 10000 characters, got 1"),
     ],

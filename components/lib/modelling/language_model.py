@@ -63,6 +63,17 @@ class Sampling:
     stop_id: int | None = None  # generation ends after this token (end-of-text)
     use_cache: bool = True  # False re-reads the whole context for every token (for comparison)
 
+    def problem(self) -> str | None:
+        """The first setting out of its range, as "name: must be ..., got ..." (generate's flags and serve's
+        request parameters say it in their own words); None when all are in range."""
+        if not self.temperature > 0:
+            return f"temperature: must be above 0, got {self.temperature}"
+        if self.top_k < 0:
+            return f"top_k: must be 0 (all tokens) or more, got {self.top_k}"
+        if not 0 < self.top_p <= 1:
+            return f"top_p: must be in (0, 1], got {self.top_p}"
+        return None
+
 
 class CausalLanguageModel(TrainableModel):
     model_type = MODEL_TYPE

@@ -80,8 +80,8 @@ class LanguageModelService(kserve.Model):
             raise InvalidInput(f"parameters.max_tokens: must be 1 to {self.limits.max_new_tokens} (the server's --max_new_tokens)")
         sampling = Sampling(bool(given.get("greedy", False)), float(given.get("temperature", 1.0)), given.get("top_k", 40),
                             float(given.get("top_p", 1.0)), stop_id=self.tokenizer.eos_token_id)  # fmt: skip
-        if sampling.temperature <= 0 or sampling.top_k < 0 or not 0 < sampling.top_p <= 1:
-            raise InvalidInput("parameters: temperature must be above 0, top_k 0 or more, top_p in (0, 1]")
+        if problem := sampling.problem():
+            raise InvalidInput(f"parameters.{problem}")
         return prompt, new_tokens, int(given.get("seed", 0)), sampling
 
 
