@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -59,7 +58,6 @@ from components.lib.training.settings import TrainConfig, takes_settings
 from components.lib.training.trainer import FineTuner, TunerInputs, sample_training_rows, seed_everything
 
 log = logging.getLogger("components.train")
-SEGMENT_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}\Z")
 
 
 @takes_common_flags
@@ -102,9 +100,11 @@ def train(
     config = task.training_settings(config)
     reporters_wanted = parse_report_to(report_to)
     check_visible_gpus(expected_gpus)
+    if config.stop_after_epochs and not checkpoint_uri:
+        raise UserError("--stop_after_epochs: a paused run resumes from its checkpoint; give --checkpoint_uri")
     relaunch_under_torchrun(processes)
     if checkpoint_uri:
-        checkpoint_uri = storage.join(checkpoint_uri, *checkpoint_folders(run_id=run_id, trial=trial))
+        checkpoint_uri = storage.join(checkpoint_uri, *checkpoint.run_folders(run_id=run_id, trial=trial))
     distributed = Distributed.from_environment()
     with (
         staged_input(data_uri, skip=other_splits("train", "validation")) as (data_dir, data_manifest),
@@ -139,6 +139,7 @@ def train(
         summary = tuner.train()
         reporters.close()
         summary["resumed_from_checkpoint"] = resumed
+        summary["paused"] = tuner.paused()
         summary["tracking"] = reporters.links
         summary["train_rows"] = {"used": len(tuner.train_split), "of": len(train_split)}  # fewer under --max_train_samples
         if not distributed.is_main:
@@ -167,7 +168,7 @@ def train(
             if (work / "logs").is_dir():
                 shutil.copytree(work / "logs", out / "logs")
     distributed.close()
-    if checkpoint_uri and not keep_checkpoints_after_training:
+    if checkpoint_uri and not keep_checkpoints_after_training and not summary["paused"]:
         remove_checkpoints(checkpoint_uri)
     best_summary = {"metric": config.metric_for_best, "value": summary["best"]["value"], "step": summary["best"]["step"]}
     return StageResult(
@@ -209,14 +210,6 @@ def remove_checkpoints(checkpoint_uri: str) -> None:
             ", ".join(folders),
             freed / 2**20,
         )
-
-
-def checkpoint_folders(**names: str) -> list[str]:
-    """The non-empty names, each refused unless it is one plain folder name (no '/', no '..')."""
-    for flag, name in names.items():
-        if name and not SEGMENT_PATTERN.match(name):
-            raise UserError(f"--{flag} {name!r}: must be one folder name of letters, digits, '.', '_' or '-'")
-    return [name for name in names.values() if name]
 
 
 def check_visible_gpus(expected_gpus: str) -> None:

@@ -13,12 +13,15 @@ import re
 from pathlib import Path
 
 from pipelines.pipeline import PULL_POLICIES
-from pipelines.stages import CACHE_SCOPE
+from pipelines.stages import CACHE_SCOPE, SURVIVORS_OUTPUT
 
 # Stages that read some splits of the tokenized data: the launcher downloads every input artifact
 # whole before the container starts (backend/src/v2/component/launcher_v2.go, downloadArtifacts).
 PARTIAL_READERS = ("train", "evaluate", "export")
 TRAIN_RETRY_WINDOW_FLOOR_S = 86400  # Argo kills a retried attempt at first start + backoffMaxDuration
+# Task outputs a loop may iterate over: (stage, output) -> the stage's input that keeps at least that many
+# items (select_survivors refuses --keep below 1), which must be a constant of at least 1 (check_loop_items).
+NON_EMPTY_LISTS = {("select_survivors", SURVIVORS_OUTPUT): "keep"}
 PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 # Container fields the KFP driver fills from runtime parameters with GetStringValue()
 # (backend/src/v2/driver/driver.go, initPodSpecPatch -> resolve.go, resolvePodSpecInputRuntimeParameter):
@@ -185,6 +188,38 @@ def check_importers(path: Path, spec: dict) -> list[str]:
                     " only its parent DAG's inputs and fails the run there: pass the artifact itself, not its URI"
                 )
     return problems
+
+
+def check_loop_items(path: Path, spec: dict) -> list[str]:
+    """A ParallelFor over a task's output (a halving round's survivors) needs a LIST output, never empty. The
+    iterator's driver counts the items with getItems (backend/src/v2/driver/dag.go, DAG -> driver/util.go,
+    getItems: a list, or text holding one); with none the loop runs nothing, and the Collected fan-in after it
+    looks for an iteration that does not exist (driver/resolve.go, resolveUpstreamParameters: only
+    `iterations > 0` collects) and fails the run. So each such producer must be one that keeps at least one
+    item by a constant input of at least 1 (NON_EMPTY_LISTS)."""
+    problems = []
+    for _, parent in dag_components(spec):
+        tasks = parent["dag"].get("tasks", {})
+        for name, task in tasks.items():
+            items = task.get("parameterIterator", {}).get("items", {}).get("inputParameter")
+            source = task.get("inputs", {}).get("parameters", {}).get(items, {}).get("taskOutputParameter") if items else None
+            if source:
+                problems += loop_source_problems(f"{path}: loop {name}", spec, tasks.get(source["producerTask"], {}), source)
+    return problems
+
+
+def loop_source_problems(where: str, spec: dict, producer: dict, source: dict) -> list[str]:
+    output = source["outputParameterKey"]
+    component = spec["components"].get(producer.get("componentRef", {}).get("name"), {})
+    kind = component.get("outputDefinitions", {}).get("parameters", {}).get(output, {}).get("parameterType")
+    if kind != "LIST":
+        return [f"{where} iterates over {source['producerTask']}.{output}, a {kind}: the KFP driver counts a loop's items only in a LIST"]
+    keeps = NON_EMPTY_LISTS.get((stage_of(producer).replace("-", "_"), output))
+    kept = producer.get("inputs", {}).get("parameters", {}).get(keeps, {}).get("runtimeValue", {}).get("constant") if keeps else None
+    if isinstance(kept, (int, float)) and kept >= 1:
+        return []
+    return [f"{where} iterates over {source['producerTask']}.{output}, which may be empty: the backend then fails the Collected"
+            " fan-in after the loop; loop over an output that keeps at least one item by a constant"]  # fmt: skip
 
 
 def resolved(spec: dict, invokers: dict, component_key: str, binding: dict) -> tuple[str, object]:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
-from pipelines.compile import OUTPUT_NAMES, compile_pipeline
+from pipelines.compile import OUTPUT_NAMES, compile_variant
 from pipelines.config import load_config
 from pipelines.kfp_connection import kfp_api
 from pipelines.runs import RunOutcome, wait_for
@@ -71,7 +71,7 @@ def submit_checks(config_path: str, overrides: list[str], deploy: bool, folder: 
     for variant, settings in CHECKS.items():
         extra = DEPLOY_PARAMETERS if deploy and variant == "training" else []
         config = load_config(config_path, [*CHECK_PARAMETERS, *extra, *settings, *overrides])
-        submissions[variant] = prepare(config, compile_pipeline(config.kubeflow, folder / OUTPUT_NAMES[variant], variant), variant)
+        submissions[variant] = prepare(config, compile_variant(config, folder / OUTPUT_NAMES[variant], variant), variant)
         submissions[variant].run_name = f"{CHECK_MODEL}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}"
     checks = []
     for variant, submission in submissions.items():

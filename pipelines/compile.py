@@ -19,8 +19,9 @@ from kfp import compiler
 
 from components.lib.cli import configure_logging
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
-from pipelines.config import KubeflowSettings, load_config
+from pipelines.config import KubeflowSettings, RunConfig, load_config
 from pipelines.pipeline import build_pipeline
+from pipelines.sweep import sweep_rounds
 
 DEFAULT_OUTPUT = Path("build/pipeline.yaml")
 OUTPUT_NAMES = {"training": "pipeline.yaml", "sweep": "sweep.yaml", "kfold": "kfold.yaml"}
@@ -34,13 +35,19 @@ def with_image_environment(settings: KubeflowSettings) -> KubeflowSettings:
     )
 
 
-def compile_pipeline(settings: KubeflowSettings, output: Path, variant: str = "training") -> Path:
+def compile_pipeline(settings: KubeflowSettings, output: Path, variant: str = "training", rounds: tuple = ()) -> Path:
+    """`rounds`: a halving sweep's rounds (pipelines/sweep.py, sweep_rounds); the sweep variant trains in them."""
     settings = with_image_environment(settings)
     if settings.image_tag in ("", "latest"):
         raise UserError(f"image tag {settings.image_tag!r}: pin a version (TAG=0.1.0), never latest")
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(settings, variant), str(output))
+    compiler.Compiler().compile(build_pipeline(settings, variant, rounds), str(output))
     return output
+
+
+def compile_variant(config: RunConfig, output: Path, variant: str) -> Path:
+    """The variant compiled from the whole config: the sweep's rounds, when it halves, come from its sweep section."""
+    return compile_pipeline(config.kubeflow, output, variant, sweep_rounds(config) if variant == "sweep" else ())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(arguments.config, arguments.overrides)
         output = Path(arguments.output)
         for variant, name in OUTPUT_NAMES.items():
-            print(compile_pipeline(config.kubeflow, output if variant == "training" else output.with_name(name), variant))
+            print(compile_variant(config, output if variant == "training" else output.with_name(name), variant))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE

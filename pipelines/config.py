@@ -113,12 +113,16 @@ class LocalSettings:
 
 @dataclass
 class SweepSettings:
-    """A hyperparameter sweep (pipelines/sweep.py): every combination, or `trials` seeded draws."""
+    """A hyperparameter sweep (pipelines/sweep.py): every combination, or `trials` seeded draws; every trial
+    trained to the end (strategy all), or in rounds of successive halving (halving: eta, min_epochs)."""
 
     method: str = "grid"
     trials: int = 4
     seed: int = 0
     space: dict = field(default_factory=dict)
+    strategy: str = "all"
+    eta: int = 3
+    min_epochs: int = 1
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pipelines.config import RunConfig, require_parameters
 from pipelines.kfold import expand_kfold
 from pipelines.pipeline import ITEM_PARAMETERS
-from pipelines.sweep import expand_sweep
+from pipelines.sweep import expand_sweep, sweep_rounds, with_first_pause
 
 
 def resolved_parameters(config: RunConfig, variant: str) -> dict:
@@ -19,7 +19,7 @@ def resolved_parameters(config: RunConfig, variant: str) -> dict:
 def with_items(config: RunConfig, variant: str, parameters: dict) -> dict:
     """The run's parameters, plus `sweep_configs` or `kfold_configs` for those pipelines."""
     if variant == "sweep":
-        return {**parameters, ITEM_PARAMETERS[variant][0]: expand_sweep(config.sweep, parameters)}
+        return {**parameters, ITEM_PARAMETERS[variant][0]: with_first_pause(expand_sweep(config.sweep, parameters), sweep_rounds(config))}
     if variant == "kfold":
         return {**parameters, ITEM_PARAMETERS[variant][0]: expand_kfold(config.kfold, parameters)}
     return parameters

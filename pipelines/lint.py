@@ -94,7 +94,11 @@ def check_pipeline(path: Path) -> list[str]:
     for name, (task, _, _) in stage_tasks.items():
         problems += check_task(path, name, task, spec, platform)
     return (
-        problems + backend_rules.check_runtime_bindings(path, spec, platform) + backend_rules.check_importers(path, spec) + check_text(path)
+        problems
+        + backend_rules.check_runtime_bindings(path, spec, platform)
+        + backend_rules.check_importers(path, spec)
+        + backend_rules.check_loop_items(path, spec)
+        + check_text(path)
     )
 
 

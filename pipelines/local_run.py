@@ -33,7 +33,7 @@ from components.lib import storage
 from components.lib.cli import configure_logging
 from components.lib.data.readers import installed_data_path
 from components.lib.errors import FLAG_STYLE_ENV, KEY_VALUE_STYLE, USER_ERROR_EXIT_CODE, UserError
-from pipelines.compile import OUTPUT_NAMES, compile_pipeline
+from pipelines.compile import OUTPUT_NAMES, compile_variant
 from pipelines.config import REMOTE_SCHEMES, STORAGE_PARAMETERS, RunConfig, describe_keys, load_config
 from pipelines.docker_runner import DockerMounts, docker_runner
 from pipelines.fan_out import resolved_parameters
@@ -103,7 +103,7 @@ def refuse_flags(unknown: list[str], argv: list[str]) -> None:
 
 def run(config: RunConfig, variant: str = "training", runner: str = "host") -> int:
     parameters = local_parameters(resolved_parameters(config, variant))
-    compiled = compile_pipeline(config.kubeflow, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
+    compiled = compile_variant(config, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
     if runner == "docker":
         DockerMounts.share(parameters)
     run_dir = new_run_folder(Path(config.local.run_root).resolve())

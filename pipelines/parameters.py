@@ -16,12 +16,13 @@ import docstring_parser
 from components.lib.cli import EXECUTOR_INPUT_FLAG
 from components.lib.runtime import S3_SECRET_NAME
 from components.lib.tasks import all_gates
+from components.lib.training.settings import PAUSE_FLAG
 from pipelines.stages import ALL_STAGES, CACHE_SCOPE, stage_function
 
 FILLED_BY_THE_DAG = {
     "preprocess": {"output_uri"},
     "tokenize": {"data_uri", "output_uri", "batch_size", "num_folds", "fold", "fold_seed"},
-    "train": {"data_uri", "output_uri", "checkpoint_uri", "run_id", "trial", "processes", "expected_gpus"},
+    "train": {"data_uri", "output_uri", "checkpoint_uri", "run_id", "trial", "processes", "expected_gpus", PAUSE_FLAG},
     "evaluate": {"model_uri", "data_uri", "output_uri", "report_path", "batch_size"},
     "export": {"model_uri", "data_uri", "output_uri", "parity_rows", "min_argmax_agreement", "latency_runs", "batch_size"},
     "register": {"export_uri", "evaluation_uri", "model_uri", "data_uri", "output_uri"},

@@ -31,7 +31,7 @@ from components.lib.credentials import credential_in
 from components.lib.errors import UserError
 from components.lib.quality_gate import PASSES_OUTPUT
 from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS, S3_SECRET_NAME
-from components.lib.training.settings import SWEEPABLE
+from components.lib.training.settings import PAUSE_FLAG, SWEEPABLE
 from pipelines.config import KubeflowSettings
 from pipelines.parameters import arguments_for, docstring, pipeline_parameters, store_scope
 from pipelines.stages import (
@@ -42,6 +42,7 @@ from pipelines.stages import (
     MODEL_URI_OUTPUT,
     ONNX_ARTIFACT,
     REGISTERED_OUTPUT,
+    SURVIVORS_OUTPUT,
     TOKENIZED_URI_OUTPUT,
     VERSION_OUTPUT,
     make_components,
@@ -113,20 +114,46 @@ def wire_training(build: "PipelineBuild", given: dict) -> None:
 
 
 def wire_sweep(build: "PipelineBuild", given: dict) -> None:
-    """Train every trial config in parallel, keep the best by validation score, release only that one."""
+    """Train every trial config in parallel (in rounds of successive halving, when the config asks for
+    them), keep the best by validation score, release only that one."""
     if build.settings.cache_train:
         log.warning("kubeflow.cache_train: not for the sweep's trials; a cached trial lives in an earlier run's folder,"
                     " where select_best cannot point the released Model (components/lib/cli.py, pointed_uri)")  # fmt: skip
     preprocess, tokenize = wire_data(build, given)
-    with dsl.ParallelFor(given["sweep_configs"], parallelism=build.settings.sweep_parallelism, name="trials") as trial:
-        # KFP substitutes its run-id placeholder only as a whole value, so the trial goes in a flag of its own.
-        train = train_task(build, given, tokenize, trial.trial_id, {name: getattr(trial, name) for name in SWEEPABLE}, cache=False)
+    train, selections = train_rounds(build, given, tokenize) if build.rounds else (train_trials(build, given, tokenize), [])
     select = build.components["select_best"](model_uris=dsl.Collected(train.outputs[MODEL_URI_OUTPUT]))
     # select_best's Model is the best trial's own folder (pipelines/stages.py, FLAGLESS_OUTPUTS). Not an
     # importer: the backend resolves an importer's URI only from its parent DAG's inputs, never from a
     # task's output (docs/kubeflow-contract.md, row importer-uri).
     released = wire_release(build, given, select.outputs[MODEL_ARTIFACT], select.outputs[MODEL_URI_OUTPUT], tokenize)
-    build.place_on_cpu([preprocess, tokenize, select, *released], given)
+    build.place_on_cpu([preprocess, tokenize, *selections, select, *released], given)
+
+
+def train_trials(build: "PipelineBuild", given: dict, tokenize, items=None, name: str = "trials", pausing: bool = False):
+    """One train task per trial item (the sweep's configs, or a round's survivors), in parallel; the loop's train task."""
+    varied = (*SWEEPABLE, PAUSE_FLAG) if pausing else SWEEPABLE
+    items = given["sweep_configs"] if items is None else items
+    with dsl.ParallelFor(items, parallelism=build.settings.sweep_parallelism, name=name) as trial:
+        # KFP substitutes its run-id placeholder only as a whole value, so the trial goes in a flag of its own.
+        return train_task(build, given, tokenize, trial.trial_id, {flag: getattr(trial, flag) for flag in varied}, cache=False)
+
+
+def train_rounds(build: "PipelineBuild", given: dict, tokenize):
+    """Successive halving (pipelines/sweep.py): a loop per round over the trials still in, each trial resuming
+    from its own checkpoint; between rounds select_survivors keeps the best and says where they pause next.
+    Each round's items come from the task before it (a ParallelFor over a task's List output: the driver
+    resolves it in driver/dag.go, DAG -> resolveInputs, and runs one iteration per item)."""
+    items, selections = given["sweep_configs"], []
+    for index, next_round in enumerate(build.rounds[1:]):
+        train = train_trials(build, given, tokenize, items, f"round-{index}", pausing=True)
+        select = build.components["select_survivors"](
+            trials=items, model_uris=dsl.Collected(train.outputs[MODEL_URI_OUTPUT]), keep=next_round.trials,
+            stop_after_epochs=next_round.stop_after_epochs, round=index, checkpoint_uri=given["checkpoint_root"],
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        )  # fmt: skip
+        items = select.outputs[SURVIVORS_OUTPUT]
+        selections.append(select)
+    return train_trials(build, given, tokenize, items, f"round-{len(build.rounds) - 1}", pausing=True), selections
 
 
 def wire_kfold(build: "PipelineBuild", given: dict) -> None:
@@ -147,10 +174,11 @@ def wire_kfold(build: "PipelineBuild", given: dict) -> None:
 class PipelineBuild:
     """The compile-time half: components for these images, and the Kubernetes placement of tasks."""
 
-    def __init__(self, settings: KubeflowSettings) -> None:
+    def __init__(self, settings: KubeflowSettings, rounds: tuple = ()) -> None:
         check_tracking_settings(settings)
         check_image_settings(settings)
         self.settings = settings
+        self.rounds = rounds  # a halving sweep's rounds (pipelines/sweep.py, Round); () trains every trial to the end
         self.given: dict = {}  # the pipeline's parameters, while the pipeline function runs
         self.components = {
             stage: self.scoped(component) for stage, component in make_components(settings.cpu_image, settings.cuda_image).items()
@@ -282,9 +310,9 @@ ITEM_PARAMETERS = {
 }
 
 
-def build_pipeline(settings: KubeflowSettings, variant: str = "training"):
-    """The compiled-to-be pipeline (`training`, `sweep` or `kfold`) for these compile-time settings."""
-    token = ACTIVE_BUILD.set(PipelineBuild(settings))
+def build_pipeline(settings: KubeflowSettings, variant: str = "training", rounds: tuple = ()):
+    """The compiled-to-be pipeline (`training`, `sweep` or `kfold`) for these compile-time settings (and a halving sweep's rounds)."""
+    token = ACTIVE_BUILD.set(PipelineBuild(settings, rounds))
     try:
         return dsl.pipeline(name=PIPELINES[variant][0], pipeline_root=settings.pipeline_root)(pipeline_function(variant))
     finally:

@@ -13,6 +13,7 @@ from components.lib.data.contract import (
     EXPORT_REPORT_FILE,
     KFOLD_RESULTS_FILE,
     METRICS_FILE,
+    ROUND_RESULTS_FILE,
     TUNING_RESULTS_FILE,
 )
 from components.lib.quality_gate import REFUSED
@@ -27,6 +28,7 @@ from pipelines.stages import (
     KFOLD_ARTIFACT,
     ONNX_ARTIFACT,
     REGISTRATION_ARTIFACT,
+    ROUND_ARTIFACT,
     TUNING_ARTIFACT,
 )
 
@@ -69,6 +71,7 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
     evaluation, task = read_evaluation(run_dir)
     export = json.loads((run_dir / "export" / ONNX_ARTIFACT / EXPORT_REPORT_FILE).read_text())
     lines = ["stage wall time (s): " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items())]
+    lines += halving_lines(run_dir)
     tuning = run_dir / "select-best" / TUNING_ARTIFACT / TUNING_RESULTS_FILE
     if tuning.exists():
         results = json.loads(tuning.read_text())
@@ -85,6 +88,22 @@ def summary_lines(run_dir: Path, timings: dict[str, float], parameters: dict) ->
         )
     lines.append(f"run folder: {run_dir}")
     return lines, problem
+
+
+def halving_lines(run_dir: Path) -> list[str]:
+    """A line per round of a halving sweep: the trials kept and those stopped, with their scores and epochs."""
+    records = [json.loads(path.read_text()) for path in run_dir.glob(f"select-survivors*/{ROUND_ARTIFACT}/{ROUND_RESULTS_FILE}")]
+    lines = []
+    for record in sorted(records, key=lambda record: record["round"]):
+        epochs = max(trial["epochs_completed"] or 0 for trial in record["trials"])
+        lines.append(f"halving round {record['round']} ({record['metric']} on validation after {epochs} epoch(s)): kept"
+                     f" {scored(record, record['kept'])}; stopped {scored(record, record['stopped'])}")  # fmt: skip
+    return lines
+
+
+def scored(record: dict, trial_ids: list[str]) -> str:
+    values = {trial["trial_id"]: trial["value"] for trial in record["trials"]}
+    return ", ".join(f"{trial_id} {values[trial_id]:.4f}" for trial_id in trial_ids) or "none"
 
 
 def read_evaluation(run_dir: Path) -> tuple[dict, Task]:

@@ -38,6 +38,8 @@ from components.lib.stage_outputs import (
     REGISTERED_OUTPUT,
     REGISTRATION_ARTIFACT,
     REPORT_ARTIFACT,
+    ROUND_ARTIFACT,
+    SURVIVORS_OUTPUT,
     TOKENIZED_ARTIFACT,
     TOKENIZED_URI_OUTPUT,
     TUNING_ARTIFACT,
@@ -105,6 +107,7 @@ INTERFACES = {
     "select_best": StageInterface(
         (writes("tuning_uri", TUNING_ARTIFACT, dsl.Artifact),), {BEST_VALUE_OUTPUT: float, BEST_TRIAL_OUTPUT: int, MODEL_URI_OUTPUT: str}
     ),
+    "select_survivors": StageInterface((writes("round_uri", ROUND_ARTIFACT, dsl.Artifact),), {SURVIVORS_OUTPUT: list}),
     # register takes the model, evaluation and data as URIs (it reads a few small files of each),
     # the ONNX export as the artifact it publishes.
     "register": StageInterface(

@@ -14,6 +14,7 @@ from components.lib.errors import UserError
 from pipelines import backend_rules, lint
 from pipelines.compile import compile_pipeline
 from pipelines.config import KubeflowSettings
+from pipelines.sweep import Round
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,50 @@ def test_the_lint_refuses_an_importer_whose_uri_is_a_task_output(tmp_path):
     assert "importer importer takes its URI from the output of make-uri" in problem
     path, spec = compiled_spec(imports_a_pipeline_parameter, tmp_path)
     assert backend_rules.check_importers(path, spec) == []
+
+
+@pytest.fixture(scope="module")
+def halving_sweep(tmp_path_factory) -> tuple[Path, dict]:
+    """Three rounds: 9 trials, then 3, then 1 (pipelines/sweep.py)."""
+    rounds = (Round(9, 1), Round(3, 3), Round(1, 0))
+    path = compile_pipeline(KubeflowSettings(), tmp_path_factory.mktemp("halving") / "sweep.yaml", "sweep", rounds)
+    return path, next(yaml.safe_load_all(path.read_text()))
+
+
+def test_each_halving_round_loops_over_the_survivors_of_the_round_before(halving_sweep):
+    path, spec = halving_sweep
+    tasks = spec["root"]["dag"]["tasks"]
+    loops = sorted(name for name, task in tasks.items() if "parameterIterator" in task)
+    assert len(loops) == 3 and tasks[loops[0]]["parameterIterator"]["items"]["inputParameter"].endswith("sweep_configs")
+    for loop, selector in zip(loops[1:], ("select-survivors", "select-survivors-2")):
+        items = tasks[loop]["parameterIterator"]["items"]["inputParameter"]
+        assert tasks[loop]["inputs"]["parameters"][items]["taskOutputParameter"] == {
+            "producerTask": selector,
+            "outputParameterKey": "survivors",
+        }
+    assert [
+        tasks[name]["inputs"]["parameters"]["keep"]["runtimeValue"]["constant"] for name in ("select-survivors", "select-survivors-2")
+    ] == [3, 1]
+    assert lint.check_pipeline(path) == []
+
+
+@pytest.mark.parametrize(("defect", "problem"), [
+    ("keep 0", "which may be empty: the backend then fails the Collected fan-in after the loop"),
+    ("keep from a parameter", "which may be empty"),
+    ("a STRING output", "a STRING: the KFP driver counts a loop's items only in a LIST"),
+])  # fmt: skip
+def test_the_lint_refuses_a_loop_over_a_task_output_that_may_be_empty_or_no_list(defect, problem, halving_sweep, tmp_path):
+    path, spec = halving_sweep
+    broken = json.loads(json.dumps(spec))
+    selector = broken["root"]["dag"]["tasks"]["select-survivors"]
+    if defect == "keep 0":
+        selector["inputs"]["parameters"]["keep"] = {"runtimeValue": {"constant": 0}}
+    elif defect == "keep from a parameter":
+        selector["inputs"]["parameters"]["keep"] = {"componentInputParameter": "epochs"}
+    else:
+        broken["components"]["comp-select-survivors"]["outputDefinitions"]["parameters"]["survivors"]["parameterType"] = "STRING"
+    (found,) = backend_rules.check_loop_items(path, broken)
+    assert problem in found and "iterates over select-survivors.survivors" in found
 
 
 def executor_input(tmp_path: Path, assigned: str) -> str:

@@ -6,6 +6,7 @@ S3 (the loopback server).
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -103,6 +104,28 @@ def test_a_sweep_runs_locally_with_the_store_on_s3(s3, sample_source, tiny_model
     assert {
         key.split("/")[2] for key in (item["Key"] for item in s3.list_objects_v2(Bucket="bucket", Prefix="checkpoints/")["Contents"])
     } == {"trial-0", "trial-1"}
+
+
+def test_a_halving_sweep_stops_the_worse_trials_after_the_first_round_and_releases_the_best(sample_source, tiny_model, tmp_path):
+    """Three trials, eta 3: all pause after one epoch of three; only the best resumes from its checkpoint and trains to the end."""
+    parameters = {**common_parameters(tiny_model), "source_uri": str(sample_source), "registry_uri": str(tmp_path / "registry"),
+                  "checkpoint_root": str(tmp_path / "checkpoints"), "quantize_int8": False}  # fmt: skip
+    sweep = {"method": "grid", "space": {"learning_rate": [1e-6, 3e-3, 1e-5]}, "strategy": "halving", "eta": 3, "min_epochs": 1}
+    config = write_config(tmp_path / "config.yaml", parameters, tmp_path / "runs", sweep)
+    result = run_module("pipelines.local_run", "--config", str(config), "--pipeline", "sweep", timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [run_dir] = (tmp_path / "runs").iterdir()
+    [record] = [json.loads(path.read_text()) for path in run_dir.glob("select-survivors*/round_results/round_results.json")]
+    assert record["kept"] == ["trial-1"] and sorted(record["stopped"]) == ["trial-0", "trial-2"]
+    assert {trial["epochs_completed"] for trial in record["trials"]} == {1}
+    assert "halving round 0 (macro_f1 on validation after 1 epoch(s)): kept trial-1 " in result.stdout
+    tuning = json.loads((run_dir / "select-best" / "tuning" / "tuning_results.json").read_text())
+    [finalist] = tuning["trials"]
+    assert finalist["trial_id"] == "trial-1" and finalist["epochs_completed"] == 3 and finalist["config"]["learning_rate"] == 3e-3
+    assert json.loads((Path(finalist["model_uri"]) / "train_summary.json").read_text())["resumed_from_checkpoint"] is True
+    with Registry(str(tmp_path / "registry"), "tiny-sentiment").fetch(1) as (_, _, manifest):
+        assert manifest["lineage"]["trial"] == "trial-1"
+    assert not list((tmp_path / "checkpoints").rglob("step-*"))  # the stopped trials' by select_survivors, the finalist's by train
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="as a non-root user the containers run as you, and read what you read")

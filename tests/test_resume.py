@@ -4,6 +4,7 @@ exactly the weights and history of a run that was never interrupted (CPU: differ
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,3 +142,31 @@ def test_a_checkpoint_made_with_other_training_flags_is_refused(uninterrupted, p
     result = run_module("components.train", *command)
     assert result.returncode == 2
     assert "it was made with other training flags (learning_rate 0.003 -> 0.001)" in result.stderr
+
+
+def test_a_paused_round_keeps_its_checkpoint_and_the_next_round_resumes_to_identical_weights(
+    uninterrupted, prepared_data, tiny_model, tmp_path
+):
+    """Successive halving's rounds: --stop_after_epochs pauses at an epoch's end with the schedule still spanning
+    --epochs; the next round, with the same checkpoint folder, ends exactly where the uninterrupted run does."""
+    checkpoints, out = tmp_path / "checkpoints", tmp_path / "model"
+    command = [*train_command(prepared_data[1], tiny_model, out, checkpoints), "--keep_checkpoints_after_training", "false"]
+    first = run_module("components.train", *command, "--stop_after_epochs", "5")
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["paused"] is True and summary["epochs_completed"] == 5
+    assert checkpoint.committed_steps(str(checkpoints))[-1] == summary["global_steps"]  # kept for the next round
+    shutil.rmtree(out)
+    assert_resumes_to_the_uninterrupted_run(command, out, uninterrupted)
+    assert checkpoint.committed_steps(str(checkpoints)) == []  # the last round removes them, as any finished run
+
+
+def test_stop_after_epochs_without_a_checkpoint_uri_is_refused(prepared_data, tiny_model, tmp_path):
+    command = ["--data_uri", str(prepared_data[1]), "--output_uri", str(tmp_path / "model"), "--base_model", str(tiny_model), *FLAGS]
+    result = run_module("components.train", *command, "--stop_after_epochs", "2")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: --stop_after_epochs: a paused run resumes from its checkpoint; give --checkpoint_uri"
+    )
+    assert not (tmp_path / "model").exists()

@@ -66,6 +66,7 @@ DECISION_FILE = "registration.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 DATA_PROFILE_FILE = "data_profile.json"  # a registered version's train split profile (components/lib/data/profile.py)
 TUNING_RESULTS_FILE = "tuning_results.json"
+ROUND_RESULTS_FILE = "round_results.json"  # select_survivors: one round of successive halving
 # deploy's folder: the InferenceService it rendered, and what it did with it
 INFERENCE_SERVICE_FILE = "inference_service.yaml"
 DEPLOYMENT_FILE = "deployment.json"

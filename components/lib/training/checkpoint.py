@@ -29,8 +29,18 @@ from components.lib.storage.artifacts import MANIFEST, read_manifest, staged_inp
 
 STEP_PATTERN = re.compile(r"^step-(\d{8})/" + re.escape(MANIFEST) + r"\Z")
 BEST_DIR = "best"
+# A run id or trial: one folder name under the checkpoint root, never "..", never a path.
+FOLDER_NAME = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,128}\Z")
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "state.json"
+
+
+def run_folders(**names: str) -> list[str]:
+    """The non-empty names (run id, trial), each refused unless it is one plain folder name (no '/', no '..')."""
+    for flag, name in names.items():
+        if name and not FOLDER_NAME.match(name):
+            raise UserError(f"--{flag} {name!r}: must be one folder name of letters, digits, '.', '_' or '-'")
+    return [name for name in names.values() if name]
 
 
 def identity(model: torch.nn.Module, label_names: list[str], base_model: str, flags: dict[str, Any]) -> dict[str, Any]:

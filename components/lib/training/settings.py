@@ -131,6 +131,10 @@ class TrainConfig:
         "root", "How the pool (or context) grows: root (fast at first, as in the paper) or linear.", choices=PACINGS
     )
     max_steps: int = setting(0, "Stop after this many optimizer steps; 0 = run all epochs.", within=NOT_NEGATIVE)
+    stop_after_epochs: int = setting(0, "Pause at the end of this epoch: checkpoint, write the best weights so far and exit, the"
+                                     " schedule still spanning --epochs, so that a later run with the same checkpoint resumes"
+                                     " exactly (a successive-halving round); needs checkpoint_uri. 0: run to the end.",
+                                     resume=False, within=NOT_NEGATIVE)  # fmt: skip
     checkpoint_every_steps: int = setting(0, "Checkpoint every N optimizer steps; SIGTERM checkpoints too. Both need checkpoint_uri.",
                                           resume=False, within=NOT_NEGATIVE)  # fmt: skip
     keep_checkpoints: int = setting(2, "How many step checkpoints to keep.", resume=False, within=AT_LEAST_ONE)
@@ -170,6 +174,7 @@ def check_value(name: str, value: Any, metadata: Mapping[str, Any]) -> None:
 
 SETTINGS = tuple(dataclasses.fields(TrainConfig))
 SWEEPABLE = tuple(spec.name for spec in SETTINGS if spec.metadata["sweepable"])
+PAUSE_FLAG = next(spec.name for spec in SETTINGS if spec.name == "stop_after_epochs")  # set by successive halving's rounds
 ON_MODEL_CARD = tuple(spec.name for spec in SETTINGS if spec.metadata["card"])
 
 

@@ -84,14 +84,15 @@ class FineTuner(EvaluationTracking, Checkpointing):
             dynamic_ncols=True,
         )
         try:
-            while self.progress.epoch < self.config.epochs and not self.finished():
+            while self.progress.epoch < self.config.epochs and not self.finished() and not self.paused():
                 self.run_epoch(self.progress.epoch, bar, stop)
                 if self.progress.next_micro_batch >= self.micro_batches_per_epoch:
                     self.end_epoch()
             where = self.progress.epoch + self.progress.next_micro_batch / self.micro_batches_per_epoch
             self.log_training_loss(where)  # the steps after the last full --logging_steps interval
-            evaluations = self.progress.history["evaluations"]
-            if not evaluations or evaluations[-1]["step"] != self.progress.global_step:
+            if self.paused():
+                self.pause()
+            elif not self.progress.history["evaluations"] or self.progress.history["evaluations"][-1]["step"] != self.progress.global_step:
                 # Stopped by --max_steps between evaluations: judge the final weights too.
                 self.evaluate_and_track(where)
         finally:
@@ -99,6 +100,19 @@ class FineTuner(EvaluationTracking, Checkpointing):
             stop.restore()
         elapsed = time.perf_counter() - started
         return self.summary(elapsed)
+
+    def paused(self) -> bool:
+        """--stop_after_epochs reached before the run's end (a successive-halving round)."""
+        stop_after = self.config.stop_after_epochs
+        return bool(stop_after) and self.progress.epoch >= stop_after and self.progress.epoch < self.config.epochs and not self.finished()
+
+    def pause(self) -> None:
+        """Checkpoint where the round ends, with no extra evaluation (an uninterrupted run has none here,
+        and resuming must match it); the round is judged by its best evaluation so far."""
+        self.save_checkpoint()
+        if self.dist.is_main:
+            log.info("--stop_after_epochs %d: paused at step %d, checkpointed for a later round to resume",
+                     self.config.stop_after_epochs, self.progress.global_step)  # fmt: skip
 
     def finished(self) -> bool:
         reached_max = bool(self.config.max_steps) and self.progress.global_step >= self.config.max_steps
