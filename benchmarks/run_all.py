@@ -26,6 +26,7 @@ from benchmarks import (
     evaluation_checks,
     generation,
     gpu_train,
+    halving_sweep,
     inference_latency,
     kfold_learning_rates,
     label_noise,
@@ -70,6 +71,7 @@ BENCHMARKS = {
     "label_noise": ("benchmarks.label_noise",),
     "generation": ("benchmarks.generation",),
     "lm_curriculum": ("benchmarks.lm_curriculum", "--epochs", "4"),
+    "halving": ("benchmarks.halving_sweep",),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -90,6 +92,7 @@ SECTIONS = [
     ("label_noise", "15. Dropping suspect labels, and slices by a source column", label_noise.markdown),
     ("generation", "16. Generation with and without the KV cache", generation.markdown),
     ("lm_curriculum", "17. Curricula for a causal language model: sequence-length warmup and rarity", lm_curriculum.markdown),
+    ("halving", "18. A successive-halving sweep beside the full grid", halving_sweep.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],
@@ -252,6 +255,16 @@ def targets(results: dict) -> list[list]:
                     abstention["accuracy"] >= 0.95,
                 ]
             )
+    if "halving" in results:
+        share, grid, halving = halving_sweep.steps_share(results["halving"]), results["halving"]["grid"], results["halving"]["halving"]
+        rows.append(
+            [
+                "successive halving: the grid's best configuration for at most 40% of its train steps (issue 31)",
+                f"{share:.1%} of the steps; best {halving['best_trial']} (validation {halving['best_validation']}) vs the grid's"
+                f" {grid['best_trial']} ({grid['best_validation']})",
+                share <= 0.4 and halving["best_trial"] == grid["best_trial"],
+            ]
+        )
     return [[name, figure, VERDICTS[met]] for name, figure, met in rows]
 
 
