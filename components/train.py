@@ -23,6 +23,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from dataclasses import asdict
@@ -43,7 +45,7 @@ from components.lib.data.contract import (
     other_splits,
     require_output_of,
 )
-from components.lib.errors import UserError
+from components.lib.errors import USER_ERROR_FILE_ENV, USER_ERROR_PREFIX, UserError
 from components.lib.modelling.sources import load_tokenizer, local_model_source, pad_id
 from components.lib.reporting.plots import lr_range_test_png
 from components.lib.stage_outputs import BEST_VALIDATION_VALUE_OUTPUT, MODEL_ARTIFACT, MODEL_URI_OUTPUT
@@ -248,7 +250,24 @@ def relaunch_under_torchrun(processes: int) -> None:
         placement = [] if per_node_from_trainer else [f"--nproc_per_node={wanted}"]
         log.info("training as one of %d nodes (%s=%s), under torchrun", nodes, NODES_VARIABLE, os.environ[NODES_VARIABLE])
     command = [sys.executable, "-m", "torch.distributed.run", *placement, "-m", "components.train", *sys.argv[1:]]
-    os.execv(sys.executable, command)  # noqa: S606 - replaces this process with torchrun; argv is our own
+    sys.exit(run_torchrun(command))
+
+
+def run_torchrun(command: list[str]) -> int:
+    """torchrun's exit status, or the workers' user error as this stage's own (torchrun turns a worker's
+    exit 2 into 1): each worker leaves its error line in a file named by USER_ERROR_FILE_ENV. SIGTERM
+    (preemption) is passed on, so that the workers checkpoint."""
+    with tempfile.TemporaryDirectory(prefix="train-torchrun-") as folder:
+        error_file = Path(folder) / "user-error"
+        process = subprocess.Popen(command, env={**os.environ, USER_ERROR_FILE_ENV: str(error_file)})  # noqa: S603 - our own argv
+        previous = signal.signal(signal.SIGTERM, lambda number, _: process.send_signal(number))
+        try:
+            status = process.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if status != 0 and error_file.is_file():
+            raise UserError(error_file.read_text().splitlines()[0].removeprefix(USER_ERROR_PREFIX))
+    return status if status >= 0 else 128 - status
 
 
 takes_settings(train)

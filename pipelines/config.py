@@ -51,6 +51,9 @@ class KubeflowSettings:
     cpu_resources: Resources = field(default_factory=Resources)
     train_resources: Resources = field(default_factory=lambda: Resources("4", "8", "16Gi", "32Gi"))
     shm_size: str = "2Gi"
+    # Above 1: train runs as a Kubeflow Trainer TrainJob of this many nodes (components/train_job.py).
+    train_nodes: int = 1
+    train_runtime: str = "torch-distributed"  # the ClusterTrainingRuntime of that TrainJob
     cache_train: bool = False
     cache_register: bool = False
     sweep_parallelism: int = 2

@@ -27,6 +27,8 @@ from pipelines.backend_rules import stage_of
 from pipelines.pipeline import KFOLD_PIPELINE_NAME
 from pipelines.stages import ALL_STAGES, OPTIONAL_STAGES, STAGES
 
+STAND_INS = {"train-job": "train"}  # a component standing in for a stage of the DAG (pipelines/pipeline.py, train_job_task)
+
 SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
@@ -86,8 +88,8 @@ def check_pipeline(path: Path) -> list[str]:
     closure = runs_after(found, groups)
     found = {name: (task, closure[name], gated) for name, (task, _, gated) in found.items()}
     stages = expected_stages(spec)
-    stage_tasks = {name: entry for name, entry in found.items() if stage_of(entry[0]) in ALL_STAGES}
-    missing = [stage for stage in stages if stage not in {stage_of(task) for task, _, _ in stage_tasks.values()}]
+    stage_tasks = {name: entry for name, entry in found.items() if slot_of(entry[0]) in ALL_STAGES}
+    missing = [stage for stage in stages if stage not in {slot_of(task) for task, _, _ in stage_tasks.values()}]
     if missing:
         return [f"{path}: stages missing: {', '.join(missing)}"]
     problems = check_edges(path, stage_tasks, stages)
@@ -102,6 +104,11 @@ def check_pipeline(path: Path) -> list[str]:
     )
 
 
+def slot_of(task: dict) -> str:
+    """The DAG stage a task fills: its own, or train for train_job (train on several nodes, as a TrainJob)."""
+    return STAND_INS.get(stage_of(task), stage_of(task))
+
+
 def expected_stages(spec: dict) -> tuple[str, ...]:
     """A K-fold run ends at evaluate: it compares configurations and releases nothing (pipeline.py, wire_kfold)."""
     return STAGES[: STAGES.index("evaluate") + 1] if spec["pipelineInfo"]["name"] == KFOLD_PIPELINE_NAME else STAGES
@@ -109,7 +116,7 @@ def expected_stages(spec: dict) -> tuple[str, ...]:
 
 def check_edges(path: Path, stage_tasks: dict, stages: tuple[str, ...]) -> list[str]:
     """Each stage runs (transitively) after the one before it, and register only behind a condition."""
-    by_stage = {stage_of(task): (name, upstream, gated) for name, (task, upstream, gated) in stage_tasks.items()}
+    by_stage = {slot_of(task): (name, upstream, gated) for name, (task, upstream, gated) in stage_tasks.items()}
     problems = []
     for upstream_stage, downstream_stage in zip(stages, stages[1:], strict=False):
         upstream_name = by_stage[upstream_stage][0]

@@ -38,6 +38,12 @@ RUNNER_GRANTS = {
     ("argoproj.io", "workflowtaskresults", "*"): {"create", "patch"},
     # deploy (components/lib/serving/kubernetes_api.py): get, create, replace.
     ("serving.kserve.io", "inferenceservices", "*"): {"get", "create", "update"},
+    # train_job (kubeflow.train_nodes > 1; components/lib/training/train_job.py, TrainJobs): a TrainJob got,
+    # created, and deleted to start a failed one again; its node pods listed and a log read for the cause
+    # of a failure, which the job's own Failed condition never names (Trainer plugins/jobset/jobset.go, Status).
+    ("trainer.kubeflow.org", "trainjobs", "*"): {"get", "create", "delete"},
+    ("", "pods", "*"): {"list"},
+    ("", "pods/log", "*"): {"get"},
 }
 # Kinds a namespaced `kubectl apply -n <profile>` cannot create for a profile user.
 CLUSTER_SCOPED_KINDS = {

@@ -70,12 +70,30 @@ def train_task(build: "PipelineBuild", given: dict, tokenize, trial="", varied: 
     """The train task; it checkpoints under <checkpoint_root>/<run id>[/<trial>], which a retry of it
     reuses and a new run (a clone included) does not. It starts one process per GPU it is given."""
     flags = {**arguments_for("train", given), **(varied or {})}
+    if build.settings.train_nodes > 1:
+        return train_job_task(build, given, tokenize, trial, flags)
     task = build.components["train"](
         data_uri=tokenize.outputs[TOKENIZED_URI_OUTPUT], checkpoint_uri=given["checkpoint_root"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         trial=trial, processes=0, expected_gpus=given["gpu_count"], **flags,
     )  # fmt: skip
     build.place_on_gpu(task, given)
     return task.set_caching_options(enable_caching=build.settings.cache_train if cache is None else cache)
+
+
+def train_job_task(build: "PipelineBuild", given: dict, tokenize, trial, flags: dict):
+    """train on kubeflow.train_nodes nodes: a CPU task that creates a Kubeflow Trainer TrainJob running train
+    on the CUDA image, with the train task's GPUs, resources and placement per node, and follows it."""
+    resources = build.settings.train_resources
+    task = build.components["train_job"](
+        data_uri=tokenize.outputs[TOKENIZED_URI_OUTPUT], checkpoint_uri=given["checkpoint_root"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        trial=trial, image=build.settings.cuda_image, nodes=build.settings.train_nodes, gpus_per_node=given["gpu_count"],
+        cpu_request=resources.cpu_request, cpu_limit=resources.cpu_limit, memory_request=resources.memory_request,
+        memory_limit=resources.memory_limit, node_selector=given["gpu_node_selector"], toleration=given["gpu_toleration"],
+        s3_secret_name=given["s3_secret_name"], runtime=build.settings.train_runtime, **flags,
+    )  # fmt: skip
+    # It waits as long as the training does: the train task's retry window, on a CPU node.
+    build.common(task, given["s3_secret_name"], build.settings.cpu_resources, build.settings.train_retry_window)
+    return task.set_caching_options(enable_caching=False)
 
 
 def wire_release(build: "PipelineBuild", given: dict, model, model_uri, tokenize) -> list:

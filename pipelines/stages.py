@@ -94,6 +94,10 @@ INTERFACES = {
     "train": StageInterface(
         (writes("output_uri", MODEL_ARTIFACT, dsl.Model),), {BEST_VALIDATION_VALUE_OUTPUT: float, MODEL_URI_OUTPUT: str}
     ),
+    # train on several nodes: a TrainJob that writes its model straight to this Model's S3 URI.
+    "train_job": StageInterface(
+        (writes("output_uri", MODEL_ARTIFACT, dsl.Model),), {BEST_VALIDATION_VALUE_OUTPUT: float, MODEL_URI_OUTPUT: str}
+    ),
     "evaluate": StageInterface(
         (
             reads("model_uri", MODEL_ARTIFACT, dsl.Model),

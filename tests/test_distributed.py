@@ -99,3 +99,14 @@ def test_a_node_count_that_is_no_number_is_refused_in_one_line(prepared_data, ti
                         "--output_uri", str(tmp_path / "model"), env={"PET_NNODES": "two"})  # fmt: skip
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: PET_NNODES='two': not a node count")
     assert not (tmp_path / "model").exists()
+
+
+def test_a_workers_user_error_under_torchrun_is_the_stages_own_line_and_exit_status(prepared_data, tmp_path):
+    """torchrun reports a worker's exit 2 as its own exit 1 and a banner; train passes the worker's line on instead."""
+    missing = tmp_path / "no-such-model"
+    result = run_module("components.train", "--data_uri", str(prepared_data[1]), "--base_model", str(missing), "--output_uri",
+                        str(tmp_path / "model"), "--processes", "2", *FLAGS, env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(missing) in last
+    assert not (tmp_path / "model").exists()

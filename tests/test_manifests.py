@@ -55,6 +55,10 @@ PODS = """  - apiGroups: [""]
     resources: ["pods"]
     verbs: ["get", "list", "watch", "patch"]
 """
+TRAIN_JOBS = """  - apiGroups: ["trainer.kubeflow.org"]
+    resources: ["trainjobs"]
+    verbs: ["get", "create", "delete"]
+"""
 SECRET_REF = """          fromEnv: false
           secretRef:
             secretName: {name}
@@ -83,7 +87,8 @@ def add_resource(base, name: str, text: str) -> None:
         (lambda base: edit(base / "role.yaml", 'resourceNames: ["kfp-launcher"]', 'resourceNames: ["other"]'),
          "lacks get on core configmaps/kfp-launcher"),
         (lambda base: edit(base / "role.yaml", WORKFLOW_TASK_RESULTS, WORKFLOW_TASK_RESULTS + PODS),
-         "grants get, list, patch, watch on core pods, which nothing in the pipeline uses"),
+         "grants get, patch, watch on core pods, which nothing in the pipeline uses"),  # list: train_job's
+        (lambda base: edit(base / "role.yaml", TRAIN_JOBS, ""), "lacks create, delete, get on trainer.kubeflow.org trainjobs"),
         # A launcher that reads a Secret itself needs get on it, and it must be the tasks' Secret.
         (lambda base: edit(base / "kfp-launcher-configmap.yaml", "          fromEnv: true", SECRET_REF.format(name="textclf-s3")),
          "lacks get on core secrets/textclf-s3"),

@@ -401,3 +401,18 @@ def test_outputs_are_named_by_their_constants_never_retyped():
         (1, "model"),
         (2, "version"),
     ]
+
+
+def test_with_several_train_nodes_the_train_step_is_a_trainjob_on_the_cuda_image(tmp_path):
+    """make compile CONFIG=configs/multinode.yaml: train_job, on a CPU node, creates a TrainJob of the CUDA image."""
+    settings = KubeflowSettings(train_nodes=2)
+    path = compile_pipeline(settings, tmp_path / "pipeline.yaml")
+    spec = next(yaml.safe_load_all(path.read_text()))
+    tasks = spec["root"]["dag"]["tasks"]
+    assert "train" not in tasks and tasks["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train-job"
+    arguments = tasks["train-job"]["inputs"]["parameters"]
+    assert arguments["nodes"]["runtimeValue"]["constant"] == 2 and arguments["image"]["runtimeValue"]["constant"] == settings.cuda_image
+    assert arguments["gpus_per_node"] == {"componentInputParameter": "gpu_count"}
+    container = spec["deploymentSpec"]["executors"]["exec-train-job"]["container"]
+    assert container["image"] == settings.cpu_image and "accelerator" not in container.get("resources", {})
+    assert lint.check_pipeline(path) == []

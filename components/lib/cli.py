@@ -35,7 +35,7 @@ import fire
 import fire.docstrings
 
 from components.lib.credentials import credential_in
-from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError, flag_hint
+from components.lib.errors import USER_ERROR_EXIT_CODE, USER_ERROR_PREFIX, UserError, flag_hint, leave_user_error
 from components.lib.storage import artifacts
 from components.lib.storage.artifacts import MANIFEST, is_committed
 
@@ -95,6 +95,7 @@ def run_stage(stage_fn: Callable[..., StageResult | None] | dict[str, Callable[.
         fire.Fire(component, name=module)
     except UserError as error:
         print(f"{USER_ERROR_PREFIX}{error}", file=sys.stderr)
+        leave_user_error(f"{USER_ERROR_PREFIX}{error}")
         sys.exit(USER_ERROR_EXIT_CODE)
 
 

@@ -11,6 +11,23 @@ USER_ERROR_EXIT_CODE = 2
 USER_ERROR_PREFIX = "error: "  # the start of that line; pipelines/local_run.py finds a stage's error by it
 
 
+# Where a stage also leaves its user-error line: a file a parent process names (train under torchrun,
+# which reports only "exit 1" for a worker's exit 2), and the container's termination message, which
+# Kubernetes shows in the pod's status (a TrainJob's node, read by train_job).
+USER_ERROR_FILE_ENV = "TEXTCLF_USER_ERROR_FILE"
+TERMINATION_LOG = "/dev/termination-log"
+
+
+def leave_user_error(line: str) -> None:
+    for path in (os.environ.get(USER_ERROR_FILE_ENV), TERMINATION_LOG):
+        if path and (path != TERMINATION_LOG or os.path.exists(path)):
+            try:
+                with open(path, "a") as handle:
+                    handle.write(line + "\n")
+            except OSError:
+                pass  # a read-only termination log: the line is on stderr all the same
+
+
 class UserError(Exception):
     """A problem with the user's input, configuration or environment, not with our code."""
 
