@@ -69,6 +69,7 @@ def train_job(
     memory_request: str = "16Gi",
     memory_limit: str = "32Gi",
     s3_secret_name: str = S3_SECRET_NAME,
+    image_pull_secrets: str = "",
     runtime: str = DEFAULT_RUNTIME,
     namespace: str = "",
     poll_seconds: float = 15.0,
@@ -95,6 +96,7 @@ def train_job(
       memory_request: Memory request of each node.
       memory_limit: Memory limit of each node.
       s3_secret_name: Kubernetes Secret with the S3 keys, which the node containers take as env.
+      image_pull_secrets: Comma-separated Secrets the node pods pull the image with; empty: none.
       runtime: The ClusterTrainingRuntime the job runs on.
       namespace: Where the job goes; empty: this pod's namespace (or the kubeconfig's).
       poll_seconds: Seconds between two looks at the job and its pods.
@@ -112,7 +114,8 @@ def train_job(
     require_output_of("tokenize", data_uri, "--data_uri")
     jobs = connect(namespace)
     name = job_name(run_id, trial)
-    shape = NodeShape(gpus_per_node, cpu_request, cpu_limit, memory_request, memory_limit, node_selector, toleration)
+    pull_secrets = tuple(name for name in image_pull_secrets.split(",") if name)
+    shape = NodeShape(gpus_per_node, cpu_request, cpu_limit, memory_request, memory_limit, node_selector, toleration, pull_secrets)
     args = train_args(data_uri, model_uri, base_model, checkpoint_uri, run_id, trial, keep_checkpoints_after_training, report_to,
                       trust_remote_code, gpus_per_node, settings)  # fmt: skip
     manifest = validated(render(name, image, runtime, nodes, shape, args, s3_secret_name, plain_env()))
@@ -137,7 +140,7 @@ def train_args(data_uri, model_uri, base_model, checkpoint_uri, run_id, trial, k
     """train's command line on every node: this step's flags, as KFP writes values (booleans as true/false)."""
     flags = {"data_uri": data_uri, "output_uri": model_uri, "base_model": base_model, "checkpoint_uri": checkpoint_uri, "run_id": run_id,
              "trial": trial, "keep_checkpoints_after_training": keep, "report_to": report_to, "trust_remote_code": trust_remote_code,
-             "expected_gpus": gpus, **settings}  # fmt: skip
+             "expected_gpus": gpus, "processes": 0, **settings}  # fmt: skip  # processes 0: as many as PET_NPROC_PER_NODE
     return [word for name, value in flags.items() for word in (f"--{name}", json.dumps(value) if isinstance(value, bool) else str(value))]
 
 

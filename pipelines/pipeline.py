@@ -89,7 +89,8 @@ def train_job_task(build: "PipelineBuild", given: dict, tokenize, trial, flags: 
         trial=trial, image=build.settings.cuda_image, nodes=build.settings.train_nodes, gpus_per_node=given["gpu_count"],
         cpu_request=resources.cpu_request, cpu_limit=resources.cpu_limit, memory_request=resources.memory_request,
         memory_limit=resources.memory_limit, node_selector=given["gpu_node_selector"], toleration=given["gpu_toleration"],
-        s3_secret_name=given["s3_secret_name"], runtime=build.settings.train_runtime, **flags,
+        s3_secret_name=given["s3_secret_name"], image_pull_secrets=",".join(build.settings.image_pull_secrets),
+        runtime=build.settings.train_runtime, **flags,
     )  # fmt: skip
     # It waits as long as the training does: the train task's retry window, on a CPU node.
     build.common(task, given["s3_secret_name"], build.settings.cpu_resources, build.settings.train_retry_window)

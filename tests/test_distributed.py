@@ -5,10 +5,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from components.lib.training import checkpoint
 from tests.conftest import REPO, run_module
 from tests.test_train import max_difference, weights
 
@@ -73,11 +76,22 @@ def test_two_nodes_as_kubeflow_trainer_starts_them_match_one_process_with_the_sa
     (EnforceMLPolicy), one process each: train joins them into one job of two ranks (no --standalone) whose
     weights are those of one process with the same global batch."""
     common = common_flags(prepared_data, tiny_model_without_dropout)
+    nodes = start_nodes([*common, "--batch_size", "4"], tmp_path)
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "training as one of 2 nodes (PET_NNODES=2), under torchrun" in outputs[0][1]
+    assert json.loads((tmp_path / "node0" / "train_summary.json").read_text())["world_size"] == 2
+    assert not (tmp_path / "node1").exists()  # rank 0 alone writes the model
+    assert max_difference(weights(tmp_path / "node0"), weights(single)) < 1e-4
+
+
+def start_nodes(flags: list[str], folder: Path) -> list[subprocess.Popen]:
+    """Two torchrun agents on loopback, each with only the PET_* variables Kubeflow Trainer sets; node r writes to folder/node<r>."""
     trainer_variables = {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "1", "PET_MASTER_ADDR": "127.0.0.1",
                          "PET_MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}  # fmt: skip
-    nodes = [
+    return [
         subprocess.Popen(
-            [sys.executable, "-m", "components.train", *common, "--output_uri", str(tmp_path / f"node{rank}"), "--batch_size", "4"],
+            [sys.executable, "-m", "components.train", *flags, "--output_uri", str(folder / f"node{rank}")],
             cwd=REPO,
             env={**os.environ, **trainer_variables, "PET_NODE_RANK": str(rank)},
             stdout=subprocess.PIPE,
@@ -86,12 +100,39 @@ def test_two_nodes_as_kubeflow_trainer_starts_them_match_one_process_with_the_sa
         )  # fmt: skip
         for rank in (0, 1)
     ]
-    outputs = [node.communicate(timeout=600) for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
-    assert "training as one of 2 nodes (PET_NNODES=2), under torchrun" in outputs[0][1]
-    assert json.loads((tmp_path / "node0" / "train_summary.json").read_text())["world_size"] == 2
-    assert not (tmp_path / "node1").exists()  # rank 0 alone writes the model
-    assert max_difference(weights(tmp_path / "node0"), weights(single)) < 1e-4
+
+
+def test_a_killed_node_and_its_peer_restarted_resume_from_the_checkpoint_to_the_same_weights(prepared_data, tiny_model_without_dropout,
+                                                                                            tmp_path):  # fmt: skip
+    """A node's pod killed mid-run: its job's pods start again (the Job's restarts), and the two nodes resume
+    from the checkpoint rank 0 wrote, ending where two nodes that were never interrupted end."""
+    flags = [
+        *common_flags(prepared_data, tiny_model_without_dropout),
+        "--batch_size",
+        "4",
+        "--epochs",
+        "40",
+        "--checkpoint_every_steps",
+        "5",
+    ]
+    uninterrupted = start_nodes([*flags, "--checkpoint_uri", str(tmp_path / "ckpt-whole")], tmp_path / "whole")
+    assert [node.communicate(timeout=600) and node.returncode for node in uninterrupted] == [0, 0]
+    command = [*flags, "--checkpoint_uri", str(tmp_path / "ckpt")]
+    nodes = start_nodes(command, tmp_path / "cut")
+    deadline = time.monotonic() + 300
+    while not checkpoint.committed_steps(str(tmp_path / "ckpt")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stopped_at = checkpoint.committed_steps(str(tmp_path / "ckpt"))
+    for node in nodes[::-1]:  # node 1's pod is lost (every process in it killed), then node 0's, restarted by its Job
+        for process in [*psutil.Process(node.pid).children(recursive=True), psutil.Process(node.pid)]:
+            process.kill()
+        node.communicate(timeout=60)
+    assert stopped_at and not (tmp_path / "cut" / "node0" / "MANIFEST.json").exists()  # killed before the model was committed
+    restarted = start_nodes(command, tmp_path / "cut")
+    outputs = [node.communicate(timeout=600) for node in restarted]
+    assert [node.returncode for node in restarted] == [0, 0], outputs[0][1][-2000:]
+    assert json.loads((tmp_path / "cut" / "node0" / "train_summary.json").read_text())["resumed_from_checkpoint"] is True
+    assert max_difference(weights(tmp_path / "cut" / "node0"), weights(tmp_path / "whole" / "node0")) < 1e-6
 
 
 def test_a_node_count_that_is_no_number_is_refused_in_one_line(prepared_data, tiny_model, tmp_path):

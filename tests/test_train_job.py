@@ -195,6 +195,8 @@ def test_two_nodes_train_through_a_trainjob_and_the_model_lands_where_the_step_s
         "AWS_SECRET_ACCESS_KEY",
     }
     assert FAKE_SECRET_KEY not in json.dumps(job) and not [e for e in job["spec"]["trainer"]["env"] if e["name"].startswith("PET_")]
+    args = job["spec"]["trainer"]["args"]
+    assert args[args.index("--processes") + 1] == "0"  # train then starts as many as the Trainer's PET_NPROC_PER_NODE
     assert result.parameters["model_uri"] == "s3://bucket/run/train-job/model"
     summary = json.loads(s3.get_object(Bucket="bucket", Key="run/train-job/model/train_summary.json")["Body"].read())
     assert summary["world_size"] == 2 and result.summary["world_size"] == 2  # one job of two ranks, not two copies

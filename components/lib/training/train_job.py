@@ -44,6 +44,7 @@ class NodeShape:
     memory_limit: str
     node_selector: dict
     toleration: dict
+    image_pull_secrets: tuple[str, ...] = ()
     shm_size: str = "2Gi"
 
 
@@ -92,6 +93,7 @@ def pod_patch(shape: NodeShape) -> dict:
         "securityContext": user,
         "volumes": volumes,
         "containers": [{"name": NODE, "volumeMounts": mounts}],
+        **({"imagePullSecrets": [{"name": name} for name in shape.image_pull_secrets]} if shape.image_pull_secrets else {}),
     }
     replicated = {"name": NODE, "template": {"spec": {"template": {"spec": pod}}}}
     return {"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [replicated]}}}}
