@@ -54,7 +54,7 @@ run: setup ## run the whole pipeline locally on the bundled sample (ARGS="key=va
 test: setup ## compile, lint, golden YAML, submit stub, component dry-runs, then the full suite
 	$(MAKE) compile lint
 	$(PYTHON) -m pytest -q tests/test_golden.py tests/test_submit.py tests/test_component_run.py
-	$(PYTHON) -m pytest -q --ignore=tests/test_golden.py --ignore=tests/test_submit.py --ignore=tests/test_component_run.py $(ARGS)
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile --ignore=tests/test_golden.py --ignore=tests/test_submit.py --ignore=tests/test_component_run.py $(ARGS)
 
 compile: setup ## compile the pipelines to build/pipeline.yaml, build/sweep.yaml and build/kfold.yaml
 	$(PYTHON) -m pipelines.compile --config $(CONFIG) $(ARGS)

@@ -3,7 +3,7 @@
     python -m pipelines.local_run --config configs/default.yaml [--pipeline sweep] [--runner docker] [key=value ...]
     python -m pipelines.local_run --help        # also lists every config key, its default and help
 
-It compiles the pipeline (build/pipeline.yaml), loads that YAML back and runs it with KFP's own
+It compiles the pipeline (kept in the run folder as pipeline.yaml), loads that YAML back and runs it with KFP's own
 local executor, `kfp.local`: the same DAG, the same command lines, the same quality gate as on a
 cluster, minus the Kubernetes placement (no GPU request, no Secret: the S3 environment is this
 shell's). Six adjustments to kfp.local 2.17 (pipelines/kfp_local_patches.py) make it run what the
@@ -25,7 +25,9 @@ import argparse
 import builtins
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,10 +105,13 @@ def refuse_flags(unknown: list[str], argv: list[str]) -> None:
 
 def run(config: RunConfig, variant: str = "training", runner: str = "host") -> int:
     parameters = local_parameters(resolved_parameters(config, variant))
-    compiled = compile_variant(config, REPO_ROOT / "build" / OUTPUT_NAMES[variant], variant)
-    if runner == "docker":
-        DockerMounts.share(parameters)
-    run_dir = new_run_folder(Path(config.local.run_root).resolve())
+    with tempfile.TemporaryDirectory(prefix="local-run-") as scratch:  # compiled before any run folder is made
+        compiled_here = compile_variant(config, Path(scratch) / OUTPUT_NAMES[variant], variant)
+        if runner == "docker":
+            DockerMounts.share(parameters)
+        run_dir = new_run_folder(Path(config.local.run_root).resolve())
+        # The run keeps the pipeline it ran; two runs at once never share one file.
+        compiled = Path(shutil.copy(compiled_here, run_dir / OUTPUT_NAMES[variant]))
     print(f"run folder: {run_dir}\ncompiled pipeline: {compiled}")
     try:
         timings = execute(compiled, parameters, run_dir, runner)

@@ -62,7 +62,8 @@ def test_the_whole_pipeline_runs_locally_registers_a_model_and_leaks_no_secret(s
 
     # Known fake credentials were in the environment of every stage: none may appear in any output.
     written = [path for path in tmp_path.rglob("*") if path.is_file() and path.name != "config.yaml"]
-    written += [REPO / "build" / "pipeline.yaml", *(REPO / "manifests").rglob("*.yaml")]
+    assert (run_dir / "pipeline.yaml").is_file()  # the run keeps the pipeline it ran
+    written += [*(REPO / "manifests").rglob("*.yaml")]
     assert len(written) > 50 and any(path.name == "MODEL_CARD.md" for path in written)
     for secret in PLANTED.values():
         assert secret not in result.stdout + result.stderr
