@@ -39,6 +39,7 @@ from benchmarks import (
     time_to_model,
     tokenize_speed,
     train_vs_trainer,
+    two_nodes,
 )
 from benchmarks.common import DATASETS, REPO, markdown_table, run_json
 from benchmarks.train_vs_trainer import BF16, MAJORITY_MARGIN, OURS, STRONGEST
@@ -72,6 +73,7 @@ BENCHMARKS = {
     "generation": ("benchmarks.generation",),
     "lm_curriculum": ("benchmarks.lm_curriculum", "--epochs", "4"),
     "halving": ("benchmarks.halving_sweep",),
+    "two_nodes": ("benchmarks.two_nodes",),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -93,6 +95,7 @@ SECTIONS = [
     ("generation", "16. Generation with and without the KV cache", generation.markdown),
     ("lm_curriculum", "17. Curricula for a causal language model: sequence-length warmup and rarity", lm_curriculum.markdown),
     ("halving", "18. A successive-halving sweep beside the full grid", halving_sweep.markdown),
+    ("two_nodes", "19. Two training nodes as Kubeflow Trainer starts them, beside one process", two_nodes.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],

@@ -18,7 +18,7 @@ from tests.test_train import max_difference, weights
 
 FLAGS = [
     "--epochs",
-    "12",
+    "6",
     "--batch_size",
     "4",
     "--learning_rate",
@@ -151,10 +151,10 @@ def test_a_paused_round_keeps_its_checkpoint_and_the_next_round_resumes_to_ident
     --epochs; the next round, with the same checkpoint folder, ends exactly where the uninterrupted run does."""
     checkpoints, out = tmp_path / "checkpoints", tmp_path / "model"
     command = [*train_command(prepared_data[1], tiny_model, out, checkpoints), "--keep_checkpoints_after_training", "false"]
-    first = run_module("components.train", *command, "--stop_after_epochs", "5")
+    first = run_module("components.train", *command, "--stop_after_epochs", "3")
     assert first.returncode == 0, first.stderr[-2000:]
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["paused"] is True and summary["epochs_completed"] == 5
+    assert summary["paused"] is True and summary["epochs_completed"] == 3
     assert checkpoint.committed_steps(str(checkpoints))[-1] == summary["global_steps"]  # kept for the next round
     shutil.rmtree(out)
     assert_resumes_to_the_uninterrupted_run(command, out, uninterrupted)
