@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 from components.lib import storage
@@ -27,7 +28,7 @@ from components.lib.common_flags import BASE_MODEL, TRUST_REMOTE_CODE, takes_com
 from components.lib.data.contract import TRAIN_SUMMARY_FILE, require_output_of
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from components.lib.runtime import S3_SECRET_NAME
-from components.lib.serving.kubernetes_api import SERVICE_ACCOUNT_NAMESPACE
+from components.lib.serving.kubernetes_api import load_cluster
 from components.lib.stage_outputs import BEST_VALIDATION_VALUE_OUTPUT, MODEL_ARTIFACT, MODEL_URI_OUTPUT
 from components.lib.storage.artifacts import read_manifest, staged_input
 from components.lib.training.settings import TrainConfig, takes_settings
@@ -145,30 +146,17 @@ def train_args(data_uri, model_uri, base_model, checkpoint_uri, run_id, trial, k
 
 
 def plain_env() -> dict:
-    import os
-
     return {key: os.environ[key] for key in PLAIN_ENV if os.environ.get(key)}
 
 
 def connect(namespace: str) -> TrainJobs:
     """The cluster this step runs in (its service account), else the kubeconfig's; refused in one line with neither."""
-    import os
-    from pathlib import Path
+    from kubernetes import client
 
-    from kubernetes import client, config
-
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_NAMESPACE.is_file():
-        config.load_incluster_config()
-        return TrainJobs(client.CustomObjectsApi(), client.CoreV1Api(), namespace or SERVICE_ACCOUNT_NAMESPACE.read_text().strip())
-    kubeconfig = Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]).expanduser()
-    if not kubeconfig.is_file():
+    found = load_cluster(namespace)
+    if found is None:
         raise UserError("no Kubernetes cluster: a TrainJob needs one (in a pod, its service account; else KUBECONFIG)")
-    try:
-        config.load_kube_config(config_file=str(kubeconfig))
-        _, context = config.list_kube_config_contexts(config_file=str(kubeconfig))
-    except config.ConfigException as error:
-        raise UserError(f"{kubeconfig}: not a usable kubeconfig ({error})") from None
-    return TrainJobs(client.CustomObjectsApi(), client.CoreV1Api(), namespace or context.get("context", {}).get("namespace") or "default")
+    return TrainJobs(client.CustomObjectsApi(), client.CoreV1Api(), found)
 
 
 def start_or_attach(jobs: TrainJobs, manifest: dict) -> None:

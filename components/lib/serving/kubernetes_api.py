@@ -69,11 +69,20 @@ def api_message(error) -> str:
 
 def connect(namespace: str = "") -> InferenceServices | None:
     """The cluster this runs in (its service account) or the kubeconfig's; None when neither is configured."""
-    from kubernetes import client, config
+    from kubernetes import client
+
+    found = load_cluster(namespace)
+    return InferenceServices(client.CustomObjectsApi(), found) if found else None
+
+
+def load_cluster(namespace: str = "") -> str | None:
+    """Configure the Kubernetes client for the cluster this runs in (its service account) or the kubeconfig's,
+    and return the namespace to use (given, else the pod's or the context's); None when neither is configured."""
+    from kubernetes import config
 
     if os.environ.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_NAMESPACE.is_file():
         config.load_incluster_config()
-        return InferenceServices(client.CustomObjectsApi(), namespace or SERVICE_ACCOUNT_NAMESPACE.read_text().strip())
+        return namespace or SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
     listed = [Path(entry).expanduser() for entry in os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep) if entry]
     kubeconfig = next((path for path in listed if path.is_file()), None)
     if kubeconfig is None:
@@ -83,4 +92,4 @@ def connect(namespace: str = "") -> InferenceServices | None:
         _, context = config.list_kube_config_contexts(config_file=str(kubeconfig))
     except config.ConfigException as error:
         raise UserError(f"{kubeconfig}: not a usable kubeconfig ({error})") from None
-    return InferenceServices(client.CustomObjectsApi(), namespace or context.get("context", {}).get("namespace") or "default")
+    return namespace or context.get("context", {}).get("namespace") or "default"
