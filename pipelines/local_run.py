@@ -116,6 +116,8 @@ def run(config: RunConfig, variant: str = "training", runner: str = "host") -> i
     try:
         timings = execute(compiled, parameters, run_dir, runner)
     except BaseException:
+        if not any(path.is_file() and path != compiled for path in run_dir.rglob("*")):
+            compiled.unlink()  # no stage wrote anything: the run folder goes, its pipeline with it
         remove_empty_folders(run_dir)
         raise
     status = report(run_dir, timings, parameters, variant)

@@ -455,7 +455,7 @@ def test_each_setting_is_declared_once_and_reaches_the_flags_the_help_and_the_pi
 
     from components.lib.cards.shared import ON_MODEL_CARD
     from pipelines.parameters import pipeline_parameters
-    from pipelines.pipeline import SWEEPABLE
+    from pipelines.pipeline import PAUSE_FLAG, SWEEPABLE
 
     signature = inspect.signature(train).parameters
     described = {item.arg_name: item.description for item in docstring_parser.parse(train.__doc__).params}
@@ -463,7 +463,7 @@ def test_each_setting_is_declared_once_and_reaches_the_flags_the_help_and_the_pi
     for spec in SETTINGS:
         assert signature[spec.name].default == spec.default and described[spec.name] == spec.metadata["help"], spec.name
         assert inspect.get_annotations(train, eval_str=True)[spec.name] in (int, float, str, bool), spec.name
-        assert spec.name in parameters, spec.name
+        assert (spec.name in parameters) == (spec.name != PAUSE_FLAG), spec.name  # the pause: only a halving sweep sets it
     assert set(SWEEPABLE) == {spec.name for spec in SETTINGS if spec.metadata["sweepable"]}
     assert set(ON_MODEL_CARD) == {spec.name for spec in SETTINGS if spec.metadata["card"]}
     assert list(signature)[-1] == "executor_input"

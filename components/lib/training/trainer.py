@@ -89,12 +89,14 @@ class FineTuner(EvaluationTracking, Checkpointing):
                 if self.progress.next_micro_batch >= self.micro_batches_per_epoch:
                     self.end_epoch()
             where = self.progress.epoch + self.progress.next_micro_batch / self.micro_batches_per_epoch
-            self.log_training_loss(where)  # the steps after the last full --logging_steps interval
             if self.paused():
-                self.pause()
-            elif not self.progress.history["evaluations"] or self.progress.history["evaluations"][-1]["step"] != self.progress.global_step:
-                # Stopped by --max_steps between evaluations: judge the final weights too.
-                self.evaluate_and_track(where)
+                self.pause()  # the open --logging_steps interval goes on in the next round, as in an uninterrupted run
+            else:
+                self.log_training_loss(where)  # the steps after the last full --logging_steps interval
+                evaluations = self.progress.history["evaluations"]
+                if not evaluations or evaluations[-1]["step"] != self.progress.global_step:
+                    # Stopped by --max_steps between evaluations: judge the final weights too.
+                    self.evaluate_and_track(where)
         finally:
             bar.close()
             stop.restore()
@@ -107,8 +109,8 @@ class FineTuner(EvaluationTracking, Checkpointing):
         return bool(stop_after) and self.progress.epoch >= stop_after and self.progress.epoch < self.config.epochs and not self.finished()
 
     def pause(self) -> None:
-        """Checkpoint where the round ends, with no extra evaluation (an uninterrupted run has none here,
-        and resuming must match it); the round is judged by its best evaluation so far."""
+        """Checkpoint where the round ends, with no extra evaluation or loss line (an uninterrupted run has
+        neither here, and resuming must match it); the round is judged by its best evaluation so far."""
         self.save_checkpoint()
         if self.dist.is_main:
             log.info("--stop_after_epochs %d: paused at step %d, checkpointed for a later round to resume",
