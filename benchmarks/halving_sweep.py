@@ -80,8 +80,8 @@ def steps_share(result: dict) -> float:
 
 
 def markdown(result: dict) -> str:
-    rows = [[name, sum(run["steps_by_trial"].values()), run["best_trial"], run["best_learning_rate"], run["best_validation"],
-             run["test_macro_f1"], run["test_accuracy"], run["seconds"]]
+    rows = [[name, sum(run["steps_by_trial"].values()), run["best_trial"], f"{run['best_learning_rate']:g}", f"{run['best_validation']:.4f}",
+             f"{run['test_macro_f1']:.4f}", f"{run['test_accuracy']:.4f}", run["seconds"]]
             for name, run in (("full grid (strategy all)", result["grid"]), ("successive halving (eta 2)", result["halving"]))]  # fmt: skip
     rounds = "\n".join(f"- {line}" for line in result["halving"]["rounds"])
     return (
