@@ -19,7 +19,7 @@ from components.lib.common_flags import takes_common_flags
 from components.lib.data.contract import TUNING_RESULTS_FILE
 from components.lib.reporting.trials import ranked_trials, write_csv
 from components.lib.stage_outputs import BEST_TRIAL_OUTPUT, BEST_VALUE_OUTPUT, MODEL_ARTIFACT, MODEL_URI_OUTPUT, TUNING_ARTIFACT
-from components.lib.storage.artifacts import read_manifest, staged_output
+from components.lib.storage.artifacts import staged_output
 
 
 @takes_common_flags
@@ -32,7 +32,6 @@ def select_best(*, model_uris: list, tuning_uri: str, executor_input: str = "") 
     """
     metric, ranked = ranked_trials(model_uris)
     best = ranked[0]
-    read_manifest(best["model_uri"])  # committed, or one line; every later reader verifies its files
     with staged_output(tuning_uri) as out:
         (out / TUNING_RESULTS_FILE).write_text(
             json.dumps({"metric": metric, "best_trial": best["trial"], "trials": ranked}, indent=2) + "\n"

@@ -30,7 +30,7 @@ from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from components.lib.runtime import S3_SECRET_NAME
 from components.lib.serving.kubernetes_api import load_cluster
 from components.lib.stage_outputs import BEST_VALIDATION_VALUE_OUTPUT, MODEL_ARTIFACT, MODEL_URI_OUTPUT
-from components.lib.storage.artifacts import read_manifest, staged_input
+from components.lib.storage.artifacts import staged_input
 from components.lib.training.settings import TrainConfig, takes_settings
 from components.lib.training.train_job import (
     PLAIN_ENV,
@@ -139,9 +139,20 @@ def assigned_uri(executor_input: str, output: str) -> str:
 def train_args(data_uri, model_uri, base_model, checkpoint_uri, run_id, trial, keep, report_to, trust_remote_code, gpus,  # noqa: PLR0913
                settings) -> list[str]:  # fmt: skip
     """train's command line on every node: this step's flags, as KFP writes values (booleans as true/false)."""
-    flags = {"data_uri": data_uri, "output_uri": model_uri, "base_model": base_model, "checkpoint_uri": checkpoint_uri, "run_id": run_id,
-             "trial": trial, "keep_checkpoints_after_training": keep, "report_to": report_to, "trust_remote_code": trust_remote_code,
-             "expected_gpus": gpus, "processes": 0, **settings}  # fmt: skip  # processes 0: as many as PET_NPROC_PER_NODE
+    flags = {
+        "data_uri": data_uri,
+        "output_uri": model_uri,
+        "base_model": base_model,
+        "checkpoint_uri": checkpoint_uri,
+        "run_id": run_id,
+        "trial": trial,
+        "keep_checkpoints_after_training": keep,
+        "report_to": report_to,
+        "trust_remote_code": trust_remote_code,
+        "expected_gpus": gpus,
+        "processes": 0,
+        **settings,
+    }  # fmt: skip  (processes 0: as many as PET_NPROC_PER_NODE)
     return [word for name, value in flags.items() for word in (f"--{name}", json.dumps(value) if isinstance(value, bool) else str(value))]
 
 
@@ -215,7 +226,6 @@ def failure_line(where: str, failed: dict, exits: list[NodeExit]) -> str:
 
 def result(model_uri: str) -> StageResult:
     """train's outputs, read from the model the job's rank 0 committed."""
-    read_manifest(model_uri)
     with staged_input(model_uri, only=[TRAIN_SUMMARY_FILE]) as (folder, _):
         summary = json.loads((folder / TRAIN_SUMMARY_FILE).read_text())
     best = summary["best"]

@@ -26,7 +26,7 @@ from components.lib.serving.inference_service import REGISTRY_VERSION_ANNOTATION
 from components.lib.storage.artifacts import staged_output
 from components.lib.storage.registry import Registry
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
-from tests.json_http import JsonHandler
+from tests.json_http import JsonHandler, point_kubernetes_client_at
 
 MODEL = "drug-review-sentiment"
 IMAGE = "ghcr.io/textclf/textclf-cpu:0.1.0"
@@ -109,15 +109,7 @@ def cluster(tmp_path, monkeypatch):
     server = FakeKubernetes()
     thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(MAX_REQUESTS)], daemon=True)
     thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-        "users": [{"name": "someone", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "someone", "namespace": "team-a"}}],
-    }))  # fmt: skip
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    point_kubernetes_client_at(server, tmp_path, monkeypatch)
     monkeypatch.setattr("components.deploy.POLL_SECONDS", 0.01)
     yield server
     server.server_close()

@@ -23,13 +23,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-import yaml
 
 from components.lib.errors import UserError
 from components.lib.training.train_job import JOBSET_LABEL, RANK_LABEL, NodeShape, job_name, render, validated
 from components.train_job import train_job
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REPO, upload_folder
-from tests.json_http import JsonHandler
+from tests.json_http import JsonHandler, point_kubernetes_client_at
 from tests.test_distributed import free_port
 
 JOBS = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainjobs"
@@ -156,15 +155,7 @@ def trainer_cluster(tmp_path, monkeypatch):
     server = FakeTrainer(tmp_path)
     thread = threading.Thread(target=lambda: [server.handle_request() for _ in range(MAX_REQUESTS)], daemon=True)
     thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-        "users": [{"name": "someone", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "someone", "namespace": "team-a"}}],
-    }))  # fmt: skip
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    point_kubernetes_client_at(server, tmp_path, monkeypatch)
     yield server
     for name in list(server.nodes):
         server.stop(name)

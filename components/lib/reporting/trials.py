@@ -10,7 +10,7 @@ from pathlib import Path
 from components.lib.data.contract import TRAIN_SUMMARY_FILE, TRAINING_ARGS_FILE
 from components.lib.errors import UserError
 from components.lib.reporting.metrics import HIGHER_IS_BETTER
-from components.lib.storage.artifacts import read_manifest, staged_input
+from components.lib.storage.artifacts import staged_input
 
 
 def ranked_trials(model_uris: list) -> tuple[str, list[dict]]:
@@ -28,8 +28,8 @@ def ranked_trials(model_uris: list) -> tuple[str, list[dict]]:
 
 
 def describe_trial(index: int, uri: str) -> dict:
-    lineage = read_manifest(uri).get("lineage", {})
-    with staged_input(uri, only=[TRAIN_SUMMARY_FILE, TRAINING_ARGS_FILE]) as (folder, _):
+    with staged_input(uri, only=[TRAIN_SUMMARY_FILE, TRAINING_ARGS_FILE]) as (folder, manifest):
+        lineage = manifest.get("lineage", {})
         summary = json.loads((folder / TRAIN_SUMMARY_FILE).read_text())
         arguments = json.loads((folder / TRAINING_ARGS_FILE).read_text())
     return {
