@@ -1,6 +1,7 @@
-"""Benchmark 17: curricula for a causal LM (issue 33) on the Hindi corpus of configs/causal-lm.yaml.
+"""Benchmarks 17 and 20: curricula for a causal LM (issue 33), on the Hindi corpus of configs/causal-lm.yaml
+and on a larger English one (the bundled FOLDOC definitions, a document per definition).
 
-    python -m benchmarks.lm_curriculum [--seeds 1,2,3] [--epochs 32]
+    python -m benchmarks.lm_curriculum [--corpus devdas|foldoc] [--seeds 1,2,3] [--epochs 32]
 
 The recipe of configs/causal-lm.yaml (BPE 1000, blocks of 128, GPT-2 tiny from scratch, batch 16, lr
 2e-3, cosine), trained with no curriculum, with sequence-length warmup (`curriculum=length`: contexts
@@ -25,13 +26,19 @@ from benchmarks.common import BASE_MODEL, REPO, machine, markdown_table
 
 CURRICULA = ("none", "length", "rarity")
 START = 0.25
+# preprocess's flags for each corpus, and how the table names it.
+CORPORA = {
+    "devdas": ({"input_uri": CORPUS, "document_unit": "paragraph"}, "Devdas in Hindi (160K characters, a document per paragraph)"),
+    "foldoc": ({"input_uri": str(REPO / "data" / "sample" / "foldoc" / "foldoc.parquet"), "text_column": "text"},
+               "the FOLDOC definitions in English (3.0M characters, a document per definition)"),
+}  # fmt: skip
 
 
-def prepare(work: Path) -> Path:
+def prepare(work: Path, corpus: str) -> Path:
     from components.preprocess import preprocess
     from components.tokenize import tokenize
 
-    preprocess(input_uri=CORPUS, output_uri=str(work / "data"), task="causal_lm", document_unit="paragraph")
+    preprocess(output_uri=str(work / "data"), task="causal_lm", **CORPORA[corpus][0])
     tokenize(data_uri=str(work / "data"), output_uri=str(work / "tokens"), base_model=BASE_MODEL, tokenizer="bpe", vocab_size=VOCAB_SIZE,
              block_size=BLOCK_SIZE)  # fmt: skip
     return work / "tokens"
@@ -53,14 +60,16 @@ def run(tokens: Path, work: Path, curriculum: str, seed: int, epochs: int) -> di
 
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="devdas")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--epochs", type=int, default=32)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lm-curriculum-") as folder:
         work = Path(folder)
-        tokens = prepare(work)
+        tokens = prepare(work, args.corpus)
+        blocks = json.loads((tokens / "stats.json").read_text())["splits"]["train"]["blocks"]
         runs = [run(tokens, work, curriculum, int(seed), args.epochs) for seed in args.seeds.split(",") for curriculum in CURRICULA]
-    print(json.dumps({"machine": machine(), "epochs": args.epochs, "runs": runs}))
+    print(json.dumps({"machine": machine(), "corpus": args.corpus, "train_blocks": blocks, "epochs": args.epochs, "runs": runs}))
     return 0
 
 
@@ -71,8 +80,10 @@ def markdown(result: dict) -> str:
         perplexities = [entry["test_perplexity"] for entry in runs]
         rows.append([curriculum, " / ".join(f"{value:.2f}" for value in perplexities), f"{statistics.mean(perplexities):.2f}",
                      f"{statistics.mean(entry['train_seconds'] for entry in runs):.0f}"])  # fmt: skip
+    corpus = CORPORA[result.get("corpus", "devdas")][1]
+    blocks = f", {result['train_blocks']:,} train blocks of {BLOCK_SIZE} tokens" if "train_blocks" in result else ""
     return (
-        f"On {result['machine']}. configs/causal-lm.yaml's recipe ({result['epochs']} epochs), seeds"
+        f"On {result['machine']}. Corpus: {corpus}{blocks}. configs/causal-lm.yaml's recipe ({result['epochs']} epochs), seeds"
         f" {', '.join(sorted({str(entry['seed']) for entry in result['runs']}))}; curricula start at {START} (of the block for"
         " `length`, of the blocks for `rarity`) and reach the whole over the first quarter of the epochs, root pacing. The machine"
         " ran the test suite beside it, so train seconds are upper bounds, comparable only within this table.\n\n"

@@ -74,6 +74,7 @@ BENCHMARKS = {
     "lm_curriculum": ("benchmarks.lm_curriculum", "--epochs", "4"),
     "halving": ("benchmarks.halving_sweep",),
     "two_nodes": ("benchmarks.two_nodes",),
+    "lm_curriculum_foldoc": ("benchmarks.lm_curriculum", "--corpus", "foldoc", "--epochs", "4"),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -96,6 +97,7 @@ SECTIONS = [
     ("lm_curriculum", "17. Curricula for a causal language model: sequence-length warmup and rarity", lm_curriculum.markdown),
     ("halving", "18. A successive-halving sweep beside the full grid", halving_sweep.markdown),
     ("two_nodes", "19. Two training nodes as Kubeflow Trainer starts them, beside one process", two_nodes.markdown),
+    ("lm_curriculum_foldoc", "20. The causal-LM curricula on a larger corpus: FOLDOC's definitions", lm_curriculum.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],
