@@ -48,7 +48,7 @@ def cpu_model() -> str:
 def machine() -> str:
     import torch
 
-    from components.lib.training.trainer import cpu_has_native_bf16
+    from components.lib.modelling.precision import cpu_has_native_bf16
 
     cores = os.cpu_count()
     bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"

@@ -223,7 +223,7 @@ def main() -> int:
         "machine": machine(), "epochs": epochs, "batch_size": 16, "model": "all-MiniLM-L6-v2", "datasets": {},
         "majority_class": {name: majority_class_macro_f1(paths["data"]) for name, paths in datasets.items()},
     }  # fmt: skip
-    from components.lib.training.trainer import cpu_has_native_bf16
+    from components.lib.modelling.precision import cpu_has_native_bf16
 
     if not cpu_has_native_bf16():
         results["bf16_left_out"] = BF16_LEFT_OUT

@@ -15,6 +15,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# train's `--precision auto` picks bf16 on a CPU with native bf16 (components/lib/modelling/precision.py):
+# capping oneDNN below bf16 keeps the suite in fp32 on every CPU, so that its figures do not depend on
+# the machine CI runs on (the stages the tests start as processes inherit it). Tests of the rule fake
+# the CPU's flags with `cpu_flags`, which lifts the cap.
+from components.lib.modelling.precision import HIGHEST_ISA_WITHOUT_BF16, ISA_CAP_ENV  # noqa: E402  (after the path)
+
+os.environ[ISA_CAP_ENV] = HIGHEST_ISA_WITHOUT_BF16
+
 LABELS = ["negative", "neutral", "positive"]
 WORDS = {
     "negative": ["awful", "terrible", "worst", "pain", "nausea", "useless", "hate", "bad", "horrible", "sick"],
@@ -74,6 +82,20 @@ def build_tiny_model(folder: Path, dropout: float = 0.1) -> Path:
     torch.manual_seed(0)
     BertForSequenceClassification(config).base_model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def cpu_flags(monkeypatch):
+    """cpu_flags(avx512_bf16=..., amx=...): this process's CPU as torch's probes report it, oneDNN uncapped."""
+    import torch
+
+    monkeypatch.delenv(ISA_CAP_ENV, raising=False)
+
+    def fake(avx512_bf16: bool, amx: bool = False) -> None:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+
+    return fake
 
 
 @pytest.fixture(scope="session")

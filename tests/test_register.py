@@ -11,6 +11,7 @@ from transformers import AutoTokenizer
 from components import register
 from components.evaluate import evaluate
 from components.export import export
+from components.lib.data.contract import MODEL_CARD_FILE
 from components.lib.data.labels import LABELS_FILE
 from components.lib.errors import UserError
 from components.lib.storage.artifacts import commit
@@ -160,6 +161,12 @@ def test_the_registered_lineage_records_the_text_cleaning(tweet_release, tmp_pat
     result = register_release(tweet_release, tmp_path, require_beat_baseline=False)
     manifest = json.loads((Path(result.summary["uri"]) / "MANIFEST.json").read_text())
     assert manifest["lineage"]["text_cleaning"] == {"mask_urls": True, "mask_mentions": True}
+
+
+def test_the_model_card_says_the_precision_train_chose_and_why(tweet_release, tmp_path):
+    result = register_release(tweet_release, tmp_path, require_beat_baseline=False)
+    card = (Path(result.summary["uri"]) / MODEL_CARD_FILE).read_text()
+    assert "on cpu in float32 (auto: this CPU has no native bf16 (AVX512-BF16 or AMX); emulated bf16 is slower than fp32)." in card
 
 
 def test_production_is_rescored_with_its_own_tokenizers_pad_id(prepared_data, tiny_model, tmp_path, monkeypatch):

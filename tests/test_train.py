@@ -16,7 +16,7 @@ from components.lib.training.distributed import Distributed
 from components.lib.training.optim import parameter_groups
 from components.lib.training.reporters import Reporters
 from components.lib.training.settings import SETTINGS, TrainConfig
-from components.lib.training.trainer import FineTuner, TunerInputs, autocast_dtype
+from components.lib.training.trainer import FineTuner, TunerInputs
 from components.train import train
 from tests.conftest import train_flags
 
@@ -235,21 +235,6 @@ def test_bf16_autocast_on_cpu_when_asked_and_fp16_refused(prepared_data, tiny_mo
         run(prepared_data[1], tiny_model, tmp_path / "fp16", epochs=1, precision="fp16")
 
 
-@pytest.mark.parametrize("avx512_bf16, amx", [(True, False), (False, True), (False, False)])
-def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(avx512_bf16, amx, monkeypatch, caplog):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    native = avx512_bf16 or amx
-    assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    assert autocast_dtype("auto", torch.device("cpu")) is None
-    warned = [record.message for record in caplog.records if "no native bf16" in record.message]
-    assert warned == (
-        []
-        if native
-        else ["--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); it is emulated, many times slower than fp32"]
-    )
-
-
 def test_torch_compile_with_inductor_takes_effect_and_changes_nothing_else(prepared_data, tiny_model_without_dropout, tmp_path):
     """The default backend, inductor, really generates kernels (a C++ compiler is on the machine)."""
     from torch._dynamo.utils import counters
@@ -412,7 +397,7 @@ def test_train_prints_a_header_with_rows_steps_device_precision_and_parameters(p
         "epochs = 3 (stopping at --max_steps 7)",
         "batch size per device = 4, processes = 1, gradient accumulation steps = 2, rows per optimizer step = 8",
         "optimization steps = 7 (21 per epoch)",
-        "device = cpu, precision = float32",
+        "device = cpu, precision = float32 (auto: this CPU has no native bf16 (AVX512-BF16 or AMX); emulated bf16 is slower than fp32)",
         "parameters = 24,163 (99 trained in the first 1 epoch(s))",  # 99: the 32x3 classifier and its bias
     ):
         assert expected in header, header

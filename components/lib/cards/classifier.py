@@ -17,6 +17,7 @@ from components.lib.cards.shared import (
     origin,
     python_string,
     rows_trained_on,
+    where_trained,
 )
 from components.lib.data.contract import (
     CALIBRATION_FILE,
@@ -101,7 +102,7 @@ with the highest probability.
 {slice_lines(test.get("slices", []))}{abstention_lines(test.get("abstention"))}
 ## Training
 Best validation {train_summary.get("best", {}).get("metric")}: {train_summary.get("best", {}).get("value")}
-at step {train_summary.get("best", {}).get("step")}, on {train_summary.get("device", "?")} in {train_summary.get("precision", "?")}.
+at step {train_summary.get("best", {}).get("step")}, on {where_trained(train_summary)}.
 
 | flag | value |
 |---|---|

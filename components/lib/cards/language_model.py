@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from components.lib.cards.shared import count, figure, flag_rows, origin, python_string, rows_trained_on, scientific
+from components.lib.cards.shared import count, figure, flag_rows, origin, python_string, rows_trained_on, scientific, where_trained
 from components.lib.data.contract import (
     CAUSAL_LM,
     EXPORT_REPORT_FILE,
@@ -155,7 +155,7 @@ def language_model_training(summary: dict) -> str:
     best = summary.get("best", {})
     return (
         f"{count(summary.get('global_steps'))} optimizer steps, {count(summary.get('tokens_seen'))} tokens seen, at"
-        f" {figure(summary.get('tokens_per_second'), 1)} tokens/s on {summary.get('device', '?')} in {summary.get('precision', '?')}.\n"
+        f" {figure(summary.get('tokens_per_second'), 1)} tokens/s on {where_trained(summary)}.\n"
         f"Best validation {best.get('metric', '?')}: {figure(best.get('value'))} at step {best.get('step', '?')}."
     )
 

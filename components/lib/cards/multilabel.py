@@ -13,6 +13,7 @@ from components.lib.cards.shared import (
     origin,
     python_string,
     rows_trained_on,
+    where_trained,
 )
 from components.lib.data.contract import METRICS_FILE, ONNX_FP32_FILE, THRESHOLDS_FILE, TOKENIZER_FILE
 from components.lib.data.label_sets import SET_JOIN
@@ -72,7 +73,7 @@ Tagging texts similar to the training data ({lineage.get("source_uri", "?")}) wi
 {per_label}
 
 ## Training
-Best validation {best.get("metric")}: {best.get("value")} at step {best.get("step")}.
+Best validation {best.get("metric")}: {best.get("value")} at step {best.get("step")}, on {where_trained(train_summary)}.
 
 | flag | value |
 |---|---|

@@ -34,6 +34,12 @@ def origin(lineage: dict) -> str:
     return made + (f", distilled from `{lineage['teacher']}`" if lineage.get("teacher") else "")
 
 
+def where_trained(train_summary: dict) -> str:
+    """'cpu in bfloat16 (auto: this CPU has native bf16 ...)': the device and precision train recorded, and why that precision."""
+    reason = train_summary.get("precision_reason")
+    return f"{train_summary.get('device', '?')} in {train_summary.get('precision', '?')}" + (f" ({reason})" if reason else "")
+
+
 def rows_trained_on(train_summary: dict, training: dict, split_rows: Any, unit: str = "rows") -> str:
     """'1279 rows', or under --max_train_samples '600 of 1279 train rows (max_train_samples=600)': the
     count train recorded (train_summary.json's train_rows), else the split's."""

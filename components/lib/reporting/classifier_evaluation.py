@@ -21,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from components.lib.cli import StageResult
 from components.lib.data.batching import TokenizedSplit
@@ -52,6 +51,7 @@ from components.lib.modelling.abstention import answered_at, coverage_curve, rea
 from components.lib.modelling.calibration import calibration_summary, read_temperature, reliability_bins, softmax
 from components.lib.modelling.families import load_model
 from components.lib.modelling.inference import mean_cross_entropy, predict_logits
+from components.lib.modelling.precision import scoring_setup
 from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.reporting.metrics import classification_metrics, headline, precision_recall_curve
 from components.lib.reporting.plots import (
@@ -92,9 +92,9 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
             )
         model = load_model(model_dir, model_uri)
         pad = pad_id(load_tokenizer(model_uri, str(model_dir)))
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device, precision = scoring_setup(model_dir)
         test = TokenizedSplit.load(data_dir, "test")
-        logits = predict_logits(model.to(device), test, batch_size, device, pad)
+        logits = predict_logits(model.to(device), test, batch_size, device, pad, precision.autocast(device))
         metrics = classification_metrics(test.gold, logits.argmax(axis=1), label_names)
         metrics["loss"] = mean_cross_entropy(logits, test.gold)
         majority = majority_class(data_uri, data_dir, label_names)
@@ -114,7 +114,8 @@ def evaluate_classifier(*, model_uri: str, data_uri: str, output_uri: str, repor
         metrics["slices"] = slice_scores(slices, test.gold, logits.argmax(axis=1), label_names)
         with staged_output(output_uri, extra=made_from(model_manifest)) as out:
             predictions = write_predictions(out / PREDICTIONS_FILE, rows, test.gold, probabilities, label_names)
-            result = {"test": metrics, "baseline_majority_class": baseline, "model_uri": model_uri, "data_uri": data_uri}
+            result = {"test": metrics, "baseline_majority_class": baseline, "model_uri": model_uri, "data_uri": data_uri,
+                      "scored_in": precision.record()}  # fmt: skip
             (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
             pictures = draw_pictures(out, metrics, history, test.gold, probabilities, label_names)
             if metrics["calibration"]["rows"]:

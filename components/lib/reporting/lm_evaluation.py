@@ -21,8 +21,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from components.lib.cli import StageResult
 from components.lib.data.batching import TokenizedSplit
 from components.lib.data.contract import (
@@ -38,6 +36,7 @@ from components.lib.data.contract import (
 from components.lib.errors import UserError
 from components.lib.modelling.language_model import PRETRAINED, BlockScores, CausalLanguageModel, score_blocks
 from components.lib.modelling.ngram import ORDER, TrigramModel, baseline_scores, split_positions, split_stream
+from components.lib.modelling.precision import scoring_setup
 from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.reporting.plots import language_model_curves_png
 from components.lib.reporting.report import embedded_png, key_value_table, page_start, table
@@ -62,14 +61,16 @@ def evaluate_language_model(*, model_uri: str, data_uri: str, output_uri: str, r
         tokenizer = load_tokenizer(model_uri, str(model_dir))
         vocab_size = check_same_tokenizer(model_uri, tokenizer, data_uri, load_tokenizer(data_uri, str(data_dir / TOKENIZER_DIR)))
         tokens_per_character = tokens_per_character_of_test(data_dir, data_uri)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device, precision = scoring_setup(model_dir)
         model = CausalLanguageModel.load(model_dir, model_uri).to(device).eval()
         test = TokenizedSplit.load_blocks(data_dir, "test")
-        metrics = model_scores(score_blocks(model, test, batch_size, device, pad_id(tokenizer)), tokens_per_character)
+        scores = score_blocks(model, test, batch_size, device, pad_id(tokenizer), precision.autocast(device))
+        metrics = model_scores(scores, tokens_per_character)
         baseline = ngram_baseline(data_dir, vocab_size, test, tokens_per_character)
         samples = generate_samples(model, test, tokenizer)
         with staged_output(output_uri, extra=made_from(model_manifest)) as out:
-            result = {"test": metrics, "baseline_ngram": baseline, "samples": samples, "model_uri": model_uri, "data_uri": data_uri}
+            result = {"test": metrics, "baseline_ngram": baseline, "samples": samples, "model_uri": model_uri, "data_uri": data_uri,
+                      "scored_in": precision.record()}  # fmt: skip
             (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
             write_report(out, result, model_dir, model_manifest, report_path)
     return stage_result(output_uri, metrics, baseline)

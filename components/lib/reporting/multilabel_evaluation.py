@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from components.lib.cli import StageResult
 from components.lib.data.batching import TokenizedSplit
@@ -36,6 +35,7 @@ from components.lib.data.labels import read_labels
 from components.lib.errors import UserError
 from components.lib.modelling.families import load_model
 from components.lib.modelling.inference import predict_logits
+from components.lib.modelling.precision import scoring_setup
 from components.lib.modelling.sources import load_tokenizer, pad_id
 from components.lib.modelling.thresholds import mean_binary_cross_entropy, read_thresholds, sigmoid
 from components.lib.reporting.multilabel_metrics import frequency_baseline, headline, multilabel_metrics
@@ -59,11 +59,10 @@ def evaluate_multilabel(*, model_uri: str, data_uri: str, output_uri: str, repor
         thresholds = read_thresholds(model_dir, label_names, model_uri)
         if thresholds is None:
             raise UserError(f"{model_uri}: has no decision thresholds; it is not a multi-label model train wrote")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device, precision = scoring_setup(model_dir)
         test = TokenizedSplit.load(data_dir, "test")
-        logits = predict_logits(
-            load_model(model_dir, model_uri).to(device), test, batch_size, device, pad_id(load_tokenizer(model_uri, str(model_dir)))
-        )
+        model, pad = load_model(model_dir, model_uri).to(device), pad_id(load_tokenizer(model_uri, str(model_dir)))
+        logits = predict_logits(model, test, batch_size, device, pad, precision.autocast(device))
         gold = membership(set_keys, label_names)[test.labels]
         probabilities = sigmoid(logits)
         metrics = multilabel_metrics(gold, probabilities, thresholds, label_names)
@@ -73,7 +72,8 @@ def evaluate_multilabel(*, model_uri: str, data_uri: str, output_uri: str, repor
         with staged_output(output_uri, extra=made_from(model_manifest)) as out:
             rows = read_split(data_dir, "test", TOKENIZED_SCHEMA, columns=["text", "source_row"])
             write_predictions(out / PREDICTIONS_FILE, rows, gold, probabilities, thresholds, label_names)
-            result = {"test": metrics, "baseline_label_frequency": baseline, "model_uri": model_uri, "data_uri": data_uri}
+            result = {"test": metrics, "baseline_label_frequency": baseline, "model_uri": model_uri, "data_uri": data_uri,
+                      "scored_in": precision.record()}  # fmt: skip
             (out / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
             pictures = [per_label_png(metrics, baseline, out / PER_LABEL_PICTURE)]
             if training_curves_png(history, out / TRAINING_CURVES_PICTURE, "macro_f1"):

@@ -1,5 +1,5 @@
-"""The training loop's small parts: the autocast precision (and the CPU bf16 probe behind `auto`), the
-dataset of planned batches, the SIGTERM flag, and Progress, the plain-data part of a checkpoint."""
+"""The training loop's small parts: the precision --precision asks for, the dataset of planned batches, the
+SIGTERM flag, and Progress, the plain-data part of a checkpoint."""
 
 from __future__ import annotations
 
@@ -12,32 +12,23 @@ import torch
 
 from components.lib.data.batching import TokenizedSplit
 from components.lib.errors import UserError
+from components.lib.modelling.precision import Precision, auto_precision, cpu_has_native_bf16
 
 SIGTERM_EXIT_CODE = 143
 log = logging.getLogger("components.train")
 
 
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: there oneDNN runs bf16 matmuls in hardware; elsewhere bf16 is emulated, and
-    training in it is many times slower than fp32. torch 2.13 has no public probe; these private ones
-    are what its own CPU dispatch consults (a torch without them reads as no native bf16)."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """None means fp32. `auto`: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        log.warning("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); it is emulated, many times slower than fp32")
+def training_precision(precision: str, device: torch.device) -> Precision:
+    """--precision on this device; `auto` follows modelling/precision.py's rule."""
     if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return auto_precision(device)
     if precision == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16: needs a CUDA GPU; on CPU use bf16 or fp32")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError("--precision bf16: this GPU has no bf16; use fp16 or auto")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        log.warning("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); it is emulated, many times slower than fp32")
+    return Precision({"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision], f"--precision {precision}")
 
 
 class PlannedBatches(torch.utils.data.Dataset):

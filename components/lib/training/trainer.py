@@ -41,9 +41,8 @@ from components.lib.training.loop_parts import (
     PlannedBatches,
     Progress,
     StopRequest,
-    autocast_dtype,
-    cpu_has_native_bf16,
     log,
+    training_precision,
 )
 from components.lib.training.tuner_checkpoints import Checkpointing
 from components.lib.training.tuner_core import TunerInputs, count_parameters
@@ -56,12 +55,11 @@ __all__ = [
     "Progress",
     "StopRequest",
     "TunerInputs",
-    "autocast_dtype",
     "count_parameters",
-    "cpu_has_native_bf16",
     "distillation_loss_sum",
     "sample_training_rows",
     "seed_everything",
+    "training_precision",
 ]
 
 

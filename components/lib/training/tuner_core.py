@@ -18,7 +18,7 @@ import torch
 from components.lib.data.batching import TokenizedSplit, curriculum_epoch, mean_token_rarity, plan_epoch
 from components.lib.modelling.classifier import TrainableModel
 from components.lib.training.distributed import Distributed
-from components.lib.training.loop_parts import Progress, autocast_dtype, log
+from components.lib.training.loop_parts import Progress, log, training_precision
 from components.lib.training.optim import build_scheduler, parameter_groups, warmup_steps
 from components.lib.training.reporters import Reporters
 from components.lib.training.settings import TrainConfig
@@ -56,7 +56,8 @@ class TunerCore:
         self.reporters = inputs.reporters
         self.dist = distributed
         self.device = distributed.device
-        self.dtype = autocast_dtype(config.precision, self.device)
+        self.precision = training_precision(config.precision, self.device)
+        self.dtype = self.precision.dtype
         self.global_batch_size = config.batch_size * distributed.world_size
         self.said_rows_left_out = False  # plan() warns once when torchrun leaves rows out
         self.micro_batches_per_epoch = len(self.plan(0))
@@ -142,9 +143,6 @@ class TunerCore:
             compiled = torch.compile(self.train_model, backend=self.config.compile_backend, dynamic=True)
             self.train_model = cast(torch.nn.Module, compiled)  # compiling a module gives a module (an OptimizedModule)
 
-    def precision_name(self) -> str:
-        return str(self.dtype or torch.float32).replace("torch.", "")
-
     def learning_rate(self) -> float:
         return float(self.scheduler.get_last_lr()[-1])
 
@@ -184,7 +182,7 @@ class TunerCore:
             f"gradient accumulation steps = {config.grad_accum_steps}, "
             f"rows per optimizer step = {self.global_batch_size * config.grad_accum_steps}",
             f"  optimization steps = {self.total_steps} ({self.steps_per_epoch} per epoch)",
-            f"  device = {self.device}, precision = {self.precision_name()}",
+            f"  device = {self.device}, precision = {self.precision.name} ({self.precision.reason})",
             f"  parameters = {parameters:,}"
             + (f" ({head_only:,} trained in the first {config.freeze_encoder_epochs} epoch(s))" if config.freeze_encoder_epochs else ""),
         ]
@@ -206,7 +204,8 @@ class TunerCore:
             "best": {"metric": self.config.metric_for_best, "value": self.progress.best_value, "step": self.progress.best_step},
             "device": str(self.device),
             "world_size": self.dist.world_size,
-            "precision": self.precision_name(),
+            "precision": self.precision.name,
+            "precision_reason": self.precision.reason,
             "seconds_this_process": round(elapsed, 2),
             "seconds_evaluating_and_checkpointing": round(self.seconds_not_training, 2),
             "samples_per_second_this_process": self.all_processes_per_second(self.samples_seen, elapsed),
