@@ -82,7 +82,7 @@ class TrainConfig:
     num_cycles: float = setting(0.0, "cosine: waves over the run (0 = 0.5, a half wave); cosine_with_restarts: restarts (0 = 1).")
     max_grad_norm: float = setting(1.0, "Clip the gradient norm to this; 0 turns clipping off.", card=True)
     grad_accum_steps: int = setting(1, "Micro-batches accumulated per optimizer step.", sweepable=True, card=True, within=AT_LEAST_ONE)
-    precision: str = setting("auto", "auto (bf16 where the GPU or CPU runs it natively, else fp16 with loss scaling on a GPU, fp32 on a CPU), fp32, bf16 or fp16.",
+    precision: str = setting("auto", "auto (bf16 where the device runs it natively, else fp16 on a GPU, fp32 on CPU), fp32, bf16 or fp16.",
                              card=True, choices=PRECISIONS)  # fmt: skip
     seed: int = setting(42, "Seed of the data order, the head's initialisation and dropout.", sweepable=True, card=True)
     eval_every_steps: int = setting(0, "Evaluate on validation every N optimizer steps; 0 = at the end of each epoch.", within=NOT_NEGATIVE)
