@@ -147,8 +147,8 @@ def export_traced(model: TextClassifierModel, example: dict, path: Path, opset: 
 def export_torchscript(model: TextClassifierModel, test: TokenizedSplit, pad_id: int, path: Path) -> None:
     """torch.jit.trace, with the tracer's warnings silenced as for ONNX: the parity check judges the result.
     Traced over a padded batch of two rows, so the graph keeps the attention mask's effect. The tracer's
-    own check (tracing again and comparing on the same two rows) is off: it took 3 of export's 50 seconds
-    on MiniLM, and the parity check on real test rows is the stronger test."""
+    own check (tracing again and comparing on the same two rows) is off: it repeats the work, and the
+    parity check on real test rows is the stronger test."""
     example = test.collate(np.arange(min(2, len(test))), pad_id)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
