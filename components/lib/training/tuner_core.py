@@ -4,7 +4,6 @@ device, and the run's banner and summary. The evaluation and checkpoint mixins b
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import resource
@@ -127,9 +126,7 @@ class TunerCore:
         return kept
 
     def autocast(self):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return self.precision.autocast(self.device)()
 
     def set_frozen(self, frozen: bool) -> None:
         """Freeze or unfreeze the encoder, and rebuild the DDP/compile wrappers if that changed."""
