@@ -73,6 +73,7 @@ def trainer_script(data: Path, output: Path) -> dict:
 
     from components.export import OPSET
     from components.lib.data.labels import read_labels
+    from components.lib.modelling.precision import cpu_has_native_bf16
     from components.lib.modelling.sources import local_model_source
     from components.lib.reporting.metrics import classification_metrics
 
@@ -95,6 +96,7 @@ def trainer_script(data: Path, output: Path) -> dict:
         max_grad_norm=1.0, seed=42, eval_strategy="epoch", save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,
         metric_for_best_model="macro_f1", logging_strategy="no", report_to=[], disable_tqdm=True, dataloader_num_workers=0,
         use_cpu=True, train_sampling_strategy="group_by_length", optim="adamw_torch_fused",
+        bf16=cpu_has_native_bf16(),  # as `make run`'s precision auto chooses, so both sides train at the same precision
     )  # fmt: skip
     trainer = Trainer(model=model, args=arguments, train_dataset=encode("train"), eval_dataset=encode("validation"),
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=macro_f1)  # fmt: skip
