@@ -79,15 +79,15 @@ def markdown(result: dict) -> str:
         runs = [entry for entry in result["runs"] if entry["curriculum"] == curriculum]
         perplexities = [entry["test_perplexity"] for entry in runs]
         rows.append([curriculum, " / ".join(f"{value:.2f}" for value in perplexities), f"{statistics.mean(perplexities):.2f}",
-                     f"{statistics.mean(entry['train_seconds'] for entry in runs):.0f}"])  # fmt: skip
+                     " / ".join(f"{entry['train_seconds']:.0f}" for entry in runs)])  # fmt: skip
     corpus = CORPORA[result.get("corpus", "devdas")][1]
     blocks = f", {result['train_blocks']:,} train blocks of {BLOCK_SIZE} tokens" if "train_blocks" in result else ""
     return (
         f"On {result['machine']}. Corpus: {corpus}{blocks}. configs/causal-lm.yaml's recipe ({result['epochs']} epochs), seeds"
         f" {', '.join(sorted({str(entry['seed']) for entry in result['runs']}))}; curricula start at {START} (of the block for"
         " `length`, of the blocks for `rarity`) and reach the whole over the first quarter of the epochs, root pacing. The machine"
-        " ran the test suite beside it, so train seconds are upper bounds, comparable only within this table.\n\n"
-        + markdown_table(["curriculum", "test perplexity by seed", "mean", "train seconds (mean)"], rows)
+        " ran the test suite beside it for some or all of the time, so train seconds are upper bounds that say more about the machine's load"
+        " than about the curricula.\n\n" + markdown_table(["curriculum", "test perplexity by seed", "mean", "train seconds by seed"], rows)
     )
 
 
