@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -82,6 +83,36 @@ def build_tiny_model(folder: Path, dropout: float = 0.1) -> Path:
     torch.manual_seed(0)
     BertForSequenceClassification(config).base_model.save_pretrained(folder)
     return folder
+
+
+def model_copy_with_summary(model: Path, copy: Path, **changes) -> Path:
+    """A committed copy of train's model folder whose train_summary.json has `changes` applied."""
+    import shutil
+
+    from components.lib.data.contract import TRAIN_SUMMARY_FILE
+    from components.lib.storage.artifacts import MANIFEST, commit
+
+    shutil.copytree(model, copy)
+    summary = json.loads((copy / TRAIN_SUMMARY_FILE).read_text())
+    (copy / TRAIN_SUMMARY_FILE).write_text(json.dumps({**summary, **changes}))
+    manifest = json.loads((copy / MANIFEST).read_text())
+    commit(
+        copy, str(copy), extra={key: value for key, value in manifest.items() if key not in ("manifest_version", "committed_at", "files")}
+    )
+    return copy
+
+
+def scored_with_and_without_native_bf16(model: Path, data: Path, folder: Path, cpu_flags, metric: str) -> dict[str, float]:
+    """evaluate's test `metric`, by the precision it scored in, with the CPU's bf16 flags faked on, then off."""
+    from components.evaluate import evaluate
+
+    scored = {}
+    for native in (True, False):
+        cpu_flags(avx512_bf16=native)
+        evaluate(model_uri=str(model), data_uri=str(data), output_uri=str(folder / f"evaluation-{native}"))
+        metrics = json.loads((folder / f"evaluation-{native}" / "metrics.json").read_text())
+        scored[metrics["scored_in"]["precision"]] = metrics["test"][metric]
+    return scored
 
 
 @pytest.fixture

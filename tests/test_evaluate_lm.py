@@ -17,13 +17,14 @@ import torch
 
 from components.evaluate import evaluate
 from components.lib.data.batching import TokenizedSplit
-from components.lib.data.contract import CAUSAL_LM, SPLITS, STATS_FILE, TASK_KEY, TOKENIZER_DIR, TRAIN_SUMMARY_FILE, split_file
+from components.lib.data.contract import CAUSAL_LM, SPLITS, STATS_FILE, TASK_KEY, TOKENIZER_DIR, split_file
 from components.lib.errors import UserError
 from components.lib.modelling.language_model import CausalLanguageModel, score_blocks
 from components.lib.modelling.ngram import FLOOR_WEIGHT, NO_TOKEN, TrigramModel, baseline_scores, block_positions, split_positions
 from components.lib.reporting import tracking
 from components.lib.reporting.tracking import MLFLOW_RUN_KEY
-from components.lib.storage.artifacts import MANIFEST, commit, staged_output
+from components.lib.storage.artifacts import MANIFEST, staged_output
+from tests.conftest import model_copy_with_summary, scored_with_and_without_native_bf16
 from tests.test_train_lm import BLOCK_SIZE, WORDS, lm_tokens, trained_lm, word_tokenizer, write_blocks  # noqa: F401
 
 VOCAB = len(WORDS) + 1
@@ -208,20 +209,21 @@ class RecordingClient:
 
 
 def test_the_test_scores_and_the_report_go_to_the_models_mlflow_run(trained_lm, lm_data, tmp_path, monkeypatch):  # noqa: F811
-    model = tmp_path / "model"
-    shutil.copytree(trained_lm, model)
-    summary = json.loads((model / TRAIN_SUMMARY_FILE).read_text())
-    (model / TRAIN_SUMMARY_FILE).write_text(json.dumps({**summary, "tracking": {MLFLOW_RUN_KEY: "run-7"}}))
-    manifest = json.loads((model / MANIFEST).read_text())
-    commit(
-        model, str(model), extra={key: value for key, value in manifest.items() if key not in ("manifest_version", "committed_at", "files")}
-    )
+    model = model_copy_with_summary(trained_lm, tmp_path / "model", tracking={MLFLOW_RUN_KEY: "run-7"})
     client = RecordingClient()
     monkeypatch.setattr(tracking, "mlflow_client", lambda run_id, stage: client if run_id == "run-7" else None)
     evaluate(model_uri=str(model), data_uri=str(lm_data), output_uri=str(tmp_path / "evaluation"))
     test = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["test"]
     assert client.metrics == {f"test_{name}": pytest.approx(value) for name, value in test.items()}
     assert client.artifacts == ["report.html", "metrics.json", "training_curves.png"]
+
+
+def test_a_bf16_trained_lm_is_scored_in_bf16_on_a_cpu_with_native_bf16(trained_lm, lm_data, tmp_path, cpu_flags):  # noqa: F811
+    model = model_copy_with_summary(trained_lm, tmp_path / "model", precision="bfloat16")
+    scored = scored_with_and_without_native_bf16(model, lm_data, tmp_path, cpu_flags, "perplexity")
+    assert set(scored) == {"bfloat16", "float32"}
+    assert scored["bfloat16"] != scored["float32"]  # the autocast really ran
+    assert scored["bfloat16"] == pytest.approx(scored["float32"], rel=0.05)
 
 
 # (d) the model and the data must share the tokenizer

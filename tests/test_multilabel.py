@@ -30,7 +30,7 @@ from components.preprocess import preprocess
 from components.register import register
 from components.tokenize import tokenize
 from components.train import train
-from tests.conftest import FILLER, WORDS, train_flags, write_parquet
+from tests.conftest import FILLER, WORDS, model_copy_with_summary, scored_with_and_without_native_bf16, train_flags, write_parquet
 from tests.test_serve import Server
 
 TASK = "multi_label_classification"
@@ -61,6 +61,14 @@ def release(tiny_model, tmp_path_factory) -> dict:
     register(export_uri=str(root / "onnx"), evaluation_uri=str(root / "evaluation"), model_uri=str(root / "model"),
              data_uri=str(root / "tokens"), registry_uri=str(root / "registry"), model_name="tags", output_uri=str(root / "decision"))  # fmt: skip
     return {"root": root}
+
+
+def test_a_bf16_trained_multilabel_model_is_scored_in_bf16_on_a_cpu_with_native_bf16(release, tmp_path, cpu_flags):
+    model = model_copy_with_summary(release["root"] / "model", tmp_path / "model", precision="bfloat16")
+    scored = scored_with_and_without_native_bf16(model, release["root"] / "tokens", tmp_path, cpu_flags, "loss")
+    assert set(scored) == {"bfloat16", "float32"}
+    assert scored["bfloat16"] != scored["float32"]  # the autocast really ran
+    assert scored["bfloat16"] == pytest.approx(scored["float32"], rel=0.05)
 
 
 def test_label_sets_are_read_in_the_declared_order_ignoring_case_and_repeats():

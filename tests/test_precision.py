@@ -3,16 +3,13 @@ scores a bf16-trained model in bf16 where the CPU runs it natively. The CPU's fl
 
 import json
 
-import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 
-from components.evaluate import evaluate
 from components.lib.modelling.precision import ISA_CAP_ENV, scoring_precision
 from components.lib.training.trainer import training_precision
 from components.train import train
-from tests.conftest import train_flags
+from tests.conftest import scored_with_and_without_native_bf16, train_flags
 
 CPU = torch.device("cpu")
 NO_NATIVE_BF16 = "--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); it is emulated, many times slower than fp32"
@@ -78,13 +75,7 @@ def test_auto_on_a_native_bf16_cpu_trains_in_bf16_and_records_why(trained_with_n
 
 def test_evaluate_scores_a_bf16_model_in_bf16_on_a_native_cpu_and_in_fp32_elsewhere(trained_with_native_bf16, prepared_data, cpu_flags,
                                                                                     tmp_path):  # fmt: skip
-    scored = {}
-    for native in (True, False):
-        cpu_flags(avx512_bf16=native)
-        out = tmp_path / f"evaluation-{native}"
-        evaluate(model_uri=str(trained_with_native_bf16), data_uri=str(prepared_data[1]), output_uri=str(out))
-        precision = json.loads((out / "metrics.json").read_text())["scored_in"]["precision"]
-        scored[precision] = pq.read_table(out / "predictions.parquet").column("prob_positive").to_numpy()
+    scored = scored_with_and_without_native_bf16(trained_with_native_bf16, prepared_data[1], tmp_path, cpu_flags, "loss")
     assert set(scored) == {"bfloat16", "float32"}
-    assert not np.array_equal(scored["bfloat16"], scored["float32"])  # the autocast really ran
-    np.testing.assert_allclose(scored["bfloat16"], scored["float32"], atol=0.05)
+    assert scored["bfloat16"] != scored["float32"]  # the autocast really ran
+    assert scored["bfloat16"] == pytest.approx(scored["float32"], rel=0.05)
