@@ -1,9 +1,9 @@
 """The precision a stage computes in: one rule for train's `--precision auto` and for evaluate's scoring.
 
 bf16 pays where the hardware runs it: on a GPU that has it, and on a CPU with AVX512-BF16 or AMX,
-where oneDNN runs bf16 matmuls natively (on such a CPU bf16 autocast trained 1.40x faster than fp32
-at the same validation macro-F1 within seed noise, issue 32). Elsewhere a CPU emulates bf16, many
-times slower than fp32, so `auto` stays in fp32 there.
+where oneDNN runs bf16 matmuls natively (issue 32 reports such a CPU training faster in bf16 than in
+fp32 at the same validation macro-F1; RESULTS.md has no such CPU yet). Elsewhere a CPU emulates bf16,
+many times slower than fp32, so `auto` stays in fp32 there.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from components.lib.data.contract import TRAIN_SUMMARY_FILE
 # oneDNN's own cap on the instructions it may use: capped below AVX512_CORE_BF16 it emulates bf16, as
 # on a CPU without it. The test suite sets it so that its figures do not depend on the CI machine's CPU.
 ISA_CAP_ENV = "ONEDNN_MAX_CPU_ISA"
-ISAS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"})
-HIGHEST_ISA_WITHOUT_BF16 = "AVX512_CORE_VNNI"  # a cap that keeps every fp32 kernel and leaves bf16 emulated
+ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")  # lowest first
+HIGHEST_ISA_WITHOUT_BF16 = ISAS_WITHOUT_BF16[-1]  # a cap that keeps every fp32 kernel and leaves bf16 emulated
 TORCH_NAMES = {None: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 log = logging.getLogger("components.evaluate")
 

@@ -56,7 +56,6 @@ class TunerCore:
         self.dist = distributed
         self.device = distributed.device
         self.precision = training_precision(config.precision, self.device)
-        self.dtype = self.precision.dtype
         self.global_batch_size = config.batch_size * distributed.world_size
         self.said_rows_left_out = False  # plan() warns once when torchrun leaves rows out
         self.micro_batches_per_epoch = len(self.plan(0))
@@ -65,7 +64,7 @@ class TunerCore:
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.optimizer, self.scheduler = self.optimizer_and_schedule()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.dtype == torch.float16)
         self.loss_weights = self.class_weights()
         self.progress = Progress()
         self.frozen: bool | None = None
