@@ -76,6 +76,7 @@ BENCHMARKS = {
     "two_nodes": ("benchmarks.two_nodes",),
     "lm_curriculum_foldoc": ("benchmarks.lm_curriculum", "--corpus", "foldoc", "--epochs", "4"),
     "lm_curriculum_full_budget": ("benchmarks.lm_curriculum", "--epochs", "32"),
+    "time_to_model_snippets": ("benchmarks.time_to_model", "--corpus", "movie_snippets"),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -100,6 +101,11 @@ SECTIONS = [
     ("two_nodes", "19. Two training nodes as Kubeflow Trainer starts them, beside one process", two_nodes.markdown),
     ("lm_curriculum_foldoc", "20. The causal-LM curricula on a larger corpus: FOLDOC's definitions", lm_curriculum.markdown),
     ("lm_curriculum_full_budget", "21. The causal-LM curricula at the recipe's full budget (32 epochs)", lm_curriculum.markdown),
+    (
+        "time_to_model_snippets",
+        "22. Time to a registered model on unseen tweet-length text: evaluate and export beside train",
+        time_to_model.markdown,
+    ),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],
@@ -219,18 +225,7 @@ def targets(results: dict) -> list[list]:
         rows.append([f"{label} >= 80% of raw tokenizers", f"{share:.1%}", share >= 0.8])
     ratio = results["memory"]["largest_over_smallest_peak_rss"]
     rows.append(["peak RSS at 1M rows <= 1.2x at 100K", f"{ratio:.2f}x", ratio <= 1.2])
-    if "time_to_model" in results:
-        speedup = results["time_to_model"]["speedup"]
-        figure = (
-            f"{speedup:.2f}x ({results['time_to_model']['ours']['seconds']:.0f} vs {results['time_to_model']['trainer']['seconds']:.0f} s)"
-        )
-        rows.append(
-            [
-                f"make run to a registered model >= {time_to_model.TARGET}x faster than a Trainer script",
-                figure,
-                speedup >= time_to_model.TARGET,
-            ]
-        )
+    rows += time_to_model_targets(results)
     if "default_recipe" in results:
         rows += default_recipe_targets(results["default_recipe"])
     rows.append(gpu_mfu_target(results.get("gpu", {})))
@@ -273,6 +268,23 @@ def targets(results: dict) -> list[list]:
             ]
         )
     return [[name, figure, VERDICTS[met]] for name, figure, met in rows]
+
+
+def time_to_model_targets(results: dict) -> list[list]:
+    """make run beside the Trainer script on each corpus measured; on the snippets, evaluate and export beside train."""
+    rows = []
+    for key, where in (("time_to_model", ""), ("time_to_model_snippets", ", movie-review snippets (8,000 rows, 1 epoch)")):
+        if key in results:
+            result = results[key]
+            figure = f"{result['speedup']:.2f}x ({result['ours']['seconds']:.0f} vs {result['trainer']['seconds']:.0f} s)"
+            rows.append([f"make run to a registered model >= {time_to_model.TARGET}x faster than a Trainer script{where}", figure,
+                         result["speedup"] >= time_to_model.TARGET])  # fmt: skip
+    if "time_to_model_snippets" in results:
+        share = time_to_model.release_share(results["time_to_model_snippets"])
+        target = time_to_model.RELEASE_SHARE_TARGET
+        rows.append([f"evaluate + export <= {target:.0%} of the train stage's seconds, movie-review snippets (8,000 rows, 1 epoch)",
+                     f"{share:.1%}", share <= target])  # fmt: skip
+    return rows
 
 
 def targets_table(results: dict) -> str:

