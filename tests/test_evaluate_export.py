@@ -199,6 +199,21 @@ def int8_weights(path) -> int:
     return sum(tensor.data_type == onnx.TensorProto.INT8 for tensor in onnx.load(str(path)).graph.initializer)
 
 
+def test_only_an_unfused_graph_is_pre_processed_before_quantization_and_the_fused_one_without_the_reminder(
+    model, prepared_data, tmp_path, caplog
+):
+    """The transformer optimizer has run onnxruntime's graph optimizations on a fused graph already: pre-processing
+    would repeat them. An unfused graph has not had them, so it is pre-processed (which marks the model)."""
+    int8 = {}
+    for fuse in (True, False):
+        out = tmp_path / f"fused-{fuse}"
+        export(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(out), latency_runs=1, torchscript=False,
+               fuse_for_onnxruntime=fuse, int8_max_f1_drop=1.0)  # fmt: skip
+        int8[fuse] = {entry.key: entry.value for entry in onnx.load(str(out / "model.int8.onnx")).metadata_props}
+    assert "onnx.quant.pre_process" not in int8[True] and int8[False]["onnx.quant.pre_process"] == "onnxruntime.quant"
+    assert "pre-processing" not in caplog.text
+
+
 def test_int8_that_loses_too_much_is_dropped_and_says_so(model, prepared_data, tmp_path, caplog):
     export(model_uri=str(model), data_uri=str(prepared_data[1]), output_uri=str(tmp_path / "onnx"), latency_runs=2, int8_max_f1_drop=-1.0)
     report = json.loads((tmp_path / "onnx" / "export_report.json").read_text())

@@ -6,6 +6,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from components.lib.quality_gate import GateFlags
+from components.lib.reporting.significance import bootstrap_interval
 from components.lib.reporting.slices import SMALL_SLICE_ROWS, slice_scores, slices_of_test_split, split_slices
 from components.lib.tasks.classification_gate import slice_refusal
 
@@ -39,6 +40,11 @@ def test_each_slices_scores_agree_with_scikit_learn_on_its_rows_and_small_slices
         )
         low, high = scores[name]["accuracy_95"]
         assert low <= scores[name]["accuracy"] <= high
+
+        def sklearn_macro_f1(resample, rows=rows):
+            return f1_score(gold[rows][resample], predicted[rows][resample], average="macro", labels=np.unique(gold[rows][resample]))
+
+        assert scores[name]["macro_f1_95"] == pytest.approx(bootstrap_interval(sklearn_macro_f1, len(rows)))
     assert scores["small"]["small"] is True and scores["big"]["small"] is False and 20 < SMALL_SLICE_ROWS <= 100
 
 

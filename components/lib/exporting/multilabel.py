@@ -78,7 +78,7 @@ def export_multilabel(uris: StageUris, flags: ExportFlags) -> StageResult:
             models = {"fp32": score(ONNX_FP32_FILE, fp32, fp32_logits, gold, thresholds, names, test, pad, flags.latency_runs)}
             report: dict[str, Any] = {"opset": flags.opset, "onnxruntime_fused_operators": fused, "parity": parity, "models": models}
             if flags.quantize_int8:
-                quantize(out / ONNX_FP32_FILE, out / ONNX_INT8_FILE, Path(scratch))
+                quantize(out / ONNX_FP32_FILE, out / ONNX_INT8_FILE, Path(scratch), bool(fused))
                 report.update(judge_int8(out / ONNX_INT8_FILE, models["fp32"], gold, thresholds, names, test, pad, flags))
                 models["int8"] = report.pop("int8")
             if flags.torchscript:

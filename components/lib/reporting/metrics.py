@@ -27,11 +27,7 @@ def classification_metrics(gold: np.ndarray, predicted: np.ndarray, label_names:
     matrix = confusion_matrix(gold, predicted, len(label_names))
     true_positive = np.diag(matrix).astype(float)
     support = matrix.sum(axis=1).astype(float)
-    predicted_count = matrix.sum(axis=0).astype(float)
-    precision = np.divide(true_positive, predicted_count, out=np.zeros_like(true_positive), where=predicted_count > 0)
-    recall = np.divide(true_positive, support, out=np.zeros_like(true_positive), where=support > 0)
-    denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+    precision, recall, f1 = precision_recall_f1(matrix)
     weights = support / support.sum() if support.sum() else np.zeros_like(support)
     return {
         "rows": int(len(gold)),
@@ -53,6 +49,18 @@ def classification_metrics(gold: np.ndarray, predicted: np.ndarray, label_names:
         },
         "confusion_matrix": {"labels": list(label_names), "rows_gold_columns_predicted": matrix.tolist()},
     }
+
+
+def precision_recall_f1(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each class's precision, recall and F1 from a confusion matrix (rows gold), 0 where undefined."""
+    true_positive = np.diag(matrix).astype(float)
+    support = matrix.sum(axis=1).astype(float)
+    predicted_count = matrix.sum(axis=0).astype(float)
+    precision = np.divide(true_positive, predicted_count, out=np.zeros_like(true_positive), where=predicted_count > 0)
+    recall = np.divide(true_positive, support, out=np.zeros_like(true_positive), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+    return precision, recall, f1
 
 
 def precision_recall_curve(is_positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:

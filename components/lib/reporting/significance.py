@@ -14,7 +14,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy import stats
 
 EXACT_BELOW = 25
 
@@ -28,6 +27,8 @@ def paired_t_test(first: list[float], second: list[float]) -> dict:
         p_value = 1.0 if differences[0] == 0 else 0.0
         statistic = 0.0 if differences[0] == 0 else math.copysign(math.inf, differences[0])
     else:
+        from scipy import stats  # here, not at the top: evaluate imports this module for the bootstrap, and scipy.stats takes a second
+
         result = stats.ttest_rel(first, second)
         statistic, p_value = float(result.statistic), float(result.pvalue)
     return {"test": "paired t-test", "folds": len(differences), "mean_difference": float(differences.mean()),
@@ -36,6 +37,8 @@ def paired_t_test(first: list[float], second: list[float]) -> dict:
 
 def mcnemar(gold: np.ndarray, first: np.ndarray, second: np.ndarray) -> dict:
     """McNemar's test of two models' predictions on the same rows."""
+    from scipy import stats
+
     first_right, second_right = first == gold, second == gold
     only_first, only_second = int((first_right & ~second_right).sum()), int((~first_right & second_right).sum())
     discordant = only_first + only_second

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from components.lib.data.contract import SLICE_COLUMN_PREFIX
 from components.lib.data.language import UNSURE, detect_languages
-from components.lib.reporting.metrics import classification_metrics
+from components.lib.reporting.metrics import confusion_matrix, precision_recall_f1
 from components.lib.reporting.significance import bootstrap_interval
 
 LENGTH_EDGES = (16, 32, 64, 128)  # tokens; a bucket holds lengths from one edge up to the next
@@ -108,9 +108,9 @@ def slice_scorer(gold: np.ndarray, predicted: np.ndarray, label_names: list[str]
     if metric == "accuracy":
         return lambda rows: float(np.mean(gold[rows] == predicted[rows])) if len(rows) else float("nan")
 
-    def macro_f1(rows: np.ndarray) -> float:
-        present = np.unique(gold[rows])
-        per_class = classification_metrics(gold[rows], predicted[rows], label_names)["per_class"]
-        return float(np.mean([per_class[label_names[label]]["f1"] for label in present]))
+    def macro_f1(rows: np.ndarray) -> float:  # called for each bootstrap resample: the F1s alone, from the confusion matrix
+        matrix = confusion_matrix(gold[rows], predicted[rows], len(label_names))
+        present = matrix.sum(axis=1) > 0
+        return float(np.mean(precision_recall_f1(matrix)[2][present]))
 
     return macro_f1
