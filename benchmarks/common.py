@@ -31,6 +31,7 @@ DATASETS = {
     "first_sentences": "review first sentences (tweet length)",
     "reviews": "whole reviews",
     "vader_tweets": "VADER tweets (vaderSentiment sdist)",
+    "movie_snippets": "VADER movie-review snippets (8,000, tweet length, never seen)",
 }
 SENTENCE = re.compile(r"(.+?[.!?])(\s|$)")
 
@@ -73,10 +74,11 @@ def first_sentence(text: str) -> str:
     return sentence if len(sentence) <= FIRST_SENTENCE_CHARS else sentence[:FIRST_SENTENCE_CHARS].rsplit(" ", 1)[0]
 
 
-def prepare_datasets(workdir: Path) -> dict[str, dict[str, Path]]:
+def prepare_datasets(workdir: Path, names: tuple[str, ...] = ("first_sentences", "reviews", "vader_tweets")) -> dict[str, dict[str, Path]]:
     """The bundled reviews as they are ("reviews", cut at 256 tokens), and the first sentence of each
-    review with the whole review's rating as its label ("first_sentences", cut at 128 tokens), and the
-    VADER tweets (benchmarks/vader_tweets.py, cut at 128 tokens); preprocessed and tokenized by the pipeline's own stages."""
+    review with the whole review's rating as its label ("first_sentences", cut at 128 tokens), the
+    VADER tweets (benchmarks/vader_tweets.py, cut at 128 tokens), and 8,000 of its movie-review snippets
+    ("movie_snippets", cut at 64); preprocessed and tokenized by the pipeline's own stages. Only `names` are made."""
     from components.preprocess import preprocess
     from components.tokenize import tokenize
 
@@ -88,12 +90,17 @@ def prepare_datasets(workdir: Path) -> dict[str, dict[str, Path]]:
         pq.write_table(pa.table({"review": texts, "rating": table.column("rating")}), sentences_source / f"{split}.parquet")
     reviews = {"text_column": "review", "label_column": "rating"}
     sources = (
-        ("first_sentences", sentences_source, reviews, 128),
-        ("reviews", SAMPLE, reviews, 256),
-        ("vader_tweets", vader_tweets.fetch_tweets(workdir / "vader-source"), vader_tweets.PREPROCESS_OPTIONS, vader_tweets.MAX_LENGTH),
-    )
+        ("first_sentences", lambda: sentences_source, reviews, 128),
+        ("reviews", lambda: SAMPLE, reviews, 256),
+        ("vader_tweets", lambda: vader_tweets.fetch_tweets(workdir / "vader-source"), vader_tweets.PREPROCESS_OPTIONS, vader_tweets.MAX_LENGTH),
+        ("movie_snippets", lambda: vader_tweets.movie_snippet_sample(workdir), vader_tweets.SNIPPET_PREPROCESS_OPTIONS,
+         vader_tweets.SNIPPET_MAX_LENGTH),
+    )  # fmt: skip
     datasets = {}
-    for name, source, reading, max_length in sources:
+    for name, source_of, reading, max_length in sources:
+        if name not in names:
+            continue
+        source = source_of()
         data, tokens = workdir / name / "data", workdir / name / "tokens"
         if not (tokens / "MANIFEST.json").exists():
             preprocess(input_uri=str(source), output_uri=str(data), **reading)

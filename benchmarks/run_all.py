@@ -77,6 +77,7 @@ BENCHMARKS = {
     "lm_curriculum_foldoc": ("benchmarks.lm_curriculum", "--corpus", "foldoc", "--epochs", "4"),
     "lm_curriculum_full_budget": ("benchmarks.lm_curriculum", "--epochs", "32"),
     "time_to_model_snippets": ("benchmarks.time_to_model", "--corpus", "movie_snippets"),
+    "train_snippets": ("benchmarks.train_vs_trainer", "--datasets", "movie_snippets"),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -106,6 +107,11 @@ SECTIONS = [
         "22. Time to a registered model on unseen tweet-length text: evaluate and export beside train",
         time_to_model.markdown,
     ),
+    (
+        "train_snippets",
+        "23. Training on tweet-length text it has never seen: the train stage beside the Trainer",
+        train_vs_trainer.markdown,
+    ),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],
@@ -114,14 +120,16 @@ QUICK_ARGUMENTS = {
     "families": ["--cnn_epochs", "2"],
     "serve": ["--requests", "40", "--seconds", "5"],
     "profile": ["--steps", "5"],
+    "train_snippets": ["--datasets", "movie_snippets", "--quick"],
 }
 
 
 VERDICTS = {True: "met", False: "NOT met", None: "not measured"}
 
 
-def setting(results: dict, dataset: str, name: str) -> dict:
-    return next(row for row in results["train"]["datasets"][dataset] if row["setting"] == name)
+def setting(results: dict, dataset: str, name: str, key: str = "train") -> dict:
+    """A setting's row of train_vs_trainer's results (under `key`: "train", or "train_snippets" for the movie-review snippets)."""
+    return next(row for row in results[key]["datasets"][dataset] if row["setting"] == name)
 
 
 def within_seed_noise(ours: dict, peer: dict, key: str) -> bool:
@@ -136,21 +144,38 @@ def speed_target(factor: float, ours: dict, peer: dict, label: str) -> list:
     return [f"train{label} >= {factor}x the Trainer, {peer['setting'].removeprefix('HF Trainer, ')}", figure, ratio >= factor]
 
 
-def score_targets(results: dict, dataset: str, ours: dict, peer: dict, title: str) -> list[list]:
+def score_targets(results: dict, dataset: str, ours: dict, peer: dict, title: str, key: str = "train") -> list[list]:
     """Validation and test macro-F1 within seed noise of a peer, unless the peer learned nothing past the majority class."""
-    majority = results["train"]["majority_class"][dataset]
+    majority = results[key]["majority_class"][dataset]
     rows = []
     for split in ("validation", "test"):
-        key = f"{split}_macro_f1"
-        if key not in peer or abs(peer[key] - majority[key]) <= MAJORITY_MARGIN:
+        score = f"{split}_macro_f1"
+        if score not in peer or abs(peer[score] - majority[score]) <= MAJORITY_MARGIN:
             continue
         rows.append(
             [
                 f"{DATASETS[dataset]}: {split} macro-F1 {title} (means of {ours['seeds']} vs {peer['seeds']} seeds)",
-                f"{ours[key]:.4f} vs {peer[key]:.4f} (majority class: {majority[key]:.4f})",
-                within_seed_noise(ours, peer, key),
+                f"{ours[score]:.4f} vs {peer[score]:.4f} (majority class: {majority[score]:.4f})",
+                within_seed_noise(ours, peer, score),
             ]
         )
+    return rows
+
+
+def snippet_train_targets(results: dict) -> list[list]:
+    """Issue 32's second dataset: the train stage beside the strongest Trainer on the movie-review snippets, at each
+    precision measured, with the scores that must stay within seed noise."""
+    name, key, rows = "movie_snippets", "train_snippets", []
+    for precision in ("", BF16):
+        measured = {row["setting"] for row in results[key]["datasets"][name]}
+        if OURS + precision not in measured:
+            continue
+        ours, strongest = setting(results, name, OURS + precision, key), setting(results, name, STRONGEST + precision, key)
+        label = " bf16" if precision else " fp32"
+        speed = speed_target(1.15, ours, strongest, label)
+        speed[0] += f", {DATASETS[name]}"
+        rows.append(speed)
+        rows += score_targets(results, name, ours, strongest, f"within seed noise of the strongest Trainer,{label}", key)
     return rows
 
 
@@ -225,6 +250,8 @@ def targets(results: dict) -> list[list]:
         rows.append([f"{label} >= 80% of raw tokenizers", f"{share:.1%}", share >= 0.8])
     ratio = results["memory"]["largest_over_smallest_peak_rss"]
     rows.append(["peak RSS at 1M rows <= 1.2x at 100K", f"{ratio:.2f}x", ratio <= 1.2])
+    if "train_snippets" in results:
+        rows += snippet_train_targets(results)
     rows += time_to_model_targets(results)
     if "default_recipe" in results:
         rows += default_recipe_targets(results["default_recipe"])

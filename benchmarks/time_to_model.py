@@ -43,7 +43,6 @@ from pipelines.local_run import SUMMARY_NAME
 BATCH_SIZE, LEARNING_RATE = 16, 1e-4  # both sides' settings, on every corpus
 TARGET = 1.3  # issue 14: make run to a registered model >= 1.3x faster than the Trainer script
 RELEASE_SHARE_TARGET = 0.15  # issue 32: evaluate and export together at most this share of the train stage's seconds
-SNIPPET_ROWS, SNIPPET_SEED = 8000, 0
 
 
 @dataclass(frozen=True)
@@ -55,25 +54,12 @@ class Corpus:
     source: Callable[[Path], Path]  # (scratch folder) -> the folder preprocess reads
 
 
-def movie_snippet_sample(work: Path) -> Path:
-    """SNIPPET_ROWS of the movie-review snippets, drawn with a fixed seed, in a folder of their own."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(vader_tweets.fetch_movie_snippets(work / "vader-source"))
-    rows = np.sort(np.random.default_rng(SNIPPET_SEED).choice(table.num_rows, SNIPPET_ROWS, replace=False))
-    folder = work / "movie-snippets"
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.take(rows), folder / "snippets.parquet")
-    return folder
-
-
-PLAIN_TEXT = {"mask_urls": False, "mask_mentions": False}
+REVIEWS = {"text_column": "review", "label_column": "rating", "mask_urls": False, "mask_mentions": False}
 CORPORA = {
-    "reviews": Corpus("Bundled reviews", {"text_column": "review", "label_column": "rating", **PLAIN_TEXT}, 4, 256, lambda work: SAMPLE),
+    "reviews": Corpus("Bundled reviews", REVIEWS, 4, 256, lambda work: SAMPLE),
     "movie_snippets": Corpus(
-        f"{SNIPPET_ROWS:,} VADER movie-review snippets (tweet length, never seen by the project; seeded sample of 10,605)",
-        {"text_column": vader_tweets.SNIPPET_COLUMN, "label_column": vader_tweets.LABEL_COLUMN, **PLAIN_TEXT}, 1, 64, movie_snippet_sample,
+        f"{vader_tweets.SNIPPET_SAMPLE_ROWS:,} VADER movie-review snippets (tweet length, never seen by the project; seeded sample of 10,605)",
+        vader_tweets.SNIPPET_PREPROCESS_OPTIONS, 1, vader_tweets.SNIPPET_MAX_LENGTH, vader_tweets.movie_snippet_sample,
     ),
 }  # fmt: skip
 

@@ -56,6 +56,25 @@ def fetch_movie_snippets(output: Path) -> Path:
     return fetch_rated_texts(output / "movie_snippets.parquet", MOVIE_SNIPPETS_FILE, SNIPPET_COLUMN)
 
 
+SNIPPET_SAMPLE_ROWS, SNIPPET_SAMPLE_SEED = 8000, 0
+SNIPPET_MAX_LENGTH = 64  # tokens; the longest snippet is 257 characters
+SNIPPET_PREPROCESS_OPTIONS = {"text_column": SNIPPET_COLUMN, "label_column": LABEL_COLUMN, "mask_urls": False, "mask_mentions": False}
+
+
+def movie_snippet_sample(work: Path) -> Path:
+    """SNIPPET_SAMPLE_ROWS of the movie-review snippets, drawn with a fixed seed, in a folder of their own under `work`."""
+    import numpy as np
+
+    folder = work / "movie-snippets"
+    if (folder / "snippets.parquet").exists():
+        return folder
+    table = pq.read_table(fetch_movie_snippets(work / "vader-source"))
+    rows = np.sort(np.random.default_rng(SNIPPET_SAMPLE_SEED).choice(table.num_rows, SNIPPET_SAMPLE_ROWS, replace=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.take(rows), folder / "snippets.parquet")
+    return folder
+
+
 def fetch_rated_texts(target: Path, ground_truth_file: str, text_column: str) -> Path:
     if target.exists():
         return target

@@ -5,8 +5,9 @@
 Writes `model.onnx` with dynamic batch and sequence axes (TorchScript exporter, opset 17), then:
 - parity: PyTorch and onnxruntime logits on real test rows; fails if the largest absolute
   difference exceeds `--parity_atol` or the argmax agreement falls below `--min_argmax_agreement`;
-- INT8: onnxruntime's quantization pre-processing, then dynamic quantization of the weights to
-  `model.int8.onnx`, kept only if its test macro-F1 is within `--int8_max_f1_drop` of fp32;
+- INT8: dynamic quantization of the weights to `model.int8.onnx` (after onnxruntime's quantization
+  pre-processing where the graph was not fused: a fused one has had those passes), kept only if its
+  test macro-F1 is within `--int8_max_f1_drop` of fp32;
 - both scored on the whole test split, and their onnxruntime CPU latency at batch 1 (one request, as the model
   card reports it; batch throughput is benchmark 3's, which timing here would double the stage for);
 - TorchScript (`torch.jit.trace`) beside them, for PyTorch serving, under the same parity check.

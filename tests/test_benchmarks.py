@@ -107,6 +107,27 @@ def test_scores_are_judged_within_seed_noise_and_never_against_a_peer_at_the_maj
     assert not any("strongest Trainer, bf16" in name for name in at_majority)
 
 
+def test_the_second_datasets_speed_and_time_to_model_are_judged_against_the_trainer_and_the_train_stage():
+    measured = results()
+    snippets = [row(STRONGEST, 40.0, 0.50, 0.52), row(OURS, 44.0, 0.52, 0.55)]  # 1.10x, scores ahead
+    measured["train_snippets"] = {"datasets": {"movie_snippets": snippets}, "majority_class": {"movie_snippets": MAJORITY}}
+    stages = {"preprocess": 10.0, "tokenize": 5.0, "train": 200.0, "evaluate": 14.0, "export": 16.0, "register": 4.0}
+    measured["time_to_model_snippets"] = {"ours": {"seconds": 250.0, "stages": stages}, "trainer": {"seconds": 200.0}, "speedup": 0.8}
+    rows = {name: (figure, verdict) for name, figure, verdict in targets(measured)}
+    where = "VADER movie-review snippets (8,000, tweet length, never seen)"
+    assert rows[f"train fp32 >= 1.15x the Trainer, {STRONGEST.removeprefix('HF Trainer, ')}, {where}"] == (
+        "1.10x (44.0 vs 40.0 samples/s)",
+        "NOT met",
+    )
+    assert rows[f"{where}: test macro-F1 within seed noise of the strongest Trainer, fp32 (means of 3 vs 3 seeds)"][1] == "met"
+    share = "evaluate + export <= 15% of the train stage's seconds, movie-review snippets (8,000 rows, 1 epoch)"
+    assert rows[share] == ("15.0%", "met")  # (14 + 16) / 200
+    stages["export"] = 17.0
+    assert dict((name, verdict) for name, _, verdict in targets(measured))[share] == "NOT met"
+    speed = "make run to a registered model >= 1.3x faster than a Trainer script, movie-review snippets (8,000 rows, 1 epoch)"
+    assert rows[speed] == ("0.80x (250 vs 200 s)", "NOT met")
+
+
 def test_bf16_targets_on_a_cpu_without_native_bf16_are_not_measured_rather_than_judged():
     measured = results()
     measured["train"]["bf16_left_out"] = BF16_LEFT_OUT
