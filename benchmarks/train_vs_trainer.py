@@ -132,7 +132,6 @@ def run_trainer(data: Path, max_length: int, padding: int, epochs: int, max_step
     """The reference guides' recipe: tokenize with padding to max_length (or not), Trainer, fp32;
     `sampling="group_by_length"` is the Trainer's own length grouping (transformers 4's `group_by_length=True`),
     `optim="adamw_torch_fused"` its one-kernel AdamW, `precision="bf16"` its `bf16=True` (autocast on CPU too)."""
-    import numpy as np
     import pyarrow.parquet as pq
     from datasets import Dataset
     from transformers import (
@@ -147,7 +146,6 @@ def run_trainer(data: Path, max_length: int, padding: int, epochs: int, max_step
 
     from components.lib.data.labels import read_labels
     from components.lib.modelling.sources import bundled_model_path
-    from components.lib.reporting.metrics import classification_metrics
 
     logging.set_verbosity_error()
     source = str(bundled_model_path("all-MiniLM-L6-v2"))
@@ -175,11 +173,18 @@ def run_trainer(data: Path, max_length: int, padding: int, epochs: int, max_step
         result = {"samples_per_second": round(metrics["train_samples_per_second"], 2), "peak_rss_mb": round(peak_rss_mb(), 1)}
         if not max_steps:
             for name, split in (("validation", validation_set), ("test", test_set)):
-                logits = trainer.predict(split).predictions
-                result[f"{name}_macro_f1"] = round(
-                    classification_metrics(np.array(split["labels"]), logits.argmax(axis=1), labels)["macro_f1"], 4
-                )
+                result[f"{name}_macro_f1"] = round(trainer_macro_f1(trainer, split, labels), 4)
     return result
+
+
+def trainer_macro_f1(trainer, split, labels: list[str]) -> float:
+    """Macro-F1 of the Trainer's predictions on `split`, each against the label it returns beside it: with
+    group_by_length, transformers 5 predicts in length-grouped order too (Trainer._get_eval_sampler), so the
+    predictions do not follow the split's rows."""
+    from components.lib.reporting.metrics import classification_metrics
+
+    prediction = trainer.predict(split)
+    return classification_metrics(prediction.label_ids, prediction.predictions.argmax(axis=1), labels)["macro_f1"]
 
 
 def one(arguments) -> dict:
@@ -301,13 +306,18 @@ def markdown(results: dict) -> str:
             if stuck
             else ""
         )
-        sections.append(f"**{DATASETS[name]}, {results['epochs'][name]} epochs**\n\n" + markdown_table(header, table) + note)
+        epochs = results["epochs"][name]
+        sections.append(f"**{DATASETS[name]}, {epochs} epoch{'s' * (epochs > 1)}**\n\n" + markdown_table(header, table) + note)
     if "bf16_left_out" in results:
         sections.append(f"bf16: {results['bf16_left_out']}.")
-    sections.append(
+    first_sentences = (
         "The first dataset is the first sentence of each bundled drug review (cut at 280 characters, so of tweet length), labelled"
         " with the whole review's rating; it is not tweets. Validation has 59 rows, so one row moves its macro-F1 by several points;"
-        " the test split (379 rows) is steadier. Scores with several seeds are means, with the range in brackets. Test macro-F1 is"
+        " the test split (379 rows) is steadier. "
+    )
+    sections.append(
+        (first_sentences if "first_sentences" in results["datasets"] else "")
+        + "Scores with several seeds are means, with the range in brackets. Test macro-F1 is"
         " taken with the weights each side ships: the Trainer's final weights, the train stage's best-by-validation weights."
         " Samples/s is training only, evaluation left out on both sides. group_by_length is the Trainer's own length-grouped"
         ' sampler (`train_sampling_strategy="group_by_length"` in the installed transformers 5).'

@@ -8,6 +8,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -16,7 +17,7 @@ from benchmarks.gpu_train import BERT_BASE, non_embedding_parameters, train_flop
 from benchmarks.gpu_train import OURS as GPU_OURS
 from benchmarks.gpu_train import TRAINER as GPU_TRAINER
 from benchmarks.run_all import README_END, README_START, SECTIONS, previous_sections, section, targets
-from benchmarks.train_vs_trainer import BF16, BF16_LEFT_OUT, GROUPED, OURS, STRONGEST
+from benchmarks.train_vs_trainer import BF16, BF16_LEFT_OUT, GROUPED, OURS, STRONGEST, trainer_macro_f1
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -126,6 +127,22 @@ def test_the_second_datasets_speed_and_time_to_model_are_judged_against_the_trai
     assert dict((name, verdict) for name, _, verdict in targets(measured))[share] == "NOT met"
     speed = "make run to a registered model >= 1.3x faster than a Trainer script, movie-review snippets (8,000 rows, 1 epoch)"
     assert rows[speed] == ("0.80x (250 vs 200 s)", "NOT met")
+
+
+def test_the_trainers_predictions_are_scored_against_the_labels_it_returns_beside_them():
+    """With group_by_length, transformers 5 predicts in length-grouped order: the split's own order would pair
+    each prediction with another row's label (the mistake that once scored the Trainer near chance)."""
+
+    class Predicted:  # every prediction right, in the order the Trainer's length-grouped sampler visited the rows
+        label_ids = np.array([2, 0, 1, 1, 0])
+        predictions = np.eye(3)[[2, 0, 1, 1, 0]]
+
+    class Trainer:
+        def predict(self, split):
+            return Predicted
+
+    split = {"labels": [0, 0, 1, 1, 2]}  # the split's own row order
+    assert trainer_macro_f1(Trainer(), split, ["negative", "neutral", "positive"]) == 1.0
 
 
 def test_bf16_targets_on_a_cpu_without_native_bf16_are_not_measured_rather_than_judged():
