@@ -31,7 +31,7 @@ DATASETS = {
     "first_sentences": "review first sentences (tweet length)",
     "reviews": "whole reviews",
     "vader_tweets": "VADER tweets (vaderSentiment sdist)",
-    "movie_snippets": "VADER movie-review snippets (8,000, tweet length, never seen)",
+    "movie_snippets": "VADER movie-review snippets (8,000, tweet length, not tuned on)",
 }
 SENTENCE = re.compile(r"(.+?[.!?])(\s|$)")
 

@@ -109,7 +109,7 @@ SECTIONS = [
     ),
     (
         "train_snippets",
-        "23. Training on tweet-length text it has never seen: the train stage beside the Trainer",
+        "23. Training on tweet-length text no setting was chosen on: the train stage beside the Trainer",
         train_vs_trainer.markdown,
     ),
 ]

@@ -11,7 +11,7 @@ register. The corpora:
 - `reviews` (the default): the bundled drug reviews, 4 epochs at max_length 256, the settings this
   benchmark has always compared (`make run`'s default data and recipe are now the tweets', section 12);
 - `movie_snippets`: 8,000 of the VADER movie-review snippets (benchmarks/vader_tweets.py, a seeded
-  sample), one epoch at max_length 64: tweet-length text the project has never seen, on which
+  sample), one epoch at max_length 64: tweet-length text no setting was chosen on, on which
   evaluate and export are judged against train (issue 32: together at most 15% of its time).
 
 The Trainer script: the same train, validation and test splits (preprocess's output, made before the
@@ -58,7 +58,7 @@ REVIEWS = {"text_column": "review", "label_column": "rating", "mask_urls": False
 CORPORA = {
     "reviews": Corpus("Bundled reviews", REVIEWS, 4, 256, lambda work: SAMPLE),
     "movie_snippets": Corpus(
-        f"{vader_tweets.SNIPPET_SAMPLE_ROWS:,} VADER movie-review snippets (tweet length, never seen by the project; seeded sample of 10,605)",
+        f"{vader_tweets.SNIPPET_SAMPLE_ROWS:,} VADER movie-review snippets (tweet length, not tuned on; seeded sample of 10,605)",
         vader_tweets.SNIPPET_PREPROCESS_OPTIONS, 1, vader_tweets.SNIPPET_MAX_LENGTH, vader_tweets.movie_snippet_sample,
     ),
 }  # fmt: skip

@@ -23,7 +23,7 @@ Datasets (benchmarks.common.DATASETS): "first_sentences" is the first sentence o
 review (tweet length), labelled with the whole review's rating; "reviews" is the whole reviews;
 "vader_tweets" the 4,200 rated tweets of benchmarks/vader_tweets.py (a larger dataset the project
 was not tuned on); "movie_snippets" (only when named in --datasets) 8,000 of its movie-review snippets, one
-epoch at 64 tokens: tweet-length text the project has never seen, the second dataset for issue 32's speed target. Each table also shows the macro-F1 of always predicting the majority class.
+epoch at 64 tokens: tweet-length text no setting was chosen on, the second dataset for issue 32's speed target. Each table also shows the macro-F1 of always predicting the majority class.
 """
 
 from __future__ import annotations
