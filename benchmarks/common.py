@@ -31,7 +31,7 @@ DATASETS = {
     "first_sentences": "review first sentences (tweet length)",
     "reviews": "whole reviews",
     "vader_tweets": "VADER tweets (vaderSentiment sdist)",
-    "movie_snippets": "VADER movie-review snippets (8,000, tweet length, not tuned on)",
+    "movie_snippets": f"VADER movie-review snippets ({vader_tweets.SNIPPET_SAMPLE_ROWS:,}, tweet length, not tuned on)",
 }
 SENTENCE = re.compile(r"(.+?[.!?])(\s|$)")
 
@@ -74,7 +74,10 @@ def first_sentence(text: str) -> str:
     return sentence if len(sentence) <= FIRST_SENTENCE_CHARS else sentence[:FIRST_SENTENCE_CHARS].rsplit(" ", 1)[0]
 
 
-def prepare_datasets(workdir: Path, names: tuple[str, ...] = ("first_sentences", "reviews", "vader_tweets")) -> dict[str, dict[str, Path]]:
+STANDARD_DATASETS = ("first_sentences", "reviews", "vader_tweets")  # prepared unless others are named; movie_snippets only when named
+
+
+def prepare_datasets(workdir: Path, names: tuple[str, ...] = STANDARD_DATASETS) -> dict[str, dict[str, Path]]:
     """The bundled reviews as they are ("reviews", cut at 256 tokens), and the first sentence of each
     review with the whole review's rating as its label ("first_sentences", cut at 128 tokens), the
     VADER tweets (benchmarks/vader_tweets.py, cut at 128 tokens), and 8,000 of its movie-review snippets
@@ -92,7 +95,8 @@ def prepare_datasets(workdir: Path, names: tuple[str, ...] = ("first_sentences",
     sources = (
         ("first_sentences", lambda: sentences_source, reviews, 128),
         ("reviews", lambda: SAMPLE, reviews, 256),
-        ("vader_tweets", lambda: vader_tweets.fetch_tweets(workdir / "vader-source"), vader_tweets.PREPROCESS_OPTIONS, vader_tweets.MAX_LENGTH),
+        ("vader_tweets", lambda: vader_tweets.fetch_tweets(workdir / "vader-source"), vader_tweets.PREPROCESS_OPTIONS,
+         vader_tweets.MAX_LENGTH),
         ("movie_snippets", lambda: vader_tweets.movie_snippet_sample(workdir), vader_tweets.SNIPPET_PREPROCESS_OPTIONS,
          vader_tweets.SNIPPET_MAX_LENGTH),
     )  # fmt: skip

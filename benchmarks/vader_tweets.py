@@ -39,13 +39,17 @@ SDIST = "vaderSentiment-3.3.2.tar.gz"
 SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
 INNER_ARCHIVE = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
 TWEETS_FILE = "hutto_ICWSM_2014/tweets_GroundTruth.txt"
-MOVIE_SNIPPETS_FILE = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
-SNIPPET_COLUMN = "snippet"
 NEUTRAL_BELOW = 0.5  # |mean rating| under half a scale point rounds to the scale's 0
 TEXT_COLUMN, LABEL_COLUMN = "tweet", "sentiment"
 # How preprocess reads the tweets, and the token length they are cut at, wherever a benchmark trains on them.
 PREPROCESS_OPTIONS = {"text_column": TEXT_COLUMN, "label_column": LABEL_COLUMN, "mask_urls": True, "mask_mentions": True}
 MAX_LENGTH = 128
+# The movie-review snippets: where they are, how preprocess reads them, the seeded sample the benchmarks train on.
+MOVIE_SNIPPETS_FILE = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+SNIPPET_COLUMN = "snippet"
+SNIPPET_PREPROCESS_OPTIONS = {"text_column": SNIPPET_COLUMN, "label_column": LABEL_COLUMN, "mask_urls": False, "mask_mentions": False}
+SNIPPET_SAMPLE_ROWS, SNIPPET_SAMPLE_SEED = 8000, 0
+SNIPPET_MAX_LENGTH = 64  # tokens; the longest snippet is 257 characters
 
 
 def fetch_tweets(output: Path) -> Path:
@@ -56,11 +60,6 @@ def fetch_tweets(output: Path) -> Path:
 def fetch_movie_snippets(output: Path) -> Path:
     """The movie-review snippets as Parquet in `output`, as fetch_tweets keeps the tweets."""
     return fetch_rated_texts(output / "movie_snippets.parquet", MOVIE_SNIPPETS_FILE, SNIPPET_COLUMN)
-
-
-SNIPPET_SAMPLE_ROWS, SNIPPET_SAMPLE_SEED = 8000, 0
-SNIPPET_MAX_LENGTH = 64  # tokens; the longest snippet is 257 characters
-SNIPPET_PREPROCESS_OPTIONS = {"text_column": SNIPPET_COLUMN, "label_column": LABEL_COLUMN, "mask_urls": False, "mask_mentions": False}
 
 
 def movie_snippet_sample(work: Path) -> Path:
@@ -125,6 +124,6 @@ def sentiment(mean_rating: float) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3) or sys.argv[2:] not in ([], ["--movie-snippets"]):
+    if len(sys.argv) < 2 or sys.argv[2:] not in ([], ["--movie-snippets"]):
         sys.exit(__doc__)
     print((fetch_movie_snippets if sys.argv[2:] else fetch_tweets)(Path(sys.argv[1])))
