@@ -25,6 +25,7 @@ import time
 from components.lib import storage
 from components.lib.cli import StageResult, run_stage
 from components.lib.common_flags import BASE_MODEL, TRUST_REMOTE_CODE, takes_common_flags
+from components.lib.credentials import CREDENTIAL_NAME, credential_in
 from components.lib.data.contract import TRAIN_SUMMARY_FILE, require_output_of
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
 from components.lib.runtime import S3_SECRET_NAME
@@ -34,6 +35,8 @@ from components.lib.storage.artifacts import staged_input
 from components.lib.training.settings import TrainConfig, takes_settings
 from components.lib.training.train_job import (
     PLAIN_ENV,
+    TRAINER_ENV_PREFIX,
+    NodeEnv,
     NodeExit,
     NodeShape,
     TrainJobs,
@@ -71,6 +74,9 @@ def train_job(
     memory_limit: str = "32Gi",
     s3_secret_name: str = S3_SECRET_NAME,
     image_pull_secrets: str = "",
+    tracking_env_names: str = "",
+    tracking_secret_name: str = "",
+    tracking_secret_keys: str = "",
     runtime: str = DEFAULT_RUNTIME,
     namespace: str = "",
     poll_seconds: float = 15.0,
@@ -98,6 +104,11 @@ def train_job(
       memory_limit: Memory limit of each node.
       s3_secret_name: Kubernetes Secret with the S3 keys, which the node containers take as env.
       image_pull_secrets: Comma-separated Secrets the node pods pull the image with; empty: none.
+      tracking_env_names: Comma-separated plain variables of this step (kubeflow.tracking_env: MLFLOW_TRACKING_URI,
+        ...) handed on to every node as values; a credential among them is refused.
+      tracking_secret_name: Secret with the tracking credentials (kubeflow.tracking_secret_name), which the node
+        containers take as env by reference.
+      tracking_secret_keys: Comma-separated keys of tracking_secret_name, each the variable of that name.
       runtime: The ClusterTrainingRuntime the job runs on.
       namespace: Where the job goes; empty: this pod's namespace (or the kubeconfig's).
       poll_seconds: Seconds between two looks at the job and its pods.
@@ -112,14 +123,15 @@ def train_job(
     for flag, uri in (("--data_uri", data_uri), ("--output_uri", model_uri), ("--checkpoint_uri", checkpoint_uri)):
         if not storage.is_s3(uri):
             raise UserError(f"{flag} {uri!r}: the TrainJob's nodes share no disk with this step; give an s3:// URI")
+    env = node_env(s3_secret_name, names_in(tracking_env_names), tracking_secret_name, names_in(tracking_secret_keys))
     require_output_of("tokenize", data_uri, "--data_uri")
     jobs = connect(namespace)
     name = job_name(run_id, trial)
-    pull_secrets = tuple(name for name in image_pull_secrets.split(",") if name)
+    pull_secrets = names_in(image_pull_secrets)
     shape = NodeShape(gpus_per_node, cpu_request, cpu_limit, memory_request, memory_limit, node_selector, toleration, pull_secrets)
     args = train_args(data_uri, model_uri, base_model, checkpoint_uri, run_id, trial, keep_checkpoints_after_training, report_to,
                       trust_remote_code, gpus_per_node, settings)  # fmt: skip
-    manifest = validated(render(name, image, runtime, nodes, shape, args, s3_secret_name, plain_env()))
+    manifest = validated(render(name, image, runtime, nodes, shape, args, env))
     start_or_attach(jobs, manifest)
     follow(jobs, name, poll_seconds)
     return result(model_uri)
@@ -156,8 +168,31 @@ def train_args(data_uri, model_uri, base_model, checkpoint_uri, run_id, trial, k
     return [word for name, value in flags.items() for word in (f"--{name}", json.dumps(value) if isinstance(value, bool) else str(value))]
 
 
-def plain_env() -> dict:
-    return {key: os.environ[key] for key in PLAIN_ENV if os.environ.get(key)}
+def names_in(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def node_env(s3_secret_name: str, tracking_names: tuple[str, ...], tracking_secret_name: str, tracking_keys: tuple[str, ...]) -> NodeEnv:
+    """What the nodes need of this step's environment, so that train there reports where it does in one pod:
+    the tracking server's address as values, its credentials by reference to their Secret."""
+    if bool(tracking_secret_name) != bool(tracking_keys):
+        raise UserError("--tracking_secret_name and --tracking_secret_keys go together: set both or neither")
+    named = [("--tracking_env_names", name) for name in tracking_names] + [("--tracking_secret_keys", key) for key in tracking_keys]
+    for flag, name in named:
+        if name.startswith(TRAINER_ENV_PREFIX):
+            raise UserError(
+                f"{flag}: {name}: Kubeflow Trainer sets the {TRAINER_ENV_PREFIX}* variables itself and refuses a job that names one"
+            )
+    for name in tracking_names:
+        kind = "a credential's name" if CREDENTIAL_NAME.search(name) else credential_in(os.environ.get(name, ""))
+        if kind:
+            raise UserError(f"--tracking_env_names: {name} holds {kind}, and would be copied into the TrainJob; hand it on through"
+                            " --tracking_secret_name and --tracking_secret_keys")  # fmt: skip
+    missing = [name for name in tracking_names if not os.environ.get(name)]
+    if missing:
+        log.warning("%s: not set in this step's environment, so not handed on to the nodes", ", ".join(missing))
+    plain = {name: os.environ[name] for name in (*PLAIN_ENV, *tracking_names) if os.environ.get(name)}
+    return NodeEnv(s3_secret_name, plain, tracking_secret_name, tracking_keys)
 
 
 def connect(namespace: str) -> TrainJobs:

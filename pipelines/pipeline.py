@@ -27,7 +27,7 @@ import re
 from kfp import dsl, kubernetes
 
 from components.lib.cli import set_signature
-from components.lib.credentials import credential_in
+from components.lib.credentials import CREDENTIAL_NAME, credential_in
 from components.lib.errors import UserError
 from components.lib.quality_gate import PASSES_OUTPUT
 from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS, S3_SECRET_NAME
@@ -53,7 +53,6 @@ SWEEP_PIPELINE_NAME = "textclf-sweep"
 KFOLD_PIPELINE_NAME = "textclf-kfold"
 ACTIVE_BUILD: contextvars.ContextVar = contextvars.ContextVar("active_build")
 log = logging.getLogger("pipelines.pipeline")
-CREDENTIAL_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 # What the KFP driver accepts for a pull policy (backend/src/v2/driver/k8s.go, extendPodSpecPatch).
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -90,7 +89,8 @@ def train_job_task(build: "PipelineBuild", given: dict, tokenize, trial, flags: 
         cpu_request=resources.cpu_request, cpu_limit=resources.cpu_limit, memory_request=resources.memory_request,
         memory_limit=resources.memory_limit, node_selector=given["gpu_node_selector"], toleration=given["gpu_toleration"],
         s3_secret_name=given["s3_secret_name"], image_pull_secrets=",".join(build.settings.image_pull_secrets),
-        runtime=build.settings.train_runtime, **flags,
+        tracking_env_names=",".join(sorted(build.settings.tracking_env)), tracking_secret_name=build.settings.tracking_secret_name,
+        tracking_secret_keys=",".join(build.settings.tracking_secret_keys), runtime=build.settings.train_runtime, **flags,
     )  # fmt: skip
     # It waits as long as the training does: the train task's retry window, on a CPU node.
     build.common(task, given["s3_secret_name"], build.settings.cpu_resources, build.settings.train_retry_window)

@@ -322,6 +322,13 @@ def test_tracking_settings_reach_every_task_and_credentials_only_from_a_secret(t
         secrets = {source.get("secretName"): source["keyToEnv"] for source in platform[name]["secretAsEnv"]}
         assert secrets["textclf-tracking"] == [{"envVar": "MLFLOW_TRACKING_TOKEN", "secretKey": "MLFLOW_TRACKING_TOKEN"}], name
     assert lint.check_pipeline(compiled) == []
+    # On several nodes train_job hands them on to the TrainJob's node containers (tests/test_train_job.py).
+    several = compile_pipeline(dataclasses.replace(settings, train_nodes=2), tmp_path / "nodes.yaml")
+    arguments = next(yaml.safe_load_all(several.read_text()))["root"]["dag"]["tasks"]["train-job"]["inputs"]["parameters"]
+    handed_on = {name: arguments[name]["runtimeValue"]["constant"] for name in ("tracking_env_names", "tracking_secret_name",
+                                                                               "tracking_secret_keys")}  # fmt: skip
+    assert handed_on == {"tracking_env_names": "MLFLOW_EXPERIMENT_NAME,MLFLOW_TRACKING_URI", "tracking_secret_name": "textclf-tracking",
+                         "tracking_secret_keys": "MLFLOW_TRACKING_TOKEN"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -25,16 +25,21 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from components.lib.errors import UserError
-from components.lib.training.train_job import JOBSET_LABEL, RANK_LABEL, NodeShape, job_name, render, validated
-from components.train_job import train_job
+from components.lib.training.train_job import JOBSET_LABEL, RANK_LABEL, NodeEnv, NodeShape, job_name, render, validated
+from components.train_job import node_env, train_job
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REPO, upload_folder
 from tests.json_http import JsonHandler, point_kubernetes_client_at
 from tests.test_distributed import free_port
+from tests.test_tracking import mlflow_server  # noqa: F401  (a fixture: the MLflow server on loopback)
 
 JOBS = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainjobs"
 PODS = "/api/v1/namespaces/team-a/pods"
 MAX_REQUESTS = 3000  # the server stops by itself after this many
-SECRETS = {"s3-credentials": {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY}}
+TRACKING_TOKEN = "planted-node-tracking-token-93be"
+SECRETS = {
+    "s3-credentials": {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY},
+    "tracking-credentials": {"MLFLOW_TRACKING_TOKEN": TRACKING_TOKEN},
+}
 SHAPE = NodeShape("0", "1", "2", "1Gi", "2Gi", {"nvidia.com/gpu.present": "true"}, {"key": "nvidia.com/gpu", "operator": "Exists"})
 
 
@@ -202,8 +207,60 @@ def test_a_nodes_user_error_ends_the_job_with_that_nodes_own_line(trainer_cluste
     assert "Contents" not in s3.list_objects_v2(Bucket="bucket", Prefix="run/")
 
 
+def test_the_nodes_report_to_the_tracking_server_the_step_was_given(trainer_cluster, s3, prepared_data, tiny_model, mlflow_server,  # noqa: F811
+                                                                     monkeypatch):  # fmt: skip
+    """kubeflow.tracking_env and the tracking Secret reach every task, and through train_job every node: its address as a
+    value, its credential by reference. Rank 0 logs the run on the server, where evaluate and register continue it."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server["url"])
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "textclf-nodes")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TRACKING_TOKEN)  # the step's own, from the Secret: never copied
+    flags = step_flags(s3, prepared_data, tiny_model, report_to="mlflow", tracking_env_names="MLFLOW_EXPERIMENT_NAME,MLFLOW_TRACKING_URI",
+                       tracking_secret_name="tracking-credentials", tracking_secret_keys="MLFLOW_TRACKING_TOKEN")  # fmt: skip
+    train_job(**flags)
+    [job] = trainer_cluster.created
+    env = {entry["name"]: entry for entry in job["spec"]["trainer"]["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == {"name": "MLFLOW_TRACKING_URI", "value": mlflow_server["url"]}
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "tracking-credentials", "key": "MLFLOW_TRACKING_TOKEN"}
+    assert TRACKING_TOKEN not in json.dumps(job) and validated(job) == job
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    summary = json.loads(s3.get_object(Bucket="bucket", Key="run/train-job/model/train_summary.json")["Body"].read())
+    run = client.get_run(summary["tracking"]["mlflow_run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "textclf-nodes"
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) >= 2
+
+
+@pytest.mark.parametrize(
+    "environment, flags, complaint",
+    [
+        ({"MLFLOW_TRACKING_TOKEN": TRACKING_TOKEN}, {"tracking_env_names": "MLFLOW_TRACKING_TOKEN"},
+         r"--tracking_env_names: MLFLOW_TRACKING_TOKEN holds a credential's name, and would be copied into the TrainJob"),
+        ({"MLFLOW_TRACKING_URI": "https://user:pa55word@mlflow.example.com"}, {"tracking_env_names": "MLFLOW_TRACKING_URI"},
+         r"--tracking_env_names: MLFLOW_TRACKING_URI holds a URL with a password in it"),
+        ({"PET_NNODES": "4"}, {"tracking_env_names": "PET_NNODES"}, r"--tracking_env_names: PET_NNODES: Kubeflow Trainer sets the PET_\* variables"),
+        ({}, {"tracking_secret_name": "tracking-credentials"}, r"--tracking_secret_name and --tracking_secret_keys go together"),
+    ],
+)  # fmt: skip
+def test_tracking_settings_that_would_leak_or_break_the_job_are_refused_before_it_is_sent(trainer_cluster, s3, prepared_data, tiny_model,
+                                                                                          monkeypatch, environment, flags, complaint):  # fmt: skip
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UserError, match=complaint):
+        train_job(**step_flags(s3, prepared_data, tiny_model, **flags))
+    assert trainer_cluster.created == [] and "Contents" not in s3.list_objects_v2(Bucket="bucket", Prefix="run/")
+
+
+def test_a_tracking_variable_not_set_in_the_step_is_said_and_not_handed_on(monkeypatch, caplog):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.mlflow:5000")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    env = node_env("s3-credentials", ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_URI"), "", ())
+    assert env.plain["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow:5000" and "MLFLOW_EXPERIMENT_NAME" not in env.plain
+    assert "MLFLOW_EXPERIMENT_NAME: not set in this step's environment, so not handed on to the nodes" in caplog.text
+
+
 def test_a_trainjob_of_the_wrong_shape_is_refused_before_it_is_sent():
-    job = render("textclf-train-x", "image", "torch-distributed", 2, SHAPE, ["--epochs", "2"], "s3-credentials", {})
+    job = render("textclf-train-x", "image", "torch-distributed", 2, SHAPE, ["--epochs", "2"], NodeEnv("s3-credentials", {}))
     assert validated(job) == job
     wrong_type = json.loads(json.dumps(job))
     wrong_type["spec"]["trainer"]["numNodes"] = "two"

@@ -30,7 +30,28 @@ JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"  # on every pod of the job; the 
 RANK_LABEL = "batch.kubernetes.io/job-completion-index"  # a node pod's rank (PET_NODE_RANK comes from it)
 GPU = "nvidia.com/gpu"
 PLAIN_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "PYTHONUNBUFFERED")  # this step's own, no secret: handed on as values
+TRAINER_ENV_PREFIX = "PET_"  # the torch plugin sets these itself and refuses a job that names one in env (torch.go, EnforceMLPolicy)
 NAME_PREFIX = "textclf-train-"
+
+
+@dataclass(frozen=True)
+class NodeEnv:
+    """What every node container gets in env: the S3 keys and the tracking credentials by reference to their
+    Secrets (the kubelet resolves them; no value is copied into the job), and plain variables as values."""
+
+    s3_secret_name: str
+    plain: dict[str, str]
+    tracking_secret_name: str = ""
+    tracking_secret_keys: tuple[str, ...] = ()
+
+    def entries(self) -> list[dict]:
+        from_secrets = [
+            (self.s3_secret_name, S3_CREDENTIAL_KEYS, False),
+            (self.s3_secret_name, S3_OPTIONAL_CREDENTIAL_KEYS, True),
+            (self.tracking_secret_name, self.tracking_secret_keys, False),
+        ]
+        references = [secret_reference(name, key, optional) for name, keys, optional in from_secrets for key in keys]
+        return references + [{"name": key, "value": value} for key, value in sorted(self.plain.items())]
 
 
 @dataclass(frozen=True)
@@ -53,7 +74,7 @@ def job_name(run_id: str, trial: str) -> str:
     return NAME_PREFIX + hashlib.sha256(f"{run_id}/{trial}".encode()).hexdigest()[:16]
 
 
-def render(name: str, image: str, runtime: str, nodes: int, shape: NodeShape, args: list[str], secret_name: str, env: dict) -> dict:
+def render(name: str, image: str, runtime: str, nodes: int, shape: NodeShape, args: list[str], env: NodeEnv) -> dict:
     gpus = int(shape.gpus)
     limits = {"cpu": shape.cpu_limit, "memory": shape.memory_limit, **({GPU: str(gpus)} if gpus else {})}
     trainer = {
@@ -63,7 +84,7 @@ def render(name: str, image: str, runtime: str, nodes: int, shape: NodeShape, ar
         "numNodes": nodes,
         "numProcPerNode": max(gpus, 1),
         "resourcesPerNode": {"limits": limits, "requests": {"cpu": shape.cpu_request, "memory": shape.memory_request}},
-        "env": secret_env(secret_name) + [{"name": key, "value": value} for key, value in sorted(env.items())],
+        "env": env.entries(),
     }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -73,13 +94,9 @@ def render(name: str, image: str, runtime: str, nodes: int, shape: NodeShape, ar
     }
 
 
-def secret_env(secret_name: str) -> list[dict]:
-    """The S3 keys from the Secret, as every pipeline task gets them; the kubelet resolves them, nothing is copied."""
-    return [
-        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key, **({"optional": True} if optional else {})}}}
-        for keys, optional in ((S3_CREDENTIAL_KEYS, False), (S3_OPTIONAL_CREDENTIAL_KEYS, True))
-        for key in keys
-    ]
+def secret_reference(secret_name: str, key: str, optional: bool) -> dict:
+    """The variable `key` from the Secret's key of that name, as every pipeline task gets its Secrets' keys."""
+    return {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key, **({"optional": True} if optional else {})}}}
 
 
 def pod_patch(shape: NodeShape) -> dict:
