@@ -38,6 +38,7 @@ from components.lib.training.train_job import (
     TRAINER_ENV_PREFIX,
     NodeEnv,
     NodeExit,
+    NodeSecrets,
     NodeShape,
     TrainJobs,
     condition,
@@ -77,6 +78,7 @@ def train_job(
     tracking_env_names: str = "",
     tracking_secret_name: str = "",
     tracking_secret_keys: str = "",
+    hub_token_secret_name: str = "",
     runtime: str = DEFAULT_RUNTIME,
     namespace: str = "",
     poll_seconds: float = 15.0,
@@ -109,6 +111,7 @@ def train_job(
       tracking_secret_name: Secret with the tracking credentials (kubeflow.tracking_secret_name), which the node
         containers take as env by reference.
       tracking_secret_keys: Comma-separated keys of tracking_secret_name, each the variable of that name.
+      hub_token_secret_name: Secret whose key HF_TOKEN the nodes take as HF_TOKEN (a private or gated base model); empty: none.
       runtime: The ClusterTrainingRuntime the job runs on.
       namespace: Where the job goes; empty: this pod's namespace (or the kubeconfig's).
       poll_seconds: Seconds between two looks at the job and its pods.
@@ -123,7 +126,8 @@ def train_job(
     for flag, uri in (("--data_uri", data_uri), ("--output_uri", model_uri), ("--checkpoint_uri", checkpoint_uri)):
         if not storage.is_s3(uri):
             raise UserError(f"{flag} {uri!r}: the TrainJob's nodes share no disk with this step; give an s3:// URI")
-    env = node_env(s3_secret_name, names_in(tracking_env_names), tracking_secret_name, names_in(tracking_secret_keys))
+    secrets = NodeSecrets(s3_secret_name, tracking_secret_name, names_in(tracking_secret_keys), hub_token_secret_name)
+    env = node_env(names_in(tracking_env_names), secrets)
     require_output_of("tokenize", data_uri, "--data_uri")
     jobs = connect(namespace)
     name = job_name(run_id, trial)
@@ -172,16 +176,17 @@ def names_in(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def node_env(s3_secret_name: str, tracking_names: tuple[str, ...], tracking_secret_name: str, tracking_keys: tuple[str, ...]) -> NodeEnv:
+def node_env(tracking_names: tuple[str, ...], secrets: NodeSecrets) -> NodeEnv:
     """What the nodes need of this step's environment, so that train there reports where it does in one pod:
     the tracking server's address as values, its credentials by reference to their Secret."""
-    if bool(tracking_secret_name) != bool(tracking_keys):
+    tracking_keys = secrets.tracking_secret_keys
+    if bool(secrets.tracking_secret_name) != bool(tracking_keys):
         raise UserError("--tracking_secret_name and --tracking_secret_keys go together: set both or neither")
     named = [("--tracking_env_names", name) for name in tracking_names] + [("--tracking_secret_keys", key) for key in tracking_keys]
     for flag, name in named:
         if name.startswith(TRAINER_ENV_PREFIX):
             raise UserError(
-                f"{flag}: {name}: Kubeflow Trainer sets the {TRAINER_ENV_PREFIX}* variables itself and refuses a job that names one"
+                f"{flag}: {name}: torchrun takes {TRAINER_ENV_PREFIX}* variables as its options, set by Kubeflow Trainer on each node"
             )
     for name in tracking_names:
         kind = "a credential's name" if CREDENTIAL_NAME.search(name) else credential_in(os.environ.get(name, ""))
@@ -192,7 +197,7 @@ def node_env(s3_secret_name: str, tracking_names: tuple[str, ...], tracking_secr
     if missing:
         log.warning("%s: not set in this step's environment, so not handed on to the nodes", ", ".join(missing))
     plain = {name: os.environ[name] for name in (*PLAIN_ENV, *tracking_names) if os.environ.get(name)}
-    return NodeEnv(s3_secret_name, plain, tracking_secret_name, tracking_keys)
+    return NodeEnv(secrets, plain)
 
 
 def connect(namespace: str) -> TrainJobs:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from components.lib.cli import HELP_WORDS, check_flags, typed_command
 from components.lib.errors import USER_ERROR_EXIT_CODE, UserError
-from components.lib.runtime import IMAGE_USER_ID
+from components.lib.runtime import HUB_TOKEN_VARIABLE, IMAGE_USER_ID
 from pipelines.compile import with_image_environment
 from pipelines.config import KubeflowSettings, load_config
 from pipelines.stages import ALL_STAGES, INTERFACES, stage_command, stage_function
@@ -47,7 +47,7 @@ PASSED_ENVIRONMENT = (
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_MAX_ATTEMPTS",
-    "HF_TOKEN",
+    HUB_TOKEN_VARIABLE,
     "HF_HUB_OFFLINE",
 )
 WORKDIR = "/workspace"

@@ -77,6 +77,9 @@ class KubeflowSettings:
     tracking_env: dict[str, str] = field(default_factory=dict)
     tracking_secret_name: str = ""
     tracking_secret_keys: list[str] = field(default_factory=list)
+    # A private or gated base model or hf:// dataset: a Secret whose key HF_TOKEN holds a Hub read token, which
+    # the tasks that read the Hub (preprocess, tokenize, train, a TrainJob's nodes) take as HF_TOKEN. Empty: none.
+    hub_token_secret_name: str = ""
 
     @property
     def cpu_image(self) -> str:

@@ -30,7 +30,7 @@ from components.lib.cli import set_signature
 from components.lib.credentials import CREDENTIAL_NAME, credential_in
 from components.lib.errors import UserError
 from components.lib.quality_gate import PASSES_OUTPUT
-from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS, S3_SECRET_NAME
+from components.lib.runtime import HUB_TOKEN_VARIABLE, IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS, S3_SECRET_NAME
 from components.lib.training.settings import PAUSE_FLAG, SWEEPABLE
 from pipelines.config import KubeflowSettings
 from pipelines.parameters import arguments_for, docstring, pipeline_parameters, store_scope
@@ -62,6 +62,8 @@ KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 def wire_data(build: "PipelineBuild", given: dict):
     preprocess = build.components["preprocess"](**arguments_for("preprocess", given))
     tokenize = build.components["tokenize"](data=preprocess.outputs[DATASET_ARTIFACT], **arguments_for("tokenize", given))
+    build.give_hub_token(preprocess)
+    build.give_hub_token(tokenize)
     return preprocess, tokenize
 
 
@@ -76,6 +78,7 @@ def train_task(build: "PipelineBuild", given: dict, tokenize, trial="", varied: 
         trial=trial, processes=0, expected_gpus=given["gpu_count"], **flags,
     )  # fmt: skip
     build.place_on_gpu(task, given)
+    build.give_hub_token(task)
     return task.set_caching_options(enable_caching=build.settings.cache_train if cache is None else cache)
 
 
@@ -90,7 +93,8 @@ def train_job_task(build: "PipelineBuild", given: dict, tokenize, trial, flags: 
         memory_limit=resources.memory_limit, node_selector=given["gpu_node_selector"], toleration=given["gpu_toleration"],
         s3_secret_name=given["s3_secret_name"], image_pull_secrets=",".join(build.settings.image_pull_secrets),
         tracking_env_names=",".join(sorted(build.settings.tracking_env)), tracking_secret_name=build.settings.tracking_secret_name,
-        tracking_secret_keys=",".join(build.settings.tracking_secret_keys), runtime=build.settings.train_runtime, **flags,
+        tracking_secret_keys=",".join(build.settings.tracking_secret_keys), hub_token_secret_name=build.settings.hub_token_secret_name,
+        runtime=build.settings.train_runtime, **flags,
     )  # fmt: skip
     # It waits as long as the training does: the train task's retry window, on a CPU node.
     build.common(task, given["s3_secret_name"], build.settings.cpu_resources, build.settings.train_retry_window)
@@ -179,9 +183,11 @@ def wire_kfold(build: "PipelineBuild", given: dict) -> None:
     """Every (configuration, fold) item tokenized, trained and evaluated in parallel; one report of them all."""
     ops = build.components
     preprocess = ops["preprocess"](**arguments_for("preprocess", given))
+    build.give_hub_token(preprocess)
     with dsl.ParallelFor(given["kfold_configs"], parallelism=build.settings.sweep_parallelism, name="folds") as item:
         tokenize = ops["tokenize"](data=preprocess.outputs[DATASET_ARTIFACT], num_folds=item.num_folds, fold=item.fold,
                                    fold_seed=item.fold_seed, **arguments_for("tokenize", given))  # fmt: skip
+        build.give_hub_token(tokenize)
         train = train_task(build, given, tokenize, item.trial_id, {name: getattr(item, name) for name in SWEEPABLE})
         evaluate = ops["evaluate"](
             model=train.outputs[MODEL_ARTIFACT], data_uri=tokenize.outputs[TOKENIZED_URI_OUTPUT], batch_size=given["eval_batch_size"]
@@ -250,6 +256,12 @@ class PipelineBuild:
             backoff_factor=2.0,
             backoff_max_duration=retry_window,
         )
+
+    def give_hub_token(self, task) -> None:
+        """preprocess reads hf:// datasets, tokenize and train the base model: private or gated ones need the token, no other task."""
+        if self.settings.hub_token_secret_name:
+            variable = {HUB_TOKEN_VARIABLE: HUB_TOKEN_VARIABLE}
+            kubernetes.use_secret_as_env(task, secret_name=self.settings.hub_token_secret_name, secret_key_to_env=variable)
 
     def place_on_cpu(self, tasks, given: dict) -> None:
         for task in tasks:

@@ -331,6 +331,33 @@ def test_tracking_settings_reach_every_task_and_credentials_only_from_a_secret(t
                          "tracking_secret_keys": "MLFLOW_TRACKING_TOKEN"}  # fmt: skip
 
 
+def test_the_hub_token_goes_only_to_the_tasks_that_read_the_hub_and_to_the_trainjobs_nodes(tmp_path):
+    """A private or gated hf:// dataset or base model: preprocess, tokenize and train read the Hub, no other task gets the token."""
+    hub_token = ("textclf-hub-token", [{"envVar": "HF_TOKEN", "secretKey": "HF_TOKEN"}])
+
+    def stages_given_the_token(compiled: Path) -> dict[str, bool]:
+        """Each stage of the compiled YAML, and whether every one of its tasks takes the token (none may half take it)."""
+        platform = list(yaml.safe_load_all(compiled.read_text()))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        given: dict[str, set[bool]] = {}
+        for name, executor in executors(compiled).items():
+            stage = executor["container"]["command"][-1].removeprefix("components.")
+            sources = platform.get(name, {}).get("secretAsEnv", [])
+            given.setdefault(stage, set()).add(hub_token in [(source.get("secretName"), source["keyToEnv"]) for source in sources])
+        assert all(len(answers) == 1 for answers in given.values()), given
+        return {stage: answers.pop() for stage, answers in given.items()}
+
+    for variant in OUTPUT_NAMES:
+        compiled = compile_pipeline(KubeflowSettings(hub_token_secret_name="textclf-hub-token"), tmp_path / f"{variant}.yaml", variant)
+        given = stages_given_the_token(compiled)
+        assert {stage for stage, has in given.items() if has} == {"preprocess", "tokenize", "train"}, variant
+        assert lint.check_pipeline(compiled) == []
+        assert not any(stages_given_the_token(compile_pipeline(KubeflowSettings(), tmp_path / f"{variant}-none.yaml", variant)).values())
+    several = compile_pipeline(KubeflowSettings(hub_token_secret_name="textclf-hub-token", train_nodes=2), tmp_path / "nodes.yaml")
+    arguments = next(yaml.safe_load_all(several.read_text()))["root"]["dag"]["tasks"]["train-job"]["inputs"]["parameters"]
+    assert arguments["hub_token_secret_name"]["runtimeValue"]["constant"] == "textclf-hub-token"
+    assert {stage for stage, has in stages_given_the_token(several).items() if has} == {"preprocess", "tokenize"}  # nodes: test_train_job
+
+
 @pytest.mark.parametrize(
     "settings, complaint",
     [

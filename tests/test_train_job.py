@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from components.lib.errors import UserError
-from components.lib.training.train_job import JOBSET_LABEL, RANK_LABEL, NodeEnv, NodeShape, job_name, render, validated
+from components.lib.training.train_job import JOBSET_LABEL, RANK_LABEL, NodeEnv, NodeSecrets, NodeShape, job_name, render, validated
 from components.train_job import node_env, train_job
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REPO, upload_folder
 from tests.json_http import JsonHandler, point_kubernetes_client_at
@@ -36,9 +36,11 @@ JOBS = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainjobs"
 PODS = "/api/v1/namespaces/team-a/pods"
 MAX_REQUESTS = 3000  # the server stops by itself after this many
 TRACKING_TOKEN = "planted-node-tracking-token-93be"
+HUB_TOKEN = "hf_plantedNodeHubToken0123456789abcdefghij"
 SECRETS = {
     "s3-credentials": {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY},
     "tracking-credentials": {"MLFLOW_TRACKING_TOKEN": TRACKING_TOKEN},
+    "hub-token": {"HF_TOKEN": HUB_TOKEN},
 }
 SHAPE = NodeShape("0", "1", "2", "1Gi", "2Gi", {"nvidia.com/gpu.present": "true"}, {"key": "nvidia.com/gpu", "operator": "Exists"})
 
@@ -215,13 +217,15 @@ def test_the_nodes_report_to_the_tracking_server_the_step_was_given(trainer_clus
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "textclf-nodes")
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TRACKING_TOKEN)  # the step's own, from the Secret: never copied
     flags = step_flags(s3, prepared_data, tiny_model, report_to="mlflow", tracking_env_names="MLFLOW_EXPERIMENT_NAME,MLFLOW_TRACKING_URI",
-                       tracking_secret_name="tracking-credentials", tracking_secret_keys="MLFLOW_TRACKING_TOKEN")  # fmt: skip
+                       tracking_secret_name="tracking-credentials", tracking_secret_keys="MLFLOW_TRACKING_TOKEN",
+                       hub_token_secret_name="hub-token")  # fmt: skip
     train_job(**flags)
     [job] = trainer_cluster.created
     env = {entry["name"]: entry for entry in job["spec"]["trainer"]["env"]}
     assert env["MLFLOW_TRACKING_URI"] == {"name": "MLFLOW_TRACKING_URI", "value": mlflow_server["url"]}
     assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "tracking-credentials", "key": "MLFLOW_TRACKING_TOKEN"}
-    assert TRACKING_TOKEN not in json.dumps(job) and validated(job) == job
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hub-token", "key": "HF_TOKEN"}  # a private base model
+    assert TRACKING_TOKEN not in json.dumps(job) and HUB_TOKEN not in json.dumps(job) and validated(job) == job
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
@@ -238,7 +242,7 @@ def test_the_nodes_report_to_the_tracking_server_the_step_was_given(trainer_clus
          r"--tracking_env_names: MLFLOW_TRACKING_TOKEN holds a credential's name, and would be copied into the TrainJob"),
         ({"MLFLOW_TRACKING_URI": "https://user:pa55word@mlflow.example.com"}, {"tracking_env_names": "MLFLOW_TRACKING_URI"},
          r"--tracking_env_names: MLFLOW_TRACKING_URI holds a URL with a password in it"),
-        ({"PET_NNODES": "4"}, {"tracking_env_names": "PET_NNODES"}, r"--tracking_env_names: PET_NNODES: Kubeflow Trainer sets the PET_\* variables"),
+        ({"PET_NNODES": "4"}, {"tracking_env_names": "PET_NNODES"}, r"--tracking_env_names: PET_NNODES: torchrun takes PET_\* variables as its options"),
         ({}, {"tracking_secret_name": "tracking-credentials"}, r"--tracking_secret_name and --tracking_secret_keys go together"),
     ],
 )  # fmt: skip
@@ -254,13 +258,13 @@ def test_tracking_settings_that_would_leak_or_break_the_job_are_refused_before_i
 def test_a_tracking_variable_not_set_in_the_step_is_said_and_not_handed_on(monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.mlflow:5000")
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    env = node_env("s3-credentials", ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_URI"), "", ())
+    env = node_env(("MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_URI"), NodeSecrets("s3-credentials"))
     assert env.plain["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow:5000" and "MLFLOW_EXPERIMENT_NAME" not in env.plain
     assert "MLFLOW_EXPERIMENT_NAME: not set in this step's environment, so not handed on to the nodes" in caplog.text
 
 
 def test_a_trainjob_of_the_wrong_shape_is_refused_before_it_is_sent():
-    job = render("textclf-train-x", "image", "torch-distributed", 2, SHAPE, ["--epochs", "2"], NodeEnv("s3-credentials", {}))
+    job = render("textclf-train-x", "image", "torch-distributed", 2, SHAPE, ["--epochs", "2"], NodeEnv(NodeSecrets("s3-credentials"), {}))
     assert validated(job) == job
     wrong_type = json.loads(json.dumps(job))
     wrong_type["spec"]["trainer"]["numNodes"] = "two"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.lib.errors import UserError
-from components.lib.runtime import IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS
+from components.lib.runtime import HUB_TOKEN_VARIABLE, IMAGE_USER_ID, S3_CREDENTIAL_KEYS, S3_OPTIONAL_CREDENTIAL_KEYS
 from components.lib.serving.kubernetes_api import api_message
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
@@ -30,28 +30,41 @@ JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"  # on every pod of the job; the 
 RANK_LABEL = "batch.kubernetes.io/job-completion-index"  # a node pod's rank (PET_NODE_RANK comes from it)
 GPU = "nvidia.com/gpu"
 PLAIN_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "PYTHONUNBUFFERED")  # this step's own, no secret: handed on as values
-TRAINER_ENV_PREFIX = "PET_"  # the torch plugin sets these itself and refuses a job that names one in env (torch.go, EnforceMLPolicy)
+# torchrun reads every PET_<OPTION> as its --option (torch/distributed/argparse_util.py, env); the torch plugin sets five
+# of them itself and refuses a job that names one in env (plugins/torch/torch.go, Validate: TorchRunReservedEnvNames).
+TRAINER_ENV_PREFIX = "PET_"
 NAME_PREFIX = "textclf-train-"
 
 
 @dataclass(frozen=True)
-class NodeEnv:
-    """What every node container gets in env: the S3 keys and the tracking credentials by reference to their
-    Secrets (the kubelet resolves them; no value is copied into the job), and plain variables as values."""
+class NodeSecrets:
+    """The Secrets every pipeline task takes keys of, for the node containers too: by reference (the kubelet
+    resolves them; no value is copied into the job)."""
 
     s3_secret_name: str
-    plain: dict[str, str]
     tracking_secret_name: str = ""
     tracking_secret_keys: tuple[str, ...] = ()
+    hub_token_secret_name: str = ""  # its key HF_TOKEN: a private or gated base model
 
     def entries(self) -> list[dict]:
         from_secrets = [
             (self.s3_secret_name, S3_CREDENTIAL_KEYS, False),
             (self.s3_secret_name, S3_OPTIONAL_CREDENTIAL_KEYS, True),
             (self.tracking_secret_name, self.tracking_secret_keys, False),
+            (self.hub_token_secret_name, (HUB_TOKEN_VARIABLE,) if self.hub_token_secret_name else (), False),
         ]
-        references = [secret_reference(name, key, optional) for name, keys, optional in from_secrets for key in keys]
-        return references + [{"name": key, "value": value} for key, value in sorted(self.plain.items())]
+        return [secret_reference(name, key, optional) for name, keys, optional in from_secrets for key in keys]
+
+
+@dataclass(frozen=True)
+class NodeEnv:
+    """What every node container gets in env: the Secrets' keys by reference, and plain variables as values."""
+
+    secrets: NodeSecrets
+    plain: dict[str, str]
+
+    def entries(self) -> list[dict]:
+        return self.secrets.entries() + [{"name": key, "value": value} for key, value in sorted(self.plain.items())]
 
 
 @dataclass(frozen=True)
