@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks import (
     causal_lm,
+    compile_step,
     default_recipe,
     evaluation_checks,
     generation,
@@ -79,6 +80,7 @@ BENCHMARKS = {
     "lm_curriculum_full_budget": ("benchmarks.lm_curriculum", "--epochs", "32"),
     "time_to_model_snippets": ("benchmarks.time_to_model", "--corpus", "movie_snippets"),
     "train_snippets": ("benchmarks.train_vs_trainer", "--datasets", "movie_snippets"),
+    "compile_step": ("benchmarks.compile_step",),
 }
 # RESULTS.md's sections after the targets: benchmark key, title, renderer.
 SECTIONS = [
@@ -113,6 +115,7 @@ SECTIONS = [
         "23. Training on tweet-length text no setting was chosen on: the train stage beside the Trainer",
         train_vs_trainer.markdown,
     ),
+    ("compile_step", "24. torch.compile in the train stage's step: eager beside compiled, at fixed lengths", compile_step.markdown),
 ]
 QUICK_ARGUMENTS = {
     "train": ["--quick"],
@@ -122,6 +125,7 @@ QUICK_ARGUMENTS = {
     "serve": ["--requests", "40", "--seconds", "5"],
     "profile": ["--steps", "5"],
     "train_snippets": ["--datasets", "movie_snippets", "--quick"],
+    "compile_step": ["--buckets", "16", "--steps", "2"],
 }
 
 

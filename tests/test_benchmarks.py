@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks import vader_tweets
+from benchmarks.compile_step import summarise
 from benchmarks.gpu_train import BERT_BASE, non_embedding_parameters, train_flops_per_token
 from benchmarks.gpu_train import OURS as GPU_OURS
 from benchmarks.gpu_train import TRAINER as GPU_TRAINER
@@ -74,6 +75,20 @@ def results(spread: float = 0.02, strongest_bf16_scores: tuple[float, float] = (
         "tokenize": {"stage_loop_vs_fastest_raw": 0.87, "whole_stage_vs_fastest_raw": 0.77},
         "memory": {"largest_over_smallest_peak_rss": 1.03},
     }
+
+
+def test_a_compiled_step_earns_its_compile_seconds_back_only_when_faster_than_eager():
+    def mode(name, *buckets):
+        return {"mode": name, "buckets": [{"length": length, "first_step_seconds": first, "step_ms": ms} for length, first, ms in buckets]}
+
+    eager = mode("eager", (16, 0.5, 300.0), (32, 0.6, 500.0))
+    faster = mode("static", (16, 40.3, 300.0), (32, 30.4, 400.0))  # compiles 40 + 30 s; 50 ms a step faster on average
+    slower = mode("dynamic", (16, 60.3, 310.0), (32, 0.5, 500.0))
+    rows = {row["mode"]: row for row in summarise([eager, faster, slower])}
+    assert rows["static"] == {"mode": "static", "mean_step_ms": 350.0, "speed_vs_eager": round(400 / 350, 3), "compile_seconds": 70.0,
+                              "break_even_steps": 1400}  # fmt: skip
+    assert rows["dynamic"]["break_even_steps"] is None and rows["dynamic"]["compile_seconds"] == 60.0
+    assert rows["eager"]["break_even_steps"] is None and rows["eager"]["speed_vs_eager"] == 1.0
 
 
 def test_speed_targets_are_judged_against_the_strongest_trainer_at_the_same_precision():
