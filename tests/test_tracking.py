@@ -8,6 +8,7 @@ talk to it over HTTP with the mlflow-skinny client, as on a cluster.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -41,14 +42,17 @@ def free_port() -> int:
 
 
 def server_environment() -> None:
-    """.venv/mlflow-server with the pinned server, made once (about 850 MB) and reused while its pins are unchanged."""
+    """.venv/mlflow-server with the pinned server, made once (about 850 MB) and reused while its pins are unchanged.
+    Two test modules use the server and may run at once on two workers: the first makes it, under a lock."""
     wanted = f"{SERVER_PACKAGE}\n{SERVER_CONSTRAINTS.read_text()}"
-    if INSTALLED_MARKER.is_file() and INSTALLED_MARKER.read_text() == wanted:
-        return
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(SERVER_ENVIRONMENT)], check=True)
-    install = [str(SERVER_PYTHON), "-m", "pip", "install", "--quiet", "-c", str(SERVER_CONSTRAINTS), SERVER_PACKAGE]
-    subprocess.run(install, check=True)
-    INSTALLED_MARKER.write_text(wanted)
+    with (REPO / ".venv" / "mlflow-server.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if INSTALLED_MARKER.is_file() and INSTALLED_MARKER.read_text() == wanted:
+            return
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(SERVER_ENVIRONMENT)], check=True)
+        install = [str(SERVER_PYTHON), "-m", "pip", "install", "--quiet", "-c", str(SERVER_CONSTRAINTS), SERVER_PACKAGE]
+        subprocess.run(install, check=True)
+        INSTALLED_MARKER.write_text(wanted)
 
 
 @pytest.fixture(scope="module")
