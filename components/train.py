@@ -58,6 +58,7 @@ from components.lib.training.lr_finder import RangeTest, lr_range_test
 from components.lib.training.reporters import Reporters, parse_report_to
 from components.lib.training.settings import TrainConfig, takes_settings
 from components.lib.training.trainer import FineTuner, TunerInputs, sample_training_rows, seed_everything
+from components.lib.training.trainjob_status import StatusServer, TrainJobStatus
 
 log = logging.getLogger("components.train")
 
@@ -120,7 +121,9 @@ def train(
         flags_to_match = {**config.resume_relevant(), "world_size": distributed.world_size}
         identity = checkpoint.identity(model, label_names, base_model, flags_to_match)
         work = Path(scratch)
-        reporters = Reporters(reporters_wanted if distributed.is_main else [], work / "logs", asdict(config))
+        status_server = StatusServer.from_environment() if distributed.is_main else None
+        trainjob_status = TrainJobStatus(status_server) if status_server else None
+        reporters = Reporters(reporters_wanted if distributed.is_main else [], work / "logs", asdict(config), trainjob_status)
         tuner = setup.tuner_class(
             TunerInputs(
                 config=config,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from components.lib.errors import UserError
 from components.lib.reporting.tracking import MLFLOW_RUN_KEY
+from components.lib.training.trainjob_status import TrainJobStatus
 
 REPORTERS = ("tensorboard", "mlflow", "wandb")
 
@@ -26,7 +27,8 @@ def parse_report_to(text: str) -> list[str]:
 
 
 class Reporters:
-    def __init__(self, names: list[str], log_dir: Path, run_config: dict) -> None:
+    def __init__(self, names: list[str], log_dir: Path, run_config: dict, trainjob_status: TrainJobStatus | None = None) -> None:
+        self.trainjob_status = trainjob_status  # progress for a Kubeflow Trainer TrainJob's status, where it asks for it
         self.sinks = []
         self.links: dict[str, str] = {}  # where the run can be found again: train_summary.json's "tracking"
         for name in names:
@@ -60,10 +62,19 @@ class Reporters:
         self.links["wandb_run_id"] = run.id
         return (lambda step, values: run.log(values, step=step), run.finish)
 
+    def plan(self, total_steps: int, first_step: int) -> None:
+        """Training is about to run steps first_step + 1 to total_steps (more than one at a resume)."""
+        if self.trainjob_status:
+            self.trainjob_status.plan(total_steps, first_step)
+
     def log(self, step: int, values: dict[str, float]) -> None:
         for log, _ in self.sinks:
             log(step, values)
+        if self.trainjob_status:
+            self.trainjob_status.update(step, values)
 
     def close(self) -> None:
         for _, close in self.sinks:
             close()
+        if self.trainjob_status:
+            self.trainjob_status.close()

@@ -72,6 +72,7 @@ class FineTuner(EvaluationTracking, Checkpointing):
                 log.info(line)
         stop = StopRequest()
         started = time.perf_counter()
+        self.reporters.plan(self.total_steps, self.progress.global_step)
         bar = tqdm(
             total=self.total_steps,
             initial=self.progress.global_step,
