@@ -29,6 +29,7 @@ from tests.json_http import JsonHandler
 STATUS_PATH = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainjobs/job-1/status"
 MAX_REQUESTS = 500  # the server stops by itself after this many
 FIRST_TOKEN, ROTATED_TOKEN = "projected-token-one", "projected-token-two"
+BROKEN = "answer with no HTTP at all"
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
@@ -68,6 +69,9 @@ class Handler(JsonHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.posts.append({"path": self.path, "authorization": self.headers["Authorization"], "body": body})
         self.server.token_file.write_text(ROTATED_TOKEN)  # the projected token rotates: later posts must read it again
+        if self.server.rejection == BROKEN:
+            self.wfile.write(b"not an HTTP answer\r\n\r\n")
+            return None
         if self.server.rejection:
             return self.reply(422, {"kind": "Status", "status": "Failure", "message": self.server.rejection, "reason": "Invalid"})
         return self.reply(200, body)
@@ -129,6 +133,13 @@ def test_a_rejected_post_is_said_once_and_training_goes_on(status_server, prepar
         " have at most 256 items); training goes on, later failures are counted",
         f"TrainJob status: {posts} of {posts} posts to {status_server_url(status_server)} failed",
     ]
+
+
+@pytest.mark.parametrize("status_server", [BROKEN], indirect=True)
+def test_a_broken_answer_is_a_failed_post_not_a_traceback(status_server, prepared_data, tiny_model, tmp_path, caplog, capfd):
+    train_tiny(prepared_data, tiny_model, tmp_path / "model")
+    assert status_server.posts and (tmp_path / "model" / "train_summary.json").is_file()
+    assert "later failures are counted" in caplog.text and "Traceback" not in capfd.readouterr().err
 
 
 def test_a_status_url_that_is_not_https_gets_no_post(status_server, prepared_data, tiny_model, tmp_path, monkeypatch, caplog):

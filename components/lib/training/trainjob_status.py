@@ -16,6 +16,7 @@ when training ends. A post that fails is said once and counted, and training goe
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -136,7 +137,7 @@ class TrainJobStatus:
         self.posts += 1
         try:
             self.server.post(body)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, http.client.HTTPException) as error:  # a broken answer too: never a traceback from the thread
             self.failures += 1
             if self.failures == 1:
                 log.warning("TrainJob status: posting to %s failed (%s); training goes on, later failures are counted",
