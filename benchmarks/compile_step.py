@@ -79,7 +79,7 @@ def timed(step, forward, length: int) -> float:
 def measure_mode(mode: str, buckets: list[int], steps: int, precision: str) -> dict:
     import torch
 
-    torch._dynamo.reset()
+    fresh_compiler()
     model, step = stage_step(precision)
     forward = model if mode in EAGER else torch.compile(model, dynamic=mode == "dynamic")
     rows = []
@@ -89,8 +89,21 @@ def measure_mode(mode: str, buckets: list[int], steps: int, precision: str) -> d
             step(forward, length)
         steady = statistics.mean(timed(step, forward, length) for _ in range(steps))
         rows.append({"length": length, "first_step_seconds": round(first, 2), "step_ms": round(steady * 1000, 1)})
-    graphs = 0 if mode in EAGER else int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
-    return {"mode": mode, "buckets": rows, "graphs_compiled": graphs}
+    return {"mode": mode, "buckets": rows, "graphs_compiled": 0 if mode in EAGER else graphs_compiled()}
+
+
+def fresh_compiler() -> None:
+    """Dynamo as in a new process: its caches and its counters (reset() leaves the counters, which would add up across modes)."""
+    import torch
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+
+
+def graphs_compiled() -> int:
+    import torch
+
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
 def summarise(modes: list[dict]) -> list[dict]:

@@ -91,6 +91,17 @@ def test_a_compiled_step_earns_its_compile_seconds_back_only_when_faster_than_ea
     assert rows["eager"]["break_even_steps"] is None and rows["eager"]["speed_vs_eager"] == 1.0
 
 
+def test_each_compiled_mode_counts_only_its_own_graphs():
+    import torch
+
+    from benchmarks.compile_step import fresh_compiler, graphs_compiled
+
+    for _ in range(2):  # the second mode must not count the first one's graph
+        fresh_compiler()
+        torch.compile(lambda x: x * 2 + 1, backend="eager")(torch.ones(3))
+        assert graphs_compiled() == 1
+
+
 def test_speed_targets_are_judged_against_the_strongest_trainer_at_the_same_precision():
     rows = {name: (figure, verdict) for name, figure, verdict in targets(results())}
     # fp32: 55 / 50 = 1.10x the Trainer with group_by_length and fused AdamW, though 1.22x the one without fused AdamW.
